@@ -1,0 +1,276 @@
+//! The ruleset IR: plain data for the one table `inet nftpol`.
+//!
+//! Everything the agent installs is described here as typed values, never as
+//! nft text: rules are lists of [`Match`]es and one [`Action`], sets carry
+//! typed [`Value`]s. The text form exists only in [`crate::render`], the
+//! kernel form only in `nftpol-netlink`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The table's family, fixed by design: one `inet` table serves both IPv4 and IPv6.
+pub const TABLE_FAMILY: &str = "inet";
+/// The table's name, fixed by design and owned entirely by the agent.
+pub const TABLE_NAME: &str = "nftpol";
+
+/// The whole desired (or observed) content of table `inet nftpol`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Chains by name.
+    pub chains: BTreeMap<String, Chain>,
+    /// Sets and maps by name.
+    pub sets: BTreeMap<String, Set>,
+}
+
+/// A chain: a base chain when `base` is set, a regular chain otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// The chain's name.
+    pub name: String,
+    /// Hook, priority and policy of a base chain; `None` for a regular chain.
+    pub base: Option<BaseChain>,
+    /// What the chain holds, for people reading `nft list`.
+    pub comment: Option<String>,
+    /// Rules in evaluation order.
+    pub rules: Vec<Rule>,
+}
+
+/// The netfilter hook a base chain is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    /// `prerouting`.
+    Prerouting,
+    /// `input`.
+    Input,
+    /// `forward`.
+    Forward,
+    /// `output`.
+    Output,
+    /// `postrouting`.
+    Postrouting,
+}
+
+/// The default verdict of a base chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChainPolicy {
+    /// `policy accept`.
+    Accept,
+    /// `policy drop`.
+    Drop,
+}
+
+/// Attachment of a base chain (always `type filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BaseChain {
+    /// The hook.
+    pub hook: Hook,
+    /// The numeric priority; lower runs first.
+    pub priority: i32,
+    /// The default verdict.
+    pub policy: ChainPolicy,
+}
+
+/// One rule: every match must hold, then the counter counts and the action runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Conditions, all of which must hold.
+    pub matches: Vec<Match>,
+    /// Whether the rule carries a `counter`.
+    pub counter: bool,
+    /// What happens to a packet that matched.
+    pub action: Action,
+    /// Names the policy or purpose, for `nft list` and metrics.
+    pub comment: Option<String>,
+}
+
+/// Conntrack states a rule can test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CtState {
+    /// `invalid`.
+    Invalid,
+    /// `established`.
+    Established,
+    /// `related`.
+    Related,
+    /// `new`.
+    New,
+}
+
+/// A packet field that can be loaded into a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    /// `ip saddr` (implies the packet is IPv4).
+    Ipv4Saddr,
+    /// `ip daddr` (implies the packet is IPv4).
+    Ipv4Daddr,
+    /// `ip6 saddr` (implies the packet is IPv6).
+    Ipv6Saddr,
+    /// `ip6 daddr` (implies the packet is IPv6).
+    Ipv6Daddr,
+    /// `meta l4proto`.
+    L4Proto,
+    /// `th dport`: the destination port of TCP, UDP or SCTP.
+    TransportDport,
+}
+
+/// A condition on a packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    /// `ct state { … }`: the connection is in one of these states.
+    CtState(BTreeSet<CtState>),
+    /// `icmpv6 type FIRST-LAST`.
+    Icmpv6TypeRange {
+        /// First type, inclusive.
+        first: u8,
+        /// Last type, inclusive.
+        last: u8,
+    },
+    /// `fib saddr type local`: the source address belongs to this host.
+    SaddrIsLocal,
+    /// `KEY @set` or `KEY != @set`: the concatenation of `key` is (not) in `set`.
+    Lookup {
+        /// Fields concatenated in order.
+        key: Vec<Field>,
+        /// The set's name.
+        set: String,
+        /// Whether the match is inverted (`!=`).
+        negated: bool,
+    },
+}
+
+/// A final decision or a control transfer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    /// `accept`: final for this base chain only.
+    Accept,
+    /// `drop`: final for the packet.
+    Drop,
+    /// `reject with icmpx admin-prohibited`: final for the packet.
+    Reject,
+    /// `return`.
+    Return,
+    /// `jump CHAIN`.
+    Jump(String),
+    /// `goto CHAIN`.
+    Goto(String),
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// A fixed verdict.
+    Verdict(Verdict),
+    /// `KEY vmap @map`: the verdict stored in `map` for the packet's key, if any.
+    VerdictMap {
+        /// Fields concatenated in order.
+        key: Vec<Field>,
+        /// The verdict map's name.
+        map: String,
+    },
+}
+
+/// The data type of one field of a set key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyType {
+    /// `ipv4_addr`.
+    Ipv4Addr,
+    /// `ipv6_addr`.
+    Ipv6Addr,
+    /// `inet_proto`.
+    InetProto,
+    /// `inet_service`.
+    InetService,
+}
+
+/// A named set, or a verdict map when `is_verdict_map`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    /// The set's name.
+    pub name: String,
+    /// Key field types; more than one is a concatenation.
+    pub key: Vec<KeyType>,
+    /// Whether elements are ranges (`flags interval`).
+    pub interval: bool,
+    /// Whether each element maps to a [`Verdict`].
+    pub is_verdict_map: bool,
+    /// What the set holds, for people reading `nft list`.
+    pub comment: Option<String>,
+    /// The elements.
+    pub elements: BTreeSet<Element>,
+}
+
+/// One value of one key field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Value {
+    /// An IPv4 address.
+    Ipv4(Ipv4Addr),
+    /// An IPv6 address.
+    Ipv6(Ipv6Addr),
+    /// An IP protocol number.
+    Proto(u8),
+    /// A transport port.
+    Port(u16),
+}
+
+/// One set element: a key or, in interval sets, an inclusive range of keys.
+///
+/// `start` and `end` have one value per key field. In a set without
+/// `interval`, `end == start`. In an interval set each field matches
+/// `start[i] ..= end[i]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Element {
+    /// The first key of the range (the key itself outside interval sets).
+    pub start: Vec<Value>,
+    /// The last key of the range, inclusive.
+    pub end: Vec<Value>,
+    /// The mapped verdict, in verdict maps only.
+    pub verdict: Option<Verdict>,
+}
+
+impl Element {
+    /// A single-key element of a set.
+    pub fn key(values: Vec<Value>) -> Self {
+        Self { end: values.clone(), start: values, verdict: None }
+    }
+
+    /// An inclusive range element of an interval set.
+    pub fn range(start: Vec<Value>, end: Vec<Value>) -> Self {
+        Self { start, end, verdict: None }
+    }
+
+    /// A single-key element of a verdict map.
+    pub fn mapping(values: Vec<Value>, verdict: Verdict) -> Self {
+        Self { end: values.clone(), start: values, verdict: Some(verdict) }
+    }
+
+    /// Whether the element covers exactly one key.
+    pub fn is_single(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+impl Set {
+    /// Whether the set is a concatenated interval set (the kernel's pipapo
+    /// backend), whose element deletes cost O(set size).
+    pub fn is_concatenated_interval(&self) -> bool {
+        self.interval && self.key.len() > 1
+    }
+
+    /// The set without its elements: what must match for elements to be
+    /// diffed rather than the set replaced.
+    pub fn shape(&self) -> Set {
+        Set { elements: BTreeSet::new(), ..self.clone() }
+    }
+}
+
+impl Ruleset {
+    /// Total rules over all chains.
+    pub fn rule_count(&self) -> usize {
+        self.chains.values().map(|chain| chain.rules.len()).sum()
+    }
+
+    /// Total elements over all sets and maps.
+    pub fn element_count(&self) -> usize {
+        self.sets.values().map(|set| set.elements.len()).sum()
+    }
+}
