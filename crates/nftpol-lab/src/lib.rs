@@ -1,0 +1,1 @@
+//! Lab (work in progress).
