@@ -1,1 +1,45 @@
-//! x
+//! nftpol-model: Kubernetes objects → the per-node policy model, and a
+//! semantic evaluator that answers straight from the objects and the spec.
+//!
+//! In: k8s-openapi `Namespace`, `Pod`, `NetworkPolicy` and `Node` objects
+//! (a [`Cluster`]). Out: for one node, a [`NodeModel`] that names every pod on
+//! the node, which policies isolate it in each direction, and each policy
+//! rule's peers and ports resolved to addresses and port ranges.
+//!
+//! Pure: no I/O, no clock, no environment. Never panics on input: invalid
+//! parts of a policy become [`ModelError`]s naming `namespace/name` and the
+//! field, and allow nothing, while the policy still isolates the pods it
+//! selects (fail closed).
+//!
+//! Choices where the spec is silent (see `shared/notes/netpol-semantics.md`):
+//! - hostNetwork pods are neither targets nor pod peers; their traffic is node
+//!   traffic, which an `ipBlock` may still match;
+//! - pods without IPs or in phase Succeeded/Failed do not count (an IP is
+//!   often reused while a terminal pod still reports it);
+//! - a policy whose own `podSelector` is invalid isolates every pod of its
+//!   namespace and allows nothing (fail closed);
+//! - a named port used with an `ipBlock` peer matches only addresses of pods
+//!   that declare the name (nothing else has named ports);
+//! - an `ipBlock` that is invalid (bad CIDR, an `except` outside `cidr`)
+//!   allows nothing, whatever its rule's other peers allow.
+
+mod addresses;
+mod cluster;
+mod error;
+mod evaluate;
+pub mod manifests;
+mod pods;
+mod policy;
+mod resolve;
+mod selector;
+
+pub use addresses::{AddressSet, Ipv4Range, Ipv6Range};
+pub use cluster::Cluster;
+pub use error::ModelError;
+pub use evaluate::{evaluate, Connection, Decision, Protocol};
+pub use pods::{ContainerPort, PodView};
+pub use policy::PolicyId;
+pub use resolve::{
+    resolve, LocalPod, NamedPortEndpoint, NodeModel, Peers, PortRange, Ports, ResolvedPolicy,
+    ResolvedRule,
+};

@@ -1,0 +1,16 @@
+//! Errors about input objects.
+
+/// An invalid part of an object. The part allows nothing; the rest of the
+/// object still applies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {object}: {field}: {problem}")]
+pub struct ModelError {
+    /// The object's kind, e.g. `NetworkPolicy`.
+    pub kind: &'static str,
+    /// `namespace/name` (or `name` for cluster-scoped objects).
+    pub object: String,
+    /// The field path, e.g. `spec.ingress[0].from[1].ipBlock.except[2]`.
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+}

@@ -1,0 +1,235 @@
+//! The semantic evaluator: allowed or denied for one connection, straight
+//! from the objects and the spec, without sets or ranges of any kind.
+//!
+//! Spec (`NetworkPolicySpec`): a connection must be allowed by the source
+//! pod's egress and by the destination pod's ingress. A pod is isolated in a
+//! direction when any policy of that type selects it; it is then allowed what
+//! at least one rule of one of those policies allows.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::cluster::Cluster;
+use crate::pods::{PodIndex, PodView};
+use crate::policy::{labels_of, namespace_labels, Peer, Policy, PolicyId, PortSpec, Rule};
+
+/// A transport protocol NetworkPolicy ports can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// TCP (IP protocol 6).
+    Tcp,
+    /// UDP (IP protocol 17).
+    Udp,
+    /// SCTP (IP protocol 132).
+    Sctp,
+}
+
+impl Protocol {
+    /// Parses a `protocol` field; absent means TCP, unknown is `None`.
+    pub fn parse(text: Option<&str>) -> Option<Self> {
+        match text {
+            None | Some("TCP") => Some(Self::Tcp),
+            Some("UDP") => Some(Self::Udp),
+            Some("SCTP") => Some(Self::Sctp),
+            Some(_) => None,
+        }
+    }
+
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::Tcp => 6,
+            Self::Udp => 17,
+            Self::Sctp => 132,
+        }
+    }
+
+    /// The protocol with IP protocol number `number`, if NetworkPolicy knows it.
+    pub fn from_number(number: u8) -> Option<Self> {
+        [Self::Tcp, Self::Udp, Self::Sctp]
+            .into_iter()
+            .find(|protocol| protocol.number() == number)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+            Self::Sctp => "SCTP",
+        })
+    }
+}
+
+/// A new connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    /// Source address.
+    pub source: IpAddr,
+    /// Destination address.
+    pub destination: IpAddr,
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Destination port.
+    pub port: u16,
+}
+
+/// The verdict of one direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The address is not a counted pod: NetworkPolicy does not apply.
+    NotAPod,
+    /// No policy of this direction selects the pod.
+    NotIsolated {
+        /// The pod, `namespace/name`.
+        pod: String,
+    },
+    /// Allowed by this rule.
+    Allowed {
+        /// The pod, `namespace/name`.
+        pod: String,
+        /// The allowing policy.
+        policy: PolicyId,
+        /// The allowing rule's index.
+        rule: usize,
+    },
+    /// Isolated and no rule allows it.
+    Denied {
+        /// The pod, `namespace/name`.
+        pod: String,
+        /// The policies isolating the pod in this direction.
+        isolated_by: Vec<PolicyId>,
+    },
+}
+
+impl Decision {
+    /// Whether this direction lets the connection through.
+    pub fn is_allowed(&self) -> bool {
+        !matches!(self, Self::Denied { .. })
+    }
+}
+
+/// Evaluates `connection`: the source's egress decision, then the destination's
+/// ingress decision. The connection is allowed when both allow it.
+pub fn evaluate(cluster: &Cluster, connection: &Connection) -> (Decision, Decision) {
+    let index = PodIndex::new(&cluster.pods);
+    let mut errors = Vec::new();
+    let mut policies: Vec<Policy> = cluster
+        .policies
+        .iter()
+        .map(|policy| Policy::parse(policy, &mut errors))
+        .collect();
+    policies.sort_by(|a, b| a.id.cmp(&b.id));
+    let evaluator = Evaluator {
+        cluster,
+        index: &index,
+        policies: &policies,
+    };
+    let egress = evaluator.decide(connection, Side::Egress);
+    let ingress = evaluator.decide(connection, Side::Ingress);
+    (egress, ingress)
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Egress,
+    Ingress,
+}
+
+struct Evaluator<'a> {
+    cluster: &'a Cluster,
+    index: &'a PodIndex,
+    policies: &'a [Policy],
+}
+
+impl Evaluator<'_> {
+    fn decide(&self, connection: &Connection, side: Side) -> Decision {
+        let (own, other) = match side {
+            Side::Egress => (connection.source, connection.destination),
+            Side::Ingress => (connection.destination, connection.source),
+        };
+        let Some(pod) = self.index.owner(own) else {
+            return Decision::NotAPod;
+        };
+        let mut isolated_by = Vec::new();
+        for policy in self.policies {
+            if policy.id.namespace != pod.namespace || !policy.targets.selects(&pod.labels) {
+                continue;
+            }
+            let rules = match side {
+                Side::Egress => policy.egress.as_ref(),
+                Side::Ingress => policy.ingress.as_ref(),
+            };
+            let Some(rules) = rules else { continue };
+            if let Some(rule) = rules
+                .iter()
+                .position(|rule| self.rule_allows(rule, other, connection))
+            {
+                return Decision::Allowed {
+                    pod: pod.key(),
+                    policy: policy.id.clone(),
+                    rule,
+                };
+            }
+            isolated_by.push(policy.id.clone());
+        }
+        if isolated_by.is_empty() {
+            Decision::NotIsolated { pod: pod.key() }
+        } else {
+            Decision::Denied {
+                pod: pod.key(),
+                isolated_by,
+            }
+        }
+    }
+
+    fn rule_allows(&self, rule: &Rule, peer_address: IpAddr, connection: &Connection) -> bool {
+        let peer_matches = rule.peers.as_ref().is_none_or(|peers| {
+            peers
+                .iter()
+                .any(|peer| self.peer_matches(peer, peer_address))
+        });
+        let port_matches = rule
+            .ports
+            .as_ref()
+            .is_none_or(|ports| ports.iter().any(|port| self.port_matches(port, connection)));
+        peer_matches && port_matches
+    }
+
+    fn peer_matches(&self, peer: &Peer, address: IpAddr) -> bool {
+        match peer {
+            Peer::Block(block) => block.contains(address),
+            Peer::Pods { .. } => self.index.owner(address).is_some_and(|pod: &PodView| {
+                let namespaces = namespace_labels(&self.cluster.namespaces);
+                peer.selects_pod(
+                    &pod.namespace,
+                    &labels_of(&namespaces, &pod.namespace),
+                    &pod.labels,
+                )
+            }),
+            Peer::Invalid => false,
+        }
+    }
+
+    fn port_matches(&self, port: &PortSpec, connection: &Connection) -> bool {
+        match port {
+            PortSpec::Range {
+                protocol,
+                first,
+                last,
+            } => *protocol == connection.protocol && (*first..=*last).contains(&connection.port),
+            // The name resolves on the destination pod in both directions: on
+            // ingress it is the selected pod, on egress the peer.
+            PortSpec::Named { protocol, name } => {
+                *protocol == connection.protocol
+                    && self
+                        .index
+                        .owner(connection.destination)
+                        .and_then(|pod| pod.named_port(name, *protocol))
+                        == Some(connection.port)
+            }
+            PortSpec::Invalid => false,
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The fields of a Pod that enforcement needs, and which pods count.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::evaluate::Protocol;
+
+/// A declared container port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContainerPort {
+    /// The port's name, if any.
+    pub name: Option<String>,
+    /// The protocol (default TCP).
+    pub protocol: Protocol,
+    /// The port number.
+    pub port: u16,
+}
+
+/// A pod reduced to what enforcement reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodView {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// `spec.nodeName`, if scheduled.
+    pub node_name: Option<String>,
+    /// `spec.hostNetwork`.
+    pub host_network: bool,
+    /// Whether `status.phase` is Succeeded or Failed.
+    pub terminal: bool,
+    /// All parseable addresses of `status.podIPs` (or `status.podIP`), deduplicated.
+    pub ips: Vec<IpAddr>,
+    /// Declared container ports with a valid number and protocol.
+    pub ports: Vec<ContainerPort>,
+}
+
+impl PodView {
+    /// Extracts the fields enforcement needs. Unparseable addresses and ports
+    /// are dropped: they cannot carry traffic the kernel could match.
+    pub fn from_pod(pod: &Pod) -> Self {
+        let meta = &pod.metadata;
+        let spec = pod.spec.as_ref();
+        let status = pod.status.as_ref();
+        let mut ips: Vec<IpAddr> = status
+            .and_then(|status| status.pod_ips.as_ref())
+            .map(|list| {
+                list.iter()
+                    .filter_map(|entry| entry.ip.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ips.is_empty() {
+            ips.extend(
+                status
+                    .and_then(|status| status.pod_ip.as_deref())
+                    .and_then(|ip| ip.parse::<IpAddr>().ok()),
+            );
+        }
+        ips.sort_unstable();
+        ips.dedup();
+        let ports = spec
+            .into_iter()
+            .flat_map(|spec| {
+                spec.containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+            })
+            .flat_map(|container| container.ports.iter().flatten())
+            .filter_map(|port| {
+                Some(ContainerPort {
+                    name: port.name.clone(),
+                    protocol: Protocol::parse(port.protocol.as_deref())?,
+                    port: u16::try_from(port.container_port)
+                        .ok()
+                        .filter(|number| *number > 0)?,
+                })
+            })
+            .collect();
+        Self {
+            namespace: meta
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned()),
+            name: meta.name.clone().unwrap_or_default(),
+            labels: meta.labels.clone().unwrap_or_default(),
+            node_name: spec.and_then(|spec| spec.node_name.clone()),
+            host_network: spec.and_then(|spec| spec.host_network).unwrap_or(false),
+            terminal: matches!(
+                status.and_then(|status| status.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            ),
+            ips,
+            ports,
+        }
+    }
+
+    /// Whether the pod takes part in enforcement: it has addresses of its
+    /// own, is not on the host network and is not terminal.
+    pub fn counts(&self) -> bool {
+        !self.ips.is_empty() && !self.host_network && !self.terminal
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The port number a named port resolves to for `protocol`, if declared.
+    pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|port| port.protocol == protocol && port.name.as_deref() == Some(name))
+            .map(|port| port.port)
+    }
+}
+
+/// The counted pods, and which of them owns each address.
+///
+/// Two counted pods claiming one address is a conflict the API normally
+/// prevents; the first by `namespace/name` owns it, so every layer agrees.
+pub(crate) struct PodIndex {
+    pub(crate) pods: Vec<PodView>,
+    owners: BTreeMap<IpAddr, usize>,
+}
+
+impl PodIndex {
+    pub(crate) fn new(pods: &[Pod]) -> Self {
+        let mut views: Vec<PodView> = pods
+            .iter()
+            .map(PodView::from_pod)
+            .filter(PodView::counts)
+            .collect();
+        views.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let mut owners = BTreeMap::new();
+        for (index, pod) in views.iter().enumerate() {
+            for ip in &pod.ips {
+                owners.entry(*ip).or_insert(index);
+            }
+        }
+        Self {
+            pods: views,
+            owners,
+        }
+    }
+
+    /// The pod owning `address`, if any.
+    pub(crate) fn owner(&self, address: IpAddr) -> Option<&PodView> {
+        self.owners.get(&address).map(|index| &self.pods[*index])
+    }
+
+    /// The addresses `pod` owns.
+    pub(crate) fn owned_ips<'a>(&'a self, pod: &'a PodView) -> impl Iterator<Item = IpAddr> + 'a {
+        pod.ips.iter().copied().filter(move |ip| {
+            self.owner(*ip)
+                .is_some_and(|owner| std::ptr::eq(owner, pod))
+        })
+    }
+}
