@@ -27,6 +27,7 @@ mod addresses;
 mod cluster;
 mod error;
 mod evaluate;
+mod explain;
 pub mod manifests;
 mod pods;
 mod policy;
@@ -37,6 +38,7 @@ pub use addresses::{AddressSet, Ipv4Range, Ipv6Range};
 pub use cluster::Cluster;
 pub use error::ModelError;
 pub use evaluate::{evaluate, Connection, Decision, Protocol};
+pub use explain::explain;
 pub use pods::{ContainerPort, PodView};
 pub use policy::PolicyId;
 pub use resolve::{

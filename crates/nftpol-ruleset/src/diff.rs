@@ -75,18 +75,23 @@ impl Diff {
 
     /// Whether only set elements change (pod churn).
     pub fn is_element_only(&self) -> bool {
-        self.changes
-            .iter()
-            .all(|change| matches!(change, Change::AddElements { .. } | Change::DeleteElements { .. }))
+        self.changes.iter().all(|change| {
+            matches!(
+                change,
+                Change::AddElements { .. } | Change::DeleteElements { .. }
+            )
+        })
     }
 
     /// Elements added and deleted, in that order.
     pub fn element_counts(&self) -> (usize, usize) {
-        self.changes.iter().fold((0, 0), |(added, deleted), change| match change {
-            Change::AddElements { elements, .. } => (added + elements.len(), deleted),
-            Change::DeleteElements { elements, .. } => (added, deleted + elements.len()),
-            _ => (added, deleted),
-        })
+        self.changes
+            .iter()
+            .fold((0, 0), |(added, deleted), change| match change {
+                Change::AddElements { elements, .. } => (added + elements.len(), deleted),
+                Change::DeleteElements { elements, .. } => (added, deleted + elements.len()),
+                _ => (added, deleted),
+            })
     }
 }
 
@@ -103,15 +108,27 @@ pub fn diff(previous: Option<&Ruleset>, next: &Ruleset) -> Diff {
     let replaced_sets: BTreeSet<&str> = next
         .sets
         .values()
-        .filter(|set| old.sets.get(&set.name).is_some_and(|was| must_replace(was, set)))
+        .filter(|set| {
+            old.sets
+                .get(&set.name)
+                .is_some_and(|was| must_replace(was, set))
+        })
         .map(|set| set.name.as_str())
         .collect();
-    let removed_sets: BTreeSet<&str> =
-        old.sets.keys().filter(|name| !next.sets.contains_key(*name)).map(String::as_str).collect();
+    let removed_sets: BTreeSet<&str> = old
+        .sets
+        .keys()
+        .filter(|name| !next.sets.contains_key(*name))
+        .map(String::as_str)
+        .collect();
     let removed_chains: BTreeSet<&str> = old
         .chains
         .values()
-        .filter(|chain| next.chains.get(&chain.name).is_none_or(|now| now.base != chain.base))
+        .filter(|chain| {
+            next.chains
+                .get(&chain.name)
+                .is_none_or(|now| now.base != chain.base)
+        })
         .map(|chain| chain.name.as_str())
         .collect();
     let rewritten_chains: BTreeSet<&str> = next
@@ -120,7 +137,10 @@ pub fn diff(previous: Option<&Ruleset>, next: &Ruleset) -> Diff {
         .filter(|chain| match old.chains.get(&chain.name) {
             Some(was) if !removed_chains.contains(was.name.as_str()) => {
                 was.rules != chain.rules
-                    || chain.rules.iter().any(|rule| references_any(rule, &replaced_sets))
+                    || chain
+                        .rules
+                        .iter()
+                        .any(|rule| references_any(rule, &replaced_sets))
             }
             _ => false,
         })
@@ -138,10 +158,16 @@ pub fn diff(previous: Option<&Ruleset>, next: &Ruleset) -> Diff {
             Some(was) if !replaced_sets.contains(set.name.as_str()) => {
                 let (deleted, added) = element_changes(was, set);
                 if !deleted.is_empty() {
-                    changes.push(Change::DeleteElements { set: set.name.clone(), elements: deleted });
+                    changes.push(Change::DeleteElements {
+                        set: set.name.clone(),
+                        elements: deleted,
+                    });
                 }
                 if !added.is_empty() {
-                    additions.push(Change::AddElements { set: set.name.clone(), elements: added });
+                    additions.push(Change::AddElements {
+                        set: set.name.clone(),
+                        elements: added,
+                    });
                 }
             }
             _ => additions.push(Change::AddElements {
@@ -150,11 +176,22 @@ pub fn diff(previous: Option<&Ruleset>, next: &Ruleset) -> Diff {
             }),
         }
     }
-    additions.retain(|change| !matches!(change, Change::AddElements { elements, .. } if elements.is_empty()));
+    additions.retain(
+        |change| !matches!(change, Change::AddElements { elements, .. } if elements.is_empty()),
+    );
     // Sets go before chains: a verdict map element pointing at a chain holds a
     // reference the kernel checks when the chain is deleted (EBUSY).
-    changes.extend(removed_sets.iter().chain(&replaced_sets).map(|name| Change::DeleteSet((*name).to_owned())));
-    changes.extend(removed_chains.iter().map(|name| Change::DeleteChain((*name).to_owned())));
+    changes.extend(
+        removed_sets
+            .iter()
+            .chain(&replaced_sets)
+            .map(|name| Change::DeleteSet((*name).to_owned())),
+    );
+    changes.extend(
+        removed_chains
+            .iter()
+            .map(|name| Change::DeleteChain((*name).to_owned())),
+    );
     for set in next.sets.values() {
         if !old.sets.contains_key(&set.name) || replaced_sets.contains(set.name.as_str()) {
             changes.push(Change::AddSet(set.shape()));
@@ -163,21 +200,34 @@ pub fn diff(previous: Option<&Ruleset>, next: &Ruleset) -> Diff {
     let new_chains: Vec<&Chain> = next
         .chains
         .values()
-        .filter(|chain| !old.chains.contains_key(&chain.name) || removed_chains.contains(chain.name.as_str()))
+        .filter(|chain| {
+            !old.chains.contains_key(&chain.name) || removed_chains.contains(chain.name.as_str())
+        })
         .collect();
-    changes.extend(new_chains.iter().map(|chain| Change::AddChain(Chain { rules: Vec::new(), ..(*chain).clone() })));
+    changes.extend(new_chains.iter().map(|chain| {
+        Change::AddChain(Chain {
+            rules: Vec::new(),
+            ..(*chain).clone()
+        })
+    }));
     changes.extend(additions);
-    for chain in new_chains.iter().copied().chain(rewritten_chains.iter().map(|name| &next.chains[*name])) {
-        changes.extend(
-            chain.rules.iter().map(|rule| Change::AddRule { chain: chain.name.clone(), rule: rule.clone() }),
-        );
+    for chain in new_chains
+        .iter()
+        .copied()
+        .chain(rewritten_chains.iter().map(|name| &next.chains[*name]))
+    {
+        changes.extend(chain.rules.iter().map(|rule| Change::AddRule {
+            chain: chain.name.clone(),
+            rule: rule.clone(),
+        }));
     }
     Diff { changes }
 }
 
 /// Whether `next` cannot be reached from `was` by element changes.
 fn must_replace(was: &Set, next: &Set) -> bool {
-    was.shape() != next.shape() || (next.is_concatenated_interval() && was.elements != next.elements)
+    was.shape() != next.shape()
+        || (next.is_concatenated_interval() && was.elements != next.elements)
 }
 
 /// Elements to delete from and to add to `was` so it equals `next`.
@@ -193,6 +243,7 @@ fn references_any(rule: &Rule, sets: &BTreeSet<&str>) -> bool {
         .matches
         .iter()
         .any(|matched| matches!(matched, Match::Lookup { set, .. } if sets.contains(set.as_str())));
-    let in_action = matches!(&rule.action, Action::VerdictMap { map, .. } if sets.contains(map.as_str()));
+    let in_action =
+        matches!(&rule.action, Action::VerdictMap { map, .. } if sets.contains(map.as_str()));
     in_matches || in_action
 }

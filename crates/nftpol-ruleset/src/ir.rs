@@ -230,17 +230,29 @@ pub struct Element {
 impl Element {
     /// A single-key element of a set.
     pub fn key(values: Vec<Value>) -> Self {
-        Self { end: values.clone(), start: values, verdict: None }
+        Self {
+            end: values.clone(),
+            start: values,
+            verdict: None,
+        }
     }
 
     /// An inclusive range element of an interval set.
     pub fn range(start: Vec<Value>, end: Vec<Value>) -> Self {
-        Self { start, end, verdict: None }
+        Self {
+            start,
+            end,
+            verdict: None,
+        }
     }
 
     /// A single-key element of a verdict map.
     pub fn mapping(values: Vec<Value>, verdict: Verdict) -> Self {
-        Self { end: values.clone(), start: values, verdict: Some(verdict) }
+        Self {
+            end: values.clone(),
+            start: values,
+            verdict: Some(verdict),
+        }
     }
 
     /// Whether the element covers exactly one key.
@@ -259,7 +271,10 @@ impl Set {
     /// The set without its elements: what must match for elements to be
     /// diffed rather than the set replaced.
     pub fn shape(&self) -> Set {
-        Set { elements: BTreeSet::new(), ..self.clone() }
+        Set {
+            elements: BTreeSet::new(),
+            ..self.clone()
+        }
     }
 }
 

@@ -4,5 +4,8 @@
 //!
 //! Pure: no I/O, no clock, no kernel.
 
+pub mod compile;
 pub mod diff;
 pub mod ir;
+pub mod names;
+pub mod render;

@@ -1,0 +1,168 @@
+//! Every nftables name the compiler uses, built in one place.
+//!
+//! Per-policy objects are `<role>-<HASH>-<namespace>/<name>/<tail>`: HASH is
+//! the first 8 characters of the lowercase base32 SHA-256 of the full,
+//! untruncated identity, so two identities whose readable parts truncate to
+//! the same text still get different names, and a name is stable across
+//! restarts. Only the readable part is truncated. `/` appears only in
+//! per-policy names, so leftovers are recognisable.
+
+use nftpol_model::PolicyId;
+use sha2::{Digest, Sha256};
+
+/// The kernel's limit for chain and set names (`NFT_NAME_MAXLEN` 256, with
+/// the terminating NUL).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// The longest comment `nft` accepts (`NFT_USERDATA_MAXLEN` as nft enforces it).
+pub const MAX_COMMENT_LEN: usize = 128;
+
+/// The address family suffix of per-family objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl Family {
+    /// `v4` or `v6`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Family::V4 => "v4",
+            Family::V6 => "v6",
+        }
+    }
+}
+
+/// Base chains: `filter-<hook>-<direction>`.
+pub fn base_chain(hook: &str, direction: &str) -> String {
+    format!("filter-{hook}-{direction}")
+}
+
+/// A static set or map, family last: `local-pod-ips-v4`.
+pub fn static_set(role: &str, family: Family) -> String {
+    format!("{role}-{}", family.suffix())
+}
+
+/// A chain or set belonging to one policy: `<role>-<HASH>-<ns>/<name>/<tail>`.
+pub fn policy_object(role: &str, policy: &PolicyId, tail: &str) -> String {
+    let identity = format!("{role} {policy} {tail}");
+    truncate(
+        format!("{role}-{}-{policy}/{tail}", short_hash(&identity)),
+        MAX_NAME_LEN,
+    )
+}
+
+/// A per-family set of one policy: `<role>-<HASH>-<ns>/<name>/<tail>-v4`.
+/// The family survives truncation: it tells the key type apart.
+pub fn policy_family_set(role: &str, policy: &PolicyId, tail: &str, family: Family) -> String {
+    let identity = format!("{role} {policy} {tail} {}", family.suffix());
+    let readable = truncate(
+        format!("{role}-{}-{policy}/{tail}", short_hash(&identity)),
+        MAX_NAME_LEN - 3,
+    );
+    format!("{readable}-{}", family.suffix())
+}
+
+/// The chain shared by every local pod that the same policies isolate in
+/// one direction: `<direction>-group-<HASH>`.
+pub fn group_chain(direction: &str, policies: &[&PolicyId]) -> String {
+    let identity: Vec<String> = policies.iter().map(ToString::to_string).collect();
+    format!(
+        "{direction}-group-{}",
+        short_hash(&format!("{direction} {}", identity.join(" ")))
+    )
+}
+
+/// `text` cut to at most `limit` bytes on a character boundary.
+pub fn truncate(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// A comment cut to what nft accepts.
+pub fn comment(text: String) -> String {
+    truncate(text, MAX_COMMENT_LEN)
+}
+
+fn short_hash(identity: &str) -> String {
+    let digest = Sha256::digest(identity.as_bytes());
+    let mut encoded = data_encoding::BASE32_NOPAD
+        .encode(&digest)
+        .to_ascii_lowercase();
+    encoded.truncate(8);
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(namespace: &str, name: &str) -> PolicyId {
+        PolicyId {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    #[test]
+    fn names_are_stable_and_readable() {
+        let name = policy_object("policy", &id("shop", "db-allow"), "ingress");
+        assert_eq!(
+            name,
+            policy_object("policy", &id("shop", "db-allow"), "ingress")
+        );
+        assert!(
+            name.starts_with("policy-") && name.ends_with("-shop/db-allow/ingress"),
+            "{name}"
+        );
+        assert_eq!(
+            name.len(),
+            "policy-".len() + 8 + "-shop/db-allow/ingress".len()
+        );
+    }
+
+    #[test]
+    fn long_names_that_share_a_prefix_stay_distinct_and_within_limits() {
+        let base = "a".repeat(250);
+        let first = policy_family_set(
+            "peers",
+            &id("ns", &format!("{base}x")),
+            "ingress0",
+            Family::V4,
+        );
+        let second = policy_family_set(
+            "peers",
+            &id("ns", &format!("{base}y")),
+            "ingress0",
+            Family::V4,
+        );
+        assert!(first.len() <= MAX_NAME_LEN && second.len() <= MAX_NAME_LEN);
+        assert_ne!(first, second);
+        assert!(first.ends_with("-v4"));
+    }
+
+    #[test]
+    fn truncation_respects_character_boundaries() {
+        assert_eq!(truncate("aé".to_owned(), 2), "a");
+        assert_eq!(comment("x".repeat(300)).len(), MAX_COMMENT_LEN);
+    }
+
+    #[test]
+    fn group_names_depend_on_every_policy() {
+        let (a, b) = (id("x", "a"), id("x", "b"));
+        assert_ne!(
+            group_chain("ingress", &[&a]),
+            group_chain("ingress", &[&a, &b])
+        );
+        assert_ne!(group_chain("ingress", &[&a]), group_chain("egress", &[&a]));
+    }
+}

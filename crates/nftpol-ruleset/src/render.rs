@@ -1,0 +1,239 @@
+//! The IR → `nft -f` syntax: what the agent installs, for people and for
+//! `nft -c` checks.
+//!
+//! Objects are printed so that everything a line refers to is defined above
+//! it: plain sets, then regular chains (callees first), then verdict maps,
+//! then base chains.
+
+use std::collections::BTreeSet;
+// `let _ = writeln!(out, …)` below: writing to a String cannot fail.
+use std::fmt::Write;
+
+use crate::ir::{
+    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule,
+    Ruleset, Set, Value, Verdict, TABLE_FAMILY, TABLE_NAME,
+};
+
+/// Renders the whole table as one `table inet nftpol { … }` block.
+pub fn render(ruleset: &Ruleset) -> String {
+    let mut out = format!("table {TABLE_FAMILY} {TABLE_NAME} {{\n");
+    for set in ruleset.sets.values().filter(|set| !set.is_verdict_map) {
+        render_set(&mut out, set);
+    }
+    for chain in regular_chains_callees_first(ruleset) {
+        render_chain(&mut out, chain);
+    }
+    for set in ruleset.sets.values().filter(|set| set.is_verdict_map) {
+        render_set(&mut out, set);
+    }
+    for chain in ruleset.chains.values().filter(|chain| chain.base.is_some()) {
+        render_chain(&mut out, chain);
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn regular_chains_callees_first(ruleset: &Ruleset) -> Vec<&Chain> {
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut ordered = Vec::new();
+    let mut pending: Vec<&Chain> = ruleset
+        .chains
+        .values()
+        .filter(|chain| chain.base.is_none())
+        .collect();
+    while !pending.is_empty() {
+        let before = pending.len();
+        pending.retain(|chain| {
+            let ready = chain.rules.iter().all(|rule| match &rule.action {
+                Action::Verdict(Verdict::Jump(target) | Verdict::Goto(target)) => {
+                    done.contains(target.as_str()) || !ruleset.chains.contains_key(target)
+                }
+                _ => true,
+            });
+            if ready {
+                done.insert(chain.name.as_str());
+                ordered.push(*chain);
+            }
+            !ready
+        });
+        if pending.len() == before {
+            // A cycle (the kernel would reject it anyway): print the rest as is.
+            ordered.append(&mut pending);
+        }
+    }
+    ordered
+}
+
+fn quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "'"))
+}
+
+fn render_set(out: &mut String, set: &Set) {
+    let kind = if set.is_verdict_map { "map" } else { "set" };
+    let key: Vec<&str> = set.key.iter().map(|key| key_type(*key)).collect();
+    let _ = writeln!(out, "\t{kind} {} {{", set.name);
+    if set.is_verdict_map {
+        let _ = writeln!(out, "\t\ttype {} : verdict", key.join(" . "));
+    } else {
+        let _ = writeln!(out, "\t\ttype {}", key.join(" . "));
+    }
+    if set.interval {
+        out.push_str("\t\tflags interval\n");
+    }
+    if let Some(comment) = &set.comment {
+        let _ = writeln!(out, "\t\tcomment {}", quote(comment));
+    }
+    if !set.elements.is_empty() {
+        let elements: Vec<String> = set.elements.iter().map(element).collect();
+        let _ = writeln!(
+            out,
+            "\t\telements = {{ {} }}",
+            elements.join(",\n\t\t\t     ")
+        );
+    }
+    out.push_str("\t}\n");
+}
+
+fn key_type(key: KeyType) -> &'static str {
+    match key {
+        KeyType::Ipv4Addr => "ipv4_addr",
+        KeyType::Ipv6Addr => "ipv6_addr",
+        KeyType::InetProto => "inet_proto",
+        KeyType::InetService => "inet_service",
+    }
+}
+
+fn value(value: &Value) -> String {
+    match value {
+        Value::Ipv4(address) => address.to_string(),
+        Value::Ipv6(address) => address.to_string(),
+        Value::Proto(6) => "tcp".to_owned(),
+        Value::Proto(17) => "udp".to_owned(),
+        Value::Proto(132) => "sctp".to_owned(),
+        Value::Proto(number) => number.to_string(),
+        Value::Port(number) => number.to_string(),
+    }
+}
+
+fn element(element: &Element) -> String {
+    let fields: Vec<String> = element
+        .start
+        .iter()
+        .zip(&element.end)
+        .map(|(start, end)| {
+            if start == end {
+                value(start)
+            } else {
+                format!("{}-{}", value(start), value(end))
+            }
+        })
+        .collect();
+    match &element.verdict {
+        Some(verdict_value) => format!("{} : {}", fields.join(" . "), verdict(verdict_value)),
+        None => fields.join(" . "),
+    }
+}
+
+fn render_chain(out: &mut String, chain: &Chain) {
+    let _ = writeln!(out, "\tchain {} {{", chain.name);
+    if let Some(comment) = &chain.comment {
+        let _ = writeln!(out, "\t\tcomment {}", quote(comment));
+    }
+    if let Some(BaseChain {
+        hook,
+        priority,
+        policy,
+    }) = chain.base
+    {
+        let policy = match policy {
+            ChainPolicy::Accept => "accept",
+            ChainPolicy::Drop => "drop",
+        };
+        let _ = writeln!(
+            out,
+            "\t\ttype filter hook {} priority {priority}; policy {policy};",
+            hook_name(hook)
+        );
+    }
+    for rule in &chain.rules {
+        let _ = writeln!(out, "\t\t{}", render_rule(rule));
+    }
+    out.push_str("\t}\n");
+}
+
+fn hook_name(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Prerouting => "prerouting",
+        Hook::Input => "input",
+        Hook::Forward => "forward",
+        Hook::Output => "output",
+        Hook::Postrouting => "postrouting",
+    }
+}
+
+/// One rule in nft syntax.
+pub fn render_rule(rule: &Rule) -> String {
+    let mut parts: Vec<String> = rule.matches.iter().map(render_match).collect();
+    if rule.counter {
+        parts.push("counter".to_owned());
+    }
+    parts.push(match &rule.action {
+        Action::Verdict(verdict_value) => verdict(verdict_value),
+        Action::VerdictMap { key, map } => format!("{} vmap @{map}", fields(key)),
+    });
+    if let Some(comment) = &rule.comment {
+        parts.push(format!("comment {}", quote(comment)));
+    }
+    parts.join(" ")
+}
+
+fn render_match(matched: &Match) -> String {
+    match matched {
+        Match::CtState(states) => {
+            let names: Vec<&str> = states
+                .iter()
+                .map(|state| match state {
+                    CtState::Invalid => "invalid",
+                    CtState::Established => "established",
+                    CtState::Related => "related",
+                    CtState::New => "new",
+                })
+                .collect();
+            format!("ct state {}", names.join(","))
+        }
+        Match::Icmpv6TypeRange { first, last } => format!("icmpv6 type {first}-{last}"),
+        Match::SaddrIsLocal => "fib saddr type local".to_owned(),
+        Match::Lookup { key, set, negated } => {
+            format!(
+                "{} {}@{set}",
+                fields(key),
+                if *negated { "!= " } else { "" }
+            )
+        }
+    }
+}
+
+fn fields(key: &[Field]) -> String {
+    key.iter()
+        .map(|field| match field {
+            Field::Ipv4Saddr => "ip saddr",
+            Field::Ipv4Daddr => "ip daddr",
+            Field::Ipv6Saddr => "ip6 saddr",
+            Field::Ipv6Daddr => "ip6 daddr",
+            Field::L4Proto => "meta l4proto",
+            Field::TransportDport => "th dport",
+        })
+        .collect::<Vec<_>>()
+        .join(" . ")
+}
+
+fn verdict(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Accept => "accept".to_owned(),
+        Verdict::Drop => "drop".to_owned(),
+        Verdict::Reject => "reject with icmpx admin-prohibited".to_owned(),
+        Verdict::Return => "return".to_owned(),
+        Verdict::Jump(chain) => format!("jump {chain}"),
+        Verdict::Goto(chain) => format!("goto {chain}"),
+    }
+}
