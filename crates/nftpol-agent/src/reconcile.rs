@@ -1,0 +1,146 @@
+//! The reconcile step.
+
+use std::time::Instant;
+
+use nftpol_model::{resolve, Cluster, ModelError};
+use nftpol_netlink::{ApplyError, Dataplane, ReadError};
+use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_ruleset::diff::diff;
+use nftpol_ruleset::ir::Ruleset;
+
+/// Why a reconcile did not commit. The previous ruleset stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Reading the kernel's table back for a full sync failed.
+    #[error("reading table inet nftpol back from the kernel")]
+    Read(#[source] ReadError),
+    /// The kernel rejected the batch; it is unchanged.
+    #[error("committing the ruleset")]
+    Apply(#[source] ApplyError),
+}
+
+/// What one reconcile did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Reconciles attempted so far, this one included.
+    pub generation: u64,
+    /// Whether the diff was taken against the kernel's state.
+    pub full_sync: bool,
+    /// Changes in the batch (0: nothing to do, no batch sent).
+    pub changes: usize,
+    /// Elements added.
+    pub elements_added: usize,
+    /// Elements deleted.
+    pub elements_deleted: usize,
+    /// Netlink messages sent.
+    pub messages: usize,
+    /// Batch size in bytes.
+    pub bytes: usize,
+    /// Rules in the committed ruleset.
+    pub rules: usize,
+    /// Set elements in the committed ruleset.
+    pub elements: usize,
+    /// Invalid parts of objects (they allow nothing).
+    pub invalid: Vec<ModelError>,
+}
+
+/// Keeps one node's table in step with the cluster.
+pub struct Reconciler<D: Dataplane> {
+    dataplane: D,
+    node: String,
+    options: CompileOptions,
+    committed: Option<Ruleset>,
+    full_sync_next: bool,
+    generation: u64,
+}
+
+impl<D: Dataplane> Reconciler<D> {
+    /// A reconciler for node `node`; its first reconcile is a full sync.
+    pub fn new(dataplane: D, node: impl Into<String>, options: CompileOptions) -> Self {
+        Self {
+            dataplane,
+            node: node.into(),
+            options,
+            committed: None,
+            full_sync_next: true,
+            generation: 0,
+        }
+    }
+
+    /// The ruleset last committed, if any.
+    pub fn committed(&self) -> Option<&Ruleset> {
+        self.committed.as_ref()
+    }
+
+    /// The dataplane, e.g. for verification.
+    pub fn dataplane_mut(&mut self) -> &mut D {
+        &mut self.dataplane
+    }
+
+    /// Brings the kernel to the ruleset `cluster` calls for, in one batch.
+    pub fn reconcile(&mut self, cluster: &Cluster) -> Result<ReconcileReport, ReconcileError> {
+        self.generation += 1;
+        let full_sync = self.full_sync_next;
+        let span = tracing::info_span!(
+            "reconcile",
+            generation = self.generation,
+            sync = if full_sync { "full" } else { "partial" }
+        );
+        let _entered = span.enter();
+        let started = Instant::now();
+
+        let model = resolve(cluster, &self.node);
+        for error in &model.errors {
+            tracing::warn!(%error, "invalid object part allows nothing");
+        }
+        let desired = compile(&model, &self.options);
+        if full_sync {
+            self.committed = self
+                .dataplane
+                .read()
+                .map_err(|error| self.failed(ReconcileError::Read(error)))?;
+        }
+        let changes = diff(self.committed.as_ref(), &desired);
+        let applied = if changes.is_empty() {
+            None
+        } else {
+            Some(
+                self.dataplane
+                    .apply(&changes)
+                    .map_err(|error| self.failed(ReconcileError::Apply(error)))?,
+            )
+        };
+        let (elements_added, elements_deleted) = changes.element_counts();
+        let report = ReconcileReport {
+            generation: self.generation,
+            full_sync,
+            changes: changes.changes.len(),
+            elements_added,
+            elements_deleted,
+            messages: applied.as_ref().map_or(0, |applied| applied.messages),
+            bytes: applied.as_ref().map_or(0, |applied| applied.bytes),
+            rules: desired.rule_count(),
+            elements: desired.element_count(),
+            invalid: model.errors,
+        };
+        self.committed = Some(desired);
+        self.full_sync_next = false;
+        tracing::info!(
+            pods = model.local_pods.len(),
+            policies = model.policies.len(),
+            elements_added,
+            elements_deleted,
+            batch_bytes = report.bytes,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "reconciled"
+        );
+        Ok(report)
+    }
+
+    /// Records a failure: the next reconcile re-reads the kernel's truth.
+    fn failed(&mut self, error: ReconcileError) -> ReconcileError {
+        self.full_sync_next = true;
+        tracing::warn!(error = %error, "reconcile failed; the previous ruleset stays in force");
+        error
+    }
+}
