@@ -9,3 +9,4 @@ pub mod diff;
 pub mod ir;
 pub mod names;
 pub mod render;
+pub mod interpret;

@@ -1,0 +1,179 @@
+//! Walks a packet through the IR as the kernel would: base chains of the
+//! packet's hook in priority order, matches, set and concatenation and
+//! interval lookups, verdict maps, jump/goto/return, chain policies.
+//!
+//! `accept` ends one base chain only; `drop` and `reject` end the packet.
+
+use std::net::IpAddr;
+
+use crate::ir::{Action, ChainPolicy, CtState, Field, Hook, Match, Rule, Ruleset, Value, Verdict};
+use crate::render::render_rule;
+
+/// The kernel's jump stack depth (`NFT_JUMP_STACK_SIZE`).
+const MAX_JUMP_DEPTH: usize = 16;
+
+/// What the interpreter needs to know about a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    /// The hook it traverses.
+    pub hook: Hook,
+    /// Source address.
+    pub source: IpAddr,
+    /// Destination address.
+    pub destination: IpAddr,
+    /// IP protocol number.
+    pub l4proto: u8,
+    /// Destination port (TCP, UDP, SCTP) or ICMPv6 type.
+    pub dport: u16,
+    /// Conntrack state.
+    pub ct_state: CtState,
+    /// Whether the source address belongs to this host (`fib saddr type local`).
+    pub source_is_local: bool,
+}
+
+/// The packet's fate, and the rules that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    /// Whether the packet passes every base chain.
+    pub accepted: bool,
+    /// Rendered rules whose matches held, in order.
+    pub hits: Vec<String>,
+}
+
+/// An IR the kernel would not load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InterpretError {
+    /// A rule names a chain that does not exist.
+    #[error("chain {0} does not exist")]
+    MissingChain(String),
+    /// A rule names a set that does not exist.
+    #[error("set {0} does not exist")]
+    MissingSet(String),
+    /// Jumps nest deeper than the kernel allows.
+    #[error("jumps nest deeper than {MAX_JUMP_DEPTH}")]
+    TooDeep,
+}
+
+/// Runs `packet` through every base chain of its hook.
+pub fn interpret(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, InterpretError> {
+    let mut bases: Vec<_> = ruleset
+        .chains
+        .values()
+        .filter_map(|chain| chain.base.filter(|base| base.hook == packet.hook).map(|base| (base.priority, chain)))
+        .collect();
+    bases.sort_by_key(|(priority, chain)| (*priority, chain.name.clone()));
+    let mut hits = Vec::new();
+    for (_, chain) in bases {
+        let verdict = run_base_chain(ruleset, &chain.name, packet, &mut hits)?;
+        let policy = chain.base.map(|base| base.policy);
+        match verdict {
+            Some(Verdict::Drop | Verdict::Reject) => return Ok(Trace { accepted: false, hits }),
+            None if policy == Some(ChainPolicy::Drop) => return Ok(Trace { accepted: false, hits }),
+            _ => {}
+        }
+    }
+    Ok(Trace { accepted: true, hits })
+}
+
+/// Runs one base chain; `None` when it ends without a final verdict.
+fn run_base_chain(
+    ruleset: &Ruleset,
+    base: &str,
+    packet: &Packet,
+    hits: &mut Vec<String>,
+) -> Result<Option<Verdict>, InterpretError> {
+    // Each frame: chain name and the index of the next rule.
+    let mut stack: Vec<(String, usize)> = Vec::new();
+    let mut current = (base.to_owned(), 0usize);
+    loop {
+        let chain = ruleset.chains.get(&current.0).ok_or_else(|| InterpretError::MissingChain(current.0.clone()))?;
+        let Some(rule) = chain.rules.get(current.1) else {
+            // End of chain: implicit return.
+            match stack.pop() {
+                Some(frame) => {
+                    current = frame;
+                    continue;
+                }
+                None => return Ok(None),
+            }
+        };
+        current.1 += 1;
+        if !rule_matches(ruleset, rule, packet)? {
+            continue;
+        }
+        let verdict = match &rule.action {
+            Action::Verdict(verdict) => Some(verdict.clone()),
+            Action::VerdictMap { key, map } => map_lookup(ruleset, key, map, packet)?,
+        };
+        let Some(verdict) = verdict else { continue };
+        hits.push(format!("{}: {}", chain.name, render_rule(rule)));
+        match verdict {
+            Verdict::Accept | Verdict::Drop | Verdict::Reject => return Ok(Some(verdict)),
+            Verdict::Return => match stack.pop() {
+                Some(frame) => current = frame,
+                None => return Ok(None),
+            },
+            Verdict::Jump(target) => {
+                if stack.len() >= MAX_JUMP_DEPTH {
+                    return Err(InterpretError::TooDeep);
+                }
+                stack.push(std::mem::replace(&mut current, (target, 0)));
+            }
+            Verdict::Goto(target) => current = (target, 0),
+        }
+    }
+}
+
+fn rule_matches(ruleset: &Ruleset, rule: &Rule, packet: &Packet) -> Result<bool, InterpretError> {
+    for matched in &rule.matches {
+        let holds = match matched {
+            Match::CtState(states) => states.contains(&packet.ct_state),
+            Match::Icmpv6TypeRange { first, last } => {
+                packet.source.is_ipv6() && packet.l4proto == 58 && (u16::from(*first)..=u16::from(*last)).contains(&packet.dport)
+            }
+            Match::SaddrIsLocal => packet.source_is_local,
+            Match::Lookup { key, set, negated } => match key_of(key, packet) {
+                // A field of the other family fails its `meta nfproto` dependency:
+                // the rule does not match, negated or not.
+                None => false,
+                Some(values) => set_contains(ruleset, set, &values)?.is_some() != *negated,
+            },
+        };
+        if !holds {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn map_lookup(ruleset: &Ruleset, key: &[Field], map: &str, packet: &Packet) -> Result<Option<Verdict>, InterpretError> {
+    match key_of(key, packet) {
+        None => Ok(None),
+        Some(values) => Ok(set_contains(ruleset, map, &values)?.flatten()),
+    }
+}
+
+/// `Some(data)` when the set holds the key; the data is the mapped verdict.
+fn set_contains(ruleset: &Ruleset, name: &str, values: &[Value]) -> Result<Option<Option<Verdict>>, InterpretError> {
+    let set = ruleset.sets.get(name).ok_or_else(|| InterpretError::MissingSet(name.to_owned()))?;
+    Ok(set
+        .elements
+        .iter()
+        .find(|element| {
+            element.start.len() == values.len()
+                && values.iter().zip(element.start.iter().zip(&element.end)).all(|(value, (start, end))| start <= value && value <= end)
+        })
+        .map(|element| element.verdict.clone()))
+}
+
+fn key_of(key: &[Field], packet: &Packet) -> Option<Vec<Value>> {
+    key.iter()
+        .map(|field| match (field, packet.source, packet.destination) {
+            (Field::Ipv4Saddr, IpAddr::V4(address), _) | (Field::Ipv4Daddr, _, IpAddr::V4(address)) => Some(Value::Ipv4(address)),
+            (Field::Ipv6Saddr, IpAddr::V6(address), _) | (Field::Ipv6Daddr, _, IpAddr::V6(address)) => Some(Value::Ipv6(address)),
+            (Field::L4Proto, ..) => Some(Value::Proto(packet.l4proto)),
+            (Field::TransportDport, ..) => Some(Value::Port(packet.dport)),
+            _ => None,
+        })
+        .collect()
+}

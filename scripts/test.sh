@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian machine as root: installs what
+# the tests need (nftables for `nft -c` and read-back checks, iproute2 for
+# network namespaces, util-linux for unshare), then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+needed=()
+command -v nft >/dev/null 2>&1 || needed+=(nftables)
+command -v ip >/dev/null 2>&1 || needed+=(iproute2)
+command -v unshare >/dev/null 2>&1 || needed+=(util-linux)
+if [ ${#needed[@]} -gt 0 ]; then
+  echo "installing ${needed[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends "${needed[@]}" >/dev/null 2>&1 || {
+    apt-get update >/dev/null
+    apt-get install -y --no-install-recommends "${needed[@]}" >/dev/null
+  }
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/test.sh needs root: the tests build network namespaces and program nftables in them" >&2
+  exit 2
+fi
+
+cargo test --workspace --all-targets --locked
