@@ -93,7 +93,7 @@ impl<D: Dataplane> Reconciler<D> {
         for error in &model.errors {
             tracing::warn!(%error, "invalid object part allows nothing");
         }
-        let desired = compile(&model, &self.options);
+        let desired = compile(&model, self.options);
         if full_sync {
             self.committed = self
                 .dataplane

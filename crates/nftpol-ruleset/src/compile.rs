@@ -213,7 +213,7 @@ fn set(name: &str, key: Vec<KeyType>, interval: bool, comment: String) -> Set {
 }
 
 /// Compiles `model` into the IR of table `inet nftpol`.
-pub fn compile(model: &NodeModel, options: &CompileOptions) -> Ruleset {
+pub fn compile(model: &NodeModel, options: CompileOptions) -> Ruleset {
     let mut ruleset = Ruleset::default();
     add_pod_sets(&mut ruleset, model, options);
     for direction in [Direction::Egress, Direction::Ingress] {
@@ -223,7 +223,7 @@ pub fn compile(model: &NodeModel, options: &CompileOptions) -> Ruleset {
     ruleset
 }
 
-fn add_pod_sets(ruleset: &mut Ruleset, model: &NodeModel, options: &CompileOptions) {
+fn add_pod_sets(ruleset: &mut Ruleset, model: &NodeModel, options: CompileOptions) {
     for family in FAMILIES {
         let local_ips: Vec<IpAddr> = model
             .local_pods
@@ -301,7 +301,7 @@ fn address_elements(addresses: &nftpol_model::AddressSet, family: Family) -> BTr
     }
 }
 
-fn add_base_chains(ruleset: &mut Ruleset, direction: Direction, options: &CompileOptions) {
+fn add_base_chains(ruleset: &mut Ruleset, direction: Direction, options: CompileOptions) {
     for (hook, hook_name) in [(Hook::Forward, "forward"), (Hook::Output, "output")] {
         let mut rules = vec![
             rule(
@@ -400,7 +400,7 @@ fn add_dispatch(
     ruleset: &mut Ruleset,
     model: &NodeModel,
     direction: Direction,
-    options: &CompileOptions,
+    options: CompileOptions,
 ) {
     let mut maps: BTreeMap<Family, Set> = FAMILIES
         .into_iter()
@@ -457,7 +457,7 @@ fn group_chain(
     name: &str,
     direction: Direction,
     ids: &[&PolicyId],
-    options: &CompileOptions,
+    options: CompileOptions,
 ) -> Chain {
     let listed = ids
         .iter()
@@ -645,7 +645,7 @@ fn port_elements(ranges: &[PortRange]) -> BTreeSet<Element> {
         for (first, last) in list {
             match merged.last_mut() {
                 Some(previous) if previous.1.checked_add(1).is_none_or(|next| first <= next) => {
-                    previous.1 = previous.1.max(last)
+                    previous.1 = previous.1.max(last);
                 }
                 _ => merged.push((first, last)),
             }

@@ -99,129 +99,162 @@ impl Diff {
 /// table does not exist yet.
 pub fn diff(previous: Option<&Ruleset>, next: &Ruleset) -> Diff {
     let empty = Ruleset::default();
-    let old = previous.unwrap_or(&empty);
+    let plan = Plan::new(previous.unwrap_or(&empty), next);
     let mut changes = Vec::new();
     if previous.is_none() {
         changes.push(Change::AddTable);
     }
-
-    let replaced_sets: BTreeSet<&str> = next
-        .sets
-        .values()
-        .filter(|set| {
-            old.sets
-                .get(&set.name)
-                .is_some_and(|was| must_replace(was, set))
-        })
-        .map(|set| set.name.as_str())
-        .collect();
-    let removed_sets: BTreeSet<&str> = old
-        .sets
-        .keys()
-        .filter(|name| !next.sets.contains_key(*name))
-        .map(String::as_str)
-        .collect();
-    let removed_chains: BTreeSet<&str> = old
-        .chains
-        .values()
-        .filter(|chain| {
-            next.chains
-                .get(&chain.name)
-                .is_none_or(|now| now.base != chain.base)
-        })
-        .map(|chain| chain.name.as_str())
-        .collect();
-    let rewritten_chains: BTreeSet<&str> = next
-        .chains
-        .values()
-        .filter(|chain| match old.chains.get(&chain.name) {
-            Some(was) if !removed_chains.contains(was.name.as_str()) => {
-                was.rules != chain.rules
-                    || chain
-                        .rules
-                        .iter()
-                        .any(|rule| references_any(rule, &replaced_sets))
-            }
-            _ => false,
-        })
-        .map(|chain| chain.name.as_str())
-        .collect();
-
-    for name in rewritten_chains.iter().chain(&removed_chains) {
-        if !old.chains[*name].rules.is_empty() {
-            changes.push(Change::FlushChain((*name).to_owned()));
-        }
-    }
-    let mut additions = Vec::new();
-    for set in next.sets.values() {
-        match old.sets.get(&set.name) {
-            Some(was) if !replaced_sets.contains(set.name.as_str()) => {
-                let (deleted, added) = element_changes(was, set);
-                if !deleted.is_empty() {
-                    changes.push(Change::DeleteElements {
-                        set: set.name.clone(),
-                        elements: deleted,
-                    });
-                }
-                if !added.is_empty() {
-                    additions.push(Change::AddElements {
-                        set: set.name.clone(),
-                        elements: added,
-                    });
-                }
-            }
-            _ => additions.push(Change::AddElements {
-                set: set.name.clone(),
-                elements: set.elements.iter().cloned().collect(),
-            }),
-        }
-    }
-    additions.retain(
-        |change| !matches!(change, Change::AddElements { elements, .. } if elements.is_empty()),
-    );
+    let (deletions, additions) = plan.element_changes();
+    changes.extend(plan.flushes());
+    changes.extend(deletions);
     // Sets go before chains: a verdict map element pointing at a chain holds a
     // reference the kernel checks when the chain is deleted (EBUSY).
     changes.extend(
-        removed_sets
+        plan.removed_sets
             .iter()
-            .chain(&replaced_sets)
+            .chain(&plan.replaced_sets)
             .map(|name| Change::DeleteSet((*name).to_owned())),
     );
     changes.extend(
-        removed_chains
+        plan.removed_chains
             .iter()
             .map(|name| Change::DeleteChain((*name).to_owned())),
     );
-    for set in next.sets.values() {
-        if !old.sets.contains_key(&set.name) || replaced_sets.contains(set.name.as_str()) {
-            changes.push(Change::AddSet(set.shape()));
-        }
-    }
-    let new_chains: Vec<&Chain> = next
-        .chains
-        .values()
-        .filter(|chain| {
-            !old.chains.contains_key(&chain.name) || removed_chains.contains(chain.name.as_str())
-        })
-        .collect();
-    changes.extend(new_chains.iter().map(|chain| {
+    changes.extend(plan.created_sets().map(|set| Change::AddSet(set.shape())));
+    let created_chains: Vec<&Chain> = plan.created_chains().collect();
+    changes.extend(created_chains.iter().map(|chain| {
         Change::AddChain(Chain {
             rules: Vec::new(),
             ..(*chain).clone()
         })
     }));
     changes.extend(additions);
-    for chain in new_chains
-        .iter()
-        .copied()
-        .chain(rewritten_chains.iter().map(|name| &next.chains[*name]))
-    {
+    let refilled = created_chains
+        .into_iter()
+        .chain(plan.rewritten_chains.iter().map(|name| &next.chains[*name]));
+    for chain in refilled {
         changes.extend(chain.rules.iter().map(|rule| Change::AddRule {
             chain: chain.name.clone(),
             rule: rule.clone(),
         }));
     }
     Diff { changes }
+}
+
+/// What changes between two rulesets, object by object.
+struct Plan<'a> {
+    old: &'a Ruleset,
+    next: &'a Ruleset,
+    /// Sets whose shape changed, or pipapo sets whose elements changed.
+    replaced_sets: BTreeSet<&'a str>,
+    removed_sets: BTreeSet<&'a str>,
+    /// Chains gone, or base chains whose hook, priority or policy changed.
+    removed_chains: BTreeSet<&'a str>,
+    /// Kept chains whose rules must be re-added.
+    rewritten_chains: BTreeSet<&'a str>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(old: &'a Ruleset, next: &'a Ruleset) -> Self {
+        let replaced_sets: BTreeSet<&str> = next
+            .sets
+            .values()
+            .filter(|set| {
+                old.sets
+                    .get(&set.name)
+                    .is_some_and(|was| must_replace(was, set))
+            })
+            .map(|set| set.name.as_str())
+            .collect();
+        let removed_sets = old
+            .sets
+            .keys()
+            .filter(|name| !next.sets.contains_key(*name))
+            .map(String::as_str)
+            .collect();
+        let removed_chains: BTreeSet<&str> = old
+            .chains
+            .values()
+            .filter(|chain| {
+                next.chains
+                    .get(&chain.name)
+                    .is_none_or(|now| now.base != chain.base)
+            })
+            .map(|chain| chain.name.as_str())
+            .collect();
+        let rewritten_chains = next
+            .chains
+            .values()
+            .filter(|chain| match old.chains.get(&chain.name) {
+                Some(was) if !removed_chains.contains(was.name.as_str()) => {
+                    was.rules != chain.rules
+                        || chain
+                            .rules
+                            .iter()
+                            .any(|rule| references_any(rule, &replaced_sets))
+                }
+                _ => false,
+            })
+            .map(|chain| chain.name.as_str())
+            .collect();
+        Self {
+            old,
+            next,
+            replaced_sets,
+            removed_sets,
+            removed_chains,
+            rewritten_chains,
+        }
+    }
+
+    /// Chains whose rules go away: rewritten or removed ones that have rules.
+    fn flushes(&self) -> impl Iterator<Item = Change> + '_ {
+        self.rewritten_chains
+            .iter()
+            .chain(&self.removed_chains)
+            .filter(|name| !self.old.chains[**name].rules.is_empty())
+            .map(|name| Change::FlushChain((*name).to_owned()))
+    }
+
+    /// Element deletes from kept sets, and element adds to kept and new sets.
+    fn element_changes(&self) -> (Vec<Change>, Vec<Change>) {
+        let mut deletions = Vec::new();
+        let mut additions = Vec::new();
+        for set in self.next.sets.values() {
+            let (deleted, added) = match self.old.sets.get(&set.name) {
+                Some(was) if !self.replaced_sets.contains(set.name.as_str()) => {
+                    element_changes(was, set)
+                }
+                _ => (Vec::new(), set.elements.iter().cloned().collect()),
+            };
+            if !deleted.is_empty() {
+                deletions.push(Change::DeleteElements {
+                    set: set.name.clone(),
+                    elements: deleted,
+                });
+            }
+            if !added.is_empty() {
+                additions.push(Change::AddElements {
+                    set: set.name.clone(),
+                    elements: added,
+                });
+            }
+        }
+        (deletions, additions)
+    }
+
+    fn created_sets(&self) -> impl Iterator<Item = &'a Set> + '_ {
+        self.next.sets.values().filter(|set| {
+            !self.old.sets.contains_key(&set.name) || self.replaced_sets.contains(set.name.as_str())
+        })
+    }
+
+    fn created_chains(&self) -> impl Iterator<Item = &'a Chain> + '_ {
+        self.next.chains.values().filter(|chain| {
+            !self.old.chains.contains_key(&chain.name)
+                || self.removed_chains.contains(chain.name.as_str())
+        })
+    }
 }
 
 /// Whether `next` cannot be reached from `was` by element changes.

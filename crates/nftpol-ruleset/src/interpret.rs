@@ -6,7 +6,9 @@
 
 use std::net::IpAddr;
 
-use crate::ir::{Action, ChainPolicy, CtState, Field, Hook, Match, Rule, Ruleset, Value, Verdict};
+use crate::ir::{
+    Action, ChainPolicy, CtState, Element, Field, Hook, Match, Rule, Ruleset, Value, Verdict,
+};
 use crate::render::render_rule;
 
 /// The kernel's jump stack depth (`NFT_JUMP_STACK_SIZE`).
@@ -59,7 +61,12 @@ pub fn interpret(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, InterpretE
     let mut bases: Vec<_> = ruleset
         .chains
         .values()
-        .filter_map(|chain| chain.base.filter(|base| base.hook == packet.hook).map(|base| (base.priority, chain)))
+        .filter_map(|chain| {
+            chain
+                .base
+                .filter(|base| base.hook == packet.hook)
+                .map(|base| (base.priority, chain))
+        })
         .collect();
     bases.sort_by_key(|(priority, chain)| (*priority, chain.name.clone()));
     let mut hits = Vec::new();
@@ -67,12 +74,25 @@ pub fn interpret(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, InterpretE
         let verdict = run_base_chain(ruleset, &chain.name, packet, &mut hits)?;
         let policy = chain.base.map(|base| base.policy);
         match verdict {
-            Some(Verdict::Drop | Verdict::Reject) => return Ok(Trace { accepted: false, hits }),
-            None if policy == Some(ChainPolicy::Drop) => return Ok(Trace { accepted: false, hits }),
+            Some(Verdict::Drop | Verdict::Reject) => {
+                return Ok(Trace {
+                    accepted: false,
+                    hits,
+                })
+            }
+            None if policy == Some(ChainPolicy::Drop) => {
+                return Ok(Trace {
+                    accepted: false,
+                    hits,
+                })
+            }
             _ => {}
         }
     }
-    Ok(Trace { accepted: true, hits })
+    Ok(Trace {
+        accepted: true,
+        hits,
+    })
 }
 
 /// Runs one base chain; `None` when it ends without a final verdict.
@@ -86,7 +106,10 @@ fn run_base_chain(
     let mut stack: Vec<(String, usize)> = Vec::new();
     let mut current = (base.to_owned(), 0usize);
     loop {
-        let chain = ruleset.chains.get(&current.0).ok_or_else(|| InterpretError::MissingChain(current.0.clone()))?;
+        let chain = ruleset
+            .chains
+            .get(&current.0)
+            .ok_or_else(|| InterpretError::MissingChain(current.0.clone()))?;
         let Some(rule) = chain.rules.get(current.1) else {
             // End of chain: implicit return.
             match stack.pop() {
@@ -129,14 +152,16 @@ fn rule_matches(ruleset: &Ruleset, rule: &Rule, packet: &Packet) -> Result<bool,
         let holds = match matched {
             Match::CtState(states) => states.contains(&packet.ct_state),
             Match::Icmpv6TypeRange { first, last } => {
-                packet.source.is_ipv6() && packet.l4proto == 58 && (u16::from(*first)..=u16::from(*last)).contains(&packet.dport)
+                packet.source.is_ipv6()
+                    && packet.l4proto == 58
+                    && (u16::from(*first)..=u16::from(*last)).contains(&packet.dport)
             }
             Match::SaddrIsLocal => packet.source_is_local,
             Match::Lookup { key, set, negated } => match key_of(key, packet) {
                 // A field of the other family fails its `meta nfproto` dependency:
                 // the rule does not match, negated or not.
                 None => false,
-                Some(values) => set_contains(ruleset, set, &values)?.is_some() != *negated,
+                Some(values) => find_element(ruleset, set, &values)?.is_some() != *negated,
             },
         };
         if !holds {
@@ -146,31 +171,46 @@ fn rule_matches(ruleset: &Ruleset, rule: &Rule, packet: &Packet) -> Result<bool,
     Ok(true)
 }
 
-fn map_lookup(ruleset: &Ruleset, key: &[Field], map: &str, packet: &Packet) -> Result<Option<Verdict>, InterpretError> {
+fn map_lookup(
+    ruleset: &Ruleset,
+    key: &[Field],
+    map: &str,
+    packet: &Packet,
+) -> Result<Option<Verdict>, InterpretError> {
     match key_of(key, packet) {
         None => Ok(None),
-        Some(values) => Ok(set_contains(ruleset, map, &values)?.flatten()),
+        Some(values) => {
+            Ok(find_element(ruleset, map, &values)?.and_then(|element| element.verdict.clone()))
+        }
     }
 }
 
-/// `Some(data)` when the set holds the key; the data is the mapped verdict.
-fn set_contains(ruleset: &Ruleset, name: &str, values: &[Value]) -> Result<Option<Option<Verdict>>, InterpretError> {
-    let set = ruleset.sets.get(name).ok_or_else(|| InterpretError::MissingSet(name.to_owned()))?;
-    Ok(set
-        .elements
-        .iter()
-        .find(|element| {
-            element.start.len() == values.len()
-                && values.iter().zip(element.start.iter().zip(&element.end)).all(|(value, (start, end))| start <= value && value <= end)
-        })
-        .map(|element| element.verdict.clone()))
+/// The element of set `name` holding the key, if any.
+fn find_element<'a>(
+    ruleset: &'a Ruleset,
+    name: &str,
+    values: &[Value],
+) -> Result<Option<&'a Element>, InterpretError> {
+    let set = ruleset
+        .sets
+        .get(name)
+        .ok_or_else(|| InterpretError::MissingSet(name.to_owned()))?;
+    Ok(set.elements.iter().find(|element| {
+        element.start.len() == values.len()
+            && values
+                .iter()
+                .zip(element.start.iter().zip(&element.end))
+                .all(|(value, (start, end))| start <= value && value <= end)
+    }))
 }
 
 fn key_of(key: &[Field], packet: &Packet) -> Option<Vec<Value>> {
     key.iter()
         .map(|field| match (field, packet.source, packet.destination) {
-            (Field::Ipv4Saddr, IpAddr::V4(address), _) | (Field::Ipv4Daddr, _, IpAddr::V4(address)) => Some(Value::Ipv4(address)),
-            (Field::Ipv6Saddr, IpAddr::V6(address), _) | (Field::Ipv6Daddr, _, IpAddr::V6(address)) => Some(Value::Ipv6(address)),
+            (Field::Ipv4Saddr, IpAddr::V4(address), _)
+            | (Field::Ipv4Daddr, _, IpAddr::V4(address)) => Some(Value::Ipv4(address)),
+            (Field::Ipv6Saddr, IpAddr::V6(address), _)
+            | (Field::Ipv6Daddr, _, IpAddr::V6(address)) => Some(Value::Ipv6(address)),
             (Field::L4Proto, ..) => Some(Value::Proto(packet.l4proto)),
             (Field::TransportDport, ..) => Some(Value::Port(packet.dport)),
             _ => None,

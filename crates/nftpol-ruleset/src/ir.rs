@@ -270,6 +270,7 @@ impl Set {
 
     /// The set without its elements: what must match for elements to be
     /// diffed rather than the set replaced.
+    #[must_use]
     pub fn shape(&self) -> Set {
         Set {
             elements: BTreeSet::new(),

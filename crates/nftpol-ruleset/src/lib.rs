@@ -6,7 +6,7 @@
 
 pub mod compile;
 pub mod diff;
+pub mod interpret;
 pub mod ir;
 pub mod names;
 pub mod render;
-pub mod interpret;

@@ -21,9 +21,16 @@ const NODE: &str = "node-1";
 /// in its pod CIDRs and the always-allowed pod-to-itself.
 fn node_oracle(cluster: &Cluster, connection: &Connection) -> bool {
     let local_owner = |address: IpAddr| {
-        let mut pods: Vec<PodView> = cluster.pods.iter().map(PodView::from_pod).filter(PodView::counts).collect();
+        let mut pods: Vec<PodView> = cluster
+            .pods
+            .iter()
+            .map(PodView::from_pod)
+            .filter(PodView::counts)
+            .collect();
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        pods.into_iter().find(|pod| pod.ips.contains(&address)).filter(|pod| pod.node_name.as_deref() == Some(NODE))
+        pods.into_iter()
+            .find(|pod| pod.ips.contains(&address))
+            .filter(|pod| pod.node_name.as_deref() == Some(NODE))
     };
     let in_pod_cidrs = |address: IpAddr| match address {
         IpAddr::V4(v4) => v4.octets()[..3] == [10, 244, 1],
@@ -33,16 +40,25 @@ fn node_oracle(cluster: &Cluster, connection: &Connection) -> bool {
         return true;
     }
     let (egress, ingress) = evaluate(cluster, connection);
-    let side_allows = |address: IpAddr, decision: &nftpol_model::Decision| match local_owner(address) {
-        Some(_) => decision.is_allowed(),
-        None => !in_pod_cidrs(address),
-    };
+    let side_allows =
+        |address: IpAddr, decision: &nftpol_model::Decision| match local_owner(address) {
+            Some(_) => decision.is_allowed(),
+            None => !in_pod_cidrs(address),
+        };
     side_allows(connection.source, &egress) && side_allows(connection.destination, &ingress)
 }
 
 fn addresses(cluster: &Cluster) -> Vec<IpAddr> {
-    let mut all: Vec<IpAddr> = cluster.pods.iter().flat_map(|pod| PodView::from_pod(pod).ips).collect();
-    all.extend(strategies::OUTSIDERS.iter().map(|text| text.parse::<IpAddr>().expect("valid literal")));
+    let mut all: Vec<IpAddr> = cluster
+        .pods
+        .iter()
+        .flat_map(|pod| PodView::from_pod(pod).ips)
+        .collect();
+    all.extend(
+        strategies::OUTSIDERS
+            .iter()
+            .map(|text| text.parse::<IpAddr>().expect("valid literal")),
+    );
     all.sort_unstable();
     all.dedup();
     all
@@ -70,7 +86,7 @@ proptest! {
             prop::sample::select(vec![Protocol::Tcp, Protocol::Udp, Protocol::Sctp]),
             prop::sample::select(vec![53u16, 79, 80, 81, 82, 83])), 6),
     ) {
-        let ruleset = compile(&resolve(&cluster, NODE), &CompileOptions::default());
+        let ruleset = compile(&resolve(&cluster, NODE), CompileOptions::default());
         let pool = addresses(&cluster);
         for (source, destination, protocol, port) in picks {
             let source = *source.get(&pool);
@@ -92,8 +108,8 @@ proptest! {
         second in strategies::cluster(),
     ) {
         let options = CompileOptions::default();
-        let before = compile(&resolve(&first, NODE), &options);
-        let after = compile(&resolve(&second, NODE), &options);
+        let before = compile(&resolve(&first, NODE), options);
+        let after = compile(&resolve(&second, NODE), options);
         let mut state = before.clone();
         apply(&mut state, &diff(Some(&before), &after).changes);
         prop_assert_eq!(&state, &after);
@@ -108,29 +124,57 @@ fn apply(state: &mut Ruleset, changes: &[Change]) {
     for change in changes {
         match change {
             Change::AddTable => {}
-            Change::FlushChain(name) => state.chains.get_mut(name).expect("flushed chain exists").rules.clear(),
+            Change::FlushChain(name) => state
+                .chains
+                .get_mut(name)
+                .expect("flushed chain exists")
+                .rules
+                .clear(),
             Change::DeleteElements { set, elements } => {
                 let held = &mut state.sets.get_mut(set).expect("set exists").elements;
                 for element in elements {
-                    assert!(held.remove(element), "deleting absent element {element:?} from {set}");
+                    assert!(
+                        held.remove(element),
+                        "deleting absent element {element:?} from {set}"
+                    );
                 }
             }
             Change::DeleteChain(name) => {
                 let chain = state.chains.remove(name).expect("deleted chain exists");
                 assert!(chain.rules.is_empty(), "deleting chain {name} with rules");
             }
-            Change::DeleteSet(name) => assert!(state.sets.remove(name).is_some(), "deleting absent set {name}"),
-            Change::AddSet(set) => assert!(state.sets.insert(set.name.clone(), set.clone()).is_none(), "set exists"),
+            Change::DeleteSet(name) => assert!(
+                state.sets.remove(name).is_some(),
+                "deleting absent set {name}"
+            ),
+            Change::AddSet(set) => assert!(
+                state.sets.insert(set.name.clone(), set.clone()).is_none(),
+                "set exists"
+            ),
             Change::AddChain(chain) => {
-                assert!(state.chains.insert(chain.name.clone(), chain.clone()).is_none(), "chain exists");
+                assert!(
+                    state
+                        .chains
+                        .insert(chain.name.clone(), chain.clone())
+                        .is_none(),
+                    "chain exists"
+                );
             }
             Change::AddElements { set, elements } => {
                 let held = &mut state.sets.get_mut(set).expect("set exists").elements;
                 for element in elements {
-                    assert!(held.insert(element.clone()), "adding existing element {element:?} to {set}");
+                    assert!(
+                        held.insert(element.clone()),
+                        "adding existing element {element:?} to {set}"
+                    );
                 }
             }
-            Change::AddRule { chain, rule } => state.chains.get_mut(chain).expect("chain exists").rules.push(rule.clone()),
+            Change::AddRule { chain, rule } => state
+                .chains
+                .get_mut(chain)
+                .expect("chain exists")
+                .rules
+                .push(rule.clone()),
         }
     }
 }

@@ -75,7 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             print(&nftpol_ruleset::render::render(&compile(
                 &model,
-                &CompileOptions::default(),
+                CompileOptions::default(),
             )))?;
         }
         Command::Explain {

@@ -30,8 +30,15 @@ fn nft_check(text: &str) -> Result<(), String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|error| format!("cannot run `unshare --net nft` (install util-linux and nftables; needs root): {error}"))?;
-    child.stdin.take().expect("stdin is piped").write_all(text.as_bytes()).map_err(|error| error.to_string())?;
-    let output = child.wait_with_output().map_err(|error| error.to_string())?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .map_err(|error| error.to_string())?;
+    let output = child
+        .wait_with_output()
+        .map_err(|error| error.to_string())?;
     if output.status.success() {
         Ok(())
     } else {
@@ -42,15 +49,26 @@ fn nft_check(text: &str) -> Result<(), String> {
 #[test]
 fn nft_accepts_every_rendered_scenario() {
     let files = scenario_files();
-    assert!(files.len() >= 30, "expected the integration scenarios, found {}", files.len());
+    assert!(
+        files.len() >= 30,
+        "expected the integration scenarios, found {}",
+        files.len()
+    );
     for file in files {
         let text = std::fs::read_to_string(&file).expect("readable scenario");
-        let parsed = nftpol_model::manifests::parse(&text).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+        let parsed = nftpol_model::manifests::parse(&text)
+            .unwrap_or_else(|error| panic!("{}: {error}", file.display()));
         for node in ["node-1", "node-2"] {
-            let ruleset = compile(&nftpol_model::resolve(&parsed.cluster, node), &CompileOptions::default());
+            let ruleset = compile(
+                &nftpol_model::resolve(&parsed.cluster, node),
+                CompileOptions::default(),
+            );
             let rendered = nftpol_ruleset::render::render(&ruleset);
             if let Err(error) = nft_check(&rendered) {
-                panic!("{} on {node}: nft rejects the rendering:\n{error}\n{rendered}", file.display());
+                panic!(
+                    "{} on {node}: nft rejects the rendering:\n{error}\n{rendered}",
+                    file.display()
+                );
             }
         }
     }

@@ -1,0 +1,365 @@
+//! Generators of random clusters and packets for the property tests.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, Namespace, Node, NodeSpec, Pod, PodIP, PodSpec, PodStatus,
+};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use nftpol_model::Cluster;
+use proptest::prelude::*;
+
+/// The namespaces every generated cluster has.
+pub const NAMESPACES: [&str; 3] = ["x", "y", "z"];
+/// Addresses outside every pod, per family.
+pub const OUTSIDERS: [&str; 4] = [
+    "203.0.113.7",
+    "10.244.1.200",
+    "2001:db8::7",
+    "fd00:10:244:1::200",
+];
+
+fn labels(pairs: Vec<(&'static str, &'static str)>) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn label_pairs() -> impl Strategy<Value = Vec<(&'static str, &'static str)>> {
+    (
+        prop::option::of(prop::sample::select(vec!["a", "b", "c"])),
+        prop::option::of(prop::sample::select(vec!["web", "db"])),
+    )
+        .prop_map(|(pod, app)| {
+            let mut pairs = Vec::new();
+            if let Some(pod) = pod {
+                pairs.push(("pod", pod));
+            }
+            if let Some(app) = app {
+                pairs.push(("app", app));
+            }
+            pairs
+        })
+}
+
+fn selector() -> impl Strategy<Value = LabelSelector> {
+    let keys = prop::sample::select(vec![
+        "pod",
+        "app",
+        "ns",
+        "team",
+        "kubernetes.io/metadata.name",
+    ]);
+    let values = prop::collection::vec(
+        prop::sample::select(vec!["a", "b", "web", "db", "x", "y", "red"]),
+        0..3,
+    );
+    let operator = prop::sample::select(vec!["In", "NotIn", "Exists", "DoesNotExist", "Bogus"]);
+    (
+        prop::collection::btree_map(
+            keys.clone(),
+            prop::sample::select(vec!["a", "b", "web", "x", "y", "red"]),
+            0..2,
+        ),
+        prop::collection::vec((keys, operator, values), 0..2),
+    )
+        .prop_map(|(match_labels, expressions)| LabelSelector {
+            match_labels: if match_labels.is_empty() {
+                None
+            } else {
+                Some(
+                    match_labels
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                )
+            },
+            match_expressions: if expressions.is_empty() {
+                None
+            } else {
+                Some(
+                    expressions
+                        .into_iter()
+                        .map(|(key, operator, values)| LabelSelectorRequirement {
+                            key: key.to_owned(),
+                            operator: operator.to_owned(),
+                            values: if operator == "Exists" || operator == "DoesNotExist" {
+                                None
+                            } else {
+                                Some(values.into_iter().map(str::to_owned).collect())
+                            },
+                        })
+                        .collect(),
+                )
+            },
+        })
+}
+
+fn ip_block() -> impl Strategy<Value = IPBlock> {
+    prop::sample::select(vec![
+        ("10.244.0.0/16", vec![]),
+        ("10.244.1.0/24", vec!["10.244.1.0/30"]),
+        ("10.244.2.0/24", vec!["10.244.2.4/31", "10.244.2.8/29"]),
+        ("0.0.0.0/0", vec!["10.244.1.0/24"]),
+        ("::/0", vec![]),
+        ("fd00:10:244::/48", vec!["fd00:10:244:2::/64"]),
+        ("10.244.1.3/32", vec![]),
+        ("203.0.113.0/24", vec![]),
+        ("10.244.1.0/24", vec!["10.244.2.0/24"]),
+        ("bogus", vec![]),
+        ("10.244.1.0/24", vec!["10.244.1.0/24"]),
+    ])
+    .prop_map(|(cidr, except)| IPBlock {
+        cidr: cidr.to_owned(),
+        except: if except.is_empty() {
+            None
+        } else {
+            Some(except.into_iter().map(str::to_owned).collect())
+        },
+    })
+}
+
+fn peer() -> impl Strategy<Value = NetworkPolicyPeer> {
+    prop_oneof![
+        selector().prop_map(|pods| NetworkPolicyPeer {
+            pod_selector: Some(pods),
+            ..Default::default()
+        }),
+        selector().prop_map(|namespaces| NetworkPolicyPeer {
+            namespace_selector: Some(namespaces),
+            ..Default::default()
+        }),
+        (selector(), selector()).prop_map(|(namespaces, pods)| NetworkPolicyPeer {
+            namespace_selector: Some(namespaces),
+            pod_selector: Some(pods),
+            ..Default::default()
+        }),
+        ip_block().prop_map(|block| NetworkPolicyPeer {
+            ip_block: Some(block),
+            ..Default::default()
+        }),
+    ]
+}
+
+fn port() -> impl Strategy<Value = NetworkPolicyPort> {
+    (
+        prop::sample::select(vec![
+            None,
+            Some("TCP"),
+            Some("UDP"),
+            Some("SCTP"),
+            Some("ICMP"),
+        ]),
+        prop::sample::select(vec![
+            None,
+            Some(IntOrString::Int(80)),
+            Some(IntOrString::Int(81)),
+            Some(IntOrString::Int(0)),
+            Some(IntOrString::String("http".to_owned())),
+            Some(IntOrString::String("dns".to_owned())),
+        ]),
+        prop::sample::select(vec![None, None, Some(81), Some(83), Some(79)]),
+    )
+        .prop_map(|(protocol, port, end_port)| NetworkPolicyPort {
+            protocol: protocol.map(str::to_owned),
+            port,
+            end_port,
+        })
+}
+
+type Rule = (
+    Option<Vec<NetworkPolicyPeer>>,
+    Option<Vec<NetworkPolicyPort>>,
+);
+
+fn rule() -> impl Strategy<Value = Rule> {
+    (
+        prop::option::of(prop::collection::vec(peer(), 0..3)),
+        prop::option::of(prop::collection::vec(port(), 0..3)),
+    )
+}
+
+fn policy(index: usize) -> impl Strategy<Value = NetworkPolicy> {
+    (
+        0..NAMESPACES.len(),
+        selector(),
+        prop::sample::select(vec![
+            None,
+            Some(vec!["Ingress"]),
+            Some(vec!["Egress"]),
+            Some(vec!["Ingress", "Egress"]),
+        ]),
+        prop::option::of(prop::collection::vec(rule(), 0..3)),
+        prop::option::of(prop::collection::vec(rule(), 0..3)),
+    )
+        .prop_map(
+            move |(namespace, pod_selector, types, ingress, egress)| NetworkPolicy {
+                metadata: ObjectMeta {
+                    name: Some(format!("policy-{index}")),
+                    namespace: Some(NAMESPACES[namespace].to_owned()),
+                    ..Default::default()
+                },
+                spec: Some(NetworkPolicySpec {
+                    pod_selector: Some(pod_selector),
+                    policy_types: types.map(|list| list.into_iter().map(str::to_owned).collect()),
+                    ingress: ingress.map(|rules| {
+                        rules
+                            .into_iter()
+                            .map(|(from, ports)| NetworkPolicyIngressRule { from, ports })
+                            .collect()
+                    }),
+                    egress: egress.map(|rules| {
+                        rules
+                            .into_iter()
+                            .map(|(to, ports)| NetworkPolicyEgressRule { to, ports })
+                            .collect()
+                    }),
+                }),
+            },
+        )
+}
+
+/// Addresses a pod may get, per node: small pools so reuse happens.
+fn pod_ips(node: usize) -> impl Strategy<Value = Vec<IpAddr>> {
+    (0u8..5, 0u8..3).prop_map(move |(host, families)| {
+        let v4: IpAddr = format!("10.244.{node}.{}", host + 1)
+            .parse()
+            .expect("valid literal");
+        let v6: IpAddr = format!("fd00:10:244:{node}::{}", host + 1)
+            .parse()
+            .expect("valid literal");
+        match families {
+            0 => vec![v4],
+            1 => vec![v6],
+            _ => vec![v4, v6],
+        }
+    })
+}
+
+fn pod(index: usize) -> impl Strategy<Value = Pod> {
+    (0..NAMESPACES.len(), label_pairs(), 1usize..=2)
+        .prop_flat_map(move |(namespace, labels_of_pod, node)| {
+            (
+                Just((namespace, labels_of_pod, node)),
+                pod_ips(node),
+                prop::sample::select(vec![
+                    "Running",
+                    "Running",
+                    "Running",
+                    "Succeeded",
+                    "Pending",
+                ]),
+                prop::bool::weighted(0.1),
+                prop::collection::vec(
+                    prop::sample::select(vec![
+                        (Some("http"), "TCP", 80),
+                        (Some("http"), "TCP", 81),
+                        (Some("dns"), "UDP", 53),
+                        (Some("dns"), "UDP", 80),
+                        (None, "TCP", 82),
+                    ]),
+                    0..3,
+                ),
+            )
+        })
+        .prop_map(
+            move |((namespace, labels_of_pod, node), ips, phase, host_network, ports)| Pod {
+                metadata: ObjectMeta {
+                    name: Some(format!("pod-{index}")),
+                    namespace: Some(NAMESPACES[namespace].to_owned()),
+                    labels: Some(labels(labels_of_pod)),
+                    ..Default::default()
+                },
+                spec: Some(PodSpec {
+                    node_name: Some(format!("node-{node}")),
+                    host_network: Some(host_network),
+                    containers: vec![Container {
+                        name: "c".to_owned(),
+                        ports: Some(
+                            ports
+                                .into_iter()
+                                .map(|(name, protocol, number)| ContainerPort {
+                                    name: name.map(str::to_owned),
+                                    protocol: Some(protocol.to_owned()),
+                                    container_port: number,
+                                    ..Default::default()
+                                })
+                                .collect(),
+                        ),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                status: Some(PodStatus {
+                    phase: Some(phase.to_owned()),
+                    pod_ips: Some(ips.iter().map(|ip| PodIP { ip: ip.to_string() }).collect()),
+                    ..Default::default()
+                }),
+            },
+        )
+}
+
+/// A random cluster of two nodes.
+pub fn cluster() -> impl Strategy<Value = Cluster> {
+    (
+        prop::collection::vec(
+            (
+                prop::sample::select(vec![None, Some("red"), Some("blue")]),
+                any::<bool>(),
+            ),
+            3,
+        ),
+        (1usize..8).prop_flat_map(|count| (0..count).map(pod).collect::<Vec<_>>()),
+        (0usize..4).prop_flat_map(|count| (0..count).map(policy).collect::<Vec<_>>()),
+    )
+        .prop_map(|(namespace_labels, pods, policies)| Cluster {
+            namespaces: NAMESPACES
+                .iter()
+                .zip(namespace_labels)
+                .map(|(name, (team, ns_label))| {
+                    let mut pairs = Vec::new();
+                    if let Some(team) = team {
+                        pairs.push(("team", team));
+                    }
+                    if ns_label {
+                        pairs.push(("ns", *name));
+                    }
+                    Namespace {
+                        metadata: ObjectMeta {
+                            name: Some((*name).to_owned()),
+                            labels: Some(labels(pairs)),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    }
+                })
+                .collect(),
+            pods,
+            policies,
+            nodes: (1..=2)
+                .map(|node| Node {
+                    metadata: ObjectMeta {
+                        name: Some(format!("node-{node}")),
+                        ..Default::default()
+                    },
+                    spec: Some(NodeSpec {
+                        pod_cidrs: Some(vec![
+                            format!("10.244.{node}.0/24"),
+                            format!("fd00:10:244:{node}::/64"),
+                        ]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        })
+}
