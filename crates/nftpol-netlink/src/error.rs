@@ -1,0 +1,284 @@
+//! Errors of applying, reading and probing, each naming the IR object involved.
+
+use std::fmt;
+
+use nftpol_ruleset::ir::{Element, Value};
+
+use crate::nla::{AttrTooLarge, WireError};
+
+/// The IR object a netlink message was built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    /// The batch framing itself, or a failure not tied to one message.
+    Batch,
+    /// Table `inet nftpol` (or the probe table).
+    Table,
+    /// A chain.
+    Chain(String),
+    /// A rule, identified by its chain and its index among the rules of the change list.
+    Rule {
+        /// The chain.
+        chain: String,
+        /// The rule's comment, which names its policy.
+        comment: Option<String>,
+    },
+    /// A set or map as a whole.
+    Set(String),
+    /// One element of a set.
+    Element {
+        /// The set.
+        set: String,
+        /// The element.
+        element: Element,
+    },
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Batch => write!(f, "the batch"),
+            Self::Table => write!(f, "table inet nftpol"),
+            Self::Chain(name) => write!(f, "chain {name:?}"),
+            Self::Rule { chain, comment: Some(comment) } => write!(f, "rule {comment:?} in chain {chain:?}"),
+            Self::Rule { chain, comment: None } => write!(f, "a rule in chain {chain:?}"),
+            Self::Set(name) => write!(f, "set {name:?}"),
+            Self::Element { set, element } => write!(f, "element {} of set {set:?}", ElementText(element)),
+        }
+    }
+}
+
+/// An element in nft notation (`10.0.0.0-10.0.0.255 . 6 . 80`).
+pub struct ElementText<'a>(pub &'a Element);
+
+impl fmt::Display for ElementText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, (start, end)) in self.0.start.iter().zip(&self.0.end).enumerate() {
+            if index > 0 {
+                write!(f, " . ")?;
+            }
+            write!(f, "{}", ValueText(*start))?;
+            if start != end {
+                write!(f, "-{}", ValueText(*end))?;
+            }
+        }
+        if let Some(verdict) = &self.0.verdict {
+            write!(f, " : {verdict:?}")?;
+        }
+        Ok(())
+    }
+}
+
+struct ValueText(Value);
+
+impl fmt::Display for ValueText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Value::Ipv4(addr) => write!(f, "{addr}"),
+            Value::Ipv6(addr) => write!(f, "{addr}"),
+            Value::Proto(proto) => write!(f, "{proto}"),
+            Value::Port(port) => write!(f, "{port}"),
+        }
+    }
+}
+
+/// Applying a diff (or deleting the table) failed; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The IR cannot be expressed as nf_tables messages.
+    #[error("cannot encode {object}: {reason}")]
+    Encode {
+        /// What was being encoded.
+        object: Object,
+        /// Why it cannot be encoded.
+        reason: String,
+    },
+    /// An attribute would exceed the 64 KiB netlink limit.
+    #[error("cannot encode {object}")]
+    TooLarge {
+        /// What was being encoded.
+        object: Object,
+        /// The attribute.
+        #[source]
+        source: AttrTooLarge,
+    },
+    /// The kernel rejected the batch; the ruleset is unchanged.
+    #[error("kernel rejected {object}: {errno}{}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default(), if *also_failed > 0 { format!("; {also_failed} later messages failed too") } else { String::new() })]
+    Rejected {
+        /// The failing message's error number.
+        errno: nix::errno::Errno,
+        /// The kernel's extended-ack message, if it sent one.
+        message: Option<String>,
+        /// The IR object the first failing message came from.
+        object: Object,
+        /// How many later messages of the same batch failed as well.
+        also_failed: usize,
+    },
+    /// Netlink socket I/O failed.
+    #[error("netlink I/O failed while {stage}")]
+    Io {
+        /// What was being done.
+        stage: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel's reply could not be understood.
+    #[error("malformed kernel reply while {stage}")]
+    Protocol {
+        /// What was being done.
+        stage: &'static str,
+        /// The cause.
+        #[source]
+        source: WireError,
+    },
+    /// The kernel did not confirm the batch.
+    #[error("no acknowledgement for the batch")]
+    NoAck,
+    /// Reading the set shapes needed to encode rules failed.
+    #[error("reading set definitions before encoding rules")]
+    ReadSets(#[source] Box<ReadError>),
+}
+
+impl ApplyError {
+    /// A closed label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Encode { .. } | Self::TooLarge { .. } => "encode",
+            Self::Rejected { errno, .. } => match errno {
+                nix::errno::Errno::ENOENT => "not_found",
+                nix::errno::Errno::EEXIST => "exists",
+                nix::errno::Errno::EBUSY => "busy",
+                nix::errno::Errno::EINVAL => "invalid",
+                nix::errno::Errno::EPERM => "permission",
+                _ => "kernel",
+            },
+            Self::Io { .. } => "io",
+            Self::Protocol { .. } | Self::NoAck => "protocol",
+            Self::ReadSets(_) => "read",
+        }
+    }
+
+    /// The kernel's error number, when the kernel rejected the batch.
+    pub fn errno(&self) -> Option<nix::errno::Errno> {
+        match self {
+            Self::Rejected { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+
+    /// The IR object the error is about, if any.
+    pub fn object(&self) -> Option<&Object> {
+        match self {
+            Self::Encode { object, .. } | Self::TooLarge { object, .. } | Self::Rejected { object, .. } => Some(object),
+            _ => None,
+        }
+    }
+
+    /// Whether something the batch referenced or deleted does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.errno() == Some(nix::errno::Errno::ENOENT)
+    }
+
+    /// Whether something the batch added exists already or overlaps.
+    pub fn is_exists(&self) -> bool {
+        self.errno() == Some(nix::errno::Errno::EEXIST)
+    }
+
+    /// Whether something the batch deleted is still referenced.
+    pub fn is_busy(&self) -> bool {
+        self.errno() == Some(nix::errno::Errno::EBUSY)
+    }
+}
+
+/// The kernel's table could not be read back as IR.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Netlink socket I/O failed.
+    #[error("netlink I/O failed while {stage}")]
+    Io {
+        /// What was being done.
+        stage: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel answered a request with an error.
+    #[error("kernel refused {stage}: {errno}")]
+    Kernel {
+        /// What was being requested.
+        stage: &'static str,
+        /// The error number.
+        errno: nix::errno::Errno,
+    },
+    /// The dump could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The table kept changing while it was read.
+    #[error("the table changed during every one of {attempts} dumps")]
+    Unstable {
+        /// Dumps tried.
+        attempts: usize,
+    },
+}
+
+impl ReadError {
+    /// A closed label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::Kernel { .. } => "kernel",
+            Self::Decode(_) => "decode",
+            Self::Unstable { .. } => "unstable",
+        }
+    }
+}
+
+/// A dump holds something this crate does not produce (or malformed bytes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Malformed netlink framing or attribute.
+    #[error("malformed {object}")]
+    Wire {
+        /// Which object was being decoded (`chain "x"`, `set "y"`, …).
+        object: String,
+        /// The cause.
+        #[source]
+        source: WireError,
+    },
+    /// Well-formed, but not something nftpol writes.
+    #[error("unexpected content in {object}: {reason}")]
+    Unexpected {
+        /// Which object was being decoded.
+        object: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl DecodeError {
+    pub(crate) fn wire(object: impl fmt::Display) -> impl FnOnce(WireError) -> Self {
+        let object = object.to_string();
+        move |source| Self::Wire { object, source }
+    }
+
+    pub(crate) fn unexpected(object: impl fmt::Display, reason: impl Into<String>) -> Self {
+        Self::Unexpected { object: object.to_string(), reason: reason.into() }
+    }
+}
+
+/// The kernel lacks something nftpol needs.
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    /// The `NETLINK_NETFILTER` socket could not be opened or configured.
+    #[error("cannot open a netfilter netlink socket (is nf_tables/nfnetlink available, and do we have CAP_NET_ADMIN?)")]
+    Socket(#[source] std::io::Error),
+    /// The probe batch was rejected at the message that needs `feature`.
+    #[error("the kernel lacks {feature}")]
+    Missing {
+        /// The missing feature, in words.
+        feature: &'static str,
+        /// The kernel's answer.
+        #[source]
+        source: ApplyError,
+    },
+}
