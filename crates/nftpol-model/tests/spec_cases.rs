@@ -79,10 +79,13 @@ const NEW: &str = "10.244.2.20";
 const HOST: &str = "172.18.0.3";
 const OUTSIDE: &str = "203.0.113.9";
 
+/// (from, to, protocol, port, allowed)
+type Probe = (&'static str, &'static str, Protocol, u16, bool);
+
 #[test]
 fn evaluator_follows_the_spec() {
     use Protocol::{Tcp, Udp};
-    let cases: &[(&str, &str, &[(&str, &str, Protocol, u16, bool)])] = &[
+    let cases: &[(&str, &str, &[Probe])] = &[
         ("no policy: everything", "", &[(A, C, Tcp, 80, true), (C, A, Udp, 9, true)]),
         (
             "default deny ingress in x",
