@@ -17,8 +17,9 @@ use crate::nla::Writer;
 use crate::rule::{rule_userdata, write_exprs};
 use crate::set::{nul_terminated, push_udata, write_element, write_set, SetEncodeError};
 use crate::uapi::{
-    chain as c, elem, hook, msg, rule as r, table as t, udata, verdict, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END,
-    NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+    chain as c, elem, hook, msg, rule as r, table as t, udata, verdict, NFNL_MSG_BATCH_BEGIN,
+    NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE,
+    NLM_F_EXCL, NLM_F_REQUEST,
 };
 
 /// Largest element list per `NEWSETELEM`/`DELSETELEM` message (under 64 KiB).
@@ -71,14 +72,27 @@ impl Batch {
             Change::AddChain(chain) => Object::Chain(chain.name.clone()),
             Change::DeleteSet(name) => Object::Set(name.clone()),
             Change::AddSet(set) => Object::Set(set.name.clone()),
-            Change::AddRule { chain, rule } => Object::Rule { chain: chain.clone(), comment: rule.comment.clone() },
-            Change::AddElements { set, elements } | Change::DeleteElements { set, elements } => offset
-                .and_then(|offset| origin.elements.iter().find(|(start, end, _)| (*start..*end).contains(&offset)))
-                .and_then(|(_, _, index)| elements.get(*index))
-                .map_or_else(
-                    || Object::Set(set.clone()),
-                    |element| Object::Element { set: set.clone(), element: element.clone() },
-                ),
+            Change::AddRule { chain, rule } => Object::Rule {
+                chain: chain.clone(),
+                comment: rule.comment.clone(),
+            },
+            Change::AddElements { set, elements } | Change::DeleteElements { set, elements } => {
+                offset
+                    .and_then(|offset| {
+                        origin
+                            .elements
+                            .iter()
+                            .find(|(start, end, _)| (*start..*end).contains(&offset))
+                    })
+                    .and_then(|(_, _, index)| elements.get(*index))
+                    .map_or_else(
+                        || Object::Set(set.clone()),
+                        |element| Object::Element {
+                            set: set.clone(),
+                            element: element.clone(),
+                        },
+                    )
+            }
         }
     }
 }
@@ -97,35 +111,75 @@ impl<'a> BatchWriter<'a> {
     /// Starts a batch whose first sequence number is `seq`.
     pub fn new(table: &'a str, seq: u32) -> Self {
         let mut w = Writer::new();
-        let start = w.begin_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES);
+        let start = w.begin_message(
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
+            seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
         w.end_message(start);
-        Self { w, table, seq: seq.wrapping_add(1), begin_seq: seq, origins: Vec::new(), set_id: 0 }
+        Self {
+            w,
+            table,
+            seq: seq.wrapping_add(1),
+            begin_seq: seq,
+            origins: Vec::new(),
+            set_id: 0,
+        }
     }
 
     fn begin(&mut self, kind: u16, flags: u16, change: Option<usize>) -> usize {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
-        self.origins.push(Origin { seq, kind, change, elements: Vec::new() });
-        self.w.begin_message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | flags, seq, NFPROTO_INET, 0)
+        self.origins.push(Origin {
+            seq,
+            kind,
+            change,
+            elements: Vec::new(),
+        });
+        self.w.begin_message(
+            (NFNL_SUBSYS_NFTABLES << 8) | kind,
+            NLM_F_REQUEST | flags,
+            seq,
+            NFPROTO_INET,
+            0,
+        )
     }
 
     /// Appends the messages of every change of `diff`. `sets` holds the
     /// shapes of the sets the changes touch that the diff does not add.
-    pub fn push_diff(&mut self, diff: &Diff, sets: &BTreeMap<String, Set>) -> Result<(), ApplyError> {
+    pub fn push_diff(
+        &mut self,
+        diff: &Diff,
+        sets: &BTreeMap<String, Set>,
+    ) -> Result<(), ApplyError> {
         let mut shapes = sets.clone();
         for (index, change) in diff.changes.iter().enumerate() {
             if let Change::AddSet(set) = change {
                 shapes.insert(set.name.clone(), set.clone());
             }
-            self.push_change(index, change, &shapes).map_err(|error| match error {
-                SetEncodeError::Shape(reason) => ApplyError::Encode { object: object_of_change(change), reason },
-                SetEncodeError::TooLarge(source) => ApplyError::TooLarge { object: object_of_change(change), source },
-            })?;
+            self.push_change(index, change, &shapes)
+                .map_err(|error| match error {
+                    SetEncodeError::Shape(reason) => ApplyError::Encode {
+                        object: object_of_change(change),
+                        reason,
+                    },
+                    SetEncodeError::TooLarge(source) => ApplyError::TooLarge {
+                        object: object_of_change(change),
+                        source,
+                    },
+                })?;
         }
         Ok(())
     }
 
-    fn push_change(&mut self, index: usize, change: &Change, sets: &BTreeMap<String, Set>) -> Result<(), SetEncodeError> {
+    fn push_change(
+        &mut self,
+        index: usize,
+        change: &Change,
+        sets: &BTreeMap<String, Set>,
+    ) -> Result<(), SetEncodeError> {
         let table = self.table;
         match change {
             Change::AddTable => {
@@ -176,7 +230,14 @@ impl<'a> BatchWriter<'a> {
                 self.w.end_message(start);
             }
             Change::AddElements { set, elements } => {
-                self.push_elements(index, msg::NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, set, elements, sets)?;
+                self.push_elements(
+                    index,
+                    msg::NEWSETELEM,
+                    NLM_F_CREATE | NLM_F_EXCL,
+                    set,
+                    elements,
+                    sets,
+                )?;
             }
             Change::DeleteElements { set, elements } => {
                 self.push_elements(index, msg::DELSETELEM, 0, set, elements, sets)?;
@@ -195,7 +256,9 @@ impl<'a> BatchWriter<'a> {
         sets: &BTreeMap<String, Set>,
     ) -> Result<(), SetEncodeError> {
         let Some(set) = sets.get(set_name) else {
-            return Err(SetEncodeError::Shape(format!("set {set_name:?} is neither in the diff nor in the kernel")));
+            return Err(SetEncodeError::Shape(format!(
+                "set {set_name:?} is neither in the diff nor in the kernel"
+            )));
         };
         let delete = kind == msg::DELSETELEM;
         let mut next = 0;
@@ -229,7 +292,10 @@ impl<'a> BatchWriter<'a> {
         let start = self.begin(msg::DELTABLE, 0, None);
         self.w
             .put_str(t::NAME, self.table)
-            .map_err(|source| ApplyError::TooLarge { object: Object::Table, source })?;
+            .map_err(|source| ApplyError::TooLarge {
+                object: Object::Table,
+                source,
+            })?;
         self.w.end_message(start);
         Ok(())
     }
@@ -237,9 +303,20 @@ impl<'a> BatchWriter<'a> {
     /// Closes the batch with `BATCH_END`, the one message that asks for an ack.
     pub fn finish(mut self) -> Batch {
         let end_seq = self.seq;
-        let start = self.w.begin_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST | NLM_F_ACK, end_seq, 0, NFNL_SUBSYS_NFTABLES);
+        let start = self.w.begin_message(
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST | NLM_F_ACK,
+            end_seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+        );
         self.w.end_message(start);
-        Batch { bytes: self.w.into_bytes(), origins: self.origins, begin_seq: self.begin_seq, end_seq }
+        Batch {
+            bytes: self.w.into_bytes(),
+            origins: self.origins,
+            begin_seq: self.begin_seq,
+            end_seq,
+        }
     }
 }
 
@@ -248,11 +325,14 @@ fn object_of_change(change: &Change) -> Object {
         Change::AddTable => Object::Table,
         Change::FlushChain(name) | Change::DeleteChain(name) => Object::Chain(name.clone()),
         Change::AddChain(chain) => Object::Chain(chain.name.clone()),
-        Change::DeleteSet(name) | Change::AddElements { set: name, .. } | Change::DeleteElements { set: name, .. } => {
-            Object::Set(name.clone())
-        }
+        Change::DeleteSet(name)
+        | Change::AddElements { set: name, .. }
+        | Change::DeleteElements { set: name, .. } => Object::Set(name.clone()),
         Change::AddSet(set) => Object::Set(set.name.clone()),
-        Change::AddRule { chain, rule } => Object::Rule { chain: chain.clone(), comment: rule.comment.clone() },
+        Change::AddRule { chain, rule } => Object::Rule {
+            chain: chain.clone(),
+            comment: rule.comment.clone(),
+        },
     }
 }
 
@@ -270,7 +350,11 @@ fn write_chain(w: &mut Writer, table: &str, chain: &Chain) -> Result<(), SetEnco
     }
     if let Some(comment) = &chain.comment {
         let mut userdata = Vec::new();
-        push_udata(&mut userdata, udata::CHAIN_COMMENT, &nul_terminated(comment))?;
+        push_udata(
+            &mut userdata,
+            udata::CHAIN_COMMENT,
+            &nul_terminated(comment),
+        )?;
         w.put(c::USERDATA, &userdata)?;
     }
     Ok(())
@@ -289,9 +373,15 @@ pub fn hook_number(hook: Hook) -> u32 {
 
 /// The hook of a kernel hook number.
 pub fn hook_of(number: u32) -> Option<Hook> {
-    [Hook::Prerouting, Hook::Input, Hook::Forward, Hook::Output, Hook::Postrouting]
-        .into_iter()
-        .find(|hook| hook_number(*hook) == number)
+    [
+        Hook::Prerouting,
+        Hook::Input,
+        Hook::Forward,
+        Hook::Output,
+        Hook::Postrouting,
+    ]
+    .into_iter()
+    .find(|hook| hook_number(*hook) == number)
 }
 
 /// The kernel's verdict code of a chain policy.
@@ -309,5 +399,9 @@ pub fn base_chain_of(hook_number: u32, priority: i32, policy: u32) -> Option<Bas
         p if p == policy_code(ChainPolicy::Drop) => ChainPolicy::Drop,
         _ => return None,
     };
-    Some(BaseChain { hook: hook_of(hook_number)?, priority, policy })
+    Some(BaseChain {
+        hook: hook_of(hook_number)?,
+        priority,
+        policy,
+    })
 }

@@ -15,7 +15,9 @@ use crate::expr::read_exprs;
 use crate::nla::{messages, Attr, Attrs, WireError, NFGENMSG_LEN};
 use crate::rule::read_rule;
 use crate::set::{comment_of, find_udata, read_raw_elements, read_set, to_elements, RawElement};
-use crate::uapi::{chain as c, elem, msg, rule as r, udata, NFNL_SUBSYS_NFTABLES, NLMSG_DONE, NLMSG_ERROR};
+use crate::uapi::{
+    chain as c, elem, msg, rule as r, udata, NFNL_SUBSYS_NFTABLES, NLMSG_DONE, NLMSG_ERROR,
+};
 
 /// The raw datagrams of the dumps that make up one read of the table.
 #[derive(Debug, Clone, Default)]
@@ -44,10 +46,17 @@ pub fn each_message<'a>(
                 continue;
             }
             if message.kind != (NFNL_SUBSYS_NFTABLES << 8) | kind {
-                return Err(DecodeError::unexpected(what, format!("message type {:#x}", message.kind)));
+                return Err(DecodeError::unexpected(
+                    what,
+                    format!("message type {:#x}", message.kind),
+                ));
             }
             let attrs = message.payload.get(NFGENMSG_LEN..).ok_or_else(|| {
-                DecodeError::wire(what)(WireError::Truncated { what: "nfgenmsg", need: NFGENMSG_LEN, have: message.payload.len() })
+                DecodeError::wire(what)(WireError::Truncated {
+                    what: "nfgenmsg",
+                    need: NFGENMSG_LEN,
+                    have: message.payload.len(),
+                })
             })?;
             f(Attrs::new(attrs))?;
         }
@@ -65,17 +74,24 @@ pub fn chains(datagrams: &[Vec<u8>], table: &str) -> Result<BTreeMap<String, Cha
     each_message(datagrams, msg::NEWCHAIN, "chain dump", |attrs| {
         let attrs = attrs.collect_all().map_err(DecodeError::wire("chain"))?;
         let string = |kind, what| {
-            find(&attrs, kind).map(|attr| attr.string(what)).transpose().map_err(DecodeError::wire("chain"))
+            find(&attrs, kind)
+                .map(|attr| attr.string(what))
+                .transpose()
+                .map_err(DecodeError::wire("chain"))
         };
         if string(c::TABLE, "chain table")?.as_deref() != Some(table) {
             return Ok(());
         }
-        let name = string(c::NAME, "chain name")?.ok_or_else(|| DecodeError::unexpected("chain", "no name"))?;
+        let name = string(c::NAME, "chain name")?
+            .ok_or_else(|| DecodeError::unexpected("chain", "no name"))?;
         let object = format!("chain {name:?}");
         let base = match find(&attrs, c::HOOK) {
             None => None,
             Some(hook) => {
-                let hook = hook.nested().collect_all().map_err(DecodeError::wire(&object))?;
+                let hook = hook
+                    .nested()
+                    .collect_all()
+                    .map_err(DecodeError::wire(&object))?;
                 let number = find(&hook, c::HOOK_HOOKNUM)
                     .ok_or_else(|| DecodeError::unexpected(&object, "hook without number"))?
                     .u32("hook number")
@@ -90,13 +106,15 @@ pub fn chains(datagrams: &[Vec<u8>], table: &str) -> Result<BTreeMap<String, Cha
                     .map_err(DecodeError::wire(&object))?
                     .unwrap_or(1);
                 if string(c::TYPE, "chain type")?.as_deref() != Some("filter") {
-                    return Err(DecodeError::unexpected(&object, "base chain not of type filter"));
+                    return Err(DecodeError::unexpected(
+                        &object,
+                        "base chain not of type filter",
+                    ));
                 }
                 let priority = i32::from_be_bytes(priority.to_be_bytes());
-                Some(
-                    base_chain_of(number, priority, policy)
-                        .ok_or_else(|| DecodeError::unexpected(&object, format!("hook {number} policy {policy}")))?,
-                )
+                Some(base_chain_of(number, priority, policy).ok_or_else(|| {
+                    DecodeError::unexpected(&object, format!("hook {number} policy {policy}"))
+                })?)
             }
         };
         let comment = find(&attrs, c::USERDATA)
@@ -104,25 +122,44 @@ pub fn chains(datagrams: &[Vec<u8>], table: &str) -> Result<BTreeMap<String, Cha
             .map(comment_of)
             .transpose()
             .map_err(DecodeError::wire(&object))?;
-        chains.insert(name.clone(), Chain { name, base, comment, rules: Vec::new() });
+        chains.insert(
+            name.clone(),
+            Chain {
+                name,
+                base,
+                comment,
+                rules: Vec::new(),
+            },
+        );
         Ok(())
     })?;
     Ok(chains)
 }
 
 /// Adds the rules of `table`, in dump order, to their chains.
-pub fn add_rules(datagrams: &[Vec<u8>], table: &str, chains: &mut BTreeMap<String, Chain>) -> Result<(), DecodeError> {
+pub fn add_rules(
+    datagrams: &[Vec<u8>],
+    table: &str,
+    chains: &mut BTreeMap<String, Chain>,
+) -> Result<(), DecodeError> {
     each_message(datagrams, msg::NEWRULE, "rule dump", |attrs| {
         let attrs = attrs.collect_all().map_err(DecodeError::wire("rule"))?;
         let string = |kind, what| {
-            find(&attrs, kind).map(|attr| attr.string(what)).transpose().map_err(DecodeError::wire("rule"))
+            find(&attrs, kind)
+                .map(|attr| attr.string(what))
+                .transpose()
+                .map_err(DecodeError::wire("rule"))
         };
         if string(r::TABLE, "rule table")?.as_deref() != Some(table) {
             return Ok(());
         }
-        let chain_name = string(r::CHAIN, "rule chain")?.ok_or_else(|| DecodeError::unexpected("rule", "no chain"))?;
+        let chain_name = string(r::CHAIN, "rule chain")?
+            .ok_or_else(|| DecodeError::unexpected("rule", "no chain"))?;
         let Some(chain) = chains.get_mut(&chain_name) else {
-            return Err(DecodeError::unexpected(format!("chain {chain_name:?}"), "rule of a chain not in the dump"));
+            return Err(DecodeError::unexpected(
+                format!("chain {chain_name:?}"),
+                "rule of a chain not in the dump",
+            ));
         };
         let object = format!("rule {} of chain {chain_name:?}", chain.rules.len());
         let exprs = match find(&attrs, r::EXPRESSIONS) {
@@ -140,7 +177,8 @@ pub fn add_rules(datagrams: &[Vec<u8>], table: &str, chains: &mut BTreeMap<Strin
 pub fn sets(datagrams: &[Vec<u8>], table: &str) -> Result<BTreeMap<String, Set>, DecodeError> {
     let mut sets = BTreeMap::new();
     each_message(datagrams, msg::NEWSET, "set dump", |attrs| {
-        let (set_table, set) = read_set(attrs).map_err(|reason| DecodeError::unexpected("set", reason))?;
+        let (set_table, set) =
+            read_set(attrs).map_err(|reason| DecodeError::unexpected("set", reason))?;
         if set_table == table {
             sets.insert(set.name.clone(), set);
         }
@@ -162,7 +200,8 @@ pub fn add_elements(datagrams: &[Vec<u8>], set: &mut Set) -> Result<(), DecodeEr
         }
         Ok(())
     })?;
-    set.elements = to_elements(set, raw).map_err(|reason| DecodeError::unexpected(&object, reason))?;
+    set.elements =
+        to_elements(set, raw).map_err(|reason| DecodeError::unexpected(&object, reason))?;
     Ok(())
 }
 

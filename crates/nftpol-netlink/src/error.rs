@@ -39,10 +39,18 @@ impl fmt::Display for Object {
             Self::Batch => write!(f, "the batch"),
             Self::Table => write!(f, "table inet nftpol"),
             Self::Chain(name) => write!(f, "chain {name:?}"),
-            Self::Rule { chain, comment: Some(comment) } => write!(f, "rule {comment:?} in chain {chain:?}"),
-            Self::Rule { chain, comment: None } => write!(f, "a rule in chain {chain:?}"),
+            Self::Rule {
+                chain,
+                comment: Some(comment),
+            } => write!(f, "rule {comment:?} in chain {chain:?}"),
+            Self::Rule {
+                chain,
+                comment: None,
+            } => write!(f, "a rule in chain {chain:?}"),
             Self::Set(name) => write!(f, "set {name:?}"),
-            Self::Element { set, element } => write!(f, "element {} of set {set:?}", ElementText(element)),
+            Self::Element { set, element } => {
+                write!(f, "element {} of set {set:?}", ElementText(element))
+            }
         }
     }
 }
@@ -169,7 +177,9 @@ impl ApplyError {
     /// The IR object the error is about, if any.
     pub fn object(&self) -> Option<&Object> {
         match self {
-            Self::Encode { object, .. } | Self::TooLarge { object, .. } | Self::Rejected { object, .. } => Some(object),
+            Self::Encode { object, .. }
+            | Self::TooLarge { object, .. }
+            | Self::Rejected { object, .. } => Some(object),
             _ => None,
         }
     }
@@ -262,7 +272,10 @@ impl DecodeError {
     }
 
     pub(crate) fn unexpected(object: impl fmt::Display, reason: impl Into<String>) -> Self {
-        Self::Unexpected { object: object.to_string(), reason: reason.into() }
+        Self::Unexpected {
+            object: object.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 

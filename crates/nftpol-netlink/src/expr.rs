@@ -127,7 +127,11 @@ impl<'a> ExprWriter<'a> {
         Self { w }
     }
 
-    fn expr(&mut self, name: &str, body: impl FnOnce(&mut Writer) -> Result<(), AttrTooLarge>) -> Result<(), AttrTooLarge> {
+    fn expr(
+        &mut self,
+        name: &str,
+        body: impl FnOnce(&mut Writer) -> Result<(), AttrTooLarge>,
+    ) -> Result<(), AttrTooLarge> {
         let elem = self.w.begin_nested(list::ELEM);
         self.w.put_str(list::EXPR_NAME, name)?;
         let data = self.w.begin_nested(list::EXPR_DATA);
@@ -156,7 +160,13 @@ impl<'a> ExprWriter<'a> {
     }
 
     /// `payload load LEN @ BASE + OFFSET => reg DREG`.
-    pub fn payload(&mut self, dreg: u32, base: u32, offset: u32, len: u32) -> Result<(), AttrTooLarge> {
+    pub fn payload(
+        &mut self,
+        dreg: u32,
+        base: u32,
+        offset: u32,
+        len: u32,
+    ) -> Result<(), AttrTooLarge> {
         self.expr("payload", |w| {
             w.put_u32(x::PAYLOAD_DREG, dreg)?;
             w.put_u32(x::PAYLOAD_BASE, base)?;
@@ -166,7 +176,13 @@ impl<'a> ExprWriter<'a> {
     }
 
     /// `lookup reg SREG set SET`, inverted or as a verdict map (`dreg 0`).
-    pub fn lookup(&mut self, sreg: u32, set: &str, dreg: Option<u32>, inverted: bool) -> Result<(), AttrTooLarge> {
+    pub fn lookup(
+        &mut self,
+        sreg: u32,
+        set: &str,
+        dreg: Option<u32>,
+        inverted: bool,
+    ) -> Result<(), AttrTooLarge> {
         self.expr("lookup", |w| {
             w.put_u32(x::LOOKUP_SREG, sreg)?;
             if let Some(dreg) = dreg {
@@ -182,7 +198,10 @@ impl<'a> ExprWriter<'a> {
 
     /// `bitwise reg R = (reg R & MASK) ^ 0`.
     pub fn bitwise_mask(&mut self, reg: u32, mask: &[u8]) -> Result<(), AttrTooLarge> {
-        let len = u32::try_from(mask.len()).map_err(|_| AttrTooLarge { kind: x::BITWISE_LEN, len: mask.len() })?;
+        let len = u32::try_from(mask.len()).map_err(|_| AttrTooLarge {
+            kind: x::BITWISE_LEN,
+            len: mask.len(),
+        })?;
         self.expr("bitwise", |w| {
             w.put_u32(x::BITWISE_SREG, reg)?;
             w.put_u32(x::BITWISE_DREG, reg)?;
@@ -263,15 +282,21 @@ pub fn read_verdict(data: Attrs<'_>) -> Result<RawVerdict, WireError> {
     for attr in data {
         let attr = attr?;
         if attr.kind == list::DATA_VERDICT {
-            let mut verdict = RawVerdict { code: code::DROP, chain: None };
+            let mut verdict = RawVerdict {
+                code: code::DROP,
+                chain: None,
+            };
             let mut has_code = false;
             for inner in attr.nested() {
                 let inner = inner?;
                 match inner.kind {
                     list::VERDICT_CODE => {
-                        verdict.code = i32::from_be_bytes(
-                            inner.value.try_into().map_err(|_| WireError::Invalid { what: "verdict code" })?,
-                        );
+                        verdict.code =
+                            i32::from_be_bytes(inner.value.try_into().map_err(|_| {
+                                WireError::Invalid {
+                                    what: "verdict code",
+                                }
+                            })?);
                         has_code = true;
                     }
                     list::VERDICT_CHAIN => verdict.chain = Some(inner.string("verdict chain")?),
@@ -279,12 +304,16 @@ pub fn read_verdict(data: Attrs<'_>) -> Result<RawVerdict, WireError> {
                 }
             }
             if !has_code {
-                return Err(WireError::Invalid { what: "verdict without code" });
+                return Err(WireError::Invalid {
+                    what: "verdict without code",
+                });
             }
             return Ok(verdict);
         }
     }
-    Err(WireError::Invalid { what: "data without verdict" })
+    Err(WireError::Invalid {
+        what: "data without verdict",
+    })
 }
 
 /// Reads the bytes of an `NFTA_DATA_VALUE` nest.
@@ -295,7 +324,9 @@ pub fn read_value(data: Attrs<'_>) -> Result<Vec<u8>, WireError> {
             return Ok(attr.value.to_vec());
         }
     }
-    Err(WireError::Invalid { what: "data without value" })
+    Err(WireError::Invalid {
+        what: "data without value",
+    })
 }
 
 /// Decodes an `NFTA_RULE_EXPRESSIONS` list.
@@ -316,7 +347,9 @@ pub fn read_exprs(list_attrs: Attrs<'_>) -> Result<Vec<Expr>, WireError> {
                 _ => {}
             }
         }
-        let name = name.ok_or(WireError::Invalid { what: "expression without name" })?;
+        let name = name.ok_or(WireError::Invalid {
+            what: "expression without name",
+        })?;
         let fields = match data {
             Some(data) => data.nested().collect_all()?,
             None => Vec::new(),
@@ -335,7 +368,10 @@ fn read_expr(name: &str, fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireEr
         read_value(get(kind).ok_or(WireError::Invalid { what })?.nested())
     };
     Ok(match name {
-        "meta" => Expr::Meta { key: u32_of(x::META_KEY, "meta key")?, dreg: u32_of(x::META_DREG, "meta dreg")? },
+        "meta" => Expr::Meta {
+            key: u32_of(x::META_KEY, "meta key")?,
+            dreg: u32_of(x::META_DREG, "meta dreg")?,
+        },
         "cmp" => Expr::Cmp {
             sreg: u32_of(x::CMP_SREG, "cmp sreg")?,
             op: u32_of(x::CMP_OP, "cmp op")?,
@@ -349,9 +385,16 @@ fn read_expr(name: &str, fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireEr
         },
         "lookup" => Expr::Lookup {
             sreg: u32_of(x::LOOKUP_SREG, "lookup sreg")?,
-            set: get(x::LOOKUP_SET).ok_or(WireError::Invalid { what: "lookup set" })?.string("lookup set")?,
-            dreg: get(x::LOOKUP_DREG).map(|attr| attr.u32("lookup dreg")).transpose()?,
-            flags: get(x::LOOKUP_FLAGS).map(|attr| attr.u32("lookup flags")).transpose()?.unwrap_or(0),
+            set: get(x::LOOKUP_SET)
+                .ok_or(WireError::Invalid { what: "lookup set" })?
+                .string("lookup set")?,
+            dreg: get(x::LOOKUP_DREG)
+                .map(|attr| attr.u32("lookup dreg"))
+                .transpose()?,
+            flags: get(x::LOOKUP_FLAGS)
+                .map(|attr| attr.u32("lookup flags"))
+                .transpose()?
+                .unwrap_or(0),
         },
         "bitwise" => Expr::Bitwise {
             sreg: u32_of(x::BITWISE_SREG, "bitwise sreg")?,
@@ -372,14 +415,21 @@ fn read_expr(name: &str, fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireEr
             if u32_of(x::IMMEDIATE_DREG, "immediate dreg")? != x::REG_VERDICT {
                 return Ok(Expr::Other("immediate (data)".to_owned()));
             }
-            let data = get(x::IMMEDIATE_DATA).ok_or(WireError::Invalid { what: "immediate data" })?;
+            let data = get(x::IMMEDIATE_DATA).ok_or(WireError::Invalid {
+                what: "immediate data",
+            })?;
             Expr::Verdict(read_verdict(data.nested())?)
         }
         "reject" => Expr::Reject {
             kind: u32_of(x::REJECT_TYPE, "reject type")?,
-            code: get(x::REJECT_ICMP_CODE).and_then(|attr| attr.value.first().copied()).unwrap_or(0),
+            code: get(x::REJECT_ICMP_CODE)
+                .and_then(|attr| attr.value.first().copied())
+                .unwrap_or(0),
         },
-        "ct" => Expr::Ct { key: u32_of(x::CT_KEY, "ct key")?, dreg: u32_of(x::CT_DREG, "ct dreg")? },
+        "ct" => Expr::Ct {
+            key: u32_of(x::CT_KEY, "ct key")?,
+            dreg: u32_of(x::CT_DREG, "ct dreg")?,
+        },
         "fib" => Expr::Fib {
             flags: u32_of(x::FIB_FLAGS, "fib flags")?,
             result: u32_of(x::FIB_RESULT, "fib result")?,

@@ -40,7 +40,10 @@ impl FakeDataplane {
 
     /// A fake whose table holds `state` (`None`: no table).
     pub fn with_state(state: Option<Ruleset>) -> Self {
-        Self { state, ..Self::default() }
+        Self {
+            state,
+            ..Self::default()
+        }
     }
 
     /// The current table.
@@ -75,7 +78,12 @@ impl FakeDataplane {
 }
 
 fn reject(errno: Errno, object: Object) -> ApplyError {
-    ApplyError::Rejected { errno, message: None, object, also_failed: 0 }
+    ApplyError::Rejected {
+        errno,
+        message: None,
+        object,
+        also_failed: 0,
+    }
 }
 
 impl Dataplane for FakeDataplane {
@@ -90,7 +98,13 @@ impl Dataplane for FakeDataplane {
         let shapes: BTreeMap<String, Set> = self
             .state
             .as_ref()
-            .map(|state| state.sets.iter().map(|(name, set)| (name.clone(), set.shape())).collect())
+            .map(|state| {
+                state
+                    .sets
+                    .iter()
+                    .map(|(name, set)| (name.clone(), set.shape()))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut writer = BatchWriter::new(TABLE_NAME, 0);
         writer.push_diff(diff, &shapes)?;
@@ -104,7 +118,10 @@ impl Dataplane for FakeDataplane {
         }
         self.state = state;
         self.applied += 1;
-        let applied = Applied { messages: batch.message_count(), bytes: batch.bytes.len() };
+        let applied = Applied {
+            messages: batch.message_count(),
+            bytes: batch.bytes.len(),
+        };
         self.last_diff = Some(diff.clone());
         self.last_applied = Some(applied);
         Ok(applied)
@@ -133,14 +150,35 @@ fn apply_change(state: &mut Option<Ruleset>, change: &Change) -> Result<(), Appl
     match change {
         Change::AddTable => {}
         Change::FlushChain(name) => {
-            table.chains.get_mut(name).ok_or_else(|| reject(Errno::ENOENT, Object::Chain(name.clone())))?.rules.clear();
+            table
+                .chains
+                .get_mut(name)
+                .ok_or_else(|| reject(Errno::ENOENT, Object::Chain(name.clone())))?
+                .rules
+                .clear();
         }
-        Change::DeleteElements { set: name, elements } => {
-            let set = table.sets.get_mut(name).ok_or_else(|| reject(Errno::ENOENT, Object::Set(name.clone())))?;
+        Change::DeleteElements {
+            set: name,
+            elements,
+        } => {
+            let set = table
+                .sets
+                .get_mut(name)
+                .ok_or_else(|| reject(Errno::ENOENT, Object::Set(name.clone())))?;
             for element in elements {
-                let held = set.elements.iter().find(|held| same_key(held, element)).cloned();
+                let held = set
+                    .elements
+                    .iter()
+                    .find(|held| same_key(held, element))
+                    .cloned();
                 let held = held.ok_or_else(|| {
-                    reject(Errno::ENOENT, Object::Element { set: name.clone(), element: element.clone() })
+                    reject(
+                        Errno::ENOENT,
+                        Object::Element {
+                            set: name.clone(),
+                            element: element.clone(),
+                        },
+                    )
                 })?;
                 set.elements.remove(&held);
             }
@@ -149,7 +187,12 @@ fn apply_change(state: &mut Option<Ruleset>, change: &Change) -> Result<(), Appl
             if !table.sets.contains_key(name) {
                 return Err(reject(Errno::ENOENT, Object::Set(name.clone())));
             }
-            if table.chains.values().flat_map(|chain| &chain.rules).any(|rule| rule_uses_set(rule, name)) {
+            if table
+                .chains
+                .values()
+                .flat_map(|chain| &chain.rules)
+                .any(|rule| rule_uses_set(rule, name))
+            {
                 return Err(reject(Errno::EBUSY, Object::Set(name.clone())));
             }
             table.sets.remove(name);
@@ -168,7 +211,12 @@ fn apply_change(state: &mut Option<Ruleset>, change: &Change) -> Result<(), Appl
                 .sets
                 .values()
                 .flat_map(|set| &set.elements)
-                .any(|element| element.verdict.as_ref().is_some_and(|verdict| targets(verdict, name)));
+                .any(|element| {
+                    element
+                        .verdict
+                        .as_ref()
+                        .is_some_and(|verdict| targets(verdict, name))
+                });
             if from_rules || from_maps {
                 return Err(reject(Errno::EBUSY, Object::Chain(name.clone())));
             }
@@ -184,9 +232,18 @@ fn apply_change(state: &mut Option<Ruleset>, change: &Change) -> Result<(), Appl
             if table.chains.contains_key(&chain.name) {
                 return Err(reject(Errno::EEXIST, Object::Chain(chain.name.clone())));
             }
-            table.chains.insert(chain.name.clone(), Chain { rules: Vec::new(), ..chain.clone() });
+            table.chains.insert(
+                chain.name.clone(),
+                Chain {
+                    rules: Vec::new(),
+                    ..chain.clone()
+                },
+            );
         }
-        Change::AddElements { set: name, elements } => add_elements(table, name, elements)?,
+        Change::AddElements {
+            set: name,
+            elements,
+        } => add_elements(table, name, elements)?,
         Change::AddRule { chain, rule } => add_rule(table, chain, rule)?,
     }
     Ok(())
@@ -194,9 +251,15 @@ fn apply_change(state: &mut Option<Ruleset>, change: &Change) -> Result<(), Appl
 
 fn add_elements(table: &mut Ruleset, name: &str, elements: &[Element]) -> Result<(), ApplyError> {
     let chains: Vec<String> = table.chains.keys().cloned().collect();
-    let set = table.sets.get_mut(name).ok_or_else(|| reject(Errno::ENOENT, Object::Set(name.to_owned())))?;
+    let set = table
+        .sets
+        .get_mut(name)
+        .ok_or_else(|| reject(Errno::ENOENT, Object::Set(name.to_owned())))?;
     for element in elements {
-        let object = || Object::Element { set: name.to_owned(), element: element.clone() };
+        let object = || Object::Element {
+            set: name.to_owned(),
+            element: element.clone(),
+        };
         if let Some(Verdict::Jump(target) | Verdict::Goto(target)) = &element.verdict {
             if !chains.contains(target) {
                 return Err(reject(Errno::ENOENT, object()));
@@ -220,7 +283,10 @@ fn add_elements(table: &mut Ruleset, name: &str, elements: &[Element]) -> Result
 }
 
 fn add_rule(table: &mut Ruleset, chain: &str, rule: &Rule) -> Result<(), ApplyError> {
-    let object = || Object::Rule { chain: chain.to_owned(), comment: rule.comment.clone() };
+    let object = || Object::Rule {
+        chain: chain.to_owned(),
+        comment: rule.comment.clone(),
+    };
     if !table.chains.contains_key(chain) {
         return Err(reject(Errno::ENOENT, object()));
     }
@@ -233,8 +299,14 @@ fn add_rule(table: &mut Ruleset, chain: &str, rule: &Rule) -> Result<(), ApplyEr
         Action::Verdict(_) => None,
     };
     for (fields, name, is_map) in lookups.chain(map) {
-        let set = table.sets.get(name).ok_or_else(|| reject(Errno::ENOENT, object()))?;
-        let loaded: Vec<_> = fields.iter().map(|field| key::type_of_field(*field)).collect();
+        let set = table
+            .sets
+            .get(name)
+            .ok_or_else(|| reject(Errno::ENOENT, object()))?;
+        let loaded: Vec<_> = fields
+            .iter()
+            .map(|field| key::type_of_field(*field))
+            .collect();
         if key::key_len(&loaded) != key::key_len(&set.key) || (is_map && !set.is_verdict_map) {
             return Err(reject(Errno::EINVAL, object()));
         }
@@ -257,7 +329,12 @@ fn same_key(a: &Element, b: &Element) -> bool {
 
 /// Whether the key `point` falls in every field range of `element`.
 fn contains(element: &Element, point: &[nftpol_ruleset::ir::Value]) -> bool {
-    element.start.iter().zip(&element.end).zip(point).all(|((start, end), value)| start <= value && value <= end)
+    element
+        .start
+        .iter()
+        .zip(&element.end)
+        .zip(point)
+        .all(|((start, end), value)| start <= value && value <= end)
 }
 
 fn targets(verdict: &Verdict, chain: &str) -> bool {
@@ -265,6 +342,8 @@ fn targets(verdict: &Verdict, chain: &str) -> bool {
 }
 
 fn rule_uses_set(rule: &Rule, name: &str) -> bool {
-    rule.matches.iter().any(|matched| matches!(matched, Match::Lookup { set, .. } if set == name))
+    rule.matches
+        .iter()
+        .any(|matched| matches!(matched, Match::Lookup { set, .. } if set == name))
         || matches!(&rule.action, Action::VerdictMap { map, .. } if map == name)
 }

@@ -17,8 +17,8 @@ use std::io;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use nftpol_ruleset::diff::{diff, Change, Diff};
 use nftpol_ruleset::ir::{
-    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule, Ruleset, Set, Value,
-    Verdict, TABLE_NAME,
+    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule,
+    Ruleset, Set, Value, Verdict, TABLE_NAME,
 };
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
@@ -28,8 +28,9 @@ use crate::decode::{self, Dump};
 use crate::error::{ApplyError, FeatureError, Object, ReadError};
 use crate::nla::{messages, Attrs, Writer, NLMSG_HDRLEN};
 use crate::uapi::{
-    elem, msg, set as s, table as t, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS,
-    NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+    elem, msg, set as s, table as t, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLMSGERR_ATTR_MSG,
+    NLMSGERR_ATTR_OFFS, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_DUMP,
+    NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
 use crate::{Applied, Dataplane};
 
@@ -79,11 +80,22 @@ impl KernelDataplane {
         let stage = |stage| move |source| OpenError { stage, source };
         let mut socket = Socket::new(NETLINK_NETFILTER).map_err(stage("creating the socket"))?;
         socket.bind_auto().map_err(stage("binding"))?;
-        socket.set_ext_ack(true).map_err(stage("enabling NETLINK_EXT_ACK"))?;
-        socket.set_cap_ack(true).map_err(stage("enabling NETLINK_CAP_ACK"))?;
-        setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER)
-            .map_err(|errno| OpenError { stage: "forcing the receive buffer", source: errno.into() })?;
-        Ok(Self { socket, seq: 1, shapes: None, send_buffer: 0 })
+        socket
+            .set_ext_ack(true)
+            .map_err(stage("enabling NETLINK_EXT_ACK"))?;
+        socket
+            .set_cap_ack(true)
+            .map_err(stage("enabling NETLINK_CAP_ACK"))?;
+        setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).map_err(|errno| OpenError {
+            stage: "forcing the receive buffer",
+            source: errno.into(),
+        })?;
+        Ok(Self {
+            socket,
+            seq: 1,
+            shapes: None,
+            send_buffer: 0,
+        })
     }
 
     /// Checks, in a throwaway table created and deleted in one batch, that
@@ -95,8 +107,13 @@ impl KernelDataplane {
         let probe = probe_ruleset();
         let changes = diff(None, &probe);
         let mut writer = BatchWriter::new(&table, self.seq);
-        let encoded = writer.push_diff(&changes, &BTreeMap::new()).and_then(|()| writer.push_delete_table());
-        encoded.map_err(|source| FeatureError::Missing { feature: "an encodable probe (bug)", source })?;
+        let encoded = writer
+            .push_diff(&changes, &BTreeMap::new())
+            .and_then(|()| writer.push_delete_table());
+        encoded.map_err(|source| FeatureError::Missing {
+            feature: "an encodable probe (bug)",
+            source,
+        })?;
         let batch = writer.finish();
         self.seq = batch.end_seq.wrapping_add(1);
         self.commit(&batch, &changes).map_err(|source| {
@@ -135,10 +152,20 @@ impl KernelDataplane {
                 _ => None,
             })
             .collect();
-        let needed: BTreeSet<&str> = diff.changes.iter().flat_map(referenced_sets).filter(|name| !added.contains(name)).collect();
-        let known = self.shapes.as_ref().is_some_and(|shapes| needed.iter().all(|name| shapes.contains_key(*name)));
+        let needed: BTreeSet<&str> = diff
+            .changes
+            .iter()
+            .flat_map(referenced_sets)
+            .filter(|name| !added.contains(name))
+            .collect();
+        let known = self
+            .shapes
+            .as_ref()
+            .is_some_and(|shapes| needed.iter().all(|name| shapes.contains_key(*name)));
         if !known && !needed.is_empty() {
-            let datagrams = self.dump(msg::GETSET, &[(s::TABLE, TABLE_NAME)]).map_err(|e| ApplyError::ReadSets(Box::new(e)))?;
+            let datagrams = self
+                .dump(msg::GETSET, &[(s::TABLE, TABLE_NAME)])
+                .map_err(|e| ApplyError::ReadSets(Box::new(e)))?;
             let sets = decode::sets(&datagrams.datagrams, TABLE_NAME)
                 .map_err(|e| ApplyError::ReadSets(Box::new(ReadError::Decode(e))))?;
             self.shapes = Some(sets);
@@ -150,13 +177,26 @@ impl KernelDataplane {
     fn commit(&mut self, batch: &Batch, diff: &Diff) -> Result<(), ApplyError> {
         if batch.bytes.len() + 4096 > self.send_buffer {
             let size = batch.bytes.len() + 65536;
-            setsockopt(&self.socket, sockopt::SndBufForce, &size)
-                .map_err(|errno| ApplyError::Io { stage: "forcing the send buffer", source: errno.into() })?;
+            setsockopt(&self.socket, sockopt::SndBufForce, &size).map_err(|errno| {
+                ApplyError::Io {
+                    stage: "forcing the send buffer",
+                    source: errno.into(),
+                }
+            })?;
             self.send_buffer = size;
         }
-        let sent = self.socket.send(&batch.bytes, 0).map_err(|source| ApplyError::Io { stage: "sending the batch", source })?;
+        let sent = self
+            .socket
+            .send(&batch.bytes, 0)
+            .map_err(|source| ApplyError::Io {
+                stage: "sending the batch",
+                source,
+            })?;
         if sent != batch.bytes.len() {
-            return Err(ApplyError::Io { stage: "sending the batch", source: io::Error::from(io::ErrorKind::WriteZero) });
+            return Err(ApplyError::Io {
+                stage: "sending the batch",
+                source: io::Error::from(io::ErrorKind::WriteZero),
+            });
         }
         let mut errors = Vec::new();
         let mut acked = false;
@@ -167,7 +207,10 @@ impl KernelDataplane {
             let flags = if blocking { 0 } else { libc_dontwait() };
             match self.socket.recv(&mut buffer, flags | libc_trunc()) {
                 Ok(len) if len > buffer.len() => {
-                    return Err(ApplyError::Io { stage: "receiving", source: io::Error::from(io::ErrorKind::InvalidData) })
+                    return Err(ApplyError::Io {
+                        stage: "receiving",
+                        source: io::Error::from(io::ErrorKind::InvalidData),
+                    })
                 }
                 Ok(_) => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -177,15 +220,27 @@ impl KernelDataplane {
                     }
                     break;
                 }
-                Err(source) => return Err(ApplyError::Io { stage: "receiving the batch result", source }),
+                Err(source) => {
+                    return Err(ApplyError::Io {
+                        stage: "receiving the batch result",
+                        source,
+                    })
+                }
             }
             for message in messages(&buffer) {
-                let message = message.map_err(|source| ApplyError::Protocol { stage: "reading the batch result", source })?;
+                let message = message.map_err(|source| ApplyError::Protocol {
+                    stage: "reading the batch result",
+                    source,
+                })?;
                 if message.kind != NLMSG_ERROR {
                     continue;
                 }
-                let error = parse_error(message.flags, message.payload)
-                    .map_err(|source| ApplyError::Protocol { stage: "reading an error", source })?;
+                let error = parse_error(message.flags, message.payload).map_err(|source| {
+                    ApplyError::Protocol {
+                        stage: "reading an error",
+                        source,
+                    }
+                })?;
                 if !(batch.begin_seq..=batch.end_seq).contains(&error.seq) {
                     continue;
                 }
@@ -199,7 +254,12 @@ impl KernelDataplane {
         let also_failed = errors.len().saturating_sub(1);
         if let Some((seq, errno, message, offset)) = errors.into_iter().next() {
             let object = batch.object_of(diff, seq, offset);
-            return Err(ApplyError::Rejected { errno, message, object, also_failed });
+            return Err(ApplyError::Rejected {
+                errno,
+                message,
+                object,
+                also_failed,
+            });
         }
         Ok(())
     }
@@ -209,28 +269,54 @@ impl KernelDataplane {
         self.request(kind, NLM_F_DUMP, attrs)
     }
 
-    fn request(&mut self, kind: u16, flags: u16, attrs: &[(u16, &str)]) -> Result<Replies, ReadError> {
+    fn request(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        attrs: &[(u16, &str)],
+    ) -> Result<Replies, ReadError> {
         let seq = self.next_seq();
         let mut w = Writer::new();
-        let start = w.begin_message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | NLM_F_ACK | flags, seq, NFPROTO_INET, 0);
+        let start = w.begin_message(
+            (NFNL_SUBSYS_NFTABLES << 8) | kind,
+            NLM_F_REQUEST | NLM_F_ACK | flags,
+            seq,
+            NFPROTO_INET,
+            0,
+        );
         for (attr, value) in attrs {
-            w.put_str(*attr, value).map_err(|_| ReadError::Kernel { stage: "encoding a request", errno: Errno::E2BIG })?;
+            w.put_str(*attr, value).map_err(|_| ReadError::Kernel {
+                stage: "encoding a request",
+                errno: Errno::E2BIG,
+            })?;
         }
         w.end_message(start);
-        self.socket.send(w.bytes(), 0).map_err(|source| ReadError::Io { stage: "sending a request", source })?;
+        self.socket
+            .send(w.bytes(), 0)
+            .map_err(|source| ReadError::Io {
+                stage: "sending a request",
+                source,
+            })?;
         let mut replies = Replies::default();
         loop {
             let mut buffer = Vec::with_capacity(DATAGRAM);
             let len = self
                 .socket
                 .recv(&mut buffer, libc_trunc())
-                .map_err(|source| ReadError::Io { stage: "receiving a dump", source })?;
+                .map_err(|source| ReadError::Io {
+                    stage: "receiving a dump",
+                    source,
+                })?;
             if len > buffer.len() {
-                return Err(ReadError::Io { stage: "receiving a dump", source: io::Error::from(io::ErrorKind::InvalidData) });
+                return Err(ReadError::Io {
+                    stage: "receiving a dump",
+                    source: io::Error::from(io::ErrorKind::InvalidData),
+                });
             }
             let mut done = false;
             for message in messages(&buffer) {
-                let message = message.map_err(|e| ReadError::Decode(crate::error::DecodeError::wire("dump")(e)))?;
+                let message = message
+                    .map_err(|e| ReadError::Decode(crate::error::DecodeError::wire("dump")(e)))?;
                 if message.seq != seq {
                     continue;
                 }
@@ -238,16 +324,22 @@ impl KernelDataplane {
                 match message.kind {
                     NLMSG_DONE => done = true,
                     NLMSG_ERROR => {
-                        let error = parse_error(message.flags, message.payload)
-                            .map_err(|e| ReadError::Decode(crate::error::DecodeError::wire("error reply")(e)))?;
+                        let error = parse_error(message.flags, message.payload).map_err(|e| {
+                            ReadError::Decode(crate::error::DecodeError::wire("error reply")(e))
+                        })?;
                         if let Some(errno) = error.errno {
-                            return Err(ReadError::Kernel { stage: "a dump request", errno });
+                            return Err(ReadError::Kernel {
+                                stage: "a dump request",
+                                errno,
+                            });
                         }
                         done = true;
                     }
                     _ => {
                         if let Some(generation) = message.payload.get(2..4) {
-                            replies.generations.insert(u16::from_be_bytes([generation[0], generation[1]]));
+                            replies
+                                .generations
+                                .insert(u16::from_be_bytes([generation[0], generation[1]]));
                         }
                     }
                 }
@@ -271,7 +363,10 @@ impl KernelDataplane {
             Ok(replies) => {
                 collect(replies);
             }
-            Err(ReadError::Kernel { errno: Errno::ENOENT, .. }) => return Ok(None),
+            Err(ReadError::Kernel {
+                errno: Errno::ENOENT,
+                ..
+            }) => return Ok(None),
             Err(error) => return Err(error),
         }
         let filter = [(crate::uapi::chain::TABLE, TABLE_NAME)];
@@ -283,7 +378,10 @@ impl KernelDataplane {
         };
         let sets = decode::sets(&dump.sets, TABLE_NAME)?;
         for name in sets.keys() {
-            let replies = self.dump(msg::GETSETELEM, &[(elem::LIST_TABLE, TABLE_NAME), (elem::LIST_SET, name)])?;
+            let replies = self.dump(
+                msg::GETSETELEM,
+                &[(elem::LIST_TABLE, TABLE_NAME), (elem::LIST_SET, name)],
+            )?;
             dump.elements.insert(name.clone(), collect(replies));
         }
         let consistent = !interrupted && generations.len() <= 1;
@@ -310,13 +408,26 @@ fn libc_trunc() -> i32 {
 /// Parses `struct nlmsgerr` and its extended-ack TLVs (an ack has no errno).
 fn parse_error(flags: u16, payload: &[u8]) -> Result<KernelError, crate::nla::WireError> {
     use crate::nla::WireError;
-    let truncated = |need| WireError::Truncated { what: "nlmsgerr", need, have: payload.len() };
+    let truncated = |need| WireError::Truncated {
+        what: "nlmsgerr",
+        need,
+        have: payload.len(),
+    };
     let code = payload.get(0..4).ok_or(truncated(4))?;
     let code = i32::from_ne_bytes([code[0], code[1], code[2], code[3]]);
-    let header = payload.get(4..4 + NLMSG_HDRLEN).ok_or(truncated(4 + NLMSG_HDRLEN))?;
-    let original_len = usize::try_from(u32::from_ne_bytes([header[0], header[1], header[2], header[3]])).unwrap_or(usize::MAX);
+    let header = payload
+        .get(4..4 + NLMSG_HDRLEN)
+        .ok_or(truncated(4 + NLMSG_HDRLEN))?;
+    let original_len = usize::try_from(u32::from_ne_bytes([
+        header[0], header[1], header[2], header[3],
+    ]))
+    .unwrap_or(usize::MAX);
     let seq = u32::from_ne_bytes([header[8], header[9], header[10], header[11]]);
-    let echoed = if flags & NLM_F_CAPPED != 0 { NLMSG_HDRLEN } else { original_len.max(NLMSG_HDRLEN) };
+    let echoed = if flags & NLM_F_CAPPED != 0 {
+        NLMSG_HDRLEN
+    } else {
+        original_len.max(NLMSG_HDRLEN)
+    };
     let mut message = None;
     let mut offset = None;
     if flags & NLM_F_ACK_TLVS != 0 {
@@ -326,7 +437,10 @@ fn parse_error(flags: u16, payload: &[u8]) -> Result<KernelError, crate::nla::Wi
             match attr.kind {
                 NLMSGERR_ATTR_MSG => message = Some(attr.string("extended ack message")?),
                 NLMSGERR_ATTR_OFFS => {
-                    let bytes: [u8; 4] = attr.value.try_into().map_err(|_| WireError::Invalid { what: "ack offset" })?;
+                    let bytes: [u8; 4] = attr
+                        .value
+                        .try_into()
+                        .map_err(|_| WireError::Invalid { what: "ack offset" })?;
                     offset = usize::try_from(u32::from_ne_bytes(bytes)).ok();
                 }
                 _ => {}
@@ -334,7 +448,12 @@ fn parse_error(flags: u16, payload: &[u8]) -> Result<KernelError, crate::nla::Wi
         }
     }
     let errno = (code != 0).then(|| Errno::from_raw(code.saturating_neg()));
-    Ok(KernelError { seq, errno, message, offset })
+    Ok(KernelError {
+        seq,
+        errno,
+        message,
+        offset,
+    })
 }
 
 /// Names of the sets a change needs to exist (and whose shape it needs).
@@ -362,7 +481,10 @@ fn referenced_sets(change: &Change) -> Vec<&str> {
 impl Dataplane for KernelDataplane {
     fn apply(&mut self, diff: &Diff) -> Result<Applied, ApplyError> {
         if diff.is_empty() {
-            return Ok(Applied { messages: 0, bytes: 0 });
+            return Ok(Applied {
+                messages: 0,
+                bytes: 0,
+            });
         }
         let shapes = self.shapes_for(diff)?;
         let mut writer = BatchWriter::new(TABLE_NAME, self.seq);
@@ -386,7 +508,10 @@ impl Dataplane for KernelDataplane {
             }
         }
         self.shapes = Some(shapes);
-        Ok(Applied { messages: batch.message_count(), bytes: batch.bytes.len() })
+        Ok(Applied {
+            messages: batch.message_count(),
+            bytes: batch.bytes.len(),
+        })
     }
 
     fn read(&mut self) -> Result<Option<Ruleset>, ReadError> {
@@ -397,11 +522,19 @@ impl Dataplane for KernelDataplane {
             };
             if consistent {
                 let ruleset = decode::ruleset(&dump, TABLE_NAME)?;
-                self.shapes = Some(ruleset.sets.iter().map(|(name, set)| (name.clone(), set.shape())).collect());
+                self.shapes = Some(
+                    ruleset
+                        .sets
+                        .iter()
+                        .map(|(name, set)| (name.clone(), set.shape()))
+                        .collect(),
+                );
                 return Ok(Some(ruleset));
             }
         }
-        Err(ReadError::Unstable { attempts: READ_ATTEMPTS })
+        Err(ReadError::Unstable {
+            attempts: READ_ATTEMPTS,
+        })
     }
 
     fn delete_table(&mut self) -> Result<(), ApplyError> {
@@ -430,11 +563,25 @@ fn probe_ruleset() -> Ruleset {
     };
     let base = Chain {
         name: "base".to_owned(),
-        base: Some(BaseChain { hook: Hook::Forward, priority: 0, policy: ChainPolicy::Accept }),
+        base: Some(BaseChain {
+            hook: Hook::Forward,
+            priority: 0,
+            policy: ChainPolicy::Accept,
+        }),
         comment: Some("probe".to_owned()),
         rules: vec![
-            rule("ct", vec![Match::CtState([CtState::Established, CtState::Related].into())], Action::Verdict(Verdict::Accept)),
-            rule("fib", vec![Match::SaddrIsLocal], Action::Verdict(Verdict::Accept)),
+            rule(
+                "ct",
+                vec![Match::CtState(
+                    [CtState::Established, CtState::Related].into(),
+                )],
+                Action::Verdict(Verdict::Accept),
+            ),
+            rule(
+                "fib",
+                vec![Match::SaddrIsLocal],
+                Action::Verdict(Verdict::Accept),
+            ),
             rule(
                 "lookup",
                 vec![Match::Lookup {
@@ -444,11 +591,23 @@ fn probe_ruleset() -> Ruleset {
                 }],
                 Action::Verdict(Verdict::Accept),
             ),
-            rule("vmap", vec![], Action::VerdictMap { key: vec![Field::Ipv4Daddr], map: "vmap".to_owned() }),
+            rule(
+                "vmap",
+                vec![],
+                Action::VerdictMap {
+                    key: vec![Field::Ipv4Daddr],
+                    map: "vmap".to_owned(),
+                },
+            ),
             rule("reject", vec![], Action::Verdict(Verdict::Reject)),
         ],
     };
-    let target = Chain { name: "target".to_owned(), base: None, comment: None, rules: Vec::new() };
+    let target = Chain {
+        name: "target".to_owned(),
+        base: None,
+        comment: None,
+        rules: Vec::new(),
+    };
     let address = Value::Ipv4(Ipv4Addr::new(192, 0, 2, 1));
     let pipapo = Set {
         name: "pipapo".to_owned(),
@@ -456,8 +615,11 @@ fn probe_ruleset() -> Ruleset {
         interval: true,
         is_verdict_map: false,
         comment: None,
-        elements: [Element::range(vec![address, Value::Proto(6), Value::Port(80)], vec![address, Value::Proto(6), Value::Port(90)])]
-            .into(),
+        elements: [Element::range(
+            vec![address, Value::Proto(6), Value::Port(80)],
+            vec![address, Value::Proto(6), Value::Port(90)],
+        )]
+        .into(),
     };
     let vmap = Set {
         name: "vmap".to_owned(),
@@ -465,11 +627,20 @@ fn probe_ruleset() -> Ruleset {
         interval: false,
         is_verdict_map: true,
         comment: None,
-        elements: [Element::mapping(vec![address], Verdict::Jump("target".to_owned()))].into(),
+        elements: [Element::mapping(
+            vec![address],
+            Verdict::Jump("target".to_owned()),
+        )]
+        .into(),
     };
     Ruleset {
-        chains: [base, target].into_iter().map(|chain| (chain.name.clone(), chain)).collect(),
-        sets: [pipapo, vmap].into_iter().map(|set| (set.name.clone(), set)).collect(),
+        chains: [base, target]
+            .into_iter()
+            .map(|chain| (chain.name.clone(), chain))
+            .collect(),
+        sets: [pipapo, vmap]
+            .into_iter()
+            .map(|set| (set.name.clone(), set))
+            .collect(),
     }
 }
-

@@ -34,7 +34,9 @@ pub fn slot_len(key_type: KeyType, concatenated: bool) -> usize {
 /// Total key length (`NFTA_SET_KEY_LEN`).
 pub fn key_len(key: &[KeyType]) -> usize {
     let concatenated = key.len() > 1;
-    key.iter().map(|key_type| slot_len(*key_type, concatenated)).sum()
+    key.iter()
+        .map(|key_type| slot_len(*key_type, concatenated))
+        .sum()
 }
 
 /// The nft datatype id of a field.
@@ -49,7 +51,9 @@ pub fn type_id(key_type: KeyType) -> u32 {
 
 /// `NFTA_SET_KEY_TYPE`: one id, or 6 bits per field for a concatenation.
 pub fn key_type_id(key: &[KeyType]) -> u32 {
-    key.iter().fold(0, |id, key_type| (id << datatype::CONCAT_SHIFT) | type_id(*key_type))
+    key.iter().fold(0, |id, key_type| {
+        (id << datatype::CONCAT_SHIFT) | type_id(*key_type)
+    })
 }
 
 /// Inverse of [`key_type_id`].
@@ -73,7 +77,9 @@ pub fn key_types_of(mut id: u32) -> Option<Vec<KeyType>> {
 /// The byte order nft 1.0.6 records in the set's userdata for this key.
 pub fn key_byteorder(key: &[KeyType]) -> u32 {
     match key {
-        [KeyType::Ipv4Addr | KeyType::Ipv6Addr | KeyType::InetService] => udata::BYTEORDER_BIG_ENDIAN,
+        [KeyType::Ipv4Addr | KeyType::Ipv6Addr | KeyType::InetService] => {
+            udata::BYTEORDER_BIG_ENDIAN
+        }
         _ => 0,
     }
 }
@@ -101,7 +107,11 @@ pub fn type_of_field(field: Field) -> KeyType {
 /// Encodes `values` as a key of type `key`.
 pub fn encode(key: &[KeyType], values: &[Value]) -> Result<Vec<u8>, String> {
     if key.len() != values.len() {
-        return Err(format!("{} values for a key of {} fields", values.len(), key.len()));
+        return Err(format!(
+            "{} values for a key of {} fields",
+            values.len(),
+            key.len()
+        ));
     }
     let concatenated = key.len() > 1;
     let mut bytes = Vec::with_capacity(key_len(key));
@@ -125,7 +135,11 @@ pub fn encode(key: &[KeyType], values: &[Value]) -> Result<Vec<u8>, String> {
 /// Decodes a key of type `key`.
 pub fn decode(key: &[KeyType], bytes: &[u8]) -> Result<Vec<Value>, String> {
     if bytes.len() != key_len(key) {
-        return Err(format!("key of {} bytes for a type of {} bytes", bytes.len(), key_len(key)));
+        return Err(format!(
+            "key of {} bytes for a type of {} bytes",
+            bytes.len(),
+            key_len(key)
+        ));
     }
     let concatenated = key.len() > 1;
     let mut rest = bytes;
@@ -135,8 +149,12 @@ pub fn decode(key: &[KeyType], bytes: &[u8]) -> Result<Vec<Value>, String> {
         rest = tail;
         let value = &field[..field_len(*key_type)];
         values.push(match key_type {
-            KeyType::Ipv4Addr => Value::Ipv4(Ipv4Addr::from(<[u8; 4]>::try_from(value).map_err(|_| "ipv4 length")?)),
-            KeyType::Ipv6Addr => Value::Ipv6(Ipv6Addr::from(<[u8; 16]>::try_from(value).map_err(|_| "ipv6 length")?)),
+            KeyType::Ipv4Addr => Value::Ipv4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(value).map_err(|_| "ipv4 length")?,
+            )),
+            KeyType::Ipv6Addr => Value::Ipv6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(value).map_err(|_| "ipv6 length")?,
+            )),
             KeyType::InetProto => Value::Proto(value[0]),
             KeyType::InetService => Value::Port(u16::from_be_bytes([value[0], value[1]])),
         });
@@ -177,7 +195,11 @@ mod tests {
     #[test]
     fn concatenated_keys_are_padded_per_field() {
         let key = [KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService];
-        let values = [Value::Ipv4(Ipv4Addr::new(10, 0, 0, 1)), Value::Proto(6), Value::Port(80)];
+        let values = [
+            Value::Ipv4(Ipv4Addr::new(10, 0, 0, 1)),
+            Value::Proto(6),
+            Value::Port(80),
+        ];
         let bytes = encode(&key, &values).unwrap();
         assert_eq!(bytes, [10, 0, 0, 1, 6, 0, 0, 0, 0, 80, 0, 0]);
         assert_eq!(decode(&key, &bytes).unwrap(), values);

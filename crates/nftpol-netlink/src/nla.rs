@@ -62,7 +62,14 @@ impl Writer {
 
     /// Starts a message: `nlmsghdr` (length patched by [`Writer::end_message`])
     /// plus `nfgenmsg`. Returns the message's start offset.
-    pub fn begin_message(&mut self, kind: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> usize {
+    pub fn begin_message(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        seq: u32,
+        family: u8,
+        res_id: u16,
+    ) -> usize {
         let start = self.buf.len();
         self.buf.extend_from_slice(&0u32.to_ne_bytes());
         self.buf.extend_from_slice(&kind.to_ne_bytes());
@@ -83,8 +90,10 @@ impl Writer {
 
     /// Appends one attribute.
     pub fn put(&mut self, kind: u16, value: &[u8]) -> Result<(), AttrTooLarge> {
-        let len = u16::try_from(NLA_HDRLEN + value.len())
-            .map_err(|_| AttrTooLarge { kind, len: NLA_HDRLEN + value.len() })?;
+        let len = u16::try_from(NLA_HDRLEN + value.len()).map_err(|_| AttrTooLarge {
+            kind,
+            len: NLA_HDRLEN + value.len(),
+        })?;
         self.buf.extend_from_slice(&len.to_ne_bytes());
         self.buf.extend_from_slice(&kind.to_ne_bytes());
         self.buf.extend_from_slice(value);
@@ -109,7 +118,8 @@ impl Writer {
     pub fn begin_nested(&mut self, kind: u16) -> usize {
         let start = self.buf.len();
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
         start
     }
 
@@ -171,13 +181,21 @@ pub fn messages(mut bytes: &[u8]) -> impl Iterator<Item = Result<Message<'_>, Wi
         if bytes.len() < NLMSG_HDRLEN {
             let have = bytes.len();
             bytes = &[];
-            return Some(Err(WireError::Truncated { what: "nlmsghdr", need: NLMSG_HDRLEN, have }));
+            return Some(Err(WireError::Truncated {
+                what: "nlmsghdr",
+                need: NLMSG_HDRLEN,
+                have,
+            }));
         }
         let len = usize::try_from(u32_ne(&bytes[0..4])).unwrap_or(usize::MAX);
         if len < NLMSG_HDRLEN || len > bytes.len() {
             let have = bytes.len();
             bytes = &[];
-            return Some(Err(WireError::Truncated { what: "netlink message", need: len, have }));
+            return Some(Err(WireError::Truncated {
+                what: "netlink message",
+                need: len,
+                have,
+            }));
         }
         let message = Message {
             kind: u16::from_ne_bytes([bytes[4], bytes[5]]),
@@ -202,7 +220,10 @@ pub struct Attr<'a> {
 impl<'a> Attr<'a> {
     /// The value as a big-endian `u32`.
     pub fn u32(&self, what: &'static str) -> Result<u32, WireError> {
-        let bytes: [u8; 4] = self.value.try_into().map_err(|_| WireError::Invalid { what })?;
+        let bytes: [u8; 4] = self
+            .value
+            .try_into()
+            .map_err(|_| WireError::Invalid { what })?;
         Ok(u32::from_be_bytes(bytes))
     }
 
@@ -247,15 +268,26 @@ impl<'a> Iterator for Attrs<'a> {
         }
         if rest.len() < NLA_HDRLEN {
             self.offset = self.bytes.len();
-            return Some(Err(WireError::Truncated { what: "nlattr", need: NLA_HDRLEN, have: rest.len() }));
+            return Some(Err(WireError::Truncated {
+                what: "nlattr",
+                need: NLA_HDRLEN,
+                have: rest.len(),
+            }));
         }
         let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
         let kind = u16::from_ne_bytes([rest[2], rest[3]]) & NLA_TYPE_MASK;
         if len < NLA_HDRLEN || len > rest.len() {
             self.offset = self.bytes.len();
-            return Some(Err(WireError::Truncated { what: "attribute value", need: len, have: rest.len() }));
+            return Some(Err(WireError::Truncated {
+                what: "attribute value",
+                need: len,
+                have: rest.len(),
+            }));
         }
-        let attr = Attr { kind, value: &rest[NLA_HDRLEN..len] };
+        let attr = Attr {
+            kind,
+            value: &rest[NLA_HDRLEN..len],
+        };
         self.offset += align(len);
         Some(Ok(attr))
     }
@@ -284,7 +316,9 @@ mod tests {
         let bytes = writer.into_bytes();
         let message = messages(&bytes).next().unwrap().unwrap();
         assert_eq!((message.kind, message.flags, message.seq), (1, 2, 3));
-        let attrs = Attrs::new(&message.payload[NFGENMSG_LEN..]).collect_all().unwrap();
+        let attrs = Attrs::new(&message.payload[NFGENMSG_LEN..])
+            .collect_all()
+            .unwrap();
         assert_eq!(attrs.len(), 1);
         let inner = attrs[0].nested().collect_all().unwrap();
         assert_eq!(inner[0].string("name").unwrap(), "abc");
@@ -307,6 +341,9 @@ mod tests {
     fn truncated_input_is_an_error() {
         assert!(Attrs::new(&[8, 0, 1]).next().unwrap().is_err());
         assert!(Attrs::new(&[9, 0, 1, 0, 1]).next().unwrap().is_err());
-        assert!(messages(&[40, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).next().unwrap().is_err());
+        assert!(messages(&[40, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+            .next()
+            .unwrap()
+            .is_err());
     }
 }

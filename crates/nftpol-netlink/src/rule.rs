@@ -18,7 +18,9 @@ use nftpol_ruleset::ir::{Action, CtState, Field, Match, Rule, Set, Verdict};
 use crate::expr::{Expr, ExprWriter};
 use crate::key;
 use crate::nla::AttrTooLarge;
-use crate::set::{comment_of, find_udata, nul_terminated, push_udata, raw_verdict, verdict_of, SetEncodeError};
+use crate::set::{
+    comment_of, find_udata, nul_terminated, push_udata, raw_verdict, verdict_of, SetEncodeError,
+};
 use crate::uapi::{expr as x, udata, NFPROTO_IPV4, NFPROTO_IPV6};
 
 const ICMPV6: u8 = 58;
@@ -32,12 +34,18 @@ struct Context {
 
 /// Writes the expressions of `rule`. `sets` gives the shapes of the sets the
 /// rule references (only whether a set is a concatenated interval set matters).
-pub fn write_exprs(w: &mut ExprWriter<'_>, rule: &Rule, sets: &BTreeMap<String, Set>) -> Result<(), SetEncodeError> {
+pub fn write_exprs(
+    w: &mut ExprWriter<'_>,
+    rule: &Rule,
+    sets: &BTreeMap<String, Set>,
+) -> Result<(), SetEncodeError> {
     let mut context = Context::default();
     for matched in &rule.matches {
         match matched {
             Match::CtState(states) => {
-                let mask = states.iter().fold(0u32, |mask, state| mask | ct_bit(*state));
+                let mask = states
+                    .iter()
+                    .fold(0u32, |mask, state| mask | ct_bit(*state));
                 w.ct(x::CT_STATE, x::REG_1)?;
                 w.bitwise_mask(x::REG_1, &mask.to_ne_bytes())?;
                 w.cmp(x::REG_1, x::CMP_NEQ, &0u32.to_ne_bytes())?;
@@ -58,7 +66,12 @@ pub fn write_exprs(w: &mut ExprWriter<'_>, rule: &Rule, sets: &BTreeMap<String, 
                 w.cmp(x::REG_1, x::CMP_EQ, &x::RTN_LOCAL.to_ne_bytes())?;
             }
             Match::Lookup { key, set, negated } => {
-                load_key(w, &mut context, key, sets.get(set).is_some_and(Set::is_concatenated_interval))?;
+                load_key(
+                    w,
+                    &mut context,
+                    key,
+                    sets.get(set).is_some_and(Set::is_concatenated_interval),
+                )?;
                 w.lookup(x::REG_1, set, None, *negated)?;
             }
         }
@@ -68,9 +81,16 @@ pub fn write_exprs(w: &mut ExprWriter<'_>, rule: &Rule, sets: &BTreeMap<String, 
     }
     match &rule.action {
         Action::Verdict(Verdict::Reject) => w.reject_admin_prohibited()?,
-        Action::Verdict(verdict) => w.verdict(&raw_verdict(verdict).map_err(SetEncodeError::Shape)?)?,
+        Action::Verdict(verdict) => {
+            w.verdict(&raw_verdict(verdict).map_err(SetEncodeError::Shape)?)?
+        }
         Action::VerdictMap { key, map } => {
-            load_key(w, &mut context, key, sets.get(map).is_some_and(Set::is_concatenated_interval))?;
+            load_key(
+                w,
+                &mut context,
+                key,
+                sets.get(map).is_some_and(Set::is_concatenated_interval),
+            )?;
             w.lookup(x::REG_1, map, Some(x::REG_VERDICT), false)?;
         }
     }
@@ -98,7 +118,11 @@ fn ct_bit(state: CtState) -> u32 {
     }
 }
 
-fn nfproto_dependency(w: &mut ExprWriter<'_>, context: &mut Context, nfproto: u8) -> Result<(), AttrTooLarge> {
+fn nfproto_dependency(
+    w: &mut ExprWriter<'_>,
+    context: &mut Context,
+    nfproto: u8,
+) -> Result<(), AttrTooLarge> {
     if context.nfproto != Some(nfproto) {
         w.meta(x::META_NFPROTO, x::REG_1)?;
         w.cmp(x::REG_1, x::CMP_EQ, &[nfproto])?;
@@ -114,7 +138,11 @@ fn registers(fields: &[Field]) -> Vec<u32> {
     fields
         .iter()
         .map(|field| {
-            let register = if word % 4 == 0 { x::REG_1 + word / 4 } else { x::REG32_00 + word };
+            let register = if word % 4 == 0 {
+                x::REG_1 + word / 4
+            } else {
+                x::REG32_00 + word
+            };
             let slot = key::slot_len(key::type_of_field(*field), concatenated);
             word += u32::try_from(slot / 4).unwrap_or(u32::MAX).max(1);
             register
@@ -142,13 +170,25 @@ fn family_of(field: Field) -> Option<u8> {
     }
 }
 
-fn load_key(w: &mut ExprWriter<'_>, context: &mut Context, fields: &[Field], interval_concat: bool) -> Result<(), SetEncodeError> {
+fn load_key(
+    w: &mut ExprWriter<'_>,
+    context: &mut Context,
+    fields: &[Field],
+    interval_concat: bool,
+) -> Result<(), SetEncodeError> {
     if fields.is_empty() {
-        return Err(SetEncodeError::Shape("a lookup key needs at least one field".to_owned()));
+        return Err(SetEncodeError::Shape(
+            "a lookup key needs at least one field".to_owned(),
+        ));
     }
-    let families: BTreeSet<u8> = fields.iter().filter_map(|field| family_of(*field)).collect();
+    let families: BTreeSet<u8> = fields
+        .iter()
+        .filter_map(|field| family_of(*field))
+        .collect();
     if families.len() > 1 {
-        return Err(SetEncodeError::Shape("a key mixes IPv4 and IPv6 fields".to_owned()));
+        return Err(SetEncodeError::Shape(
+            "a key mixes IPv4 and IPv6 fields".to_owned(),
+        ));
     }
     if let Some(family) = families.first() {
         nfproto_dependency(w, context, *family)?;
@@ -177,12 +217,39 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
             return Err(format!("expressions after the verdict: {rest:?}"));
         }
         match rest {
-            [Expr::Meta { key: x::META_NFPROTO, dreg: x::REG_1 }, Expr::Cmp { sreg: x::REG_1, op: x::CMP_EQ, data }, tail @ ..]
+            [Expr::Meta {
+                key: x::META_NFPROTO,
+                dreg: x::REG_1,
+            }, Expr::Cmp {
+                sreg: x::REG_1,
+                op: x::CMP_EQ,
+                data,
+            }, tail @ ..]
                 if data.len() == 1 =>
             {
                 rest = tail;
             }
-            [Expr::Meta { key: x::META_L4PROTO, dreg: x::REG_1 }, Expr::Cmp { sreg: x::REG_1, op: x::CMP_EQ, data: proto }, Expr::Payload { dreg: x::REG_1, base: x::BASE_TRANSPORT, offset: 0, len: 1 }, Expr::Cmp { sreg: x::REG_1, op: x::CMP_GTE, data: first }, Expr::Cmp { sreg: x::REG_1, op: x::CMP_LTE, data: last }, tail @ ..]
+            [Expr::Meta {
+                key: x::META_L4PROTO,
+                dreg: x::REG_1,
+            }, Expr::Cmp {
+                sreg: x::REG_1,
+                op: x::CMP_EQ,
+                data: proto,
+            }, Expr::Payload {
+                dreg: x::REG_1,
+                base: x::BASE_TRANSPORT,
+                offset: 0,
+                len: 1,
+            }, Expr::Cmp {
+                sreg: x::REG_1,
+                op: x::CMP_GTE,
+                data: first,
+            }, Expr::Cmp {
+                sreg: x::REG_1,
+                op: x::CMP_LTE,
+                data: last,
+            }, tail @ ..]
                 if proto.as_slice() == [ICMPV6] =>
             {
                 let (Some(first), Some(last)) = (single_byte(first), single_byte(last)) else {
@@ -191,21 +258,54 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
                 matches.push(Match::Icmpv6TypeRange { first, last });
                 rest = tail;
             }
-            [Expr::Payload { dreg: x::REG_1, base: x::BASE_TRANSPORT, offset: 0, len: 1 }, Expr::Cmp { sreg: x::REG_1, op: x::CMP_GTE, data: first }, Expr::Cmp { sreg: x::REG_1, op: x::CMP_LTE, data: last }, tail @ ..] =>
-            {
+            [Expr::Payload {
+                dreg: x::REG_1,
+                base: x::BASE_TRANSPORT,
+                offset: 0,
+                len: 1,
+            }, Expr::Cmp {
+                sreg: x::REG_1,
+                op: x::CMP_GTE,
+                data: first,
+            }, Expr::Cmp {
+                sreg: x::REG_1,
+                op: x::CMP_LTE,
+                data: last,
+            }, tail @ ..] => {
                 let (Some(first), Some(last)) = (single_byte(first), single_byte(last)) else {
                     return Err("icmpv6 type bounds are not one byte".to_owned());
                 };
                 matches.push(Match::Icmpv6TypeRange { first, last });
                 rest = tail;
             }
-            [Expr::Ct { key: x::CT_STATE, dreg: x::REG_1 }, Expr::Bitwise { sreg: x::REG_1, dreg: x::REG_1, len: 4, mask, xor }, Expr::Cmp { sreg: x::REG_1, op: x::CMP_NEQ, data }, tail @ ..]
+            [Expr::Ct {
+                key: x::CT_STATE,
+                dreg: x::REG_1,
+            }, Expr::Bitwise {
+                sreg: x::REG_1,
+                dreg: x::REG_1,
+                len: 4,
+                mask,
+                xor,
+            }, Expr::Cmp {
+                sreg: x::REG_1,
+                op: x::CMP_NEQ,
+                data,
+            }, tail @ ..]
                 if xor.iter().all(|b| *b == 0) && data.iter().all(|b| *b == 0) =>
             {
                 matches.push(Match::CtState(ct_states(mask)?));
                 rest = tail;
             }
-            [Expr::Fib { flags: x::FIB_F_SADDR, result: x::FIB_RESULT_ADDRTYPE, dreg: x::REG_1 }, Expr::Cmp { sreg: x::REG_1, op: x::CMP_EQ, data }, tail @ ..]
+            [Expr::Fib {
+                flags: x::FIB_F_SADDR,
+                result: x::FIB_RESULT_ADDRTYPE,
+                dreg: x::REG_1,
+            }, Expr::Cmp {
+                sreg: x::REG_1,
+                op: x::CMP_EQ,
+                data,
+            }, tail @ ..]
                 if data.as_slice() == x::RTN_LOCAL.to_ne_bytes() =>
             {
                 matches.push(Match::SaddrIsLocal);
@@ -216,21 +316,47 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
                 rest = tail;
             }
             [Expr::Verdict(raw), tail @ ..] => {
-                action = Some(Action::Verdict(verdict_of(raw).ok_or_else(|| format!("unknown verdict {raw:?}"))?));
+                action = Some(Action::Verdict(
+                    verdict_of(raw).ok_or_else(|| format!("unknown verdict {raw:?}"))?,
+                ));
                 rest = tail;
             }
-            [Expr::Reject { kind: x::REJECT_ICMPX_UNREACH, code: x::REJECT_ICMPX_ADMIN_PROHIBITED }, tail @ ..] => {
+            [Expr::Reject {
+                kind: x::REJECT_ICMPX_UNREACH,
+                code: x::REJECT_ICMPX_ADMIN_PROHIBITED,
+            }, tail @ ..] => {
                 action = Some(Action::Verdict(Verdict::Reject));
                 rest = tail;
             }
-            [Expr::Payload { .. } | Expr::Meta { key: x::META_L4PROTO, .. }, ..] => {
+            [Expr::Payload { .. }
+            | Expr::Meta {
+                key: x::META_L4PROTO,
+                ..
+            }, ..] => {
                 let (fields, lookup, tail) = read_key(rest)?;
                 match lookup {
-                    Expr::Lookup { set, dreg: None, flags, .. } => {
-                        matches.push(Match::Lookup { key: fields, set: set.clone(), negated: flags & x::LOOKUP_F_INV != 0 });
+                    Expr::Lookup {
+                        set,
+                        dreg: None,
+                        flags,
+                        ..
+                    } => {
+                        matches.push(Match::Lookup {
+                            key: fields,
+                            set: set.clone(),
+                            negated: flags & x::LOOKUP_F_INV != 0,
+                        });
                     }
-                    Expr::Lookup { set, dreg: Some(x::REG_VERDICT), flags: 0, .. } => {
-                        action = Some(Action::VerdictMap { key: fields, map: set.clone() });
+                    Expr::Lookup {
+                        set,
+                        dreg: Some(x::REG_VERDICT),
+                        flags: 0,
+                        ..
+                    } => {
+                        action = Some(Action::VerdictMap {
+                            key: fields,
+                            map: set.clone(),
+                        });
                     }
                     other => return Err(format!("unexpected lookup {other:?}")),
                 }
@@ -245,7 +371,12 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
         .map(comment_of)
         .transpose()
         .map_err(|e| e.to_string())?;
-    Ok(Rule { matches, counter, action: action.ok_or("rule without verdict")?, comment })
+    Ok(Rule {
+        matches,
+        counter,
+        action: action.ok_or("rule without verdict")?,
+        comment,
+    })
 }
 
 fn single_byte(data: &[u8]) -> Option<u8> {
@@ -256,10 +387,20 @@ fn single_byte(data: &[u8]) -> Option<u8> {
 }
 
 fn ct_states(mask: &[u8]) -> Result<BTreeSet<CtState>, String> {
-    let bytes: [u8; 4] = mask.try_into().map_err(|_| "ct state mask is not 4 bytes")?;
+    let bytes: [u8; 4] = mask
+        .try_into()
+        .map_err(|_| "ct state mask is not 4 bytes")?;
     let mask = u32::from_ne_bytes(bytes);
-    let all = [CtState::Invalid, CtState::Established, CtState::Related, CtState::New];
-    let states: BTreeSet<CtState> = all.into_iter().filter(|state| mask & ct_bit(*state) != 0).collect();
+    let all = [
+        CtState::Invalid,
+        CtState::Established,
+        CtState::Related,
+        CtState::New,
+    ];
+    let states: BTreeSet<CtState> = all
+        .into_iter()
+        .filter(|state| mask & ct_bit(*state) != 0)
+        .collect();
     let known = states.iter().fold(0, |bits, state| bits | ct_bit(*state));
     if known != mask || states.is_empty() {
         return Err(format!("unexpected ct state mask {mask:#x}"));
@@ -274,28 +415,52 @@ fn read_key(exprs: &[Expr]) -> Result<(Vec<Field>, &Expr, &[Expr]), String> {
     let mut rest = exprs;
     loop {
         match rest {
-            [Expr::Payload { dreg, base, offset, len }, tail @ ..] => {
-                let field = [Field::Ipv4Saddr, Field::Ipv4Daddr, Field::Ipv6Saddr, Field::Ipv6Daddr, Field::TransportDport]
-                    .into_iter()
-                    .find(|field| payload_of(*field) == Some((*base, *offset, *len)))
-                    .ok_or_else(|| format!("unexpected payload load {base}/{offset}/{len}"))?;
+            [Expr::Payload {
+                dreg,
+                base,
+                offset,
+                len,
+            }, tail @ ..] => {
+                let field = [
+                    Field::Ipv4Saddr,
+                    Field::Ipv4Daddr,
+                    Field::Ipv6Saddr,
+                    Field::Ipv6Daddr,
+                    Field::TransportDport,
+                ]
+                .into_iter()
+                .find(|field| payload_of(*field) == Some((*base, *offset, *len)))
+                .ok_or_else(|| format!("unexpected payload load {base}/{offset}/{len}"))?;
                 fields.push(field);
                 dregs.push(*dreg);
                 rest = tail;
             }
-            [Expr::Meta { key: x::META_L4PROTO, dreg }, tail @ ..] => {
+            [Expr::Meta {
+                key: x::META_L4PROTO,
+                dreg,
+            }, tail @ ..] => {
                 fields.push(Field::L4Proto);
                 dregs.push(*dreg);
                 rest = tail;
             }
-            [Expr::Byteorder { sreg, dreg, op: x::BYTEORDER_HTON, len: 1, size: 2 }, tail @ ..]
-                if sreg == dreg && dregs.last() == Some(sreg) && fields.last() == Some(&Field::L4Proto) =>
+            [Expr::Byteorder {
+                sreg,
+                dreg,
+                op: x::BYTEORDER_HTON,
+                len: 1,
+                size: 2,
+            }, tail @ ..]
+                if sreg == dreg
+                    && dregs.last() == Some(sreg)
+                    && fields.last() == Some(&Field::L4Proto) =>
             {
                 rest = tail;
             }
             [lookup @ Expr::Lookup { sreg: x::REG_1, .. }, tail @ ..] => {
                 if dregs != registers(&fields) {
-                    return Err(format!("key registers {dregs:?} do not match fields {fields:?}"));
+                    return Err(format!(
+                        "key registers {dregs:?} do not match fields {fields:?}"
+                    ));
                 }
                 return Ok((fields, lookup, tail));
             }

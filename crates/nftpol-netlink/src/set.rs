@@ -33,7 +33,9 @@ pub enum SetEncodeError {
 /// `id` is the set's transaction id (`NFTA_SET_ID`, required by the kernel).
 pub fn write_set(w: &mut Writer, table: &str, set: &Set, id: u32) -> Result<(), SetEncodeError> {
     if set.key.is_empty() {
-        return Err(SetEncodeError::Shape("a set needs at least one key field".to_owned()));
+        return Err(SetEncodeError::Shape(
+            "a set needs at least one key field".to_owned(),
+        ));
     }
     let concatenated = set.key.len() > 1;
     let mut flags = 0;
@@ -46,7 +48,8 @@ pub fn write_set(w: &mut Writer, table: &str, set: &Set, id: u32) -> Result<(), 
     if set.is_concatenated_interval() {
         flags |= s::F_CONCAT;
     }
-    let key_len = u32::try_from(key::key_len(&set.key)).map_err(|_| SetEncodeError::Shape("key too long".to_owned()))?;
+    let key_len = u32::try_from(key::key_len(&set.key))
+        .map_err(|_| SetEncodeError::Shape("key too long".to_owned()))?;
     w.put_str(s::TABLE, table)?;
     w.put_str(s::NAME, &set.name)?;
     w.put_u32(s::FLAGS, flags)?;
@@ -62,14 +65,21 @@ pub fn write_set(w: &mut Writer, table: &str, set: &Set, id: u32) -> Result<(), 
         let concat = w.begin_nested(s::DESC_CONCAT);
         for key_type in &set.key {
             let field = w.begin_nested(list::ELEM);
-            w.put_u32(s::FIELD_LEN, u32::try_from(key::field_len(*key_type)).unwrap_or(u32::MAX))?;
+            w.put_u32(
+                s::FIELD_LEN,
+                u32::try_from(key::field_len(*key_type)).unwrap_or(u32::MAX),
+            )?;
             w.end_nested(field)?;
         }
         w.end_nested(concat)?;
         w.end_nested(desc)?;
     }
     let mut userdata = Vec::new();
-    push_udata(&mut userdata, udata::SET_KEYBYTEORDER, &key::key_byteorder(&set.key).to_ne_bytes())?;
+    push_udata(
+        &mut userdata,
+        udata::SET_KEYBYTEORDER,
+        &key::key_byteorder(&set.key).to_ne_bytes(),
+    )?;
     if set.is_verdict_map {
         push_udata(&mut userdata, udata::SET_DATABYTEORDER, &0u32.to_ne_bytes())?;
     }
@@ -88,8 +98,9 @@ pub fn write_set(w: &mut Writer, table: &str, set: &Set, id: u32) -> Result<(), 
 
 /// Appends one libnftnl userdata TLV (`u8` type, `u8` length, value).
 pub fn push_udata(buf: &mut Vec<u8>, kind: u8, value: &[u8]) -> Result<(), SetEncodeError> {
-    let len = u8::try_from(value.len())
-        .map_err(|_| SetEncodeError::Shape(format!("userdata of {} bytes is over 255", value.len())))?;
+    let len = u8::try_from(value.len()).map_err(|_| {
+        SetEncodeError::Shape(format!("userdata of {} bytes is over 255", value.len()))
+    })?;
     buf.push(kind);
     buf.push(len);
     buf.extend_from_slice(value);
@@ -125,11 +136,26 @@ pub fn comment_of(value: &[u8]) -> Result<String, WireError> {
 /// The kernel encoding of a verdict.
 pub fn raw_verdict(verdict: &Verdict) -> Result<RawVerdict, String> {
     Ok(match verdict {
-        Verdict::Accept => RawVerdict { code: code::ACCEPT, chain: None },
-        Verdict::Drop => RawVerdict { code: code::DROP, chain: None },
-        Verdict::Return => RawVerdict { code: code::RETURN, chain: None },
-        Verdict::Jump(chain) => RawVerdict { code: code::JUMP, chain: Some(chain.clone()) },
-        Verdict::Goto(chain) => RawVerdict { code: code::GOTO, chain: Some(chain.clone()) },
+        Verdict::Accept => RawVerdict {
+            code: code::ACCEPT,
+            chain: None,
+        },
+        Verdict::Drop => RawVerdict {
+            code: code::DROP,
+            chain: None,
+        },
+        Verdict::Return => RawVerdict {
+            code: code::RETURN,
+            chain: None,
+        },
+        Verdict::Jump(chain) => RawVerdict {
+            code: code::JUMP,
+            chain: Some(chain.clone()),
+        },
+        Verdict::Goto(chain) => RawVerdict {
+            code: code::GOTO,
+            chain: Some(chain.clone()),
+        },
         Verdict::Reject => return Err("reject is a statement, not a verdict value".to_owned()),
     })
 }
@@ -148,7 +174,12 @@ pub fn verdict_of(raw: &RawVerdict) -> Option<Verdict> {
 
 /// Writes the `NFTA_LIST_ELEM` nests of one IR element (one or two kernel
 /// elements); `delete` leaves out data and userdata.
-pub fn write_element(w: &mut Writer, set: &Set, element: &Element, delete: bool) -> Result<(), SetEncodeError> {
+pub fn write_element(
+    w: &mut Writer,
+    set: &Set,
+    element: &Element,
+    delete: bool,
+) -> Result<(), SetEncodeError> {
     let shape = |reason: String| SetEncodeError::Shape(reason);
     let start = key::encode(&set.key, &element.start).map_err(shape)?;
     let end = key::encode(&set.key, &element.end).map_err(shape)?;
@@ -184,7 +215,11 @@ pub fn write_element(w: &mut Writer, set: &Set, element: &Element, delete: bool)
     write_data(w, verdict.as_ref())?;
     if after.is_none() && !delete {
         let mut open = Vec::new();
-        push_udata(&mut open, udata::SET_ELEM_FLAGS, &udata::SET_ELEM_F_INTERVAL_OPEN.to_ne_bytes())?;
+        push_udata(
+            &mut open,
+            udata::SET_ELEM_FLAGS,
+            &udata::SET_ELEM_F_INTERVAL_OPEN.to_ne_bytes(),
+        )?;
         w.put(elem::USERDATA, &open)?;
     }
     w.end_nested(nest)?;
@@ -232,17 +267,23 @@ pub fn read_set(attrs: Attrs<'_>) -> Result<(String, Set), String> {
             s::KEY_LEN => key_len = Some(attr.u32("set key len").map_err(wire)?),
             s::DATA_TYPE => data_type = Some(attr.u32("set data type").map_err(wire)?),
             s::USERDATA => {
-                comment = find_udata(attr.value, udata::SET_COMMENT).map(comment_of).transpose().map_err(wire)?;
+                comment = find_udata(attr.value, udata::SET_COMMENT)
+                    .map(comment_of)
+                    .transpose()
+                    .map_err(wire)?;
             }
             _ => {}
         }
     }
     let table = table.ok_or("set without table")?;
     let name = name.ok_or("set without name")?;
-    let key: Vec<KeyType> =
-        key_type.and_then(key::key_types_of).ok_or_else(|| format!("set {name:?}: unknown key type {key_type:?}"))?;
+    let key: Vec<KeyType> = key_type
+        .and_then(key::key_types_of)
+        .ok_or_else(|| format!("set {name:?}: unknown key type {key_type:?}"))?;
     if key_len.and_then(|len| usize::try_from(len).ok()) != Some(key::key_len(&key)) {
-        return Err(format!("set {name:?}: key length {key_len:?} does not match its type"));
+        return Err(format!(
+            "set {name:?}: key length {key_len:?} does not match its type"
+        ));
     }
     let known = s::F_INTERVAL | s::F_MAP | s::F_CONCAT;
     if flags & !known != 0 {
@@ -252,7 +293,14 @@ pub fn read_set(attrs: Attrs<'_>) -> Result<(String, Set), String> {
     if is_verdict_map && data_type != Some(s::DATA_VERDICT) {
         return Err(format!("set {name:?}: a map whose data is not a verdict"));
     }
-    let set = Set { name, key, interval: flags & s::F_INTERVAL != 0, is_verdict_map, comment, elements: BTreeSet::new() };
+    let set = Set {
+        name,
+        key,
+        interval: flags & s::F_INTERVAL != 0,
+        is_verdict_map,
+        comment,
+        elements: BTreeSet::new(),
+    };
     Ok((table, set))
 }
 
@@ -270,13 +318,21 @@ pub struct RawElement {
 }
 
 /// Kernel elements of an `NFTA_SET_ELEM_LIST_ELEMENTS` nest.
-pub fn read_raw_elements(list_attrs: Attrs<'_>, out: &mut Vec<RawElement>) -> Result<(), WireError> {
+pub fn read_raw_elements(
+    list_attrs: Attrs<'_>,
+    out: &mut Vec<RawElement>,
+) -> Result<(), WireError> {
     for item in list_attrs {
         let item = item?;
         if item.kind != list::ELEM {
             continue;
         }
-        let mut raw = RawElement { key: Vec::new(), key_end: None, is_end: false, verdict: None };
+        let mut raw = RawElement {
+            key: Vec::new(),
+            key_end: None,
+            is_end: false,
+            verdict: None,
+        };
         let mut has_key = false;
         for attr in item.nested() {
             let attr = attr?;
@@ -292,7 +348,9 @@ pub fn read_raw_elements(list_attrs: Attrs<'_>, out: &mut Vec<RawElement>) -> Re
             }
         }
         if !has_key {
-            return Err(WireError::Invalid { what: "element without key" });
+            return Err(WireError::Invalid {
+                what: "element without key",
+            });
         }
         out.push(raw);
     }
@@ -303,7 +361,9 @@ pub fn read_raw_elements(list_attrs: Attrs<'_>, out: &mut Vec<RawElement>) -> Re
 pub fn to_elements(set: &Set, mut raw: Vec<RawElement>) -> Result<BTreeSet<Element>, String> {
     let verdict_of_raw = |raw: &RawElement| -> Result<Option<Verdict>, String> {
         match (&raw.verdict, set.is_verdict_map) {
-            (Some(verdict), true) => verdict_of(verdict).map(Some).ok_or_else(|| format!("unknown verdict {verdict:?}")),
+            (Some(verdict), true) => verdict_of(verdict)
+                .map(Some)
+                .ok_or_else(|| format!("unknown verdict {verdict:?}")),
             (None, false) => Ok(None),
             _ => Err("element data does not match the set type".to_owned()),
         }
@@ -317,7 +377,11 @@ pub fn to_elements(set: &Set, mut raw: Vec<RawElement>) -> Result<BTreeSet<Eleme
                 (None, _) => start.clone(),
                 (Some(_), false) => return Err("KEY_END in a set without interval".to_owned()),
             };
-            elements.insert(Element { start, end, verdict: verdict_of_raw(raw)? });
+            elements.insert(Element {
+                start,
+                end,
+                verdict: verdict_of_raw(raw)?,
+            });
         }
         return Ok(elements);
     }
@@ -344,7 +408,11 @@ pub fn to_elements(set: &Set, mut raw: Vec<RawElement>) -> Result<BTreeSet<Eleme
     }
     if let Some((start, verdict)) = open {
         let max = vec![0xff; start.len()];
-        elements.insert(Element { start: key::decode(&set.key, &start)?, end: key::decode(&set.key, &max)?, verdict });
+        elements.insert(Element {
+            start: key::decode(&set.key, &start)?,
+            end: key::decode(&set.key, &max)?,
+            verdict,
+        });
     }
     Ok(elements)
 }

@@ -51,14 +51,19 @@ impl fmt::Display for Difference {
             Self::SetUnexpected(name) => write!(f, "set {name:?} is not desired"),
             Self::SetDiffers(name) => write!(f, "set {name:?} differs in type, flags or comment"),
             Self::ElementMissing { set, element } => write!(f, "set {set:?} lacks {element}"),
-            Self::ElementUnexpected { set, element } => write!(f, "set {set:?} holds {element}, not desired"),
+            Self::ElementUnexpected { set, element } => {
+                write!(f, "set {set:?} holds {element}, not desired")
+            }
         }
     }
 }
 
 /// Reads the table and lists every difference from `desired`, in name order
 /// (empty: the kernel holds exactly `desired`).
-pub fn verify(dataplane: &mut impl Dataplane, desired: &Ruleset) -> Result<Vec<Difference>, ReadError> {
+pub fn verify(
+    dataplane: &mut impl Dataplane,
+    desired: &Ruleset,
+) -> Result<Vec<Difference>, ReadError> {
     let Some(observed) = dataplane.read()? else {
         return Ok(vec![Difference::TableMissing]);
     };
@@ -76,7 +81,12 @@ pub fn differences(observed: &Ruleset, desired: &Ruleset) -> Vec<Difference> {
         }
     }
     found.extend(
-        observed.chains.keys().filter(|name| !desired.chains.contains_key(*name)).cloned().map(Difference::ChainUnexpected),
+        observed
+            .chains
+            .keys()
+            .filter(|name| !desired.chains.contains_key(*name))
+            .cloned()
+            .map(Difference::ChainUnexpected),
     );
     for (name, set) in &desired.sets {
         let Some(was) = observed.sets.get(name) else {
@@ -87,15 +97,26 @@ pub fn differences(observed: &Ruleset, desired: &Ruleset) -> Vec<Difference> {
             found.push(Difference::SetDiffers(name.clone()));
             continue;
         }
-        found.extend(set.elements.difference(&was.elements).map(|element| Difference::ElementMissing {
-            set: name.clone(),
-            element: ElementText(element).to_string(),
+        found.extend(set.elements.difference(&was.elements).map(|element| {
+            Difference::ElementMissing {
+                set: name.clone(),
+                element: ElementText(element).to_string(),
+            }
         }));
-        found.extend(was.elements.difference(&set.elements).map(|element| Difference::ElementUnexpected {
-            set: name.clone(),
-            element: ElementText(element).to_string(),
+        found.extend(was.elements.difference(&set.elements).map(|element| {
+            Difference::ElementUnexpected {
+                set: name.clone(),
+                element: ElementText(element).to_string(),
+            }
         }));
     }
-    found.extend(observed.sets.keys().filter(|name| !desired.sets.contains_key(*name)).cloned().map(Difference::SetUnexpected));
+    found.extend(
+        observed
+            .sets
+            .keys()
+            .filter(|name| !desired.sets.contains_key(*name))
+            .cloned()
+            .map(Difference::SetUnexpected),
+    );
     found
 }

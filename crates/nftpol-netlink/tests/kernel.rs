@@ -1,22 +1,458 @@
-//! Kernel tests: each in a fresh network namespace (see `common`).
+//! Kernel tests: each runs in a fresh network namespace (see `common`).
 
 mod common;
 
-use common::{fixture, in_fresh_netns, run};
-use nftpol_netlink::{Dataplane, KernelDataplane};
-use nftpol_ruleset::diff::diff;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use common::{fixture, in_fresh_netns, many_v4, run, DISPATCH_V4, PEERS_V4};
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
+use nftpol_netlink::batch::BatchWriter;
+use nftpol_netlink::uapi::{msg, NFNLGRP_NFTABLES, NFNL_SUBSYS_NFTABLES};
+use nftpol_netlink::{
+    verify, ApplyError, Dataplane, Difference, FakeDataplane, KernelDataplane, Object,
+};
+use nftpol_ruleset::diff::{diff, Change, Diff};
+use nftpol_ruleset::ir::{Element, KeyType, Ruleset, Set, Value, Verdict, TABLE_NAME};
+use nftpol_ruleset::render::render;
+
+fn open() -> KernelDataplane {
+    KernelDataplane::open().expect("opening the netfilter socket")
+}
+
+/// `nft list` as sorted blocks with sorted elements (object and element order
+/// is the kernel's, not ours), and each chain's rule bytecode as nft prints it.
+fn nft_listing() -> (Vec<String>, BTreeMap<String, Vec<String>>) {
+    let text = run("nft", &["list", "table", "inet", "nftpol"], None);
+    let mut blocks = Vec::new();
+    let mut block: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("\tset ") || line.starts_with("\tmap ") || line.starts_with("\tchain ")
+        {
+            block.clear();
+        }
+        block.push(line.trim());
+        if line == "\t}" {
+            blocks.push(sort_elements(&block.join(" ")));
+        }
+    }
+    blocks.sort();
+    let debug = run(
+        "nft",
+        &["--debug=netlink", "list", "table", "inet", "nftpol"],
+        None,
+    );
+    let mut rules: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut chain: Option<String> = None;
+    for line in debug.lines() {
+        if let Some(rest) = line.strip_prefix("inet nftpol ") {
+            let name = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            chain = (!name.starts_with('@')).then_some(name);
+            if let Some(name) = &chain {
+                rules
+                    .entry(name.clone())
+                    .or_default()
+                    .push("rule".to_owned());
+            }
+        } else if let Some(name) = &chain {
+            let line = line.trim();
+            if line.starts_with('[') || line.starts_with("userdata") {
+                rules.entry(name.clone()).or_default().push(line.to_owned());
+            }
+        }
+    }
+    (blocks, rules)
+}
+
+fn sort_elements(block: &str) -> String {
+    let Some((head, rest)) = block.split_once("elements = { ") else {
+        return block.to_owned();
+    };
+    let (list, tail) = rest.split_once(" }").expect("closing brace of elements");
+    let mut elements: Vec<&str> = list.split(',').map(str::trim).collect();
+    elements.sort_unstable();
+    format!("{head}elements = {{ {} }}{tail}", elements.join(", "))
+}
 
 #[test]
-fn applied_fixture_reads_back_equal() {
+fn applied_fixture_reads_back_equal_and_matches_nft_loading_the_rendered_text() {
+    let ir = fixture();
+    let ours = in_fresh_netns({
+        let ir = ir.clone();
+        move || {
+            let mut kernel = open();
+            kernel.probe_features().expect("probing kernel features");
+            assert_eq!(kernel.read().expect("read"), None);
+            let applied = kernel.apply(&diff(None, &ir)).expect("apply");
+            assert!(applied.messages > 10 && applied.bytes > 1000, "{applied:?}");
+            assert_eq!(kernel.read().expect("read").expect("table present"), ir);
+            assert_eq!(
+                verify(&mut kernel, &ir).expect("verify"),
+                Vec::<Difference>::new()
+            );
+            nft_listing()
+        }
+    });
+    let theirs = in_fresh_netns({
+        let ir = ir.clone();
+        move || {
+            run("nft", &["-f", "-"], Some(&render(&ir)));
+            // Adoption: a table nft wrote reads back as the same IR.
+            assert_eq!(open().read().expect("read").expect("table present"), ir);
+            nft_listing()
+        }
+    });
+    assert_eq!(
+        (ours.0.len(), ours.1.len()),
+        (ir.sets.len() + ir.chains.len(), ir.chains.len()),
+        "listing parsed"
+    );
+    assert_eq!(ours.0, theirs.0, "nft list differs");
+    assert_eq!(ours.1, theirs.1, "kernel bytecode differs");
+}
+
+#[test]
+fn rejected_batch_changes_nothing_and_names_the_element() {
     in_fresh_netns(|| {
         let ir = fixture();
-        let mut kernel = KernelDataplane::open().expect("open");
-        kernel.probe_features().expect("probe");
-        assert_eq!(kernel.read().expect("read"), None);
+        let mut kernel = open();
+        kernel.apply(&diff(None, &ir)).expect("apply");
+        let overlapping = Element::range(
+            vec![Value::Ipv4(Ipv4Addr::new(10, 1, 0, 0))],
+            vec![Value::Ipv4(Ipv4Addr::new(10, 1, 0, 255))],
+        );
+        let new_set = Set {
+            name: "new-set".to_owned(),
+            key: vec![KeyType::Ipv4Addr],
+            interval: false,
+            is_verdict_map: false,
+            comment: None,
+            elements: Default::default(),
+        };
+        let bad = Diff {
+            changes: vec![
+                Change::AddSet(new_set),
+                Change::AddElements {
+                    set: "new-set".to_owned(),
+                    elements: many_v4(10).into_iter().collect(),
+                },
+                Change::AddElements {
+                    set: PEERS_V4.to_owned(),
+                    elements: vec![overlapping.clone()],
+                },
+            ],
+        };
+        let error = kernel
+            .apply(&bad)
+            .expect_err("an overlapping interval must be rejected");
+        assert!(error.is_exists(), "{error}");
+        assert_eq!(
+            error.object(),
+            Some(&Object::Element {
+                set: PEERS_V4.to_owned(),
+                element: overlapping
+            }),
+            "{error}"
+        );
+        assert_eq!(error.kind(), "exists");
+        assert_eq!(kernel.read().expect("read").expect("table present"), ir);
+    });
+}
+
+fn generations_during(
+    kernel: &mut KernelDataplane,
+    apply: impl FnOnce(&mut KernelDataplane),
+) -> usize {
+    let mut monitor = Socket::new(NETLINK_NETFILTER).expect("monitor socket");
+    monitor.bind_auto().expect("bind monitor");
+    monitor.set_rx_buf_sz(64 << 20).expect("monitor buffer");
+    monitor
+        .add_membership(NFNLGRP_NFTABLES)
+        .expect("join NFNLGRP_NFTABLES");
+    monitor
+        .set_non_blocking(true)
+        .expect("non-blocking monitor");
+    apply(kernel);
+    let mut count = 0;
+    loop {
+        let mut buffer = Vec::with_capacity(1 << 20);
+        match monitor.recv(&mut buffer, 0) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return count,
+            Err(error) => panic!("monitor: {error}"),
+        }
+        let mut rest = buffer.as_slice();
+        while rest.len() >= 16 {
+            let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
+            let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
+            if kind == (NFNL_SUBSYS_NFTABLES << 8) | msg::NEWGEN {
+                count += 1;
+            }
+            rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+        }
+    }
+}
+
+#[test]
+fn each_apply_is_exactly_one_generation() {
+    in_fresh_netns(|| {
+        let ir = fixture();
+        let mut kernel = open();
+        let full = generations_during(&mut kernel, |kernel| {
+            kernel.apply(&diff(None, &ir)).expect("apply");
+        });
+        assert_eq!(full, 1);
+        let mut next = ir.clone();
+        next.sets
+            .get_mut(PEERS_V4)
+            .unwrap()
+            .elements
+            .insert(Element::key(vec![Value::Ipv4(Ipv4Addr::new(
+                172, 16, 0, 1,
+            ))]));
+        next.chains.get_mut("egress-other").unwrap().rules.clear();
+        let partial = generations_during(&mut kernel, |kernel| {
+            kernel.apply(&diff(Some(&ir), &next)).expect("apply");
+        });
+        assert_eq!(partial, 1);
+        let rejected = generations_during(&mut kernel, |kernel| {
+            kernel
+                .apply(&Diff {
+                    changes: vec![Change::DeleteSet("absent".to_owned())],
+                })
+                .expect_err("absent set");
+        });
+        assert_eq!(rejected, 0);
+    });
+}
+
+#[test]
+fn hundred_thousand_elements_in_one_batch() {
+    in_fresh_netns(|| {
+        let mut ir = fixture();
+        let big = Set {
+            name: "big-v4".to_owned(),
+            key: vec![KeyType::Ipv4Addr],
+            interval: false,
+            is_verdict_map: false,
+            comment: Some("100k pod ips".to_owned()),
+            elements: many_v4(100_000),
+        };
+        ir.sets.insert(big.name.clone(), big);
+        let mut kernel = open();
         let applied = kernel.apply(&diff(None, &ir)).expect("apply");
-        assert!(applied.messages > 10, "{applied:?}");
+        assert!(
+            applied.bytes > 100_000 * 16 && applied.messages > 20,
+            "{applied:?}"
+        );
         let back = kernel.read().expect("read").expect("table present");
+        assert_eq!(back.sets["big-v4"].elements.len(), 100_000);
         assert_eq!(back, ir);
-        println!("{}", run("nft", &["list", "table", "inet", "nftpol"], None));
+    });
+}
+
+#[test]
+fn pod_churn_sends_element_messages_only() {
+    in_fresh_netns(|| {
+        let ir = fixture();
+        let mut kernel = open();
+        kernel.apply(&diff(None, &ir)).expect("apply");
+        let mut next = ir.clone();
+        next.sets
+            .get_mut(PEERS_V4)
+            .unwrap()
+            .elements
+            .insert(Element::key(vec![Value::Ipv4(Ipv4Addr::new(
+                172, 16, 0, 1,
+            ))]));
+        next.sets.get_mut("blocked-v4").unwrap().elements.clear();
+        let dispatch = &mut next.sets.get_mut(DISPATCH_V4).unwrap().elements;
+        let old = Element::mapping(
+            vec![Value::Ipv4(Ipv4Addr::new(10, 244, 1, 4))],
+            Verdict::Drop,
+        );
+        assert!(dispatch.remove(&old));
+        dispatch.insert(Element::mapping(
+            vec![Value::Ipv4(Ipv4Addr::new(10, 244, 1, 4))],
+            Verdict::Accept,
+        ));
+        let churn = diff(Some(&ir), &next);
+        assert!(churn.is_element_only(), "{churn:?}");
+        let shapes: BTreeMap<String, Set> = ir
+            .sets
+            .iter()
+            .map(|(name, set)| (name.clone(), set.shape()))
+            .collect();
+        let mut writer = BatchWriter::new(TABLE_NAME, 1);
+        writer.push_diff(&churn, &shapes).expect("encode");
+        let batch = writer.finish();
+        assert!(batch
+            .origins
+            .iter()
+            .all(|origin| origin.kind == msg::NEWSETELEM || origin.kind == msg::DELSETELEM));
+        let applied = kernel.apply(&churn).expect("apply");
+        assert_eq!(applied.messages, batch.message_count());
+        assert_eq!(kernel.read().expect("read").expect("table present"), next);
+    });
+}
+
+#[test]
+fn delete_table_removes_it_and_is_idempotent() {
+    in_fresh_netns(|| {
+        let mut kernel = open();
+        kernel.delete_table().expect("deleting an absent table");
+        kernel.apply(&diff(None, &fixture())).expect("apply");
+        kernel.delete_table().expect("delete");
+        assert_eq!(kernel.read().expect("read"), None);
+        assert_eq!(
+            verify(&mut kernel, &fixture()).expect("verify"),
+            vec![Difference::TableMissing]
+        );
+    });
+}
+
+fn outcome(
+    result: Result<nftpol_netlink::Applied, ApplyError>,
+) -> Result<(), (&'static str, Option<Object>)> {
+    result
+        .map(|_| ())
+        .map_err(|error| (error.kind(), error.object().cloned()))
+}
+
+#[test]
+fn fake_and_kernel_agree_on_every_batch() {
+    in_fresh_netns(|| {
+        let ir = fixture();
+        let v4 = |a, b, c, d| Value::Ipv4(Ipv4Addr::new(a, b, c, d));
+        let mut grown = ir.clone();
+        grown
+            .sets
+            .get_mut(PEERS_V4)
+            .unwrap()
+            .elements
+            .insert(Element::key(vec![v4(172, 16, 0, 1)]));
+        grown
+            .sets
+            .get_mut("ports-v4")
+            .unwrap()
+            .elements
+            .insert(Element::key(vec![
+                v4(10, 9, 0, 1),
+                Value::Proto(6),
+                Value::Port(22),
+            ]));
+        grown.chains.get_mut("egress-other").unwrap().rules.clear();
+        let add = |set: &str, element: Element| Change::AddElements {
+            set: set.to_owned(),
+            elements: vec![element],
+        };
+        let del = |set: &str, element: Element| Change::DeleteElements {
+            set: set.to_owned(),
+            elements: vec![element],
+        };
+        let batches: Vec<(&str, Diff)> = vec![
+            ("create", diff(None, &ir)),
+            (
+                "overlapping interval",
+                Diff {
+                    changes: vec![add(
+                        PEERS_V4,
+                        Element::range(vec![v4(10, 1, 0, 0)], vec![v4(10, 1, 0, 9)]),
+                    )],
+                },
+            ),
+            (
+                "existing element",
+                Diff {
+                    changes: vec![add("blocked-v4", Element::key(vec![v4(203, 0, 113, 9)]))],
+                },
+            ),
+            (
+                "pipapo overlap",
+                Diff {
+                    changes: vec![add(
+                        "ports-v4",
+                        Element::range(
+                            vec![v4(10, 0, 1, 0), Value::Proto(6), Value::Port(85)],
+                            vec![v4(10, 0, 1, 0), Value::Proto(6), Value::Port(85)],
+                        ),
+                    )],
+                },
+            ),
+            (
+                "absent element",
+                Diff {
+                    changes: vec![del("blocked-v4", Element::key(vec![v4(1, 2, 3, 4)]))],
+                },
+            ),
+            (
+                "referenced set",
+                Diff {
+                    changes: vec![Change::DeleteSet(PEERS_V4.to_owned())],
+                },
+            ),
+            (
+                "referenced chain",
+                Diff {
+                    changes: vec![Change::DeleteChain("egress-other".to_owned())],
+                },
+            ),
+            (
+                "existing set",
+                Diff {
+                    changes: vec![Change::AddSet(ir.sets["blocked-v4"].shape())],
+                },
+            ),
+            (
+                "jump to a missing chain",
+                Diff {
+                    changes: vec![add(
+                        DISPATCH_V4,
+                        Element::mapping(
+                            vec![v4(10, 244, 9, 9)],
+                            Verdict::Jump("nowhere".to_owned()),
+                        ),
+                    )],
+                },
+            ),
+            (
+                "rule on a missing set",
+                Diff {
+                    changes: vec![Change::AddRule {
+                        chain: "egress-other".to_owned(),
+                        rule: nftpol_ruleset::ir::Rule {
+                            matches: vec![nftpol_ruleset::ir::Match::Lookup {
+                                key: vec![nftpol_ruleset::ir::Field::Ipv4Daddr],
+                                set: "missing".to_owned(),
+                                negated: false,
+                            }],
+                            counter: false,
+                            action: nftpol_ruleset::ir::Action::Verdict(Verdict::Drop),
+                            comment: None,
+                        },
+                    }],
+                },
+            ),
+            ("grow", diff(Some(&ir), &grown)),
+            ("shrink back", diff(Some(&grown), &ir)),
+            ("replace", diff(Some(&ir), &Ruleset::default())),
+        ];
+        let mut kernel = open();
+        let mut fake = FakeDataplane::new();
+        for (name, batch) in &batches {
+            let from_kernel = outcome(kernel.apply(batch));
+            let from_fake = outcome(fake.apply(batch));
+            assert_eq!(from_kernel, from_fake, "batch {name:?}");
+            assert_eq!(
+                kernel.read().expect("read"),
+                fake.read().expect("read"),
+                "state after batch {name:?}"
+            );
+        }
+        assert_eq!(fake.rejected_count(), 9);
     });
 }

@@ -5,7 +5,10 @@
 //! new namespace, so the root namespace's ruleset is never touched, and the
 //! namespace disappears with the thread, after a panic too.
 
-#![allow(dead_code, reason = "each test binary uses a different part of this module")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of this module"
+)]
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -14,8 +17,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nftpol_ruleset::ir::{
-    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule, Ruleset, Set, Value,
-    Verdict,
+    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule,
+    Ruleset, Set, Value, Verdict,
 };
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -26,11 +29,16 @@ pub fn in_fresh_netns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'stat
         nix::unistd::geteuid().is_root(),
         "kernel tests need root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create network namespaces); run them as root"
     );
-    let name = format!("nftpol-test-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    let name = format!(
+        "nftpol-test-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
     let handle = std::thread::Builder::new()
         .name(name)
         .spawn(move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET) of the test thread");
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("unshare(CLONE_NEWNET) of the test thread");
             run("ip", &["link", "set", "lo", "up"], None);
             body()
         })
@@ -73,7 +81,13 @@ fn v6(text: &str) -> Value {
     Value::Ipv6(text.parse::<Ipv6Addr>().expect("fixture ipv6"))
 }
 
-fn set(name: &str, key: Vec<KeyType>, interval: bool, comment: Option<&str>, elements: Vec<Element>) -> Set {
+fn set(
+    name: &str,
+    key: Vec<KeyType>,
+    interval: bool,
+    comment: Option<&str>,
+    elements: Vec<Element>,
+) -> Set {
     Set {
         name: name.to_owned(),
         key,
@@ -85,11 +99,20 @@ fn set(name: &str, key: Vec<KeyType>, interval: bool, comment: Option<&str>, ele
 }
 
 fn rule(matches: Vec<Match>, counter: bool, action: Action, comment: Option<&str>) -> Rule {
-    Rule { matches, counter, action, comment: comment.map(str::to_owned) }
+    Rule {
+        matches,
+        counter,
+        action,
+        comment: comment.map(str::to_owned),
+    }
 }
 
 fn lookup(key: Vec<Field>, set: &str, negated: bool) -> Match {
-    Match::Lookup { key, set: set.to_owned(), negated }
+    Match::Lookup {
+        key,
+        set: set.to_owned(),
+        negated,
+    }
 }
 
 pub const POLICY_CHAIN: &str = "ingress-7q2k4mxb-shop/db-allow/in0";
@@ -119,9 +142,15 @@ pub fn fixture() -> Ruleset {
         true,
         None,
         vec![
-            Element::range(vec![v6("fd00:10:244:1::")], vec![v6("fd00:10:244:1:ffff:ffff:ffff:ffff")]),
+            Element::range(
+                vec![v6("fd00:10:244:1::")],
+                vec![v6("fd00:10:244:1:ffff:ffff:ffff:ffff")],
+            ),
             Element::key(vec![v6("2001:db8::1")]),
-            Element::range(vec![v6("ffff::")], vec![v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")]),
+            Element::range(
+                vec![v6("ffff::")],
+                vec![v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")],
+            ),
         ],
     );
     let ports_v4 = set(
@@ -130,7 +159,10 @@ pub fn fixture() -> Ruleset {
         true,
         Some("ipBlock x ports"),
         vec![
-            Element::range(vec![v4("10.0.0.0"), Value::Proto(6), Value::Port(80)], vec![v4("10.0.255.255"), Value::Proto(6), Value::Port(90)]),
+            Element::range(
+                vec![v4("10.0.0.0"), Value::Proto(6), Value::Port(80)],
+                vec![v4("10.0.255.255"), Value::Proto(6), Value::Port(90)],
+            ),
             Element::key(vec![v4("10.1.0.1"), Value::Proto(17), Value::Port(53)]),
         ],
     );
@@ -149,7 +181,10 @@ pub fn fixture() -> Ruleset {
         vec![KeyType::InetProto, KeyType::InetService],
         false,
         Some("proto . port"),
-        vec![Element::key(vec![Value::Proto(6), Value::Port(443)]), Element::key(vec![Value::Proto(17), Value::Port(53)])],
+        vec![
+            Element::key(vec![Value::Proto(6), Value::Port(443)]),
+            Element::key(vec![Value::Proto(17), Value::Port(53)]),
+        ],
     );
     let pairs = set(
         "pairs-v4",
@@ -158,8 +193,20 @@ pub fn fixture() -> Ruleset {
         None,
         vec![Element::key(vec![v4("10.244.1.2"), v4("10.244.1.3")])],
     );
-    let blocked = set("blocked-v4", vec![KeyType::Ipv4Addr], false, None, vec![Element::key(vec![v4("203.0.113.9")])]);
-    let empty = set("empty-ports", vec![KeyType::InetService], true, Some("no elements"), vec![]);
+    let blocked = set(
+        "blocked-v4",
+        vec![KeyType::Ipv4Addr],
+        false,
+        None,
+        vec![Element::key(vec![v4("203.0.113.9")])],
+    );
+    let empty = set(
+        "empty-ports",
+        vec![KeyType::InetService],
+        true,
+        Some("no elements"),
+        vec![],
+    );
     let dispatch_v4 = Set {
         name: DISPATCH_V4.to_owned(),
         key: vec![KeyType::Ipv4Addr],
@@ -167,8 +214,14 @@ pub fn fixture() -> Ruleset {
         is_verdict_map: true,
         comment: Some("pod ip -> policy chain".to_owned()),
         elements: [
-            Element::mapping(vec![v4("10.244.1.2")], Verdict::Goto(POLICY_CHAIN.to_owned())),
-            Element::mapping(vec![v4("10.244.1.3")], Verdict::Jump("egress-other".to_owned())),
+            Element::mapping(
+                vec![v4("10.244.1.2")],
+                Verdict::Goto(POLICY_CHAIN.to_owned()),
+            ),
+            Element::mapping(
+                vec![v4("10.244.1.3")],
+                Verdict::Jump("egress-other".to_owned()),
+            ),
             Element::mapping(vec![v4("10.244.1.4")], Verdict::Drop),
         ]
         .into(),
@@ -179,62 +232,189 @@ pub fn fixture() -> Ruleset {
         interval: false,
         is_verdict_map: true,
         comment: None,
-        elements: [Element::mapping(vec![v6("fd00:10:244:1::2")], Verdict::Goto(POLICY_CHAIN.to_owned()))].into(),
+        elements: [Element::mapping(
+            vec![v6("fd00:10:244:1::2")],
+            Verdict::Goto(POLICY_CHAIN.to_owned()),
+        )]
+        .into(),
     };
     let forward = Chain {
         name: "filter-forward".to_owned(),
-        base: Some(BaseChain { hook: Hook::Forward, priority: 0, policy: ChainPolicy::Accept }),
+        base: Some(BaseChain {
+            hook: Hook::Forward,
+            priority: 0,
+            policy: ChainPolicy::Accept,
+        }),
         comment: Some("pod traffic".to_owned()),
         rules: vec![
-            rule(vec![Match::CtState([CtState::Established, CtState::Related].into())], false, accept(), None),
-            rule(vec![Match::CtState([CtState::Invalid].into())], true, Action::Verdict(Verdict::Drop), Some("invalid")),
-            rule(vec![Match::Icmpv6TypeRange { first: 133, last: 137 }], false, accept(), Some("ndp")),
+            rule(
+                vec![Match::CtState(
+                    [CtState::Established, CtState::Related].into(),
+                )],
+                false,
+                accept(),
+                None,
+            ),
+            rule(
+                vec![Match::CtState([CtState::Invalid].into())],
+                true,
+                Action::Verdict(Verdict::Drop),
+                Some("invalid"),
+            ),
+            rule(
+                vec![Match::Icmpv6TypeRange {
+                    first: 133,
+                    last: 137,
+                }],
+                false,
+                accept(),
+                Some("ndp"),
+            ),
             rule(vec![Match::SaddrIsLocal], false, accept(), None),
-            rule(vec![], false, Action::VerdictMap { key: vec![Field::Ipv4Daddr], map: DISPATCH_V4.to_owned() }, None),
-            rule(vec![], true, Action::VerdictMap { key: vec![Field::Ipv6Daddr], map: "ingress-dispatch-v6".to_owned() }, None),
+            rule(
+                vec![],
+                false,
+                Action::VerdictMap {
+                    key: vec![Field::Ipv4Daddr],
+                    map: DISPATCH_V4.to_owned(),
+                },
+                None,
+            ),
+            rule(
+                vec![],
+                true,
+                Action::VerdictMap {
+                    key: vec![Field::Ipv6Daddr],
+                    map: "ingress-dispatch-v6".to_owned(),
+                },
+                None,
+            ),
         ],
     };
     let output = Chain {
         name: "filter-output".to_owned(),
-        base: Some(BaseChain { hook: Hook::Output, priority: -5, policy: ChainPolicy::Accept }),
+        base: Some(BaseChain {
+            hook: Hook::Output,
+            priority: -5,
+            policy: ChainPolicy::Accept,
+        }),
         comment: None,
-        rules: vec![rule(vec![], false, Action::Verdict(Verdict::Jump("egress-other".to_owned())), None)],
+        rules: vec![rule(
+            vec![],
+            false,
+            Action::Verdict(Verdict::Jump("egress-other".to_owned())),
+            None,
+        )],
     };
     let policy = Chain {
         name: POLICY_CHAIN.to_owned(),
         base: None,
         comment: Some("shop/db-allow ingress".to_owned()),
         rules: vec![
-            rule(vec![lookup(vec![Field::Ipv4Saddr], PEERS_V4, false)], true, accept(), Some("shop/db-allow ingress[0]")),
-            rule(vec![lookup(vec![Field::Ipv6Saddr], PEERS_V6, false)], true, accept(), Some("shop/db-allow ingress[0]")),
-            rule(vec![lookup(vec![Field::Ipv4Saddr, Field::L4Proto, Field::TransportDport], "ports-v4", false)], false, accept(), None),
-            rule(vec![lookup(vec![Field::Ipv6Daddr, Field::L4Proto, Field::TransportDport], "ports-v6", false)], false, accept(), None),
-            rule(vec![lookup(vec![Field::L4Proto, Field::TransportDport], "local-services", false)], false, accept(), None),
-            rule(vec![lookup(vec![Field::TransportDport], "empty-ports", false)], false, accept(), None),
             rule(
-                vec![lookup(vec![Field::Ipv4Saddr, Field::Ipv4Daddr], "pairs-v4", false), lookup(vec![Field::Ipv4Saddr], "blocked-v4", true)],
+                vec![lookup(vec![Field::Ipv4Saddr], PEERS_V4, false)],
+                true,
+                accept(),
+                Some("shop/db-allow ingress[0]"),
+            ),
+            rule(
+                vec![lookup(vec![Field::Ipv6Saddr], PEERS_V6, false)],
+                true,
+                accept(),
+                Some("shop/db-allow ingress[0]"),
+            ),
+            rule(
+                vec![lookup(
+                    vec![Field::Ipv4Saddr, Field::L4Proto, Field::TransportDport],
+                    "ports-v4",
+                    false,
+                )],
+                false,
+                accept(),
+                None,
+            ),
+            rule(
+                vec![lookup(
+                    vec![Field::Ipv6Daddr, Field::L4Proto, Field::TransportDport],
+                    "ports-v6",
+                    false,
+                )],
+                false,
+                accept(),
+                None,
+            ),
+            rule(
+                vec![lookup(
+                    vec![Field::L4Proto, Field::TransportDport],
+                    "local-services",
+                    false,
+                )],
+                false,
+                accept(),
+                None,
+            ),
+            rule(
+                vec![lookup(vec![Field::TransportDport], "empty-ports", false)],
+                false,
+                accept(),
+                None,
+            ),
+            rule(
+                vec![
+                    lookup(vec![Field::Ipv4Saddr, Field::Ipv4Daddr], "pairs-v4", false),
+                    lookup(vec![Field::Ipv4Saddr], "blocked-v4", true),
+                ],
                 false,
                 Action::Verdict(Verdict::Return),
                 None,
             ),
-            rule(vec![], true, Action::Verdict(Verdict::Reject), Some("shop/db-allow default deny")),
+            rule(
+                vec![],
+                true,
+                Action::Verdict(Verdict::Reject),
+                Some("shop/db-allow default deny"),
+            ),
         ],
     };
     let other = Chain {
         name: "egress-other".to_owned(),
         base: None,
         comment: None,
-        rules: vec![rule(vec![lookup(vec![Field::Ipv4Daddr], "blocked-v4", false)], false, Action::Verdict(Verdict::Drop), None)],
+        rules: vec![rule(
+            vec![lookup(vec![Field::Ipv4Daddr], "blocked-v4", false)],
+            false,
+            Action::Verdict(Verdict::Drop),
+            None,
+        )],
     };
-    let sets = [peers_v4, peers_v6, ports_v4, ports_v6, services, pairs, blocked, empty, dispatch_v4, dispatch_v6];
+    let sets = [
+        peers_v4,
+        peers_v6,
+        ports_v4,
+        ports_v6,
+        services,
+        pairs,
+        blocked,
+        empty,
+        dispatch_v4,
+        dispatch_v6,
+    ];
     let chains = [forward, output, policy, other];
     Ruleset {
-        chains: chains.into_iter().map(|chain| (chain.name.clone(), chain)).collect(),
-        sets: sets.into_iter().map(|set| (set.name.clone(), set)).collect(),
+        chains: chains
+            .into_iter()
+            .map(|chain| (chain.name.clone(), chain))
+            .collect(),
+        sets: sets
+            .into_iter()
+            .map(|set| (set.name.clone(), set))
+            .collect(),
     }
 }
 
 /// `count` distinct IPv4 addresses from 10.0.0.0 upward.
 pub fn many_v4(count: u32) -> BTreeSet<Element> {
-    (0..count).map(|i| Element::key(vec![Value::Ipv4(Ipv4Addr::from(0x0a00_0000 + i))])).collect()
+    (0..count)
+        .map(|i| Element::key(vec![Value::Ipv4(Ipv4Addr::from(0x0a00_0000 + i))]))
+        .collect()
 }
