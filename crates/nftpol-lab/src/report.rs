@@ -1,0 +1,345 @@
+//! Probe results: the JSON shape, the truth table and the comparison with
+//! an EXPECTED file. Pure: nothing here touches the system.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::LabError;
+
+/// The result of one lab run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// One entry per (from pod, to pod, destination port, protocol), sorted.
+    pub probes: Vec<Probe>,
+    /// One entry per (node, local pod, port, protocol), sorted.
+    pub node_probes: Vec<NodeProbe>,
+    /// The scenario name (not part of the JSON).
+    #[serde(skip)]
+    pub scenario: String,
+    /// How many lab nodes ran (not part of the JSON).
+    #[serde(skip)]
+    pub nodes: usize,
+    /// Whether probes went through ClusterIPs (not part of the JSON).
+    #[serde(skip)]
+    pub via_service: bool,
+}
+
+/// A pod-to-pod probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    /// Source pod, `namespace/name`.
+    pub from: String,
+    /// Destination pod, `namespace/name`.
+    pub to: String,
+    /// Destination container port.
+    pub port: u16,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    /// Whether every address family connected.
+    pub connected: bool,
+    /// Not probed (SCTP, or no address family in common).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub skipped: bool,
+}
+
+/// A probe from a node to a pod on it (kubelet's view; must always connect).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeProbe {
+    /// Source node, `node-<k>`.
+    pub node: String,
+    /// Destination pod, `namespace/name`.
+    pub to: String,
+    /// Destination container port.
+    pub port: u16,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    /// Whether every address family connected.
+    pub connected: bool,
+    /// Not probed (SCTP).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub skipped: bool,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// The comparison key of a probe.
+pub type ProbeKey<'a> = (&'a str, &'a str, u16, &'a str);
+
+impl Probe {
+    /// (from, to, port, protocol).
+    pub fn key(&self) -> ProbeKey<'_> {
+        (&self.from, &self.to, self.port, &self.protocol)
+    }
+}
+
+impl NodeProbe {
+    /// (node, to, port, protocol).
+    pub fn key(&self) -> ProbeKey<'_> {
+        (&self.node, &self.to, self.port, &self.protocol)
+    }
+}
+
+impl Report {
+    /// The `--json` output: exactly one JSON object.
+    ///
+    /// # Panics
+    ///
+    /// Never: a report holds only strings, numbers and booleans.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report is plain strings, numbers and bools")
+    }
+
+    /// Upstream-e2e-style truth tables, one per port/protocol (rows = from,
+    /// columns = to, `.` connected, `X` blocked, `?` not probed), with totals.
+    pub fn truth_table(&self) -> String {
+        let mut out = String::new();
+        let mode = if self.via_service {
+            ", through ClusterIPs"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "scenario {} ({} node{}{mode})",
+            self.scenario,
+            self.nodes,
+            if self.nodes == 1 { "" } else { "s" }
+        );
+        // TCP, then UDP, then SCTP (then anything else), each by port.
+        let mut groups: BTreeMap<(u8, &str, u16), Vec<&Probe>> = BTreeMap::new();
+        for probe in &self.probes {
+            let rank = match probe.protocol.as_str() {
+                "TCP" => 0,
+                "UDP" => 1,
+                "SCTP" => 2,
+                _ => 3,
+            };
+            groups
+                .entry((rank, probe.protocol.as_str(), probe.port))
+                .or_default()
+                .push(probe);
+        }
+        for ((_, protocol, port), probes) in &groups {
+            out.push('\n');
+            render_group(&mut out, protocol, *port, probes);
+        }
+        out.push('\n');
+        render_node_probes(&mut out, &self.node_probes);
+        let connected = self.probes.iter().filter(|p| p.connected).count();
+        let skipped = self.probes.iter().filter(|p| p.skipped).count();
+        let _ = writeln!(
+            out,
+            "total: {} probes, {connected} connected, {} blocked, {skipped} skipped",
+            self.probes.len(),
+            self.probes.len() - connected - skipped,
+        );
+        out
+    }
+}
+
+// Writing into a String cannot fail: the `let _ = writeln!` below ignore an
+// always-Ok result.
+fn render_group(out: &mut String, protocol: &str, port: u16, probes: &[&Probe]) {
+    if probes.iter().all(|p| p.skipped) {
+        let _ = writeln!(
+            out,
+            "{protocol}/{port}: {} probes skipped (no {protocol} sockets on this kernel)",
+            probes.len()
+        );
+        return;
+    }
+    let rows: BTreeSet<&str> = probes.iter().map(|p| p.from.as_str()).collect();
+    let columns: BTreeSet<&str> = probes.iter().map(|p| p.to.as_str()).collect();
+    let cells: BTreeMap<(&str, &str), &Probe> = probes
+        .iter()
+        .map(|p| ((p.from.as_str(), p.to.as_str()), *p))
+        .collect();
+    let width = rows
+        .iter()
+        .chain(&columns)
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(1);
+    let _ = writeln!(
+        out,
+        "{protocol}/{port} (rows: from, columns: to; . connected, X blocked, ? not probed)"
+    );
+    let mut line = format!("{:<width$}", "-");
+    for column in &columns {
+        let _ = write!(line, " {column:<width$}");
+    }
+    let _ = writeln!(out, "{}", line.trim_end());
+    for row in &rows {
+        let mut line = format!("{row:<width$}");
+        for column in &columns {
+            let mark = match cells.get(&(*row, *column)) {
+                Some(p) if p.skipped => "?",
+                Some(p) if p.connected => ".",
+                Some(_) => "X",
+                None => " ",
+            };
+            let _ = write!(line, " {mark:<width$}");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let connected = probes.iter().filter(|p| p.connected).count();
+    let skipped = probes.iter().filter(|p| p.skipped).count();
+    let _ = writeln!(
+        out,
+        "{protocol}/{port}: {connected} connected, {} blocked, {skipped} skipped",
+        probes.len() - connected - skipped
+    );
+}
+
+fn render_node_probes(out: &mut String, node_probes: &[NodeProbe]) {
+    let probed: Vec<&NodeProbe> = node_probes.iter().filter(|p| !p.skipped).collect();
+    let failed: Vec<&&NodeProbe> = probed.iter().filter(|p| !p.connected).collect();
+    let _ = writeln!(
+        out,
+        "node probes: {}/{} connected",
+        probed.len() - failed.len(),
+        probed.len()
+    );
+    for probe in failed {
+        let _ = writeln!(
+            out,
+            "  FAILED {} -> {} {}/{} (node traffic must always pass)",
+            probe.node, probe.to, probe.protocol, probe.port
+        );
+    }
+}
+
+/// A difference between a report and the EXPECTED file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The probe ran with another result.
+    Differs {
+        /// The probe as it ran.
+        actual: Probe,
+        /// What EXPECTED says.
+        expected_connected: bool,
+    },
+    /// EXPECTED names a probe the run did not make (e.g. a misspelt pod).
+    Missing {
+        /// The expected entry.
+        expected: Probe,
+    },
+    /// A node could not reach one of its pods.
+    NodeProbeFailed {
+        /// The failed probe.
+        probe: NodeProbe,
+    },
+}
+
+fn verdict(connected: bool) -> &'static str {
+    if connected {
+        "connected"
+    } else {
+        "blocked"
+    }
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Differs {
+                actual,
+                expected_connected,
+            } => write!(
+                f,
+                "{} -> {} {}/{}: expected {}, got {}",
+                actual.from,
+                actual.to,
+                actual.protocol,
+                actual.port,
+                verdict(*expected_connected),
+                verdict(actual.connected)
+            ),
+            Self::Missing { expected } => write!(
+                f,
+                "{} -> {} {}/{}: expected {}, but the run has no such probe",
+                expected.from,
+                expected.to,
+                expected.protocol,
+                expected.port,
+                verdict(expected.connected)
+            ),
+            Self::NodeProbeFailed { probe } => write!(
+                f,
+                "{} -> {} {}/{}: node to local pod blocked (must always connect)",
+                probe.node, probe.to, probe.protocol, probe.port
+            ),
+        }
+    }
+}
+
+/// The EXPECTED file: `{"probes": [...]}`; other keys are ignored.
+#[derive(Deserialize)]
+struct Expected {
+    probes: Vec<Probe>,
+}
+
+/// Compares `report` with the EXPECTED JSON, keyed by from, to, port and
+/// protocol (order-insensitive; protocol case-insensitive). Probes absent
+/// from EXPECTED and skipped probes are not judged; every failed node probe
+/// is a mismatch. Mismatches come sorted by key.
+pub fn compare(report: &Report, expected_json: &str) -> Result<Vec<Mismatch>, LabError> {
+    let expected: Expected =
+        serde_json::from_str(expected_json).map_err(|e| LabError::Expected {
+            reason: e.to_string(),
+        })?;
+    let actual: BTreeMap<ProbeKey<'_>, &Probe> =
+        report.probes.iter().map(|p| (p.key(), p)).collect();
+    let mut expected_probes = expected.probes;
+    for probe in &mut expected_probes {
+        probe.protocol = probe.protocol.to_ascii_uppercase();
+    }
+    let mut seen = BTreeSet::new();
+    let mut mismatches = Vec::new();
+    for want in &expected_probes {
+        if !seen.insert(want.key()) {
+            return Err(LabError::Expected {
+                reason: format!(
+                    "{} -> {} {}/{} is listed twice",
+                    want.from, want.to, want.protocol, want.port
+                ),
+            });
+        }
+        match actual.get(&want.key()) {
+            None => mismatches.push(Mismatch::Missing {
+                expected: want.clone(),
+            }),
+            Some(got) if got.skipped || want.skipped => {}
+            Some(got) if got.connected != want.connected => mismatches.push(Mismatch::Differs {
+                actual: (*got).clone(),
+                expected_connected: want.connected,
+            }),
+            Some(_) => {}
+        }
+    }
+    mismatches.sort_by(|a, b| mismatch_key(a).cmp(&mismatch_key(b)));
+    mismatches.extend(
+        report
+            .node_probes
+            .iter()
+            .filter(|p| !p.skipped && !p.connected)
+            .map(|p| Mismatch::NodeProbeFailed { probe: p.clone() }),
+    );
+    Ok(mismatches)
+}
+
+fn mismatch_key(mismatch: &Mismatch) -> ProbeKey<'_> {
+    match mismatch {
+        Mismatch::Differs { actual, .. } => actual.key(),
+        Mismatch::Missing { expected } => expected.key(),
+        Mismatch::NodeProbeFailed { probe } => probe.key(),
+    }
+}

@@ -1,0 +1,129 @@
+//! One lab run, as named steps: load → place → build → serve → (services) →
+//! enforce → probe → tear down.
+
+use std::time::Instant;
+
+use crate::error::LabError;
+use crate::netns::{self, RunId};
+use crate::plan::{self, Plan};
+use crate::probe::{self, Timeouts};
+use crate::report::Report;
+use crate::topology::Topology;
+use crate::{enforce, service};
+
+/// How to run a scenario.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Lab node count; default: the highest node a pod names, at least 1.
+    pub nodes: Option<usize>,
+    /// Probe through per-pod ClusterIPs (kube-proxy-style DNAT).
+    pub via_service: bool,
+}
+
+/// Runs `scenario_yaml` in a fresh lab and returns the probe results.
+///
+/// Synchronous: it builds its own tokio runtime, so call it from a plain
+/// thread (or `spawn_blocking`), never from inside an async task. Installs a
+/// SIGINT/SIGTERM handler that removes the lab's namespaces before the
+/// signal ends the process; on return (success or error) they are removed.
+pub fn run(
+    scenario_yaml: &str,
+    scenario_name: &str,
+    options: &RunOptions,
+) -> Result<Report, LabError> {
+    let started = Instant::now();
+    let (cluster, plan) = load(scenario_yaml, scenario_name, options)?;
+    require_root()?;
+    netns::install_signal_teardown()?;
+    let rt = runtime()?;
+    let run = RunId::new();
+    tracing::info!(
+        run = %run,
+        scenario = scenario_name,
+        nodes = plan.nodes.len(),
+        pods = plan.pods.len(),
+        "building the lab"
+    );
+    let topology = Topology::build(&plan, &run, &rt)?;
+    let servers = probe::start_servers(&plan, &topology, &rt)?;
+    let dial = if options.via_service {
+        service::install(&plan, &topology)?
+    } else {
+        probe::pod_addresses(&plan)
+    };
+    tracing::info!(
+        servers = servers.count(),
+        elapsed_ms = started.elapsed().as_millis(),
+        "lab built"
+    );
+    enforce::enforce(&plan, &topology, &cluster)?;
+    let (probes, node_probes) =
+        probe::probe_all(&plan, &topology, &rt, &dial, Timeouts::default())?;
+    drop(servers);
+    topology.teardown()?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "lab run complete"
+    );
+    Ok(Report {
+        probes,
+        node_probes,
+        scenario: scenario_name.to_owned(),
+        nodes: plan.nodes.len(),
+        via_service: options.via_service,
+    })
+}
+
+/// Parses and places the scenario (no privileges needed).
+fn load(
+    scenario_yaml: &str,
+    scenario_name: &str,
+    options: &RunOptions,
+) -> Result<(nftpol_model::Cluster, Plan), LabError> {
+    let parsed = nftpol_model::manifests::parse(scenario_yaml).map_err(|e| LabError::Manifest {
+        scenario: scenario_name.to_owned(),
+        message: error_chain(&e),
+    })?;
+    for warning in &parsed.warnings {
+        tracing::warn!(scenario = scenario_name, "{warning}");
+    }
+    let mut cluster = parsed.cluster;
+    let plan = plan::place(&mut cluster, options.nodes)?;
+    for warning in &plan.warnings {
+        tracing::warn!(scenario = scenario_name, "{warning}");
+    }
+    Ok((cluster, plan))
+}
+
+fn require_root() -> Result<(), LabError> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(LabError::NotRoot)
+    }
+}
+
+/// The runtime driving rtnetlink, servers and probes.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, LabError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("lab")
+        .enable_all()
+        .build()
+        .map_err(|source| LabError::Runtime {
+            what: "start the async runtime",
+            source,
+        })
+}
+
+/// `error: cause: cause…`, for errors whose type the lab does not own.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
