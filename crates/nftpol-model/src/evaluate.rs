@@ -11,7 +11,9 @@ use std::net::IpAddr;
 
 use crate::cluster::Cluster;
 use crate::pods::{PodIndex, PodView};
-use crate::policy::{labels_of, namespace_labels, Peer, Policy, PolicyId, PortSpec, Rule};
+use crate::policy::{
+    labels_of, namespace_labels, parse_all, Peer, Policy, PolicyId, PortSpec, Rule,
+};
 
 /// A transport protocol NetworkPolicy ports can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -115,12 +117,7 @@ impl Decision {
 pub fn evaluate(cluster: &Cluster, connection: &Connection) -> (Decision, Decision) {
     let index = PodIndex::new(&cluster.pods);
     let mut errors = Vec::new();
-    let mut policies: Vec<Policy> = cluster
-        .policies
-        .iter()
-        .map(|policy| Policy::parse(policy, &mut errors))
-        .collect();
-    policies.sort_by(|a, b| a.id.cmp(&b.id));
+    let policies = parse_all(&cluster.policies, &mut errors);
     let evaluator = Evaluator {
         cluster,
         index: &index,

@@ -18,6 +18,10 @@
 //!   often reused while a terminal pod still reports it);
 //! - a policy whose own `podSelector` is invalid isolates every pod of its
 //!   namespace and allows nothing (fail closed);
+//! - a policy over a bound of [`limits`], or whose name the API server would
+//!   not accept, isolates the pods it selects and allows nothing;
+//! - of two policies with one `namespace/name`, the later replaces the
+//!   earlier (as `kubectl apply` would);
 //! - a named port used with an `ipBlock` peer matches only addresses of pods
 //!   that declare the name (nothing else has named ports);
 //! - an `ipBlock` that is invalid (bad CIDR, an `except` outside `cidr`)
@@ -28,6 +32,7 @@ mod cluster;
 mod error;
 mod evaluate;
 mod explain;
+pub mod limits;
 pub mod manifests;
 mod pods;
 mod policy;

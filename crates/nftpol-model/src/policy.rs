@@ -6,7 +6,7 @@ use std::fmt;
 
 use ipnet::IpNet;
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort,
+    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::addresses::AddressSet;
 use crate::error::ModelError;
 use crate::evaluate::Protocol;
+use crate::limits::{self, Violation};
 use crate::selector::Selector;
 
 /// A policy's identity: `namespace/name`.
@@ -141,16 +142,7 @@ impl Policy {
         };
         let mut context = Context { id: &id, errors };
         let spec = policy.spec.clone().unwrap_or_default();
-        let targets = match Selector::parse(&spec.pod_selector.unwrap_or_default()) {
-            Ok(selector) => Targets::Matching(selector),
-            Err(problem) => {
-                context.error(
-                    "spec.podSelector".to_owned(),
-                    format!("{problem}; isolating the whole namespace"),
-                );
-                Targets::WholeNamespace
-            }
-        };
+        let (targets, allows_nothing) = parse_targets(&mut context, &spec);
         let types = spec.policy_types.unwrap_or_default();
         for (index, kind) in types.iter().enumerate() {
             if kind != "Ingress" && kind != "Egress" {
@@ -174,6 +166,9 @@ impl Policy {
             )
         };
         let ingress = isolates_ingress.then(|| {
+            if allows_nothing {
+                return Vec::new();
+            }
             let rules = spec.ingress.unwrap_or_default();
             rules
                 .iter()
@@ -190,6 +185,9 @@ impl Policy {
                 .collect()
         });
         let egress = isolates_egress.then(|| {
+            if allows_nothing {
+                return Vec::new();
+            }
             let rules = spec.egress.unwrap_or_default();
             rules
                 .iter()
@@ -212,6 +210,66 @@ impl Policy {
             egress,
         }
     }
+}
+
+/// Reports limit and identity violations and parses the policy's own
+/// `podSelector`; returns the targets and whether the policy must allow
+/// nothing.
+///
+/// Fail closed: a policy over a limit, with a name no API server would
+/// accept, or whose own podSelector is invalid still isolates (its whole
+/// namespace when the selector is unusable) but allows nothing. Granting its
+/// rules to pods it may not select could open traffic another policy denies.
+fn parse_targets(context: &mut Context<'_>, spec: &NetworkPolicySpec) -> (Targets, bool) {
+    let mut allows_nothing = false;
+    let oversized = limits::check(spec);
+    for violation in [limits::check_identity(context.id), oversized.clone()]
+        .into_iter()
+        .flatten()
+    {
+        context.error(
+            violation.field,
+            format!(
+                "{}; the policy isolates its pods and allows nothing",
+                violation.problem
+            ),
+        );
+        allows_nothing = true;
+    }
+    if oversized.as_ref().is_some_and(Violation::is_pod_selector) {
+        return (Targets::WholeNamespace, true);
+    }
+    let default = LabelSelector::default();
+    match Selector::parse(spec.pod_selector.as_ref().unwrap_or(&default)) {
+        Ok(selector) => (Targets::Matching(selector), allows_nothing),
+        Err(problem) => {
+            context.error(
+                "spec.podSelector".to_owned(),
+                format!("{problem}; isolating the whole namespace, allowing nothing"),
+            );
+            (Targets::WholeNamespace, true)
+        }
+    }
+}
+
+/// Parses every policy, sorted by id. A later object with the same
+/// `namespace/name` replaces an earlier one, as `kubectl apply` would; the
+/// API server never holds two, so a duplicate is reported.
+pub(crate) fn parse_all(policies: &[NetworkPolicy], errors: &mut Vec<ModelError>) -> Vec<Policy> {
+    let mut by_id: BTreeMap<PolicyId, Policy> = BTreeMap::new();
+    for policy in policies {
+        let parsed = Policy::parse(policy, errors);
+        let id = parsed.id.clone();
+        if by_id.insert(id.clone(), parsed).is_some() {
+            errors.push(ModelError {
+                kind: "NetworkPolicy",
+                object: id.to_string(),
+                field: "metadata.name".to_owned(),
+                problem: "duplicate object; the later one replaces the earlier".to_owned(),
+            });
+        }
+    }
+    by_id.into_values().collect()
 }
 
 impl Rule {

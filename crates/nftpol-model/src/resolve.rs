@@ -11,7 +11,7 @@ use crate::cluster::Cluster;
 use crate::error::ModelError;
 use crate::evaluate::Protocol;
 use crate::pods::{PodIndex, PodView};
-use crate::policy::{labels_of, namespace_labels, Peer, Policy, PolicyId, PortSpec, Rule};
+use crate::policy::{labels_of, namespace_labels, parse_all, Peer, PolicyId, PortSpec, Rule};
 
 /// Everything one node enforces.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -120,12 +120,7 @@ pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
     let mut errors = Vec::new();
     let index = PodIndex::new(&cluster.pods);
     let namespaces = namespace_labels(&cluster.namespaces);
-    let mut policies: Vec<Policy> = cluster
-        .policies
-        .iter()
-        .map(|policy| Policy::parse(policy, &mut errors))
-        .collect();
-    policies.sort_by(|a, b| a.id.cmp(&b.id));
+    let policies = parse_all(&cluster.policies, &mut errors);
     let pod_cidrs = node_pod_cidrs(cluster, node, &mut errors);
 
     let locals: Vec<&PodView> = index
