@@ -13,10 +13,10 @@ use nftpol_ruleset::ir::Ruleset;
 pub enum ReconcileError {
     /// Reading the kernel's table back for a full sync failed.
     #[error("reading table inet nftpol back from the kernel")]
-    Read(#[source] ReadError),
+    Read(#[source] Box<ReadError>),
     /// The kernel rejected the batch; it is unchanged.
     #[error("committing the ruleset")]
-    Apply(#[source] ApplyError),
+    Apply(#[source] Box<ApplyError>),
 }
 
 /// What one reconcile did.
@@ -72,6 +72,11 @@ impl<D: Dataplane> Reconciler<D> {
         self.committed.as_ref()
     }
 
+    /// Whether the next reconcile is a full sync (at start and after a failure).
+    pub fn is_full_sync_next(&self) -> bool {
+        self.full_sync_next
+    }
+
     /// The dataplane, e.g. for verification.
     pub fn dataplane_mut(&mut self) -> &mut D {
         &mut self.dataplane
@@ -98,7 +103,7 @@ impl<D: Dataplane> Reconciler<D> {
             self.committed = self
                 .dataplane
                 .read()
-                .map_err(|error| self.failed(ReconcileError::Read(error)))?;
+                .map_err(|error| self.failed(ReconcileError::Read(Box::new(error))))?;
         }
         let changes = diff(self.committed.as_ref(), &desired);
         let applied = if changes.is_empty() {
@@ -107,7 +112,7 @@ impl<D: Dataplane> Reconciler<D> {
             Some(
                 self.dataplane
                     .apply(&changes)
-                    .map_err(|error| self.failed(ReconcileError::Apply(error)))?,
+                    .map_err(|error| self.failed(ReconcileError::Apply(Box::new(error))))?,
             )
         };
         let (elements_added, elements_deleted) = changes.element_counts();

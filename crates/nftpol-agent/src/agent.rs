@@ -1,0 +1,181 @@
+//! The agent loop: wait for every initial list, then reconcile on each
+//! coalesced batch of events, off the async executor.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nftpol_ruleset::compile::CompileOptions;
+use tokio::sync::watch as channel;
+
+use crate::backoff::RetryBackoff;
+use crate::coalesce::{self, Coalescer};
+use crate::error::AgentError;
+use crate::http::Health;
+use crate::metrics::Metrics;
+use crate::reconcile::{ReconcileReport, Reconciler};
+use crate::watch::{self, Stores};
+use crate::Dataplane;
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The node this agent enforces for.
+    pub node_name: String,
+    /// Compiler settings (deny verdict, unknown local pods).
+    pub compile: CompileOptions,
+    /// How long after the first event of a burst the reconcile starts.
+    pub coalesce_delay: Duration,
+    /// Retry delays after a failed reconcile.
+    pub retry: RetryBackoff,
+}
+
+impl AgentConfig {
+    /// Defaults for `node_name`: 20 ms coalescing, the default retry backoff.
+    pub fn new(node_name: impl Into<String>) -> Self {
+        Self {
+            node_name: node_name.into(),
+            compile: CompileOptions::default(),
+            coalesce_delay: Duration::from_millis(20),
+            retry: RetryBackoff::default(),
+        }
+    }
+}
+
+/// What the loop has done so far, published after every reconcile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Reconciles that committed (or had nothing to change).
+    pub commits: u64,
+    /// Reconciles that failed.
+    pub failures: u64,
+    /// Events taken by the coalescer so far.
+    pub events: u64,
+    /// The last successful reconcile's report.
+    pub last: Option<ReconcileReport>,
+}
+
+/// One node's enforcement loop.
+pub struct Agent<D: Dataplane> {
+    config: AgentConfig,
+    dataplane: D,
+    metrics: Arc<Metrics>,
+    health: Health,
+    progress: channel::Sender<Progress>,
+}
+
+impl<D: Dataplane + Send + 'static> Agent<D> {
+    /// An agent that will program `dataplane`.
+    pub fn new(config: AgentConfig, dataplane: D, metrics: Arc<Metrics>, health: Health) -> Self {
+        Self {
+            config,
+            dataplane,
+            metrics,
+            health,
+            progress: channel::Sender::new(Progress::default()),
+        }
+    }
+
+    /// Follows the loop's progress (tests and diagnostics).
+    pub fn progress(&self) -> channel::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// Watches the API through `client` and enforces until `shutdown`
+    /// completes. The ruleset stays in the kernel when this returns.
+    pub async fn run(
+        self,
+        client: kube::Client,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AgentError> {
+        let (stores, writers) = watch::stores();
+        let (trigger, coalescer) = coalesce::channel(self.config.coalesce_delay);
+        // Dropping the set aborts the watch tasks when the loop ends.
+        let _watches = watch::spawn(
+            &client,
+            &self.config.node_name,
+            writers,
+            &trigger,
+            &self.metrics,
+        );
+        drop(trigger);
+        self.run_with(&stores, coalescer, shutdown).await
+    }
+
+    /// The loop over stores fed by someone else (the watches, or a test).
+    pub async fn run_with(
+        self,
+        stores: &Stores,
+        mut coalescer: Coalescer,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AgentError> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        tokio::select! {
+            ready = stores.wait_until_ready() => ready?,
+            () = &mut shutdown => return Ok(()),
+        }
+        tracing::info!(node = %self.config.node_name, "every initial list is synced; enforcing");
+        let Self {
+            config,
+            dataplane,
+            metrics,
+            health,
+            progress,
+        } = self;
+        let mut reconciler = Reconciler::new(dataplane, config.node_name, config.compile);
+        let mut backoff = config.retry;
+        loop {
+            // The snapshot includes every event queued so far.
+            let taken = coalescer.take_pending();
+            progress.send_modify(|progress| progress.events += taken);
+            let cluster = stores.snapshot();
+            metrics.watch.record(&cluster);
+            let timer = metrics.reconcile.start(reconciler.is_full_sync_next());
+            let (returned, result) = tokio::task::spawn_blocking(move || {
+                let result = reconciler.reconcile(&cluster);
+                (reconciler, result)
+            })
+            .await
+            .map_err(AgentError::ReconcileTask)?;
+            drop(timer);
+            reconciler = returned;
+            match result {
+                Ok(report) => {
+                    metrics.reconcile.succeeded();
+                    metrics.batch.record(&report);
+                    if let Some(committed) = reconciler.committed() {
+                        metrics.ruleset.record(committed, &report);
+                    }
+                    health.set_ready();
+                    backoff.reset();
+                    progress.send_modify(|progress| {
+                        progress.commits += 1;
+                        progress.last = Some(report);
+                    });
+                }
+                Err(error) => {
+                    metrics.reconcile.failed(&error);
+                    progress.send_modify(|progress| progress.failures += 1);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        error = %error,
+                        retry_in_ms = delay.as_millis(),
+                        "reconcile failed; the last committed ruleset stays in force"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => continue,
+                        () = &mut shutdown => return Ok(()),
+                    }
+                }
+            }
+            tokio::select! {
+                batch = coalescer.next() => {
+                    let batch = batch.ok_or(AgentError::WatchesEnded)?;
+                    tracing::debug!(events = batch.events, "coalesced");
+                    progress.send_modify(|progress| progress.events += batch.events);
+                }
+                () = &mut shutdown => return Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! Prometheus metrics, one struct per concern, registered once in
+//! [`Metrics::new`] under the `nftpol_` prefix.
+//!
+//! Label values come from closed sets (`sync`, `kind`, `resource`,
+//! `direction`); the per-policy gauge is the only one naming objects, and
+//! its series disappear with their policy (the family is rebuilt from each
+//! committed ruleset).
+//!
+//! The per-policy allow and drop *packet* counters are not exported: the
+//! netlink crate reads rules back with `counter: bool`, without the
+//! counter's packet and byte values. What is exported per policy is the
+//! number of allow rules installed for it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nftpol_model::Cluster;
+use nftpol_ruleset::ir::Ruleset;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::reconcile::{ReconcileError, ReconcileReport};
+
+/// `sync="full|partial"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SyncLabel {
+    sync: &'static str,
+}
+
+/// `kind="…"`: an error kind, a set kind or an object kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// `resource="pods|namespaces|networkpolicies|nodes"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResourceLabel {
+    resource: &'static str,
+}
+
+/// One policy and direction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PolicyLabels {
+    namespace: String,
+    policy: String,
+    direction: &'static str,
+}
+
+/// Buckets from 0.5 ms to about 16 s.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+}
+
+type TimestampGauge = Gauge<f64, AtomicU64>;
+
+fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+/// Reconcile attempts: duration, failures by kind, progress timestamps.
+#[derive(Debug, Clone)]
+pub struct ReconcileMetrics {
+    duration: Family<SyncLabel, Histogram, fn() -> Histogram>,
+    errors: Family<KindLabel, Counter>,
+    last_success: TimestampGauge,
+    last_queued: TimestampGauge,
+    events: Counter,
+    reconciles: Counter,
+}
+
+/// Records a reconcile's duration when dropped.
+#[derive(Debug)]
+pub struct ReconcileTimer {
+    histogram: Histogram,
+    started: Instant,
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl ReconcileMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            errors: Family::default(),
+            last_success: TimestampGauge::default(),
+            last_queued: TimestampGauge::default(),
+            events: Counter::default(),
+            reconciles: Counter::default(),
+        };
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Time from snapshot to committed batch",
+            Unit::Seconds,
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that did not commit, by error kind",
+            metrics.errors.clone(),
+        );
+        registry.register(
+            "reconciles",
+            "Reconciles that committed (or found nothing to change)",
+            metrics.reconciles.clone(),
+        );
+        registry.register_with_unit(
+            "last_reconcile_success_timestamp",
+            "When the last reconcile committed (Unix time)",
+            Unit::Seconds,
+            metrics.last_success.clone(),
+        );
+        registry.register_with_unit(
+            "last_event_queued_timestamp",
+            "When the last watch event was queued (Unix time); a growing gap to the last success means the loop is stuck",
+            Unit::Seconds,
+            metrics.last_queued.clone(),
+        );
+        registry.register(
+            "events_queued",
+            "Watch events that changed what enforcement reads",
+            metrics.events.clone(),
+        );
+        metrics
+    }
+
+    /// Starts timing a reconcile; records on drop.
+    pub fn start(&self, full_sync: bool) -> ReconcileTimer {
+        let sync = if full_sync { "full" } else { "partial" };
+        ReconcileTimer {
+            histogram: self.duration.get_or_create_owned(&SyncLabel { sync }),
+            started: Instant::now(),
+        }
+    }
+
+    /// Records a committed reconcile.
+    pub fn succeeded(&self) {
+        self.reconciles.inc();
+        self.last_success.set(now_seconds());
+    }
+
+    /// Records a failed reconcile by its kind.
+    pub fn failed(&self, error: &ReconcileError) {
+        let kind = match error {
+            ReconcileError::Read(error) => error.kind(),
+            ReconcileError::Apply(error) => error.kind(),
+        };
+        self.errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Records a queued watch event.
+    pub fn queued(&self) {
+        self.events.inc();
+        self.last_queued.set(now_seconds());
+    }
+}
+
+/// Batches sent to the kernel.
+#[derive(Debug, Clone, Default)]
+pub struct BatchMetrics {
+    batches: Counter,
+    messages: Counter,
+    bytes: Counter,
+}
+
+impl BatchMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register("batches", "Batches committed", metrics.batches.clone());
+        registry.register(
+            "batch_messages",
+            "Netlink messages in committed batches",
+            metrics.messages.clone(),
+        );
+        registry.register_with_unit(
+            "batch",
+            "Size of committed batches",
+            Unit::Bytes,
+            metrics.bytes.clone(),
+        );
+        metrics
+    }
+
+    /// Records the batch a reconcile sent, if any.
+    pub fn record(&self, report: &ReconcileReport) {
+        if report.messages > 0 {
+            self.batches.inc();
+            self.messages.inc_by(report.messages as u64);
+            self.bytes.inc_by(report.bytes as u64);
+        }
+    }
+}
+
+/// The committed ruleset's shape.
+#[derive(Debug, Clone, Default)]
+pub struct RulesetMetrics {
+    rules: Gauge,
+    elements: Family<KindLabel, Gauge>,
+    policy_rules: Family<PolicyLabels, Gauge>,
+    invalid: Gauge,
+}
+
+/// The closed set of set kinds, from the compiler's naming scheme
+/// (`names` module of `nftpol-ruleset`).
+fn set_kind(name: &str) -> &'static str {
+    let role = if name.contains('/') {
+        // `<role>-<HASH>-<namespace>/<name>/<tail>`
+        name.split('-').next().unwrap_or_default()
+    } else {
+        // `<role>-v4` / `<role>-v6`
+        name.strip_suffix("-v4")
+            .or_else(|| name.strip_suffix("-v6"))
+            .unwrap_or(name)
+    };
+    match role {
+        "local-pod-ips" => "local_pod_ips",
+        "pod-cidrs" => "pod_cidrs",
+        "self-pairs" => "self_pairs",
+        "ingress-dispatch" | "egress-dispatch" => "dispatch",
+        "peers" => "peers",
+        "ports" => "ports",
+        "named" => "named_ports",
+        _ => "other",
+    }
+}
+
+/// `(namespace, name, direction)` of an allow rule, from its comment
+/// `<namespace>/<name> <direction>[<index>]…`.
+fn allow_rule_owner(comment: &str) -> Option<(String, String, &'static str)> {
+    let (direction, at) = [("ingress", " ingress["), ("egress", " egress[")]
+        .into_iter()
+        .find_map(|(direction, marker)| comment.rfind(marker).map(|at| (direction, at)))?;
+    let (namespace, name) = comment.get(..at)?.split_once('/')?;
+    Some((namespace.to_owned(), name.to_owned(), direction))
+}
+
+impl RulesetMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "rules",
+            "Rules in the committed ruleset",
+            metrics.rules.clone(),
+        );
+        registry.register(
+            "set_elements",
+            "Elements in the committed ruleset's sets and maps, by set kind",
+            metrics.elements.clone(),
+        );
+        registry.register(
+            "policy_allow_rules",
+            "Allow rules installed per policy and direction",
+            metrics.policy_rules.clone(),
+        );
+        registry.register(
+            "invalid_object_parts",
+            "Invalid object parts in the last reconcile (they allow nothing)",
+            metrics.invalid.clone(),
+        );
+        metrics
+    }
+
+    /// Records the committed ruleset.
+    pub fn record(&self, ruleset: &Ruleset, report: &ReconcileReport) {
+        self.rules
+            .set(i64::try_from(ruleset.rule_count()).unwrap_or(i64::MAX));
+        self.invalid
+            .set(i64::try_from(report.invalid.len()).unwrap_or(i64::MAX));
+        let mut elements: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for set in ruleset.sets.values() {
+            *elements.entry(set_kind(&set.name)).or_default() += set.elements.len();
+        }
+        self.elements.clear();
+        for (kind, count) in elements {
+            self.elements
+                .get_or_create(&KindLabel { kind })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let mut per_policy: BTreeMap<(String, String, &'static str), i64> = BTreeMap::new();
+        for chain in ruleset
+            .chains
+            .values()
+            .filter(|chain| chain.name.starts_with("policy-"))
+        {
+            for rule in &chain.rules {
+                if let Some(owner) = rule.comment.as_deref().and_then(allow_rule_owner) {
+                    *per_policy.entry(owner).or_default() += 1;
+                }
+            }
+        }
+        self.policy_rules.clear();
+        for ((namespace, policy, direction), count) in per_policy {
+            self.policy_rules
+                .get_or_create(&PolicyLabels {
+                    namespace,
+                    policy,
+                    direction,
+                })
+                .set(count);
+        }
+    }
+}
+
+/// What the watches see.
+#[derive(Debug, Clone, Default)]
+pub struct WatchMetrics {
+    objects: Family<KindLabel, Gauge>,
+    errors: Family<ResourceLabel, Counter>,
+}
+
+impl WatchMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "watched_objects",
+            "Objects in the agent's stores at the last reconcile, by kind",
+            metrics.objects.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Watch or list errors (each followed by a retry with backoff)",
+            metrics.errors.clone(),
+        );
+        metrics
+    }
+
+    /// Records the snapshot a reconcile works from.
+    pub fn record(&self, cluster: &Cluster) {
+        for (kind, count) in [
+            ("pod", cluster.pods.len()),
+            ("namespace", cluster.namespaces.len()),
+            ("networkpolicy", cluster.policies.len()),
+            ("node", cluster.nodes.len()),
+        ] {
+            self.objects
+                .get_or_create(&KindLabel { kind })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Records a watch error on `resource`.
+    pub fn error(&self, resource: &'static str) {
+        self.errors.get_or_create(&ResourceLabel { resource }).inc();
+    }
+}
+
+/// Every metric of the agent, and the registry that encodes them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Reconcile attempts.
+    pub reconcile: ReconcileMetrics,
+    /// Committed batches.
+    pub batch: BatchMetrics,
+    /// The committed ruleset.
+    pub ruleset: RulesetMetrics,
+    /// The watches.
+    pub watch: WatchMetrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under `nftpol_`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("nftpol");
+        Self {
+            reconcile: ReconcileMetrics::register(&mut registry),
+            batch: BatchMetrics::register(&mut registry),
+            ruleset: RulesetMetrics::register(&mut registry),
+            watch: WatchMetrics::register(&mut registry),
+            registry,
+        }
+    }
+
+    /// The OpenMetrics text exposition (which Prometheus scrapes).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail; an error here would mean a
+        // metric's own encoder failed, and a partial page is still useful.
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::warn!(%error, "encoding metrics");
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_kinds_follow_the_naming_scheme() {
+        let cases = [
+            ("local-pod-ips-v4", "local_pod_ips"),
+            ("pod-cidrs-v6", "pod_cidrs"),
+            ("self-pairs-v4", "self_pairs"),
+            ("ingress-dispatch-v6", "dispatch"),
+            ("peers-7q2k4mxb-shop/db/in0/peer0-v4", "peers"),
+            ("ports-7q2k4mxb-shop/db/in0", "ports"),
+            ("named-7q2k4mxb-shop/db/in0-v6", "named_ports"),
+            ("something-new-v4", "other"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(set_kind(name), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn allow_rule_comments_name_policy_and_direction() {
+        let cases = [
+            (
+                "shop/db-allow ingress[0]",
+                Some(("shop", "db-allow", "ingress")),
+            ),
+            ("x/p egress[3]: ports", Some(("x", "p", "egress"))),
+            ("unknown pod on this node", None),
+        ];
+        for (comment, want) in cases {
+            let got = allow_rule_owner(comment);
+            let got = got.as_ref().map(|(namespace, name, direction)| {
+                (namespace.as_str(), name.as_str(), *direction)
+            });
+            assert_eq!(got, want, "case {comment}");
+        }
+    }
+
+    #[test]
+    fn exposition_has_prefixed_names_with_units() {
+        let metrics = Metrics::new();
+        drop(metrics.reconcile.start(true));
+        metrics.reconcile.succeeded();
+        let text = metrics.encode();
+        for name in [
+            "nftpol_reconcile_duration_seconds_bucket{le=",
+            "nftpol_reconciles_total 1",
+            "nftpol_last_reconcile_success_timestamp_seconds ",
+            "nftpol_batch_bytes_total 0",
+            "nftpol_rules 0",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(text.contains("sync=\"full\""), "{text}");
+    }
+}

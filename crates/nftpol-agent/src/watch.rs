@@ -1,0 +1,278 @@
+//! Reflectors: list-then-watch for Pods (all namespaces), Namespaces,
+//! NetworkPolicies and this Node, each into a store of stripped objects.
+//!
+//! Each watch runs in its own task: kube-runtime's watcher (list with
+//! `limit=500` pages, then watch with bookmarks; a 410 Gone relists, a
+//! dropped connection re-watches from the last resourceVersion) wrapped in
+//! `default_backoff()` — without it the watcher retries in a tight loop
+//! while the API server is unreachable. Objects are stripped
+//! ([`crate::strip`]) before they reach a store, and an event queues a
+//! reconcile only when it changed what enforcement reads: the end of a
+//! (re)list, a delete of a known object, or an object whose stripped form
+//! differs from the stored one.
+//!
+//! The stores swap in a relist atomically at its end (kube-runtime buffers
+//! `InitApply` events until `InitDone`), so a reconcile never sees half a
+//! list, and during an outage the last complete view (and the ruleset
+//! committed from it) stays in force.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource};
+use nftpol_model::Cluster;
+use serde::de::DeserializeOwned;
+use tokio::task::JoinSet;
+
+use crate::coalesce::Trigger;
+use crate::error::AgentError;
+use crate::metrics::Metrics;
+use crate::strip;
+
+/// Read handles on the four stores.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    pods: Store<Pod>,
+    namespaces: Store<Namespace>,
+    policies: Store<NetworkPolicy>,
+    nodes: Store<Node>,
+}
+
+/// Write handles on the four stores: fed by [`spawn`], or directly by tests.
+#[derive(Debug)]
+pub struct Writers {
+    /// Pods, all namespaces.
+    pub pods: reflector::store::Writer<Pod>,
+    /// Namespaces.
+    pub namespaces: reflector::store::Writer<Namespace>,
+    /// NetworkPolicies, all namespaces.
+    pub policies: reflector::store::Writer<NetworkPolicy>,
+    /// This node only.
+    pub nodes: reflector::store::Writer<Node>,
+}
+
+/// Four empty stores; none is ready until its writer sees a complete list.
+pub fn stores() -> (Stores, Writers) {
+    let writers = Writers {
+        pods: reflector::store::Writer::default(),
+        namespaces: reflector::store::Writer::default(),
+        policies: reflector::store::Writer::default(),
+        nodes: reflector::store::Writer::default(),
+    };
+    let stores = Stores {
+        pods: writers.pods.as_reader(),
+        namespaces: writers.namespaces.as_reader(),
+        policies: writers.policies.as_reader(),
+        nodes: writers.nodes.as_reader(),
+    };
+    (stores, writers)
+}
+
+/// The objects of `store`, sorted by namespace and name (stores are hash
+/// maps; everything downstream must be deterministic).
+fn sorted<K>(store: &Store<K>) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut objects: Vec<K> = store
+        .state()
+        .iter()
+        .map(|object| (**object).clone())
+        .collect();
+    objects.sort_by(|a, b| {
+        (a.meta().namespace.as_deref(), a.meta().name.as_deref())
+            .cmp(&(b.meta().namespace.as_deref(), b.meta().name.as_deref()))
+    });
+    objects
+}
+
+impl Stores {
+    /// Waits until every store has seen its initial list.
+    pub async fn wait_until_ready(&self) -> Result<(), AgentError> {
+        let (pods, namespaces, policies, nodes) = tokio::join!(
+            self.pods.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.policies.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+        );
+        pods.and(namespaces)
+            .and(policies)
+            .and(nodes)
+            .map_err(AgentError::WatchEnded)
+    }
+
+    /// A copy of the current view, the input of one reconcile.
+    pub fn snapshot(&self) -> Cluster {
+        Cluster {
+            namespaces: sorted(&self.namespaces),
+            pods: sorted(&self.pods),
+            policies: sorted(&self.policies),
+            nodes: sorted(&self.nodes),
+        }
+    }
+}
+
+/// Starts the four watches; they run until the returned set is dropped.
+pub fn spawn(
+    client: &Client,
+    node_name: &str,
+    writers: Writers,
+    trigger: &Trigger,
+    metrics: &Arc<Metrics>,
+) -> JoinSet<()> {
+    let config = watcher::Config::default();
+    let node_config = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
+    let mut tasks = JoinSet::new();
+    tasks.spawn(drive(
+        "pods",
+        watcher(Api::all(client.clone()), config.clone()),
+        writers.pods,
+        strip::pod,
+        trigger.clone(),
+        Arc::clone(metrics),
+    ));
+    tasks.spawn(drive(
+        "namespaces",
+        watcher(Api::all(client.clone()), config.clone()),
+        writers.namespaces,
+        strip::namespace,
+        trigger.clone(),
+        Arc::clone(metrics),
+    ));
+    tasks.spawn(drive(
+        "networkpolicies",
+        watcher(Api::all(client.clone()), config),
+        writers.policies,
+        strip::policy,
+        trigger.clone(),
+        Arc::clone(metrics),
+    ));
+    tasks.spawn(drive(
+        "nodes",
+        watcher(Api::all(client.clone()), node_config),
+        writers.nodes,
+        strip::node,
+        trigger.clone(),
+        Arc::clone(metrics),
+    ));
+    tasks
+}
+
+/// The watcher with backoff: see the module doc.
+fn watcher<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher::watcher(api, config).default_backoff()
+}
+
+/// Whether applying `event` changes what the store holds for enforcement.
+fn changes_store<K>(store: &Store<K>, event: &Event<K>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + PartialEq + 'static,
+{
+    match event {
+        Event::Apply(object) => store.get(&ObjectRef::from_obj(object)).as_deref() != Some(object),
+        Event::Delete(object) => store.get(&ObjectRef::from_obj(object)).is_some(),
+        Event::InitDone => true,
+        Event::Init | Event::InitApply(_) => false,
+    }
+}
+
+/// Feeds one watch stream into its store, queueing reconciles.
+async fn drive<K, S>(
+    resource: &'static str,
+    stream: S,
+    mut writer: reflector::store::Writer<K>,
+    strip: fn(&mut K),
+    trigger: Trigger,
+    metrics: Arc<Metrics>,
+) where
+    K: Resource<DynamicType = ()> + Clone + PartialEq + 'static,
+    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+{
+    let store = writer.as_reader();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                let event = event.modify(strip);
+                let changed = changes_store(&store, &event);
+                if matches!(event, Event::InitDone) {
+                    tracing::info!(resource, objects = store.len(), "list complete");
+                }
+                writer.apply_watcher_event(&event);
+                if changed {
+                    metrics.reconcile.queued();
+                    trigger.queue();
+                }
+            }
+            Err(error) => {
+                metrics.watch.error(resource);
+                tracing::warn!(resource, %error, "watch failed; retrying with backoff");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn namespace(name: &str, rv: &str) -> Namespace {
+        Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                resource_version: Some(rv.into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_events_that_change_the_stripped_view_queue_a_reconcile() {
+        let (trigger, mut coalescer) =
+            crate::coalesce::channel(std::time::Duration::from_millis(20));
+        let (stores, writers) = stores();
+        let events = vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(namespace("x", "1"))),
+            Ok(Event::InitDone),
+            // Only the resourceVersion differs: nothing to do.
+            Ok(Event::Apply(namespace("x", "2"))),
+            Ok(Event::Apply(namespace("y", "3"))),
+            Ok(Event::Delete(namespace("absent", "4"))),
+            Ok(Event::Delete(namespace("x", "5"))),
+        ];
+        drive(
+            "namespaces",
+            futures::stream::iter(events),
+            writers.namespaces,
+            strip::namespace,
+            trigger,
+            Arc::new(Metrics::new()),
+        )
+        .await;
+        // InitDone, apply y, delete x.
+        assert_eq!(coalescer.next().await.map(|batch| batch.events), Some(3));
+        let names: Vec<_> = stores
+            .snapshot()
+            .namespaces
+            .into_iter()
+            .filter_map(|namespace| namespace.metadata.name)
+            .collect();
+        assert_eq!(names, vec!["y".to_owned()]);
+    }
+}
