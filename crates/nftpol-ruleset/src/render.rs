@@ -1,11 +1,12 @@
 //! The IR → `nft -f` syntax: what the agent installs, for people and for
 //! `nft -c` checks.
 //!
-//! Objects are printed so that everything a line refers to is defined above
-//! it: plain sets, then regular chains (callees first), then verdict maps,
-//! then base chains.
+//! Sets and maps come first, then chains, each in name order: the order in
+//! which a diff from nothing creates them, so `nft list` of a table loaded
+//! from this text and of one applied over netlink print identically (nft
+//! lists objects in creation order). `nft -f` resolves references to chains
+//! defined further down the same file.
 
-use std::collections::BTreeSet;
 // `let _ = writeln!(out, …)` below: writing to a String cannot fail.
 use std::fmt::Write;
 
@@ -17,51 +18,14 @@ use crate::ir::{
 /// Renders the whole table as one `table inet nftpol { … }` block.
 pub fn render(ruleset: &Ruleset) -> String {
     let mut out = format!("table {TABLE_FAMILY} {TABLE_NAME} {{\n");
-    for set in ruleset.sets.values().filter(|set| !set.is_verdict_map) {
+    for set in ruleset.sets.values() {
         render_set(&mut out, set);
     }
-    for chain in regular_chains_callees_first(ruleset) {
-        render_chain(&mut out, chain);
-    }
-    for set in ruleset.sets.values().filter(|set| set.is_verdict_map) {
-        render_set(&mut out, set);
-    }
-    for chain in ruleset.chains.values().filter(|chain| chain.base.is_some()) {
+    for chain in ruleset.chains.values() {
         render_chain(&mut out, chain);
     }
     out.push_str("}\n");
     out
-}
-
-fn regular_chains_callees_first(ruleset: &Ruleset) -> Vec<&Chain> {
-    let mut done: BTreeSet<&str> = BTreeSet::new();
-    let mut ordered = Vec::new();
-    let mut pending: Vec<&Chain> = ruleset
-        .chains
-        .values()
-        .filter(|chain| chain.base.is_none())
-        .collect();
-    while !pending.is_empty() {
-        let before = pending.len();
-        pending.retain(|chain| {
-            let ready = chain.rules.iter().all(|rule| match &rule.action {
-                Action::Verdict(Verdict::Jump(target) | Verdict::Goto(target)) => {
-                    done.contains(target.as_str()) || !ruleset.chains.contains_key(target)
-                }
-                _ => true,
-            });
-            if ready {
-                done.insert(chain.name.as_str());
-                ordered.push(*chain);
-            }
-            !ready
-        });
-        if pending.len() == before {
-            // A cycle (the kernel would reject it anyway): print the rest as is.
-            ordered.append(&mut pending);
-        }
-    }
-    ordered
 }
 
 fn quote(text: &str) -> String {

@@ -2,51 +2,20 @@
 //! semantic evaluator of the spec on random clusters and packets; and any
 //! sequence of diffs ends equal to a full compile.
 
+mod oracle;
 mod strategies;
 
 use std::net::IpAddr;
 
-use nftpol_model::{evaluate, resolve, Cluster, Connection, PodView, Protocol};
+use nftpol_model::{resolve, Cluster, Connection, PodView, Protocol};
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use nftpol_ruleset::diff::{diff, Change};
-use nftpol_ruleset::interpret::{interpret, Packet};
-use nftpol_ruleset::ir::{CtState, Hook, Ruleset};
+use nftpol_ruleset::interpret::interpret;
+use nftpol_ruleset::ir::Ruleset;
+use oracle::{node_oracle, packet_for};
 use proptest::prelude::*;
 
 const NODE: &str = "node-1";
-
-/// What node-1's ruleset must do with a new connection crossing its forward
-/// hook: the spec, limited to the node's scope (egress of its own pods,
-/// ingress of its own pods), plus its fail-closed rule for unknown addresses
-/// in its pod CIDRs and the always-allowed pod-to-itself.
-fn node_oracle(cluster: &Cluster, connection: &Connection) -> bool {
-    let local_owner = |address: IpAddr| {
-        let mut pods: Vec<PodView> = cluster
-            .pods
-            .iter()
-            .map(PodView::from_pod)
-            .filter(PodView::counts)
-            .collect();
-        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        pods.into_iter()
-            .find(|pod| pod.ips.contains(&address))
-            .filter(|pod| pod.node_name.as_deref() == Some(NODE))
-    };
-    let in_pod_cidrs = |address: IpAddr| match address {
-        IpAddr::V4(v4) => v4.octets()[..3] == [10, 244, 1],
-        IpAddr::V6(v6) => v6.segments()[..4] == [0xfd00, 0x10, 0x244, 0x1],
-    };
-    if connection.source == connection.destination && local_owner(connection.source).is_some() {
-        return true;
-    }
-    let (egress, ingress) = evaluate(cluster, connection);
-    let side_allows =
-        |address: IpAddr, decision: &nftpol_model::Decision| match local_owner(address) {
-            Some(_) => decision.is_allowed(),
-            None => !in_pod_cidrs(address),
-        };
-    side_allows(connection.source, &egress) && side_allows(connection.destination, &ingress)
-}
 
 fn addresses(cluster: &Cluster) -> Vec<IpAddr> {
     let mut all: Vec<IpAddr> = cluster
@@ -62,18 +31,6 @@ fn addresses(cluster: &Cluster) -> Vec<IpAddr> {
     all.sort_unstable();
     all.dedup();
     all
-}
-
-fn packet_for(connection: &Connection) -> Packet {
-    Packet {
-        hook: Hook::Forward,
-        source: connection.source,
-        destination: connection.destination,
-        l4proto: connection.protocol.number(),
-        dport: connection.port,
-        ct_state: CtState::New,
-        source_is_local: false,
-    }
 }
 
 proptest! {
@@ -94,7 +51,7 @@ proptest! {
             let destination = *destination.get(&candidates);
             let connection = Connection { source, destination, protocol, port };
             let trace = interpret(&ruleset, &packet_for(&connection)).expect("the compiled IR is well formed");
-            let want = node_oracle(&cluster, &connection);
+            let want = node_oracle(&cluster, NODE, &connection);
             prop_assert_eq!(
                 trace.accepted, want,
                 "{:?}\nhits: {:#?}\n{}", connection, trace.hits, nftpol_model::explain(&cluster, &connection)

@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use nftpol_agent::Reconciler;
+use nftpol_netlink::{Dataplane, KernelDataplane};
 use nftpol_ruleset::compile::{compile, CompileOptions};
 
 /// Kubernetes NetworkPolicy enforcement with nftables, programmed over netlink.
@@ -46,6 +48,26 @@ enum Command {
         #[arg(long)]
         port: String,
     },
+    /// Compile and apply once, in one batch, in the current network namespace, then exit.
+    Apply {
+        /// A YAML file or a directory of YAML files.
+        #[arg(long)]
+        manifests: std::path::PathBuf,
+        /// The node to compile for.
+        #[arg(long)]
+        node: String,
+    },
+    /// Check that the kernel's table equals what the manifests compile to; print differences.
+    Verify {
+        /// A YAML file or a directory of YAML files.
+        #[arg(long)]
+        manifests: std::path::PathBuf,
+        /// The node to compile for.
+        #[arg(long)]
+        node: String,
+    },
+    /// Delete table inet nftpol (the only way nftpol removes its ruleset).
+    Cleanup,
 }
 
 fn main() -> ExitCode {
@@ -88,8 +110,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let connection = manifests::connection(&cluster, &from, &to, &port)?;
             print(&nftpol_model::explain(&cluster, &connection))?;
         }
+        Command::Apply { manifests, node } => {
+            let cluster = manifests::load(&manifests)?;
+            let mut reconciler = Reconciler::new(open_kernel()?, node, CompileOptions::default());
+            let report = reconciler.reconcile(&cluster)?;
+            let summary = if report.changes == 0 {
+                "the kernel already holds this ruleset: nothing applied".to_owned()
+            } else {
+                format!(
+                    "applied {} changes in one batch ({} messages, {} bytes)",
+                    report.changes, report.messages, report.bytes
+                )
+            };
+            print(&format!(
+                "{summary}; {} rules, {} elements\n",
+                report.rules, report.elements
+            ))?;
+        }
+        Command::Verify { manifests, node } => {
+            let cluster = manifests::load(&manifests)?;
+            let desired = compile(
+                &nftpol_model::resolve(&cluster, &node),
+                CompileOptions::default(),
+            );
+            let differences = nftpol_netlink::verify(&mut open_kernel()?, &desired)?;
+            if !differences.is_empty() {
+                let lines: Vec<String> = differences
+                    .iter()
+                    .map(|difference| format!("{difference}\n"))
+                    .collect();
+                print(&lines.concat())?;
+                return Ok(ExitCode::from(1));
+            }
+            print("table inet nftpol matches the manifests\n")?;
+        }
+        Command::Cleanup => {
+            open_kernel()?.delete_table()?;
+            print("table inet nftpol deleted\n")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the kernel dataplane in the current network namespace and checks
+/// that the kernel can express the design.
+fn open_kernel() -> anyhow::Result<KernelDataplane> {
+    let mut dataplane = KernelDataplane::open()
+        .context("opening a netfilter netlink socket (needs CAP_NET_ADMIN)")?;
+    dataplane.probe_features().context("kernel feature check")?;
+    Ok(dataplane)
 }
 
 /// Writes command output to stdout (the only place stdout is written).
