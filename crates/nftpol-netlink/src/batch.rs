@@ -89,7 +89,7 @@ impl Batch {
                         || Object::Set(set.clone()),
                         |element| Object::Element {
                             set: set.clone(),
-                            element: element.clone(),
+                            element: Box::new(element.clone()),
                         },
                     )
             }

@@ -200,6 +200,18 @@ pub fn add_elements(datagrams: &[Vec<u8>], set: &mut Set) -> Result<(), DecodeEr
         }
         Ok(())
     })?;
+    // A hash set that the kernel resizes between two dump callbacks is
+    // walked in a new order while the dump resumes by count: some elements
+    // come twice and as many are skipped. Duplicates reveal it.
+    let mut keys: Vec<_> = raw
+        .iter()
+        .map(|raw| (&raw.key, &raw.key_end, raw.is_end))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.len() != raw.len() {
+        return Err(DecodeError::Inconsistent { object });
+    }
     set.elements =
         to_elements(set, raw).map_err(|reason| DecodeError::unexpected(&object, reason))?;
     Ok(())

@@ -28,8 +28,8 @@ pub enum Object {
     Element {
         /// The set.
         set: String,
-        /// The element.
-        element: Element,
+        /// The element (boxed: errors stay small).
+        element: Box<Element>,
     },
 }
 
@@ -255,6 +255,12 @@ pub enum DecodeError {
         #[source]
         source: WireError,
     },
+    /// The dump repeated elements (and so skipped as many): read again.
+    #[error("inconsistent element dump of {object}: the set changed shape during the dump")]
+    Inconsistent {
+        /// Which set.
+        object: String,
+    },
     /// Well-formed, but not something nftpol writes.
     #[error("unexpected content in {object}: {reason}")]
     Unexpected {
@@ -292,6 +298,6 @@ pub enum FeatureError {
         feature: &'static str,
         /// The kernel's answer.
         #[source]
-        source: ApplyError,
+        source: Box<ApplyError>,
     },
 }

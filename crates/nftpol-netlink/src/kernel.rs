@@ -25,7 +25,7 @@ use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::batch::{Batch, BatchWriter};
 use crate::decode::{self, Dump};
-use crate::error::{ApplyError, FeatureError, Object, ReadError};
+use crate::error::{ApplyError, DecodeError, FeatureError, Object, ReadError};
 use crate::nla::{messages, Attrs, Writer, NLMSG_HDRLEN};
 use crate::uapi::{
     elem, msg, set as s, table as t, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLMSGERR_ATTR_MSG,
@@ -39,7 +39,7 @@ const RECEIVE_BUFFER: usize = 16 << 20;
 /// Largest datagram we accept from the kernel.
 const DATAGRAM: usize = 1 << 20;
 /// Dumps retried when the ruleset changed during a read.
-const READ_ATTEMPTS: usize = 3;
+const READ_ATTEMPTS: usize = 5;
 /// `NLM_F_CAPPED`: the error echoes only the header of our message.
 const NLM_F_CAPPED: u16 = 0x100;
 
@@ -112,7 +112,7 @@ impl KernelDataplane {
             .and_then(|()| writer.push_delete_table());
         encoded.map_err(|source| FeatureError::Missing {
             feature: "an encodable probe (bug)",
-            source,
+            source: Box::new(source),
         })?;
         let batch = writer.finish();
         self.seq = batch.end_seq.wrapping_add(1);
@@ -132,7 +132,10 @@ impl KernelDataplane {
                     _ => "concatenated lookups with counters (nft_counter)",
                 },
             };
-            FeatureError::Missing { feature, source }
+            FeatureError::Missing {
+                feature,
+                source: Box::new(source),
+            }
         })
     }
 
@@ -521,7 +524,11 @@ impl Dataplane for KernelDataplane {
                 return Ok(None);
             };
             if consistent {
-                let ruleset = decode::ruleset(&dump, TABLE_NAME)?;
+                let ruleset = match decode::ruleset(&dump, TABLE_NAME) {
+                    Ok(ruleset) => ruleset,
+                    Err(DecodeError::Inconsistent { .. }) => continue,
+                    Err(error) => return Err(error.into()),
+                };
                 self.shapes = Some(
                     ruleset
                         .sets

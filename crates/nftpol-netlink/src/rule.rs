@@ -82,7 +82,7 @@ pub fn write_exprs(
     match &rule.action {
         Action::Verdict(Verdict::Reject) => w.reject_admin_prohibited()?,
         Action::Verdict(verdict) => {
-            w.verdict(&raw_verdict(verdict).map_err(SetEncodeError::Shape)?)?
+            w.verdict(&raw_verdict(verdict).map_err(SetEncodeError::Shape)?)?;
         }
         Action::VerdictMap { key, map } => {
             load_key(
@@ -138,7 +138,7 @@ fn registers(fields: &[Field]) -> Vec<u32> {
     fields
         .iter()
         .map(|field| {
-            let register = if word % 4 == 0 {
+            let register = if word.is_multiple_of(4) {
                 x::REG_1 + word / 4
             } else {
                 x::REG32_00 + word
@@ -207,6 +207,10 @@ fn load_key(
 }
 
 /// Decodes a rule from its expressions and userdata.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one slice pattern per IR construct; the table reads best in one place"
+)]
 pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String> {
     let mut matches = Vec::new();
     let mut counter = false;

@@ -131,7 +131,7 @@ fn rejected_batch_changes_nothing_and_names_the_element() {
             interval: false,
             is_verdict_map: false,
             comment: None,
-            elements: Default::default(),
+            elements: std::collections::BTreeSet::default(),
         };
         let bad = Diff {
             changes: vec![
@@ -154,7 +154,7 @@ fn rejected_batch_changes_nothing_and_names_the_element() {
             error.object(),
             Some(&Object::Element {
                 set: PEERS_V4.to_owned(),
-                element: overlapping
+                element: Box::new(overlapping)
             }),
             "{error}"
         );
@@ -187,8 +187,8 @@ fn generations_during(
         }
         let mut rest = buffer.as_slice();
         while rest.len() >= 16 {
-            let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-            let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
+            let len = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+            let kind = u16::from_ne_bytes(rest[4..6].try_into().expect("2 bytes"));
             if kind == (NFNL_SUBSYS_NFTABLES << 8) | msg::NEWGEN {
                 count += 1;
             }
@@ -324,6 +324,10 @@ fn outcome(
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "the batch table is data: one entry per kernel rule"
+)]
 fn fake_and_kernel_agree_on_every_batch() {
     in_fresh_netns(|| {
         let ir = fixture();

@@ -121,6 +121,7 @@ pub const PEERS_V6: &str = "ingress-7q2k4mxb-shop/db-allow/in0-v6";
 pub const DISPATCH_V4: &str = "ingress-dispatch-v4";
 
 /// A table with every construct the IR has.
+#[expect(clippy::too_many_lines, reason = "fixture data")]
 pub fn fixture() -> Ruleset {
     let accept = || Action::Verdict(Verdict::Accept);
     let peers_v4 = set(
