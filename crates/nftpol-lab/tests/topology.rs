@@ -203,3 +203,25 @@ fn cluster_ips_and_host_network_pods_connect_without_policy() {
     );
     assert!(report.node_probes.iter().all(|p| p.connected || p.skipped));
 }
+
+#[test]
+fn cleanup_removes_namespaces_of_dead_runs_and_spares_live_ones() {
+    require_root();
+    // pid_max is at most 2^22, so this "run" cannot be alive.
+    let dead = "nftpol-lab-4294967-0000-n1";
+    let live = RunId::new().netns_name("n1");
+    let _guard_dead = NetnsGuard {
+        prefix: dead.to_owned(),
+    };
+    let _guard_live = NetnsGuard {
+        prefix: live.clone(),
+    };
+    netns::Netns::create(dead).expect("create a fake leftover");
+    netns::Netns::create(&live).expect("create a namespace of this live run");
+
+    let removed = nftpol_lab::cleanup().expect("cleanup");
+
+    assert!(removed >= 1, "removed {removed}");
+    assert_eq!(netns::list(dead).expect("list"), Vec::<String>::new());
+    assert_eq!(netns::list(&live).expect("list"), vec![live.clone()]);
+}
