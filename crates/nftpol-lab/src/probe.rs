@@ -208,6 +208,36 @@ pub fn probe_all(
             .iter()
             .map(|n| (n.name.clone(), topology.node(n.index))),
     );
+    let jobs = plan_jobs(plan, dial, pod_sources);
+    let connections: usize = jobs.iter().map(|j| j.targets.len()).sum();
+    tracing::info!(
+        probes = jobs.len(),
+        connections,
+        "probing (TCP connect {} ms, UDP {} x {} ms)",
+        timeouts.tcp_connect.as_millis(),
+        timeouts.udp_attempts,
+        timeouts.udp_reply.as_millis()
+    );
+    let started = Instant::now();
+    let sockets = client_sockets(&sources, &jobs)?;
+    let outcomes = rt.block_on(run_jobs(&jobs, sockets, timeouts));
+    let (mut probes, mut node_probes) = split_results(&jobs, outcomes, pod_sources);
+    probes.sort_by(|a, b| a.key().cmp(&b.key()));
+    node_probes.sort_by(|a, b| a.key().cmp(&b.key()));
+    let connected = probes.iter().filter(|p| p.connected).count();
+    tracing::info!(
+        probes = probes.len(),
+        connected,
+        node_probes = node_probes.len(),
+        elapsed_ms = started.elapsed().as_millis(),
+        "probes done"
+    );
+    Ok((probes, node_probes))
+}
+
+/// Every pod → pod job (sources `0..pod_sources`), then every node → local
+/// pod job (source `pod_sources + n` for the n-th node).
+fn plan_jobs(plan: &Plan, dial: &BTreeMap<String, Vec<IpAddr>>, pod_sources: usize) -> Vec<Job> {
     let mut jobs = Vec::new();
     for (s, from) in plan.pods.iter().enumerate() {
         for to in &plan.pods {
@@ -229,29 +259,28 @@ pub fn probe_all(
             push_jobs(&mut jobs, pod_sources + n, &node.name, to, &to.addresses);
         }
     }
-    let connections: usize = jobs.iter().map(|j| j.targets.len()).sum();
-    tracing::info!(
-        probes = jobs.len(),
-        connections,
-        "probing (TCP connect {} ms, UDP {} x {} ms)",
-        timeouts.tcp_connect.as_millis(),
-        timeouts.udp_attempts,
-        timeouts.udp_reply.as_millis()
-    );
-    let started = Instant::now();
-    let sockets = client_sockets(&sources, &jobs)?;
-    let outcomes = rt.block_on(run_jobs(&jobs, sockets, timeouts));
+    jobs
+}
+
+/// Turns job outcomes into pod probes and node probes.
+fn split_results(
+    jobs: &[Job],
+    outcomes: Vec<bool>,
+    pod_sources: usize,
+) -> (Vec<Probe>, Vec<NodeProbe>) {
     let mut probes = Vec::new();
     let mut node_probes = Vec::new();
     for (job, outcome) in jobs.iter().zip(outcomes) {
         let skipped = job.targets.is_empty();
         let connected = !skipped && outcome;
+        let port = job.port.port;
+        let protocol = job.port.protocol.as_str().to_owned();
         if job.source < pod_sources {
             probes.push(Probe {
                 from: job.from.clone(),
                 to: job.to.clone(),
-                port: job.port.port,
-                protocol: job.port.protocol.as_str().to_owned(),
+                port,
+                protocol,
                 connected,
                 skipped,
             });
@@ -259,24 +288,14 @@ pub fn probe_all(
             node_probes.push(NodeProbe {
                 node: job.from.clone(),
                 to: job.to.clone(),
-                port: job.port.port,
-                protocol: job.port.protocol.as_str().to_owned(),
+                port,
+                protocol,
                 connected,
                 skipped,
             });
         }
     }
-    probes.sort_by(|a, b| a.key().cmp(&b.key()));
-    node_probes.sort_by(|a, b| a.key().cmp(&b.key()));
-    let connected = probes.iter().filter(|p| p.connected).count();
-    tracing::info!(
-        probes = probes.len(),
-        connected,
-        node_probes = node_probes.len(),
-        elapsed_ms = started.elapsed().as_millis(),
-        "probes done"
-    );
-    Ok((probes, node_probes))
+    (probes, node_probes)
 }
 
 fn push_jobs(jobs: &mut Vec<Job>, source: usize, from: &str, to: &LabPod, families: &[IpAddr]) {
