@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The main job on one machine: render the ruleset nftpol installs for the
-# seed example (the role=db policy of the Kubernetes documentation) and
-# check that nft accepts it.
+# The main job on one machine: run the seed example (the role=db policy of
+# the Kubernetes NetworkPolicy documentation) in the lab — a small cluster of
+# network namespaces enforced by real nftpol agents — and print the
+# reachability truth tables it measured with real traffic.
+# Needs root (it builds network namespaces); installs nftables and iproute2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v nft >/dev/null 2>&1 || {
+if ! command -v nft >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y --no-install-recommends nftables iproute2 >/dev/null 2>&1 || {
     apt-get update >/dev/null && apt-get install -y --no-install-recommends nftables iproute2 >/dev/null
   }
-}
+fi
 cargo build --release --locked --bin nftpol >&2
-rendered=$(./target/release/nftpol render --manifests integration/examples/seed-role-db.yaml --node node-1)
-printf '%s\n' "$rendered"
-printf '%s\n' "$rendered" | unshare --net nft -c -f - && echo "nft -c accepts the ruleset" >&2
+scenario=integration/scenarios/seed-role-db-policy
+echo "== nftpol lab run $scenario.yaml (expectation: $scenario.expected.json) ==" >&2
+./target/release/nftpol lab run "$scenario.yaml" --expect "$scenario.expected.json"

@@ -2,6 +2,7 @@
 //! logging, calls the library crates, prints their output and maps errors to
 //! exit codes.
 
+mod lab;
 mod manifests;
 
 use std::io::Write;
@@ -68,6 +69,11 @@ enum Command {
     },
     /// Delete table inet nftpol (the only way nftpol removes its ruleset).
     Cleanup,
+    /// A cluster of network namespaces that proves enforcement with real traffic.
+    Lab {
+        #[command(subcommand)]
+        command: lab::LabCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -144,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             print("table inet nftpol matches the manifests\n")?;
         }
+        Command::Lab { command } => return lab::run(command),
         Command::Cleanup => {
             open_kernel()?.delete_table()?;
             print("table inet nftpol deleted\n")?;
