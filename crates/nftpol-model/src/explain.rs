@@ -47,3 +47,58 @@ fn describe(decision: &Decision) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::Protocol;
+    use crate::manifests;
+
+    #[test]
+    fn names_the_isolating_policy_and_the_allowing_rule() {
+        let cluster = manifests::parse(
+            r"
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {role: db}}
+status: {phase: Running, podIP: 10.244.1.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {role: web}}
+status: {phase: Running, podIP: 10.244.1.11}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-allow, namespace: shop}
+spec:
+  podSelector: {matchLabels: {role: db}}
+  ingress: [{from: [{podSelector: {matchLabels: {role: web}}}], ports: [{port: 5432}]}]
+",
+        )
+        .unwrap()
+        .cluster;
+        let connection = |port| Connection {
+            source: "10.244.1.11".parse().unwrap(),
+            destination: "10.244.1.10".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            port,
+        };
+        let allowed = explain(&cluster, &connection(5432));
+        assert!(allowed.starts_with("ALLOWED"), "{allowed}");
+        assert!(
+            allowed.contains("shop/web is selected by no policy of this direction"),
+            "{allowed}"
+        );
+        assert!(
+            allowed.contains("shop/db is isolated; allowed by shop/db-allow rule [0]"),
+            "{allowed}"
+        );
+        let denied = explain(&cluster, &connection(80));
+        assert!(denied.starts_with("DENIED"), "{denied}");
+        assert!(
+            denied.contains("shop/db is isolated by shop/db-allow and no rule allows it"),
+            "{denied}"
+        );
+    }
+}
