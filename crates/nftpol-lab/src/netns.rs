@@ -101,6 +101,7 @@ impl Netns {
             source,
         };
         std::fs::create_dir_all(NETNS_DIR).map_err(|e| fail("create /run/netns", e))?;
+        share_netns_dir().map_err(|e| fail("make /run/netns a shared mount", e))?;
         let mut registry = registry();
         if registry.closed {
             return Err(LabError::Interrupted);
@@ -197,6 +198,37 @@ impl Netns {
         let result = unmount_and_remove(&name);
         registry().names.remove(&name);
         result
+    }
+}
+
+/// Makes `/run/netns` a shared mount point, as `ip netns add` does, so
+/// namespace mounts propagate to other mount namespaces and a later
+/// `ip netns add` (which would bind-mount the directory over itself) cannot
+/// hide ours.
+fn share_netns_dir() -> io::Result<()> {
+    let shared = || {
+        mount(
+            Some(""),
+            NETNS_DIR,
+            Some("none"),
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    match shared() {
+        Ok(()) => Ok(()),
+        // EINVAL: not a mount point yet; make it one, then share it.
+        Err(nix::errno::Errno::EINVAL) => {
+            mount(
+                Some(NETNS_DIR),
+                NETNS_DIR,
+                Some("none"),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
+            shared().map_err(io::Error::from)
+        }
+        Err(errno) => Err(io::Error::from(errno)),
     }
 }
 
