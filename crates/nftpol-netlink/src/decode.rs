@@ -231,7 +231,94 @@ pub fn ruleset(dump: &Dump, table: &str) -> Result<nftpol_ruleset::ir::Ruleset, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::BatchWriter;
+    use crate::nla::align;
+    use nftpol_ruleset::ir::{
+        Action, Element, Field, KeyType, Match, Rule, Ruleset, Value, Verdict,
+    };
     use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    /// A valid dump: the messages our encoder writes for a small table,
+    /// grouped by type as the kernel's dumps group them.
+    fn valid_dump() -> Dump {
+        let set = Set {
+            name: "s".to_owned(),
+            key: vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
+            interval: true,
+            is_verdict_map: false,
+            comment: Some("c".to_owned()),
+            elements: [Element::range(
+                vec![
+                    Value::Ipv4(Ipv4Addr::new(10, 0, 0, 0)),
+                    Value::Proto(6),
+                    Value::Port(1),
+                ],
+                vec![
+                    Value::Ipv4(Ipv4Addr::new(10, 0, 0, 9)),
+                    Value::Proto(6),
+                    Value::Port(9),
+                ],
+            )]
+            .into(),
+        };
+        let rule = Rule {
+            matches: vec![Match::Lookup {
+                key: vec![Field::Ipv4Saddr, Field::L4Proto, Field::TransportDport],
+                set: "s".to_owned(),
+                negated: false,
+            }],
+            counter: true,
+            action: Action::Verdict(Verdict::Accept),
+            comment: Some("r".to_owned()),
+        };
+        let chain = Chain {
+            name: "c".to_owned(),
+            base: None,
+            comment: None,
+            rules: vec![rule],
+        };
+        let table = Ruleset {
+            chains: [("c".to_owned(), chain)].into(),
+            sets: [("s".to_owned(), set)].into(),
+        };
+        let mut writer = BatchWriter::new("nftpol", 1);
+        writer
+            .push_diff(&nftpol_ruleset::diff::diff(None, &table), &BTreeMap::new())
+            .expect("encodable");
+        let batch = writer.finish();
+        let mut dump = Dump::default();
+        let mut rest = batch.bytes.as_slice();
+        while rest.len() >= 16 {
+            let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let message = rest[..len].to_vec();
+            match u16::from_ne_bytes([rest[4], rest[5]]) & 0xff {
+                msg::NEWCHAIN => dump.chains.push(message),
+                msg::NEWRULE => dump.rules.push(message),
+                msg::NEWSET => dump.sets.push(message),
+                msg::NEWSETELEM => dump
+                    .elements
+                    .entry("s".to_owned())
+                    .or_default()
+                    .push(message),
+                _ => {}
+            }
+            rest = &rest[align(len)..];
+        }
+        assert_eq!(ruleset(&dump, "nftpol").expect("valid dump decodes"), table);
+        dump
+    }
+
+    fn mutate(datagrams: &mut [Vec<u8>], at: usize, byte: u8, cut: usize) {
+        if let Some(datagram) = datagrams.first_mut() {
+            if !datagram.is_empty() {
+                let index = at % datagram.len();
+                datagram[index] = byte;
+                let keep = datagram.len().saturating_sub(cut % 8);
+                datagram.truncate(keep);
+            }
+        }
+    }
 
     proptest! {
         #[test]
@@ -241,7 +328,21 @@ mod tests {
             sets in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..3),
         ) {
             let dump = Dump { chains, rules, sets, elements: BTreeMap::new() };
-            let _ = ruleset(&dump, "nftpol"); // Ok or Err are both fine; a panic fails the test.
+            // Ok or Err are both fine; a panic fails the test.
+            let _ = ruleset(&dump, "nftpol");
+        }
+
+        #[test]
+        fn mutated_valid_dumps_never_panic(part in 0..4usize, at in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
+            let mut dump = valid_dump();
+            match part {
+                0 => mutate(&mut dump.chains, at, byte, cut),
+                1 => mutate(&mut dump.rules, at, byte, cut),
+                2 => mutate(&mut dump.sets, at, byte, cut),
+                _ => mutate(dump.elements.get_mut("s").expect("elements"), at, byte, cut),
+            }
+            // Ok or Err are both fine; a panic fails the test.
+            let _ = ruleset(&dump, "nftpol");
         }
     }
 }
