@@ -51,6 +51,8 @@ pub struct Progress {
     pub failures: u64,
     /// Events taken by the coalescer so far.
     pub events: u64,
+    /// Watch and list errors so far (each retried with backoff).
+    pub watch_errors: u64,
     /// The last successful reconcile's report.
     pub last: Option<ReconcileReport>,
 }
@@ -61,7 +63,7 @@ pub struct Agent<D: Dataplane> {
     dataplane: D,
     metrics: Arc<Metrics>,
     health: Health,
-    progress: channel::Sender<Progress>,
+    progress: Arc<channel::Sender<Progress>>,
 }
 
 impl<D: Dataplane + Send + 'static> Agent<D> {
@@ -72,7 +74,7 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             dataplane,
             metrics,
             health,
-            progress: channel::Sender::new(Progress::default()),
+            progress: Arc::new(channel::Sender::new(Progress::default())),
         }
     }
 
@@ -97,6 +99,7 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             writers,
             &trigger,
             &self.metrics,
+            &self.progress,
         );
         drop(trigger);
         self.run_with(&stores, coalescer, shutdown).await

@@ -30,6 +30,7 @@ use nftpol_model::Cluster;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
+use crate::agent::Progress;
 use crate::coalesce::Trigger;
 use crate::error::AgentError;
 use crate::metrics::Metrics;
@@ -125,6 +126,7 @@ pub fn spawn(
     writers: Writers,
     trigger: &Trigger,
     metrics: &Arc<Metrics>,
+    progress: &Arc<tokio::sync::watch::Sender<Progress>>,
 ) -> JoinSet<()> {
     let config = watcher::Config::default();
     let node_config = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
@@ -134,32 +136,44 @@ pub fn spawn(
         watcher(Api::all(client.clone()), config.clone()),
         writers.pods,
         strip::pod,
-        trigger.clone(),
-        Arc::clone(metrics),
+        Observers {
+            trigger: trigger.clone(),
+            metrics: Arc::clone(metrics),
+            progress: Some(Arc::clone(progress)),
+        },
     ));
     tasks.spawn(drive(
         "namespaces",
         watcher(Api::all(client.clone()), config.clone()),
         writers.namespaces,
         strip::namespace,
-        trigger.clone(),
-        Arc::clone(metrics),
+        Observers {
+            trigger: trigger.clone(),
+            metrics: Arc::clone(metrics),
+            progress: Some(Arc::clone(progress)),
+        },
     ));
     tasks.spawn(drive(
         "networkpolicies",
         watcher(Api::all(client.clone()), config),
         writers.policies,
         strip::policy,
-        trigger.clone(),
-        Arc::clone(metrics),
+        Observers {
+            trigger: trigger.clone(),
+            metrics: Arc::clone(metrics),
+            progress: Some(Arc::clone(progress)),
+        },
     ));
     tasks.spawn(drive(
         "nodes",
         watcher(Api::all(client.clone()), node_config),
         writers.nodes,
         strip::node,
-        trigger.clone(),
-        Arc::clone(metrics),
+        Observers {
+            trigger: trigger.clone(),
+            metrics: Arc::clone(metrics),
+            progress: Some(Arc::clone(progress)),
+        },
     ));
     tasks
 }
@@ -188,14 +202,20 @@ where
     }
 }
 
+/// Who hears about a watch's events and errors.
+struct Observers {
+    trigger: Trigger,
+    metrics: Arc<Metrics>,
+    progress: Option<Arc<tokio::sync::watch::Sender<Progress>>>,
+}
+
 /// Feeds one watch stream into its store, queueing reconciles.
 async fn drive<K, S>(
     resource: &'static str,
     stream: S,
     mut writer: reflector::store::Writer<K>,
     strip: fn(&mut K),
-    trigger: Trigger,
-    metrics: Arc<Metrics>,
+    observers: Observers,
 ) where
     K: Resource<DynamicType = ()> + Clone + PartialEq + 'static,
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
@@ -212,12 +232,15 @@ async fn drive<K, S>(
                 }
                 writer.apply_watcher_event(&event);
                 if changed {
-                    metrics.reconcile.queued();
-                    trigger.queue();
+                    observers.metrics.reconcile.queued();
+                    observers.trigger.queue();
                 }
             }
             Err(error) => {
-                metrics.watch.error(resource);
+                observers.metrics.watch.error(resource);
+                if let Some(progress) = &observers.progress {
+                    progress.send_modify(|progress| progress.watch_errors += 1);
+                }
                 tracing::warn!(resource, %error, "watch failed; retrying with backoff");
             }
         }
@@ -261,8 +284,11 @@ mod tests {
             futures::stream::iter(events),
             writers.namespaces,
             strip::namespace,
-            trigger,
-            Arc::new(Metrics::new()),
+            Observers {
+                trigger,
+                metrics: Arc::new(Metrics::new()),
+                progress: None,
+            },
         )
         .await;
         // InitDone, apply y, delete x.
