@@ -37,9 +37,9 @@ pub fn run(
     netns::install_signal_teardown()?;
     let rt = runtime()?;
     let run = RunId::new();
+    let span = tracing::info_span!("lab", run = %run, scenario = scenario_name);
+    let _entered = span.enter();
     tracing::info!(
-        run = %run,
-        scenario = scenario_name,
         nodes = plan.nodes.len(),
         pods = plan.pods.len(),
         "building the lab"
