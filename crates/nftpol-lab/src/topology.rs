@@ -56,7 +56,6 @@ pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 /// The lab's namespaces. Dropping it removes them all.
 #[derive(Debug)]
 pub struct Topology {
-    run: RunId,
     fabric: Option<Netns>,
     /// Node namespaces, `node-1` first.
     nodes: Vec<Netns>,
@@ -69,7 +68,6 @@ impl Topology {
     /// created is removed before returning.
     pub fn build(plan: &Plan, run: &RunId, rt: &tokio::runtime::Runtime) -> Result<Self, LabError> {
         let mut topology = Self {
-            run: run.clone(),
             fabric: None,
             nodes: Vec::new(),
             pods: BTreeMap::new(),
@@ -90,34 +88,24 @@ impl Topology {
         Ok(topology)
     }
 
-    /// The run this topology belongs to.
-    pub fn run_id(&self) -> &RunId {
-        &self.run
-    }
-
     /// The namespace of node `k`.
+    ///
+    /// # Panics
+    ///
+    /// If `k` is not a node of the plan this topology was built from.
     pub fn node(&self, k: usize) -> &Netns {
         &self.nodes[k - 1]
     }
 
     /// The namespace a pod's sockets live in (its node's for hostNetwork).
+    ///
+    /// # Panics
+    ///
+    /// If `pod` is not from the plan this topology was built from.
     pub fn pod(&self, pod: &LabPod) -> &Netns {
         self.pods
             .get(&pod.id)
             .unwrap_or_else(|| self.node(pod.node))
-    }
-
-    /// Names of every namespace, sorted.
-    pub fn netns_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .fabric
-            .iter()
-            .chain(&self.nodes)
-            .chain(self.pods.values())
-            .map(|ns| ns.name().to_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     /// Removes every namespace; reports the first failure after trying all.
