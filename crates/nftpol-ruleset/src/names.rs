@@ -50,7 +50,11 @@ pub fn static_set(role: &str, family: Family) -> String {
 pub fn policy_object(role: &str, policy: &PolicyId, tail: &str) -> String {
     let identity = format!("{role} {policy} {tail}");
     truncate(
-        format!("{role}-{}-{policy}/{tail}", short_hash(&identity)),
+        format!(
+            "{role}-{}-{}",
+            short_hash(&identity),
+            readable(&format!("{policy}/{tail}"))
+        ),
         MAX_NAME_LEN,
     )
 }
@@ -60,7 +64,11 @@ pub fn policy_object(role: &str, policy: &PolicyId, tail: &str) -> String {
 pub fn policy_family_set(role: &str, policy: &PolicyId, tail: &str, family: Family) -> String {
     let identity = format!("{role} {policy} {tail} {}", family.suffix());
     let readable = truncate(
-        format!("{role}-{}-{policy}/{tail}", short_hash(&identity)),
+        format!(
+            "{role}-{}-{}",
+            short_hash(&identity),
+            readable(&format!("{policy}/{tail}"))
+        ),
         MAX_NAME_LEN - 3,
     );
     format!("{readable}-{}", family.suffix())
@@ -88,9 +96,33 @@ pub fn truncate(mut text: String, limit: usize) -> String {
     text
 }
 
-/// A comment cut to what nft accepts.
+/// A comment cut to what nft accepts, control characters (which end an nft
+/// statement) replaced by spaces.
 pub fn comment(text: String) -> String {
+    let text = if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    } else {
+        text
+    };
     truncate(text, MAX_COMMENT_LEN)
+}
+
+/// The readable part of a per-policy name: the characters nft takes in an
+/// unquoted identifier (`a-z A-Z 0-9 / _ . -`) kept, anything else replaced
+/// by `_`. Names the API server accepts pass unchanged; the hash, taken over
+/// the untouched identity, keeps apart identities that read the same here.
+fn readable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn short_hash(identity: &str) -> String {
@@ -154,6 +186,36 @@ mod tests {
     fn truncation_respects_character_boundaries() {
         assert_eq!(truncate("aé".to_owned(), 2), "a");
         assert_eq!(comment("x".repeat(300)).len(), MAX_COMMENT_LEN);
+    }
+
+    #[test]
+    fn hostile_characters_never_reach_a_name() {
+        let cases = [
+            ("space and quote", id("x", "a b\"c"), "a_b_c"),
+            ("statement end", id("x", "a;{}"), "a___"),
+            ("newline", id("x", "a\nb"), "a_b"),
+            ("non-ascii", id("x", "é"), "_"),
+            ("valid names unchanged", id("x", "db-allow.v2"), "db-allow.v2"),
+        ];
+        for (case, policy, want) in cases {
+            for name in [
+                policy_object("policy", &policy, "ingress"),
+                policy_family_set("peers", &policy, "ingress0", Family::V6),
+            ] {
+                assert!(name.contains(&format!("-x/{want}/")), "case {case}: {name}");
+                assert!(
+                    name.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/_.-".contains(c)),
+                    "case {case}: {name}"
+                );
+            }
+        }
+        // Identities that read the same once sanitised keep distinct names.
+        assert_ne!(
+            policy_object("policy", &id("x", "a b"), "ingress"),
+            policy_object("policy", &id("x", "a;b"), "ingress")
+        );
+        assert_eq!(comment("a\nb\tc".to_owned()), "a b c");
     }
 
     #[test]
