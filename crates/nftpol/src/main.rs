@@ -2,6 +2,7 @@
 //! logging, calls the library crates, prints their output and maps errors to
 //! exit codes.
 
+mod agent;
 mod lab;
 mod manifests;
 
@@ -21,6 +22,9 @@ use nftpol_ruleset::compile::{compile, CompileOptions};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr (levels via RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: agent::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -69,6 +73,8 @@ enum Command {
     },
     /// Delete table inet nftpol (the only way nftpol removes its ruleset).
     Cleanup,
+    /// Watch the Kubernetes API and keep this node's ruleset in step (the DaemonSet's command).
+    Agent(agent::AgentArgs),
     /// A cluster of network namespaces that proves enforcement with real traffic.
     Lab {
         #[command(subcommand)]
@@ -77,14 +83,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    agent::init_logging(cli.log_format);
+    match run(cli) {
         Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -151,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print("table inet nftpol matches the manifests\n")?;
         }
         Command::Lab { command } => return lab::run(command),
+        Command::Agent(args) => return agent::run(&args),
         Command::Cleanup => {
             open_kernel()?.delete_table()?;
             print("table inet nftpol deleted\n")?;
