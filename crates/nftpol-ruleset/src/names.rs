@@ -195,7 +195,11 @@ mod tests {
             ("statement end", id("x", "a;{}"), "a___"),
             ("newline", id("x", "a\nb"), "a_b"),
             ("non-ascii", id("x", "é"), "_"),
-            ("valid names unchanged", id("x", "db-allow.v2"), "db-allow.v2"),
+            (
+                "valid names unchanged",
+                id("x", "db-allow.v2"),
+                "db-allow.v2",
+            ),
         ];
         for (case, policy, want) in cases {
             for name in [
