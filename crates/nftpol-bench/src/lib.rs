@@ -1,0 +1,16 @@
+//! nftpol-bench: measures nftpol and writes `BENCHMARKS.md`.
+//!
+//! In: sizes and a seed. Out: one JSON result per measurement (each run in
+//! its own process, so peak RSS is its own), `results.json`, and a Markdown
+//! report with SVG plots (plotters).
+//!
+//! Measurements: [`compile`] (model, compile, diff), [`commit`] (netlink
+//! batch against `nft -f`), [`churn`] (one-pod events through the
+//! `Reconciler`), [`dataplane`] (TCP connections through lab namespaces),
+//! [`memory`] (the agent's state at size). Everything that touches the kernel
+//! runs in network namespaces it creates and removes itself; nothing touches
+//! the root namespace. Timings are reported, never asserted.
+
+pub mod compile;
+pub mod generate;
+pub mod measure;
