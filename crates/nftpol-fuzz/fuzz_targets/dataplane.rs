@@ -48,7 +48,7 @@ fuzz_target!(|scenario: Scenario| {
     let first = compile(&resolve(&cluster, NODE), options);
     let second = scenario
         .corrupted(&cluster)
-        .map(|corrupted| compile(&resolve(&corrupted, NODE), options))
+        .map(|(corrupted, _, _)| compile(&resolve(&corrupted, NODE), options))
         .unwrap_or_default();
 
     let changes = diff(None, &first);

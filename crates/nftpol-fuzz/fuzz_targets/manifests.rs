@@ -21,7 +21,11 @@ fuzz_target!(|bytes: &[u8]| {
     let connections: Vec<Connection> = pool
         .iter()
         .take(4)
-        .flat_map(|source| pool.iter().take(4).map(move |destination| (*source, *destination)))
+        .flat_map(|source| {
+            pool.iter()
+                .take(4)
+                .map(move |destination| (*source, *destination))
+        })
         .filter(|(source, destination)| source.is_ipv4() == destination.is_ipv4())
         .map(|(source, destination)| Connection {
             source,

@@ -317,7 +317,12 @@ fn port_value(value: &PortValue) -> IntOrString {
     }
 }
 
-fn build_rule(rule: &Rule) -> (Option<Vec<NetworkPolicyPeer>>, Option<Vec<NetworkPolicyPort>>) {
+fn build_rule(
+    rule: &Rule,
+) -> (
+    Option<Vec<NetworkPolicyPeer>>,
+    Option<Vec<NetworkPolicyPort>>,
+) {
     let peers = rule.peers.as_ref().map(|peers| {
         peers
             .iter()
@@ -449,9 +454,11 @@ fn build_pod(index: usize, pod: &PodInput) -> Pod {
             ..PodSpec::default()
         }),
         status: Some(PodStatus {
-            phase: Some(["Running", "Running", "Pending", "Succeeded", "Failed"]
-                [usize::from(pod.phase) % 5]
-                .to_owned()),
+            phase: Some(
+                ["Running", "Running", "Pending", "Succeeded", "Failed"]
+                    [usize::from(pod.phase) % 5]
+                    .to_owned(),
+            ),
             pod_ips: Some(
                 pod.addresses
                     .iter()
@@ -528,17 +535,18 @@ impl Scenario {
         }
     }
 
-    /// The cluster with one policy corrupted, if the input asks for it.
-    pub fn corrupted(&self, cluster: &Cluster) -> Option<Cluster> {
+    /// The cluster with one policy corrupted, if the input asks for it, and
+    /// the corrupted policy's index.
+    pub fn corrupted(&self, cluster: &Cluster) -> Option<(Cluster, usize, Corruption)> {
         let (index, how) = self.corruption?;
         let mut corrupted = cluster.clone();
         let count = corrupted.policies.len();
         if count == 0 {
             return None;
         }
-        let policy = corrupted.policies.get_mut(usize::from(index) % count)?;
-        corrupt(policy, how);
-        Some(corrupted)
+        let index = usize::from(index) % count;
+        corrupt(corrupted.policies.get_mut(index)?, how);
+        Some((corrupted, index, how))
     }
 
     /// The connections to probe: addresses of the cluster and outsiders.
@@ -724,6 +732,90 @@ pub fn check_fails_closed(
     }
 }
 
+/// Whether `policy` isolates (ingress, egress), by the spec's defaulting.
+fn isolated_directions(policy: &NetworkPolicy) -> (bool, bool) {
+    let spec = policy.spec.clone().unwrap_or_default();
+    match spec.policy_types {
+        Some(types) if !types.is_empty() => (
+            types.iter().any(|kind| kind == "Ingress"),
+            types.iter().any(|kind| kind == "Egress"),
+        ),
+        _ => (true, spec.egress.is_some_and(|rules| !rules.is_empty())),
+    }
+}
+
+/// Checks that a policy whose own `podSelector` is invalid isolates every
+/// counted pod of its namespace in each direction it isolates.
+///
+/// # Panics
+/// When such a pod is not isolated.
+pub fn check_isolates_namespace(cluster: &Cluster, policy: &NetworkPolicy) {
+    let namespace = policy.metadata.namespace.as_deref().unwrap_or("default");
+    let same_id = cluster
+        .policies
+        .iter()
+        .filter(|other| {
+            other.metadata.namespace == policy.metadata.namespace
+                && other.metadata.name == policy.metadata.name
+        })
+        .count();
+    if same_id > 1 {
+        // A later duplicate replaces it; nothing to check.
+        return;
+    }
+    let (ingress, egress) = isolated_directions(policy);
+    let mut pods: Vec<PodView> = cluster
+        .pods
+        .iter()
+        .map(PodView::from_pod)
+        .filter(PodView::counts)
+        .collect();
+    pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    for pod in pods.iter().filter(|pod| pod.namespace == namespace) {
+        for ip in &pod.ips {
+            let owner = pods.iter().find(|candidate| candidate.ips.contains(ip));
+            if owner.map(PodView::key) != Some(pod.key()) {
+                continue;
+            }
+            let outsider: IpAddr = if ip.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7))
+            } else {
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7))
+            };
+            let inbound = Connection {
+                source: outsider,
+                destination: *ip,
+                protocol: Protocol::Tcp,
+                port: 80,
+            };
+            let outbound = Connection {
+                source: *ip,
+                destination: outsider,
+                ..inbound
+            };
+            let not_isolated = |decision: &nftpol_model::Decision| {
+                matches!(decision, nftpol_model::Decision::NotIsolated { .. })
+            };
+            if ingress {
+                let (_, decision) = nftpol_model::evaluate(cluster, &inbound);
+                assert!(
+                    !not_isolated(&decision),
+                    "an invalid podSelector left {} open for ingress: {decision:?}",
+                    pod.key()
+                );
+            }
+            if egress {
+                let (decision, _) = nftpol_model::evaluate(cluster, &outbound);
+                assert!(
+                    !not_isolated(&decision),
+                    "an invalid podSelector left {} open for egress: {decision:?}",
+                    pod.key()
+                );
+            }
+        }
+    }
+}
+
 static CHECKS: AtomicU64 = AtomicU64::new(0);
 
 /// Every `NFTPOL_FUZZ_NFT_EVERY`-th call (default 64; 0 disables), checks
@@ -749,7 +841,10 @@ pub fn sample_nft_check(text: &str) {
         Err(NftCheck::Unavailable(why)) => {
             SKIP.store(1, Ordering::Relaxed);
             // stderr is the fuzzer's log; the note says why nft checks are off.
-            let _ = writeln!(std::io::stderr(), "nftpol-fuzz: nft -c checks skipped: {why}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "nftpol-fuzz: nft -c checks skipped: {why}"
+            );
         }
         Err(NftCheck::Rejected(why)) => panic!("nft -c rejects the rendering: {why}\n{text}"),
     }
