@@ -182,3 +182,70 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::watcher::Event;
+    use nftpol_netlink::FakeDataplane;
+    use tokio::time::Instant;
+
+    use super::*;
+
+    fn ready_stores() -> Stores {
+        let (stores, mut writers) = watch::stores();
+        writers.pods.apply_watcher_event(&Event::InitDone);
+        writers.namespaces.apply_watcher_event(&Event::InitDone);
+        writers.policies.apply_watcher_event(&Event::InitDone);
+        writers.nodes.apply_watcher_event(&Event::InitDone);
+        stores
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_commit_is_retried_after_the_backoff_as_a_full_sync() {
+        let stores = ready_stores();
+        let (_trigger, coalescer) = coalesce::channel(Duration::from_millis(20));
+        let mut dataplane = FakeDataplane::new();
+        dataplane.fail_next_apply(nix::errno::Errno::ENOBUFS);
+        let mut config = AgentConfig::new("node-1");
+        config.retry = RetryBackoff::new(Duration::from_secs(1), Duration::from_secs(8));
+        let health = Health::default();
+        let agent = Agent::new(config, dataplane, Arc::new(Metrics::new()), health.clone());
+        let mut progress = agent.progress();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            agent
+                .run_with(&stores, coalescer, async {
+                    // A dropped sender stops the loop as well.
+                    let _ = stopped.await;
+                })
+                .await
+        });
+
+        let failed = progress
+            .wait_for(|progress| progress.failures == 1)
+            .await
+            .expect("loop running")
+            .clone();
+        assert_eq!(failed.commits, 0);
+        assert!(!health.is_ready(), "nothing committed yet");
+        let committed = progress
+            .wait_for(|progress| progress.commits == 1)
+            .await
+            .expect("loop running")
+            .clone();
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "the retry waited for the backoff"
+        );
+        assert_eq!(committed.failures, 1);
+        assert!(
+            committed.last.expect("a report").full_sync,
+            "a retry re-reads the kernel"
+        );
+        assert!(health.is_ready());
+
+        stop.send(()).expect("loop running");
+        task.await.expect("loop task").expect("clean stop");
+    }
+}

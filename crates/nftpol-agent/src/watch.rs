@@ -227,10 +227,10 @@ async fn drive<K, S>(
             Ok(event) => {
                 let event = event.modify(strip);
                 let changed = changes_store(&store, &event);
+                writer.apply_watcher_event(&event);
                 if matches!(event, Event::InitDone) {
                     tracing::info!(resource, objects = store.len(), "list complete");
                 }
-                writer.apply_watcher_event(&event);
                 if changed {
                     observers.metrics.reconcile.queued();
                     observers.trigger.queue();

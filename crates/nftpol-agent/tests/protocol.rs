@@ -235,8 +235,10 @@ async fn api_server_restart_keeps_the_ruleset_and_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_relists_and_disconnect_rewatches() {
     let (server, mut agent) = started().await;
-    let before = wait_requests(&server, "every kind listed once", |requests| {
-        Kind::ALL.iter().all(|kind| requests.lists_of(*kind) == 1)
+    let before = wait_requests(&server, "every kind listed and watched once", |requests| {
+        Kind::ALL
+            .iter()
+            .all(|kind| requests.lists_of(*kind) == 1 && requests.watches_of(*kind) == 1)
     })
     .await;
 

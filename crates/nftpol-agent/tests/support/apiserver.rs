@@ -571,9 +571,14 @@ impl axum::serve::Listener for Listener {
 impl FakeApiServer {
     /// Starts the server on a free port of 127.0.0.1.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts the server on `address`.
+    pub async fn start_on(address: &str) -> Self {
+        let listener = TcpListener::bind(address)
             .await
-            .expect("bind 127.0.0.1:0");
+            .expect("bind the fake API server");
         let address = listener.local_addr().expect("bound address");
         let shared = Arc::new(Shared {
             etcd: Mutex::new(Etcd::default()),
