@@ -6,11 +6,21 @@
 //!
 //! Measurements: [`compile`] (model, compile, diff), [`commit`] (netlink
 //! batch against `nft -f`), [`churn`] (one-pod events through the
-//! `Reconciler`), [`dataplane`] (TCP connections through lab namespaces),
-//! [`memory`] (the agent's state at size). Everything that touches the kernel
-//! runs in network namespaces it creates and removes itself; nothing touches
-//! the root namespace. Timings are reported, never asserted.
+//! `Reconciler` and straight to the kernel), [`dataplane`] (TCP connections
+//! through lab namespaces), [`memory`] (the agent's state at size).
+//! Everything that touches the kernel runs in network namespaces it creates
+//! and removes itself; nothing touches the root namespace. Timings are
+//! reported, never asserted.
 
+pub mod churn;
+pub mod commit;
 pub mod compile;
+pub mod dataplane;
 pub mod generate;
+pub mod linear;
+pub mod machine;
 pub mod measure;
+pub mod memory;
+pub mod netns;
+pub mod report;
+pub mod run;

@@ -1,0 +1,298 @@
+//! Measurement 3: one-pod events (add, relabel, delete, in turn) from the
+//! event to the kernel's ack.
+//!
+//! Two paths, both in a fresh network namespace on the same ruleset:
+//! - **Reconciler**: the agent's real path today. Every event reruns
+//!   `Reconciler::reconcile` on the whole cluster (model → compile → diff
+//!   against the committed IR → one batch). Bounded by a count and a time
+//!   budget, since each event costs a full model of the cluster.
+//! - **Kernel**: the element batch a one-pod event produces, applied to the
+//!   same committed table through `KernelDataplane`, timed to the ack. The
+//!   event's elements are those the model gives a new pod with the labels
+//!   and ports of an existing remote pod (its "sibling"): its address joins
+//!   every set holding the sibling's address. This is the floor an
+//!   incremental model and compiler would reach.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use nftpol_agent::Reconciler;
+use nftpol_model::Cluster;
+use nftpol_netlink::{Dataplane as _, KernelDataplane};
+use nftpol_ruleset::compile::CompileOptions;
+use nftpol_ruleset::diff::{Change, Diff};
+use nftpol_ruleset::ir::{Element, Ruleset, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::generate::{self, Rng, Shape, APPS};
+use crate::measure::{timed, Summary};
+use crate::netns::in_fresh_netns;
+
+/// Limits of the reconciler path.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Most events.
+    pub events: usize,
+    /// Stop starting events after this many seconds.
+    pub budget_s: f64,
+}
+
+/// One path's events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventStats {
+    /// Event-to-ack latency, ms.
+    pub latency: Summary,
+    /// Batch bytes per event.
+    pub bytes: Summary,
+    /// Whether the time budget ended the run before the event count.
+    pub budget_hit: bool,
+}
+
+/// What measurement 3 found for one size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChurnResult {
+    /// Application pods.
+    pub pods: usize,
+    /// Policies.
+    pub policies: usize,
+    /// Elements in the committed ruleset.
+    pub elements: usize,
+    /// The reconciler's first (full) sync, ms.
+    pub full_sync_ms: f64,
+    /// Events through `Reconciler::reconcile`.
+    pub reconciler: EventStats,
+    /// Element batches of the same events straight to the kernel.
+    pub kernel: EventStats,
+}
+
+/// A churned pod's name, so it can be found again.
+fn churn_name(k: usize) -> String {
+    format!("churn-{k}")
+}
+
+fn churn_address(k: usize) -> Ipv4Addr {
+    let k = u32::try_from(k % 65_000).expect("bounded");
+    Ipv4Addr::from(0x0ac8_0000 + k + 1)
+}
+
+/// Applies event `step` (add, relabel, delete in turn) to `cluster`.
+fn mutate(cluster: &mut Cluster, step: usize, rng: &mut Rng, namespaces: usize) {
+    let k = step / 3;
+    match step % 3 {
+        0 => {
+            let app = rng.below(APPS);
+            let app_label = format!("app-{app}");
+            cluster.pods.push(generate::pod(
+                &format!("ns-{}", rng.below(namespaces)),
+                &churn_name(k),
+                &[("app", &app_label), ("tier", generate::tier(app))],
+                "node-churn",
+                churn_address(k),
+            ));
+        }
+        1 => {
+            let name = churn_name(k);
+            if let Some(pod) = cluster
+                .pods
+                .iter_mut()
+                .rev()
+                .find(|pod| pod.metadata.name.as_deref() == Some(name.as_str()))
+            {
+                let app = (rng.below(APPS - 1) + 1) % APPS;
+                let labels = pod.metadata.labels.get_or_insert_default();
+                labels.insert("app".to_owned(), format!("app-{app}"));
+                labels.insert("tier".to_owned(), generate::tier(app).to_owned());
+            }
+        }
+        _ => {
+            let name = churn_name(k);
+            if let Some(position) = cluster
+                .pods
+                .iter()
+                .rposition(|pod| pod.metadata.name.as_deref() == Some(name.as_str()))
+            {
+                cluster.pods.remove(position);
+            }
+        }
+    }
+}
+
+/// The elements a new remote pod at `address` gets when it has the labels
+/// and ports of the pod at `sibling`.
+fn sibling_elements(ruleset: &Ruleset, sibling: Ipv4Addr, address: Ipv4Addr) -> Vec<Change> {
+    let local = ["self-pairs", "local-pod-ips", "pod-cidrs"];
+    let mut changes = Vec::new();
+    for set in ruleset.sets.values() {
+        if set.is_verdict_map || local.iter().any(|prefix| set.name.starts_with(prefix)) {
+            continue;
+        }
+        let mut added = Vec::new();
+        for element in &set.elements {
+            let (Some(Value::Ipv4(first)), Some(Value::Ipv4(last))) =
+                (element.start.first(), element.end.first())
+            else {
+                continue;
+            };
+            if *first <= sibling && sibling <= *last {
+                let mut start = element.start.clone();
+                start[0] = Value::Ipv4(address);
+                let end = if set.interval && set.key.len() == 1 {
+                    start.clone()
+                } else {
+                    let mut end = element.end.clone();
+                    end[0] = Value::Ipv4(address);
+                    end
+                };
+                added.push(Element::range(start, end));
+            }
+        }
+        if !added.is_empty() {
+            changes.push(Change::AddElements {
+                set: set.name.clone(),
+                elements: added,
+            });
+        }
+    }
+    changes
+}
+
+fn inverse(changes: &[Change]) -> Vec<Change> {
+    changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::AddElements { set, elements } => Some(Change::DeleteElements {
+                set: set.clone(),
+                elements: elements.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn remote_pod_addresses(cluster: &Cluster) -> Vec<Ipv4Addr> {
+    cluster
+        .pods
+        .iter()
+        .filter(|pod| {
+            pod.spec.as_ref().and_then(|spec| spec.node_name.as_deref()) != Some(generate::NODE)
+                && pod
+                    .metadata
+                    .namespace
+                    .as_deref()
+                    .is_some_and(|namespace| namespace.starts_with("ns-"))
+        })
+        .filter_map(|pod| {
+            match pod.status.as_ref()?.pod_ip.as_deref()?.parse::<IpAddr>().ok()? {
+                IpAddr::V4(address) => Some(address),
+                IpAddr::V6(_) => None,
+            }
+        })
+        .collect()
+}
+
+/// Runs measurement 3 for `shape`.
+pub fn run(shape: Shape, bounds: Bounds, kernel_events: usize) -> Result<ChurnResult> {
+    let mut cluster = generate::cluster(shape);
+    let namespaces = generate::namespace_count(shape.policies);
+    in_fresh_netns(move || {
+        let dataplane = KernelDataplane::open().context("opening the netlink socket")?;
+        let mut reconciler = Reconciler::new(dataplane, generate::NODE, CompileOptions::default());
+        let (first, full_sync_ms) = timed(|| reconciler.reconcile(&cluster));
+        let first = first.context("the first sync failed")?;
+        let mut rng = Rng::new(shape.seed ^ 0x00c0_ffee);
+        let started = Instant::now();
+        let mut latencies = Vec::new();
+        let mut bytes = Vec::new();
+        let mut budget_hit = false;
+        for step in 0..bounds.events {
+            if started.elapsed().as_secs_f64() > bounds.budget_s {
+                budget_hit = true;
+                break;
+            }
+            mutate(&mut cluster, step, &mut rng, namespaces);
+            let (report, elapsed) = timed(|| reconciler.reconcile(&cluster));
+            let report = report.with_context(|| format!("churn event {step} failed"))?;
+            latencies.push(elapsed);
+            bytes.push(usize_f64(report.bytes));
+        }
+        let reconciler_stats = EventStats {
+            latency: Summary::of(&latencies),
+            bytes: Summary::of(&bytes),
+            budget_hit,
+        };
+        let committed = reconciler
+            .committed()
+            .context("a committed ruleset after the first sync")?
+            .clone();
+        let siblings = remote_pod_addresses(&cluster);
+        let kernel = kernel_events_run(
+            reconciler.dataplane_mut(),
+            &committed,
+            &siblings,
+            kernel_events,
+            &mut rng,
+        )?;
+        Ok(ChurnResult {
+            pods: shape.pods,
+            policies: shape.policies,
+            elements: first.elements,
+            full_sync_ms,
+            reconciler: reconciler_stats,
+            kernel,
+        })
+    })
+}
+
+fn kernel_events_run(
+    kernel: &mut KernelDataplane,
+    committed: &Ruleset,
+    siblings: &[Ipv4Addr],
+    events: usize,
+    rng: &mut Rng,
+) -> Result<EventStats> {
+    let mut latencies = Vec::new();
+    let mut bytes = Vec::new();
+    let mut current: Vec<Change> = Vec::new();
+    for step in 0..events {
+        let address = churn_address(60_000 + step / 3);
+        let pick = |rng: &mut Rng| siblings[rng.below(siblings.len())];
+        let changes = match step % 3 {
+            0 => {
+                current = sibling_elements(committed, pick(rng), address);
+                current.clone()
+            }
+            1 => {
+                let mut relabel = inverse(&current);
+                current = sibling_elements(committed, pick(rng), address);
+                relabel.extend(current.iter().cloned());
+                relabel
+            }
+            _ => std::mem::take(&mut current)
+                .iter()
+                .flat_map(|change| inverse(std::slice::from_ref(change)))
+                .collect(),
+        };
+        let diff = Diff { changes };
+        if diff.is_empty() {
+            continue;
+        }
+        let (applied, elapsed) = timed(|| kernel.apply(&diff));
+        let applied = applied.with_context(|| format!("kernel churn event {step} failed"))?;
+        latencies.push(elapsed);
+        bytes.push(usize_f64(applied.bytes));
+    }
+    Ok(EventStats {
+        latency: Summary::of(&latencies),
+        bytes: Summary::of(&bytes),
+        budget_hit: false,
+    })
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "byte counts far below 2^52 are exact in f64"
+)]
+fn usize_f64(value: usize) -> f64 {
+    value as f64
+}

@@ -1,0 +1,56 @@
+//! The machine a run measured.
+
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+/// Facts about the machine and the build.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// Online CPUs.
+    pub nproc: usize,
+    /// CPU model.
+    pub cpu: String,
+    /// Total memory, MiB.
+    pub memory_mib: u64,
+    /// `uname -r`.
+    pub kernel: String,
+    /// `nft --version`.
+    pub nft: String,
+    /// Commit measured.
+    pub commit: String,
+    /// When (UTC).
+    pub date: String,
+}
+
+fn command_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn proc_field(path: &str, key: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok()?.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (name.trim() == key).then(|| value.trim().to_owned())
+    })
+}
+
+/// Describes this machine.
+pub fn describe() -> Machine {
+    Machine {
+        nproc: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        cpu: proc_field("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".to_owned()),
+        memory_mib: proc_field("/proc/meminfo", "MemTotal")
+            .and_then(|text| text.trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib / 1024),
+        kernel: command_line("uname", &["-r"]),
+        nft: command_line("nft", &["--version"]),
+        commit: command_line("git", &["rev-parse", "--short", "HEAD"]),
+        date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+    }
+}

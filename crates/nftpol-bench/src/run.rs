@@ -1,0 +1,302 @@
+//! The driver: runs every measurement in its own process (so each peak RSS
+//! is its own and a size that takes too long can be stopped), collects the
+//! results and writes `results.json`.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::churn::ChurnResult;
+use crate::commit::CommitResult;
+use crate::compile::CompileResult;
+use crate::dataplane::DataplaneResult;
+use crate::machine::{describe, Machine};
+use crate::memory::MemoryResult;
+
+/// A measurement that did not produce a result, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Which measurement and size.
+    pub what: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// The machine.
+    pub machine: Machine,
+    /// `smoke` or `full`.
+    pub mode: String,
+    /// Seed of every generated cluster.
+    pub seed: u64,
+    /// Measurement 1.
+    pub compile: Vec<CompileResult>,
+    /// Measurement 2.
+    pub commit: Vec<CommitResult>,
+    /// Measurement 3.
+    pub churn: Vec<ChurnResult>,
+    /// Measurement 4.
+    pub dataplane: Option<DataplaneResult>,
+    /// Measurement 5.
+    pub memory: Vec<MemoryResult>,
+    /// What did not finish.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Sizes and limits of a run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `smoke` or `full`.
+    pub mode: &'static str,
+    /// Pod counts of measurement 1.
+    pub compile_pods: Vec<usize>,
+    /// Policy counts of measurement 1.
+    pub compile_policies: Vec<usize>,
+    /// (pods, policies) of measurement 2, and runs per tool.
+    pub commit: Vec<(usize, usize)>,
+    /// Runs per tool in measurement 2.
+    pub commit_runs: usize,
+    /// (pods, policies, reconciler events, reconciler budget s, kernel events).
+    pub churn: Vec<(usize, usize, usize, f64, usize)>,
+    /// Measurement 4: pods, policy counts, seconds per point.
+    pub dataplane: (usize, Vec<usize>, f64),
+    /// (pods, policies) of measurement 5.
+    pub memory: Vec<(usize, usize)>,
+    /// Longest one measurement process may run.
+    pub timeout: Duration,
+}
+
+impl Plan {
+    /// Seconds-long sizes that keep the code working (CI).
+    pub fn smoke() -> Self {
+        Self {
+            mode: "smoke",
+            compile_pods: vec![500, 1000],
+            compile_policies: vec![50, 100],
+            commit: vec![(1000, 100)],
+            commit_runs: 1,
+            churn: vec![(1000, 100, 15, 5.0, 15)],
+            dataplane: (1000, vec![0, 50], 0.3),
+            memory: vec![(1000, 100)],
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// The sizes of issue #6.
+    pub fn full() -> Self {
+        Self {
+            mode: "full",
+            compile_pods: vec![1000, 10_000, 100_000],
+            compile_policies: vec![100, 1000, 10_000],
+            commit: vec![(1000, 100), (10_000, 1000), (100_000, 1000), (100_000, 10_000)],
+            commit_runs: 3,
+            churn: vec![
+                (1000, 100, 1002, 120.0, 1002),
+                (100_000, 100, 1002, 90.0, 3000),
+                (100_000, 10_000, 3, 1.0, 3000),
+            ],
+            dataplane: (100_000, vec![0, 100, 1000, 10_000], 3.0),
+            memory: vec![(100_000, 10_000)],
+            timeout: Duration::from_secs(1500),
+        }
+    }
+}
+
+/// Stops a measurement: SIGTERM first, so a lab tears its namespaces
+/// down, then SIGKILL after five seconds.
+fn stop(process: &mut std::process::Child) -> Result<()> {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(process.id()).context("a pid")?);
+    // The process may have exited meanwhile; waiting below tells.
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let asked = Instant::now();
+    while asked.elapsed() < Duration::from_secs(5) {
+        if process.try_wait()?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    process.kill().context("stopping a measurement")?;
+    process.wait()?;
+    Ok(())
+}
+
+/// Runs this executable with `args`; its stdout is one JSON value.
+fn child<T: DeserializeOwned>(args: &[String], timeout: Duration) -> Result<T> {
+    let exe = std::env::current_exe().context("locating nftpol-bench")?;
+    let mut process = Command::new(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting a measurement")?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = process.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            stop(&mut process)?;
+            bail!("did not finish within {} s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stdout = String::new();
+    process
+        .stdout
+        .take()
+        .context("the measurement's stdout")?
+        .read_to_string(&mut stdout)?;
+    if !status.success() {
+        bail!("exited with {status}");
+    }
+    serde_json::from_str(stdout.trim()).context("reading the measurement's JSON")
+}
+
+fn size_args(command: &str, pods: usize, policies: usize, seed: u64) -> Vec<String> {
+    vec![
+        command.to_owned(),
+        "--pods".to_owned(),
+        pods.to_string(),
+        "--policies".to_owned(),
+        policies.to_string(),
+        "--seed".to_owned(),
+        seed.to_string(),
+    ]
+}
+
+fn collect<T: DeserializeOwned>(
+    what: String,
+    args: &[String],
+    plan: &Plan,
+    into: &mut Vec<T>,
+    skipped: &mut Vec<Skipped>,
+) {
+    eprintln!("nftpol-bench: {what} …");
+    let started = Instant::now();
+    match child(args, plan.timeout) {
+        Ok(value) => {
+            into.push(value);
+            eprintln!(
+                "nftpol-bench: {what} done in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Err(error) => {
+            eprintln!("nftpol-bench: {what} skipped: {error:#}");
+            skipped.push(Skipped {
+                what,
+                reason: format!("{error:#}"),
+            });
+        }
+    }
+}
+
+/// Runs `plan` and returns the results.
+pub fn run(plan: &Plan, seed: u64) -> Results {
+    let mut results = Results {
+        machine: describe(),
+        mode: plan.mode.to_owned(),
+        seed,
+        compile: Vec::new(),
+        commit: Vec::new(),
+        churn: Vec::new(),
+        dataplane: None,
+        memory: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for &policies in &plan.compile_policies {
+        for &pods in &plan.compile_pods {
+            collect(
+                format!("compile {pods} pods × {policies} policies"),
+                &size_args("compile", pods, policies, seed),
+                plan,
+                &mut results.compile,
+                &mut results.skipped,
+            );
+        }
+    }
+    for &(pods, policies) in &plan.commit {
+        let mut args = size_args("commit", pods, policies, seed);
+        args.extend(["--runs".to_owned(), plan.commit_runs.to_string()]);
+        collect(
+            format!("commit {pods} pods × {policies} policies"),
+            &args,
+            plan,
+            &mut results.commit,
+            &mut results.skipped,
+        );
+    }
+    for &(pods, policies, events, budget, kernel) in &plan.churn {
+        let mut args = size_args("churn", pods, policies, seed);
+        args.extend([
+            "--events".to_owned(),
+            events.to_string(),
+            "--budget-s".to_owned(),
+            budget.to_string(),
+            "--kernel-events".to_owned(),
+            kernel.to_string(),
+        ]);
+        collect(
+            format!("churn {pods} pods × {policies} policies"),
+            &args,
+            plan,
+            &mut results.churn,
+            &mut results.skipped,
+        );
+    }
+    let (pods, ref policies, seconds) = plan.dataplane;
+    let mut args = vec![
+        "dataplane".to_owned(),
+        "--pods".to_owned(),
+        pods.to_string(),
+        "--seconds".to_owned(),
+        seconds.to_string(),
+        "--seed".to_owned(),
+        seed.to_string(),
+    ];
+    for count in policies {
+        args.extend(["--policies".to_owned(), count.to_string()]);
+    }
+    let mut dataplane = Vec::new();
+    collect(
+        format!("dataplane {pods} pods"),
+        &args,
+        plan,
+        &mut dataplane,
+        &mut results.skipped,
+    );
+    results.dataplane = dataplane.pop();
+    for &(pods, policies) in &plan.memory {
+        collect(
+            format!("memory {pods} pods × {policies} policies"),
+            &size_args("memory", pods, policies, seed),
+            plan,
+            &mut results.memory,
+            &mut results.skipped,
+        );
+    }
+    results
+}
+
+/// Writes `results` as pretty JSON to `path`.
+pub fn save(results: &Results, path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(results)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Reads results written by [`save`].
+pub fn load(path: &Path) -> Result<Results> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Regenerates crates/nftpol-bench/BENCHMARKS.md, its plots and
+# crates/nftpol-bench/results/results.json from scratch (issue #6).
+#
+#   scripts/bench.sh            full sizes (1k–100k pods × 100–10k policies; tens of minutes on 2 cores)
+#   scripts/bench.sh --smoke    seconds-long sizes that keep the bench code working (CI);
+#                               writes to a scratch directory unless --out is given
+#
+# Needs root: every kernel measurement runs in network namespaces it creates
+# and removes itself (nothing touches the root namespace). Timings are
+# reported, never asserted: this script fails only if the bench code breaks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=0
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1 ;;
+    --out) out="$2"; shift ;;
+    *) echo "usage: scripts/bench.sh [--smoke] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/bench.sh needs root: it builds network namespaces and programs nftables in them" >&2
+  exit 2
+fi
+needed=()
+command -v nft >/dev/null 2>&1 || needed+=(nftables)
+if [ ${#needed[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends "${needed[@]}" >/dev/null 2>&1 || {
+    apt-get update >/dev/null
+    apt-get install -y --no-install-recommends "${needed[@]}" >/dev/null
+  }
+fi
+
+if [ "$smoke" -eq 1 ]; then
+  # Debug build: CI has it from the test run already; smoke sizes need no optimiser.
+  cargo build --locked -p nftpol-bench
+  bin=target/debug/nftpol-bench
+  if [ -z "$out" ]; then
+    out="$(mktemp -d)"
+    trap 'rm -rf "$out"' EXIT
+  fi
+  "$bin" all --smoke --out "$out"
+  test -s "$out/BENCHMARKS.md" && test -s "$out/results/results.json" && test -s "$out/results/dataplane.svg"
+  echo "bench smoke: report written to $out"
+else
+  cargo build --locked --release -p nftpol-bench
+  bin=target/release/nftpol-bench
+  out="${out:-crates/nftpol-bench}"
+  rm -f "$out/BENCHMARKS.md" "$out"/results/*.svg "$out/results/results.json"
+  "$bin" all --out "$out"
+  echo "wrote $out/BENCHMARKS.md and $out/results/"
+fi
