@@ -183,7 +183,14 @@ fn remote_pod_addresses(cluster: &Cluster) -> Vec<Ipv4Addr> {
                     .is_some_and(|namespace| namespace.starts_with("ns-"))
         })
         .filter_map(|pod| {
-            match pod.status.as_ref()?.pod_ip.as_deref()?.parse::<IpAddr>().ok()? {
+            match pod
+                .status
+                .as_ref()?
+                .pod_ip
+                .as_deref()?
+                .parse::<IpAddr>()
+                .ok()?
+            {
                 IpAddr::V4(address) => Some(address),
                 IpAddr::V6(_) => None,
             }

@@ -54,6 +54,10 @@ pub fn counts(ruleset: &Ruleset) -> (usize, usize, usize, usize) {
 }
 
 /// Runs measurement 1 for `shape`.
+///
+/// # Panics
+///
+/// If the ruleset differs from itself (a bug in `diff`).
 pub fn run(shape: Shape) -> CompileResult {
     let (cluster, generate_ms) = timed(|| generate::cluster(shape));
     let (model, resolve_ms) = timed(|| resolve(&cluster, generate::NODE));

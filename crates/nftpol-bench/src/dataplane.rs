@@ -132,8 +132,8 @@ fn build_lab(rt: &tokio::runtime::Runtime) -> Result<Lab> {
         pod.status = None;
     }
     let plan = place(&mut objects, Some(2)).map_err(|e| anyhow!("placing the lab pods: {e}"))?;
-    let topology = Topology::build(&plan, &RunId::new(), rt)
-        .map_err(|e| anyhow!("building the lab: {e}"))?;
+    let topology =
+        Topology::build(&plan, &RunId::new(), rt).map_err(|e| anyhow!("building the lab: {e}"))?;
     let find = |id: &str| -> Result<(File, Ipv4Addr)> {
         let pod = plan
             .pods
@@ -324,15 +324,20 @@ fn denied_probe(target: SocketAddr) -> String {
     let denied = SocketAddr::new(target.ip(), DENIED_PORT);
     match TcpStream::connect_timeout(&denied, Duration::from_millis(300)) {
         Ok(_) => "connected".to_owned(),
-        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
-            "refused".to_owned()
-        }
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => "refused".to_owned(),
         Err(_) => "dropped".to_owned(),
     }
 }
 
 /// Sequential connects for `seconds`.
-fn connections(lab: &Lab, seconds: f64, policies: usize, rules: usize, elements: usize, load_ms: f64) -> Result<Point> {
+fn connections(
+    lab: &Lab,
+    seconds: f64,
+    policies: usize,
+    rules: usize,
+    elements: usize,
+    load_ms: f64,
+) -> Result<Point> {
     let ((latencies, failures, elapsed, denied_port), _) = with_server(lab, |target| {
         let deadline = Duration::from_secs_f64(seconds);
         let started = Instant::now();
@@ -388,10 +393,7 @@ fn throughput(lab: &Lab, seconds: f64, setup: String) -> Result<Throughput> {
         let _ = stream.read(&mut rest);
         Ok(started.elapsed().as_secs_f64())
     })?;
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "byte counts far below 2^52"
-    )]
+    #[expect(clippy::cast_precision_loss, reason = "byte counts far below 2^52")]
     let gbit_per_s = bytes as f64 * 8.0 / elapsed / 1e9;
     Ok(Throughput { setup, gbit_per_s })
 }
@@ -404,7 +406,12 @@ fn counts(rulesets: &[Ruleset; 2]) -> (usize, usize) {
 }
 
 /// Runs measurement 4.
-pub fn run(pods: usize, policy_counts: &[usize], seconds: f64, seed: u64) -> Result<DataplaneResult> {
+pub fn run(
+    pods: usize,
+    policy_counts: &[usize],
+    seconds: f64,
+    seed: u64,
+) -> Result<DataplaneResult> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -431,9 +438,9 @@ pub fn run(pods: usize, policy_counts: &[usize], seconds: f64, seed: u64) -> Res
         drop(cluster);
         let (rules, elements) = counts(&rulesets);
         let load_ms = load_nftpol(&lab, &rulesets)?;
-        result
-            .nftpol
-            .push(connections(&lab, seconds, policies, rules, elements, load_ms)?);
+        result.nftpol.push(connections(
+            &lab, seconds, policies, rules, elements, load_ms,
+        )?);
         if policies == largest {
             result.throughput.push(throughput(
                 &lab,

@@ -80,7 +80,11 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    /// A number in `0..bound` (`bound > 0`).
+    /// A number in `0..bound`.
+    ///
+    /// # Panics
+    ///
+    /// If `bound` is 0.
     pub fn below(&mut self, bound: usize) -> usize {
         let bound = u64::try_from(bound).expect("bounds are small");
         usize::try_from(self.next_u64() % bound).expect("below a usize bound")
@@ -201,7 +205,10 @@ impl Addresses {
         let host = self.next.entry(n).or_insert(1);
         let address = node_address(n, *host);
         *host += 1;
-        assert!(n == 1 || *host < 255, "placement keeps nodes under 250 pods");
+        assert!(
+            n == 1 || *host < 255,
+            "placement keeps nodes under 250 pods"
+        );
         address
     }
 }
@@ -284,7 +291,13 @@ pub fn cluster(shape: Shape) -> Cluster {
         cluster.nodes.push(node(&node_name(n), &[node_cidr(n)]));
     }
     cluster.policies = (0..shape.policies)
-        .map(|k| policy(k / POLICIES_PER_NAMESPACE, k % POLICIES_PER_NAMESPACE, namespaces))
+        .map(|k| {
+            policy(
+                k / POLICIES_PER_NAMESPACE,
+                k % POLICIES_PER_NAMESPACE,
+                namespaces,
+            )
+        })
         .collect();
     cluster
 }
@@ -350,7 +363,10 @@ struct PolicyParts {
     egress: Option<Vec<NetworkPolicyEgressRule>>,
 }
 
-fn ingress(peers: Vec<NetworkPolicyPeer>, ports: Vec<NetworkPolicyPort>) -> NetworkPolicyIngressRule {
+fn ingress(
+    peers: Vec<NetworkPolicyPeer>,
+    ports: Vec<NetworkPolicyPort>,
+) -> NetworkPolicyIngressRule {
     NetworkPolicyIngressRule {
         from: Some(peers),
         ports: Some(ports),
@@ -365,6 +381,10 @@ fn egress(peers: Vec<NetworkPolicyPeer>, ports: Vec<NetworkPolicyPort>) -> Netwo
 }
 
 /// Policy number `k` (0..25) of namespace `ns-<i>`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the 25 policy kinds read best as one table"
+)]
 fn policy(i: usize, k: usize, namespaces: usize) -> NetworkPolicy {
     let everything = LabelSelector::default();
     let parts = match k {
@@ -470,7 +490,10 @@ fn policy(i: usize, k: usize, namespaces: usize) -> NetworkPolicy {
             ingress: None,
             egress: Some(vec![egress(
                 vec![namespace_peer(
-                    &[("team", &format!("team-{}", (i + namespaces - 1) % namespaces))],
+                    &[(
+                        "team",
+                        &format!("team-{}", (i + namespaces - 1) % namespaces),
+                    )],
                     Some(&[("tier", "api")]),
                 )],
                 vec![tcp(9000, Some(9100))],
@@ -525,6 +548,10 @@ mod tests {
         };
         let model = nftpol_model::resolve(&cluster(shape), NODE);
         assert!(model.errors.is_empty(), "{:?}", model.errors);
-        assert_eq!(model.policies.len(), 100, "every policy selects a pod on node-1");
+        assert_eq!(
+            model.policies.len(),
+            100,
+            "every policy selects a pod on node-1"
+        );
     }
 }

@@ -67,9 +67,9 @@ fn is_expanded(set: &str) -> bool {
 
 /// Which match of `rule` is expanded, if any.
 fn expanded_match(rule: &Rule) -> Option<usize> {
-    rule.matches.iter().position(|matched| {
-        matches!(matched, Match::Lookup { set, negated: false, .. } if is_expanded(set))
-    })
+    rule.matches.iter().position(
+        |matched| matches!(matched, Match::Lookup { set, negated: false, .. } if is_expanded(set)),
+    )
 }
 
 /// The linear rules of one IR rule.

@@ -75,10 +75,7 @@ impl Summary {
             let index = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
             sorted[index]
         };
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "sample sizes far below 2^52"
-        )]
+        #[expect(clippy::cast_precision_loss, reason = "sample sizes far below 2^52")]
         let mean = sorted.iter().sum::<f64>() / sorted.len() as f64;
         Self {
             n: sorted.len(),

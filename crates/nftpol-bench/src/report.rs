@@ -42,7 +42,7 @@ fn count(value: usize) -> String {
     let text = value.to_string();
     let mut out = String::new();
     for (position, digit) in text.chars().enumerate() {
-        if position > 0 && (text.len() - position) % 3 == 0 {
+        if position > 0 && (text.len() - position).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -86,7 +86,11 @@ fn markdown(results: &Results) -> String {
     );
     let _ = writeln!(md, "| machine | |\n|---|---|");
     let _ = writeln!(md, "| CPUs (nproc) | {} × {} |", machine.nproc, machine.cpu);
-    let _ = writeln!(md, "| memory | {} MiB |", count(usize::try_from(machine.memory_mib).unwrap_or(0)));
+    let _ = writeln!(
+        md,
+        "| memory | {} MiB |",
+        count(usize::try_from(machine.memory_mib).unwrap_or(0))
+    );
     let _ = writeln!(md, "| kernel | {} |", machine.kernel);
     let _ = writeln!(md, "| nft | {} |\n", machine.nft);
     headline(&mut md, results);
@@ -135,7 +139,11 @@ fn headline(md: &mut String, results: &Results) {
         );
     }
     let small = results.churn.iter().min_by_key(|c| c.pods);
-    let large = results.churn.iter().filter(|c| c.policies == small.map_or(0, |s| s.policies)).max_by_key(|c| c.pods);
+    let large = results
+        .churn
+        .iter()
+        .filter(|c| c.policies == small.map_or(0, |s| s.policies))
+        .max_by_key(|c| c.pods);
     if let (Some(small), Some(large)) = (small, large) {
         let _ = writeln!(
             md,
@@ -166,19 +174,34 @@ fn compile_section(md: &mut String, results: &Results) {
          `node pol.` is the number of policies selecting a pod on the measured node.\n"
     );
     let _ = writeln!(md, "| pods | policies | local pods | node pol. | model ms | compile ms | diff ms | diff= ms | rules | chains | sets | elements | peak RSS MiB |");
-    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     let mut rows = results.compile.clone();
     rows.sort_by_key(|r| (r.policies, r.pods));
     for r in &rows {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
-            count(r.pods), count(r.policies), count(r.local_pods), count(r.node_policies), ms(r.resolve_ms), ms(r.compile_ms),
-            ms(r.diff_full_ms), ms(r.diff_same_ms), count(r.rules), count(r.chains), count(r.sets), count(r.elements), r.peak_rss_mib
+            count(r.pods),
+            count(r.policies),
+            count(r.local_pods),
+            count(r.node_policies),
+            ms(r.resolve_ms),
+            ms(r.compile_ms),
+            ms(r.diff_full_ms),
+            ms(r.diff_same_ms),
+            count(r.rules),
+            count(r.chains),
+            count(r.sets),
+            count(r.elements),
+            r.peak_rss_mib
         );
     }
     let _ = writeln!(md, "\n![model + compile time](results/compile.svg)\n");
-    let mut by_policies: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
+    let mut by_policies: std::collections::BTreeMap<usize, Vec<usize>> =
+        std::collections::BTreeMap::new();
     for r in &rows {
         by_policies.entry(r.policies).or_default().push(r.rules);
     }
@@ -186,7 +209,16 @@ fn compile_section(md: &mut String, results: &Results) {
         .iter()
         .map(|(policies, rules)| {
             let same = rules.windows(2).all(|pair| pair[0] == pair[1]);
-            format!("{} policies: {} ({})", count(*policies), rules.iter().map(|r| count(*r)).collect::<Vec<_>>().join(" → "), if same { "constant" } else { "varies" })
+            format!(
+                "{} policies: {} ({})",
+                count(*policies),
+                rules
+                    .iter()
+                    .map(|r| count(*r))
+                    .collect::<Vec<_>>()
+                    .join(" → "),
+                if same { "constant" } else { "varies" }
+            )
         })
         .collect();
     let _ = writeln!(
@@ -207,7 +239,10 @@ fn commit_section(md: &mut String, results: &Results) {
          plus `diff` for nftpol and `render` for nft.\n"
     );
     let _ = writeln!(md, "| pods | policies | rules | elements | batch | nftpol commit ms | `nft -f` ms | commit ratio | nftpol end to end ms | nft end to end ms | end-to-end ratio | RSS nftpol / nft MiB |");
-    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for c in &results.commit {
         let _ = writeln!(
             md,
@@ -240,10 +275,23 @@ fn churn_section(md: &mut String, results: &Results) {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} ({}–{}) |",
-                count(c.pods), count(c.policies), count(c.elements), ms(c.full_sync_ms), path,
-                if stats.budget_hit { " (time budget hit)" } else { "" },
-                stats.latency.n, ms(stats.latency.p50), ms(stats.latency.p99), ms(stats.latency.max),
-                ms(stats.bytes.p50), ms(stats.bytes.min), ms(stats.bytes.max)
+                count(c.pods),
+                count(c.policies),
+                count(c.elements),
+                ms(c.full_sync_ms),
+                path,
+                if stats.budget_hit {
+                    " (time budget hit)"
+                } else {
+                    ""
+                },
+                stats.latency.n,
+                ms(stats.latency.p50),
+                ms(stats.latency.p99),
+                ms(stats.latency.max),
+                ms(stats.bytes.p50),
+                ms(stats.bytes.min),
+                ms(stats.bytes.max)
             );
         }
     }
@@ -252,7 +300,10 @@ fn churn_section(md: &mut String, results: &Results) {
 
 fn dataplane_section(md: &mut String, results: &Results) {
     let Some(d) = &results.dataplane else {
-        let _ = writeln!(md, "## 4. Dataplane\n\nNot measured in this run (see below).\n");
+        let _ = writeln!(
+            md,
+            "## 4. Dataplane\n\nNot measured in this run (see below).\n"
+        );
         return;
     };
     let _ = writeln!(
@@ -273,9 +324,19 @@ fn dataplane_section(md: &mut String, results: &Results) {
         let _ = writeln!(
             md,
             "| {setup} | {} | {} | {} | {:.0} | {:.0}% | {} | {} | {} | {} |",
-            count(p.policies), count(p.rules), ms(p.load_ms), p.connections_per_s,
-            if base > 0.0 { 100.0 * p.connections_per_s / base } else { 0.0 },
-            ms(p.connect.p50), ms(p.connect.p99), p.failures, p.denied_port
+            count(p.policies),
+            count(p.rules),
+            ms(p.load_ms),
+            p.connections_per_s,
+            if base > 0.0 {
+                100.0 * p.connections_per_s / base
+            } else {
+                0.0
+            },
+            ms(p.connect.p50),
+            ms(p.connect.p99),
+            p.failures,
+            p.denied_port
         );
     };
     row("(a) no table", &d.baseline);
@@ -289,7 +350,17 @@ fn dataplane_section(md: &mut String, results: &Results) {
     let _ = writeln!(md, "Bulk throughput of one established flow (conntrack bypass: the first rule accepts established packets):\n\n| setup | Gbit/s | vs no table |\n|---|---:|---:|");
     let base = d.throughput.first().map_or(0.0, |t| t.gbit_per_s);
     for t in &d.throughput {
-        let _ = writeln!(md, "| {} | {:.2} | {:.0}% |", t.setup, t.gbit_per_s, if base > 0.0 { 100.0 * t.gbit_per_s / base } else { 0.0 });
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} | {:.0}% |",
+            t.setup,
+            t.gbit_per_s,
+            if base > 0.0 {
+                100.0 * t.gbit_per_s / base
+            } else {
+                0.0
+            }
+        );
     }
     md.push('\n');
 }
@@ -308,7 +379,13 @@ fn memory_section(md: &mut String, results: &Results) {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} |",
-            count(m.pods), count(m.policies), count(m.elements), m.objects_rss_mib, m.synced_rss_mib, m.peak_rss_mib, ms(m.first_sync_ms)
+            count(m.pods),
+            count(m.policies),
+            count(m.elements),
+            m.objects_rss_mib,
+            m.synced_rss_mib,
+            m.peak_rss_mib,
+            ms(m.first_sync_ms)
         );
     }
     md.push('\n');
@@ -339,7 +416,10 @@ fn plot_compile(results: &Results, path: &Path) -> Result<()> {
     root.fill(&WHITE).map_err(svg_error)?;
     let rows = &results.compile;
     let max_pods = rows.iter().map(|r| r.pods).max().unwrap_or(1000);
-    let max_ms = rows.iter().map(|r| r.resolve_ms + r.compile_ms).fold(1.0, f64::max);
+    let max_ms = rows
+        .iter()
+        .map(|r| r.resolve_ms + r.compile_ms)
+        .fold(1.0, f64::max);
     let min_pods = rows.iter().map(|r| r.pods).min().unwrap_or(100);
     let mut chart = ChartBuilder::on(&root)
         .caption("model + compile time vs pods", ("sans-serif", 20))
@@ -372,7 +452,9 @@ fn plot_compile(results: &Results, path: &Path) -> Result<()> {
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(svg_error)?
             .label(format!("{count_of_policies} policies"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
             .map_err(svg_error)?;
@@ -388,17 +470,26 @@ fn plot_compile(results: &Results, path: &Path) -> Result<()> {
 }
 
 fn plot_commit(results: &Results, path: &Path) -> Result<()> {
+    type Metric = fn(&crate::commit::CommitResult) -> f64;
     let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(svg_error)?;
     let rows = &results.commit;
-    let max_elements = rows.iter().map(|r| r.elements).max().unwrap_or(1000).max(10);
+    let max_elements = rows
+        .iter()
+        .map(|r| r.elements)
+        .max()
+        .unwrap_or(1000)
+        .max(10);
     let min_elements = rows.iter().map(|r| r.elements).min().unwrap_or(100).max(1);
     let max_ms = rows
         .iter()
         .map(|r| r.nft_full_sync_ms().max(r.nftpol_full_sync_ms()))
         .fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(&root)
-        .caption("full ruleset: commit and end to end vs set elements", ("sans-serif", 20))
+        .caption(
+            "full ruleset: commit and end to end vs set elements",
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -413,12 +504,19 @@ fn plot_commit(results: &Results, path: &Path) -> Result<()> {
         .y_desc("ms")
         .draw()
         .map_err(svg_error)?;
-    type Metric = fn(&crate::commit::CommitResult) -> f64;
     let series: [(&str, Metric, RGBColor); 4] = [
         ("nftpol commit", |r| r.nftpol_commit.p50, BLUE),
         ("nft -f", |r| r.nft_commit.p50, RED),
-        ("nftpol end to end", crate::commit::CommitResult::nftpol_full_sync_ms, CYAN),
-        ("nft end to end", crate::commit::CommitResult::nft_full_sync_ms, MAGENTA),
+        (
+            "nftpol end to end",
+            crate::commit::CommitResult::nftpol_full_sync_ms,
+            CYAN,
+        ),
+        (
+            "nft end to end",
+            crate::commit::CommitResult::nft_full_sync_ms,
+            MAGENTA,
+        ),
     ];
     for (label, metric, color) in series {
         let mut points: Vec<(f64, f64)> = rows
@@ -430,7 +528,9 @@ fn plot_commit(results: &Results, path: &Path) -> Result<()> {
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(svg_error)?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
             .map_err(svg_error)?;
@@ -462,7 +562,10 @@ fn plot_dataplane(results: &Results, path: &Path) -> Result<()> {
     let labels = ticks.clone();
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("new TCP connections/s vs policies ({} pods as set elements)", d.pods),
+            format!(
+                "new TCP connections/s vs policies ({} pods as set elements)",
+                d.pods
+            ),
             ("sans-serif", 20),
         )
         .margin(12)
@@ -486,7 +589,10 @@ fn plot_dataplane(results: &Results, path: &Path) -> Result<()> {
                 reason = "a small non-negative tick index"
             )]
             let index = rounded as usize;
-            labels.get(index).map(ToString::to_string).unwrap_or_default()
+            labels
+                .get(index)
+                .map(ToString::to_string)
+                .unwrap_or_default()
         })
         .draw()
         .map_err(svg_error)?;
@@ -513,7 +619,9 @@ fn plot_dataplane(results: &Results, path: &Path) -> Result<()> {
             .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))
             .map_err(svg_error)?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(series.iter().map(|p| Circle::new(*p, 4, color.filled())))
             .map_err(svg_error)?;

@@ -85,7 +85,7 @@ impl Plan {
             churn: vec![(1000, 100, 15, 5.0, 15)],
             dataplane: (1000, vec![0, 50], 0.3),
             memory: vec![(1000, 100)],
-            timeout: Duration::from_secs(120),
+            timeout: Duration::from_mins(2),
         }
     }
 
@@ -95,7 +95,12 @@ impl Plan {
             mode: "full",
             compile_pods: vec![1000, 10_000, 100_000],
             compile_policies: vec![100, 1000, 10_000],
-            commit: vec![(1000, 100), (10_000, 1000), (100_000, 1000), (100_000, 10_000)],
+            commit: vec![
+                (1000, 100),
+                (10_000, 1000),
+                (100_000, 1000),
+                (100_000, 10_000),
+            ],
             commit_runs: 3,
             churn: vec![
                 (1000, 100, 1002, 120.0, 1002),
@@ -104,7 +109,7 @@ impl Plan {
             ],
             dataplane: (100_000, vec![0, 100, 1000, 10_000], 3.0),
             memory: vec![(100_000, 10_000)],
-            timeout: Duration::from_secs(1500),
+            timeout: Duration::from_mins(25),
         }
     }
 }
