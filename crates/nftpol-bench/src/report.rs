@@ -317,13 +317,13 @@ fn dataplane_section(md: &mut String, results: &Results) {
          local pod, as iptables-based agents generate), loaded with `nft -f`. Rules and elements are node-1 + node-2.\n",
         count(d.pods), d.seconds
     );
-    let _ = writeln!(md, "| setup | policies | rules | load ms | conn/s | vs no table | connect p50 ms | p99 ms | failures | denied |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(md, "| setup | policies | rules | load ms | conn/s | vs no table | connect p50 ms | p99 ms | max ms | failures | denied |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let base = d.baseline.connections_per_s;
     let mut row = |setup: &str, p: &crate::dataplane::Point| {
         let _ = writeln!(
             md,
-            "| {setup} | {} | {} | {} | {:.0} | {:.0}% | {} | {} | {} | {} |",
+            "| {setup} | {} | {} | {} | {:.0} | {:.0}% | {} | {} | {} | {} | {} |",
             count(p.policies),
             count(p.rules),
             ms(p.load_ms),
@@ -335,6 +335,7 @@ fn dataplane_section(md: &mut String, results: &Results) {
             },
             ms(p.connect.p50),
             ms(p.connect.p99),
+            ms(p.connect.max),
             p.failures,
             p.denied_port
         );
@@ -345,6 +346,9 @@ fn dataplane_section(md: &mut String, results: &Results) {
     }
     for p in &d.linear {
         row("(c) linear", p);
+    }
+    for note in &d.notes {
+        let _ = writeln!(md, "\nNot measured: {note}.");
     }
     let _ = writeln!(md, "\n![connections per second](results/dataplane.svg)\n");
     let _ = writeln!(md, "Bulk throughput of one established flow (conntrack bypass: the first rule accepts established packets):\n\n| setup | Gbit/s | vs no table |\n|---|---:|---:|");
@@ -612,8 +616,10 @@ fn plot_dataplane(results: &Results, path: &Path) -> Result<()> {
     ] {
         let series: Vec<(f64, f64)> = points
             .iter()
-            .enumerate()
-            .map(|(index, p)| (usize_f64(index), p.connections_per_s))
+            .filter_map(|p| {
+                let index = ticks.iter().position(|tick| *tick == p.policies)?;
+                Some((usize_f64(index), p.connections_per_s))
+            })
             .collect();
         chart
             .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))
