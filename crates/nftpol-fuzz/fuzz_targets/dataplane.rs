@@ -5,8 +5,8 @@
 //! batch markers), the fake accepts it from an empty table and as a diff
 //! from another compiled IR, and ends equal to the IR.
 //!
-//! Decoding the batch back (round trip) and feeding arbitrary dump bytes to
-//! the decoder wait for the netlink crate to export its decoder.
+//! Decoding the batch back is the `roundtrip` target; arbitrary dump bytes
+//! are `dump_bytes`.
 
 #![no_main]
 

@@ -8,7 +8,9 @@
 //! the compiled ruleset agrees with the semantic evaluator (the oracle of the
 //! property tests, included by path), corrupting a policy never allows more
 //! (fail closed), and `nft -c` accepts the rendering (sampled, in a
-//! throwaway network namespace).
+//! throwaway network namespace). [`dump_form`] (the netlink crate's test
+//! support, included by path) turns an encoded batch into the dump the
+//! kernel would answer, for the decoder targets.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -35,6 +37,9 @@ use nftpol_ruleset::render::render;
 
 #[path = "../../nftpol-ruleset/tests/oracle/mod.rs"]
 pub mod oracle;
+
+#[path = "../../nftpol-netlink/tests/dump_form/mod.rs"]
+pub mod dump_form;
 
 /// The node whose ruleset is checked.
 pub const NODE: &str = "node-1";

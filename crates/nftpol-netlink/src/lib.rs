@@ -43,13 +43,28 @@ mod set;
 pub mod uapi;
 mod verify;
 
+pub use decode::Dump;
 pub use error::{ApplyError, DecodeError, ElementText, FeatureError, Object, ReadError};
 pub use fake::FakeDataplane;
 pub use kernel::{KernelDataplane, OpenError};
 pub use verify::{verify, Difference};
 
 use nftpol_ruleset::diff::Diff;
-use nftpol_ruleset::ir::Ruleset;
+use nftpol_ruleset::ir::{Ruleset, TABLE_NAME};
+
+/// Decodes a complete read of table `inet nftpol` (the replies to
+/// `GETCHAIN`, `GETRULE`, `GETSET` and each set's `GETSETELEM`) into IR:
+/// the decoding step of [`KernelDataplane`]'s [`Dataplane::read`], which
+/// retries a read this finds [`DecodeError::Inconsistent`].
+///
+/// The datagrams are untrusted bytes: anything malformed, or anything
+/// nftpol does not write (an unknown expression, set flag or chain type),
+/// is a [`DecodeError`] naming the object, never a panic. Objects of other
+/// tables are skipped; elements of a set missing from `dump.elements` read
+/// as an empty set.
+pub fn decode_dump(dump: &Dump) -> Result<Ruleset, DecodeError> {
+    decode::ruleset(dump, TABLE_NAME)
+}
 
 /// What a successful apply sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
