@@ -12,6 +12,9 @@ pub enum AgentError {
     /// The reconcile task panicked; the kernel keeps its last committed ruleset.
     #[error("the reconcile task failed")]
     ReconcileTask(#[source] tokio::task::JoinError),
+    /// The counter read task panicked; the kernel keeps its last committed ruleset.
+    #[error("the counter read task failed")]
+    CounterTask(#[source] tokio::task::JoinError),
     /// The HTTP endpoint failed.
     #[error("serving HTTP")]
     Serve(#[source] std::io::Error),

@@ -37,6 +37,7 @@ pub mod http;
 pub mod metrics;
 mod reconcile;
 pub mod strip;
+pub mod traffic;
 pub mod watch;
 
 pub use agent::{Agent, AgentConfig, Progress};

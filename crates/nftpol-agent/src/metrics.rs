@@ -2,20 +2,20 @@
 //! [`Metrics::new`] under the `nftpol_` prefix.
 //!
 //! Label values come from closed sets (`sync`, `kind`, `resource`,
-//! `direction`); the per-policy gauge is the only one naming objects, and
-//! its series disappear with their policy (the family is rebuilt from each
-//! committed ruleset).
+//! `direction`, `reason`); the per-policy allow and deny counters are the
+//! only ones naming objects, and their series disappear with their policy
+//! ([`TrafficMetrics::follow`] after each commit).
 //!
-//! The per-policy allow and drop *packet* counters are not exported: the
-//! netlink crate reads rules back with `counter: bool`, without the
-//! counter's packet and byte values. What is exported per policy is the
-//! number of allow rules installed for it.
+//! Traffic counters are the ruleset's nft rule counters, read by the agent
+//! loop on a timer and attributed by [`crate::traffic`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nftpol_model::Cluster;
+use nftpol_netlink::ReadError;
 use nftpol_ruleset::ir::Ruleset;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -25,6 +25,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::reconcile::{ReconcileError, ReconcileReport};
+use crate::traffic::{CounterOwners, Increments, PolicyDirection};
 
 /// `sync="full|partial"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -50,6 +51,23 @@ struct PolicyLabels {
     namespace: String,
     policy: String,
     direction: &'static str,
+}
+
+impl From<&PolicyDirection> for PolicyLabels {
+    fn from(owner: &PolicyDirection) -> Self {
+        Self {
+            namespace: owner.policy.namespace.clone(),
+            policy: owner.policy.name.clone(),
+            direction: owner.direction.label(),
+        }
+    }
+}
+
+/// `direction="ingress|egress", reason="isolated|unknown_pod"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DenyLabels {
+    direction: &'static str,
+    reason: &'static str,
 }
 
 /// Buckets from 0.5 ms to about 16 s.
@@ -208,7 +226,6 @@ impl BatchMetrics {
 pub struct RulesetMetrics {
     rules: Gauge,
     elements: Family<KindLabel, Gauge>,
-    policy_rules: Family<PolicyLabels, Gauge>,
     invalid: Gauge,
 }
 
@@ -236,16 +253,6 @@ fn set_kind(name: &str) -> &'static str {
     }
 }
 
-/// `(namespace, name, direction)` of an allow rule, from its comment
-/// `<namespace>/<name> <direction>[<index>]…`.
-fn allow_rule_owner(comment: &str) -> Option<(String, String, &'static str)> {
-    let (direction, at) = [("ingress", " ingress["), ("egress", " egress[")]
-        .into_iter()
-        .find_map(|(direction, marker)| comment.rfind(marker).map(|at| (direction, at)))?;
-    let (namespace, name) = comment.get(..at)?.split_once('/')?;
-    Some((namespace.to_owned(), name.to_owned(), direction))
-}
-
 impl RulesetMetrics {
     fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
@@ -258,11 +265,6 @@ impl RulesetMetrics {
             "set_elements",
             "Elements in the committed ruleset's sets and maps, by set kind",
             metrics.elements.clone(),
-        );
-        registry.register(
-            "policy_allow_rules",
-            "Allow rules installed per policy and direction",
-            metrics.policy_rules.clone(),
         );
         registry.register(
             "invalid_object_parts",
@@ -288,28 +290,145 @@ impl RulesetMetrics {
                 .get_or_create(&KindLabel { kind })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
-        let mut per_policy: BTreeMap<(String, String, &'static str), i64> = BTreeMap::new();
-        for chain in ruleset
-            .chains
-            .values()
-            .filter(|chain| chain.name.starts_with("policy-"))
-        {
-            for rule in &chain.rules {
-                if let Some(owner) = rule.comment.as_deref().and_then(allow_rule_owner) {
-                    *per_policy.entry(owner).or_default() += 1;
-                }
+    }
+}
+
+/// Traffic per policy and direction, from the ruleset's rule counters.
+#[derive(Debug, Default)]
+pub struct TrafficMetrics {
+    allowed_packets: Family<PolicyLabels, Counter>,
+    allowed_bytes: Family<PolicyLabels, Counter>,
+    policy_denied_packets: Family<PolicyLabels, Counter>,
+    policy_denied_bytes: Family<PolicyLabels, Counter>,
+    denied_packets: Family<DenyLabels, Counter>,
+    denied_bytes: Family<DenyLabels, Counter>,
+    read_errors: Family<KindLabel, Counter>,
+    /// The per-policy series that exist: those of the committed ruleset.
+    series: Mutex<BTreeSet<PolicyDirection>>,
+}
+
+impl TrafficMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "policy_allowed_packets",
+            "Packets accepted by a policy's allow rules",
+            metrics.allowed_packets.clone(),
+        );
+        registry.register_with_unit(
+            "policy_allowed",
+            "Bytes accepted by a policy's allow rules",
+            Unit::Bytes,
+            metrics.allowed_bytes.clone(),
+        );
+        registry.register(
+            "policy_denied_packets",
+            "Packets denied to pods the policy isolates, that none of their policies allowed (counted for each of those policies)",
+            metrics.policy_denied_packets.clone(),
+        );
+        registry.register_with_unit(
+            "policy_denied",
+            "Bytes denied to pods the policy isolates, that none of their policies allowed (counted for each of those policies)",
+            Unit::Bytes,
+            metrics.policy_denied_bytes.clone(),
+        );
+        registry.register(
+            "denied_packets",
+            "Packets denied, once each: isolated pods' traffic no policy allowed, or traffic of unknown local pods",
+            metrics.denied_packets.clone(),
+        );
+        registry.register_with_unit(
+            "denied",
+            "Bytes denied, once each: isolated pods' traffic no policy allowed, or traffic of unknown local pods",
+            Unit::Bytes,
+            metrics.denied_bytes.clone(),
+        );
+        registry.register(
+            "counter_read_errors",
+            "Failed reads of the ruleset's rule counters, by error kind",
+            metrics.read_errors.clone(),
+        );
+        metrics
+    }
+
+    fn series(&self) -> std::sync::MutexGuard<'_, BTreeSet<PolicyDirection>> {
+        // The set is replaced whole under the lock, so a panic elsewhere
+        // cannot leave it half-updated.
+        self.series.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Follows a commit: the series of policies (and directions) gone from
+    /// the committed ruleset are removed, those of new ones start at 0.
+    pub fn follow(&self, owners: &CounterOwners) {
+        let now = owners.policies();
+        let mut series = self.series();
+        let families = [
+            &self.allowed_packets,
+            &self.allowed_bytes,
+            &self.policy_denied_packets,
+            &self.policy_denied_bytes,
+        ];
+        for gone in series.difference(&now) {
+            let labels = PolicyLabels::from(gone);
+            for family in families {
+                family.remove(&labels);
             }
         }
-        self.policy_rules.clear();
-        for ((namespace, policy, direction), count) in per_policy {
-            self.policy_rules
-                .get_or_create(&PolicyLabels {
-                    namespace,
-                    policy,
-                    direction,
-                })
-                .set(count);
+        for new in now.difference(&series) {
+            let labels = PolicyLabels::from(new);
+            for family in families {
+                // Creating the series is the point; the guard is not needed.
+                drop(family.get_or_create(&labels));
+            }
         }
+        *series = now;
+    }
+
+    /// Adds the traffic counted since the previous read. Increments of a
+    /// policy without series (gone since) are dropped with it.
+    pub fn record(&self, increments: &Increments) {
+        let series = self.series();
+        for (owner, traffic) in &increments.allowed {
+            if series.contains(owner) {
+                let labels = PolicyLabels::from(owner);
+                self.allowed_packets
+                    .get_or_create(&labels)
+                    .inc_by(traffic.packets);
+                self.allowed_bytes
+                    .get_or_create(&labels)
+                    .inc_by(traffic.bytes);
+            }
+        }
+        for (owner, traffic) in &increments.policy_denied {
+            if series.contains(owner) {
+                let labels = PolicyLabels::from(owner);
+                self.policy_denied_packets
+                    .get_or_create(&labels)
+                    .inc_by(traffic.packets);
+                self.policy_denied_bytes
+                    .get_or_create(&labels)
+                    .inc_by(traffic.bytes);
+            }
+        }
+        for ((direction, reason), traffic) in &increments.denied {
+            let labels = DenyLabels {
+                direction: direction.label(),
+                reason: reason.label(),
+            };
+            self.denied_packets
+                .get_or_create(&labels)
+                .inc_by(traffic.packets);
+            self.denied_bytes
+                .get_or_create(&labels)
+                .inc_by(traffic.bytes);
+        }
+    }
+
+    /// Records a failed counter read.
+    pub fn read_failed(&self, error: &ReadError) {
+        self.read_errors
+            .get_or_create(&KindLabel { kind: error.kind() })
+            .inc();
     }
 }
 
@@ -366,6 +485,8 @@ pub struct Metrics {
     pub batch: BatchMetrics,
     /// The committed ruleset.
     pub ruleset: RulesetMetrics,
+    /// Traffic per policy, from the rule counters.
+    pub traffic: TrafficMetrics,
     /// The watches.
     pub watch: WatchMetrics,
 }
@@ -384,6 +505,7 @@ impl Metrics {
             reconcile: ReconcileMetrics::register(&mut registry),
             batch: BatchMetrics::register(&mut registry),
             ruleset: RulesetMetrics::register(&mut registry),
+            traffic: TrafficMetrics::register(&mut registry),
             watch: WatchMetrics::register(&mut registry),
             registry,
         }
@@ -419,25 +541,6 @@ mod tests {
         ];
         for (name, want) in cases {
             assert_eq!(set_kind(name), want, "case {name}");
-        }
-    }
-
-    #[test]
-    fn allow_rule_comments_name_policy_and_direction() {
-        let cases = [
-            (
-                "shop/db-allow ingress[0]",
-                Some(("shop", "db-allow", "ingress")),
-            ),
-            ("x/p egress[3]: ports", Some(("x", "p", "egress"))),
-            ("unknown pod on this node", None),
-        ];
-        for (comment, want) in cases {
-            let got = allow_rule_owner(comment);
-            let got = got.as_ref().map(|(namespace, name, direction)| {
-                (namespace.as_str(), name.as_str(), *direction)
-            });
-            assert_eq!(got, want, "case {comment}");
         }
     }
 

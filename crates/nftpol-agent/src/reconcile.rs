@@ -1,12 +1,15 @@
 //! The reconcile step.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use nftpol_model::{resolve, Cluster, ModelError};
 use nftpol_netlink::{ApplyError, Dataplane, ReadError};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::diff::diff;
+use nftpol_ruleset::diff::{diff, Change};
 use nftpol_ruleset::ir::Ruleset;
+
+use crate::traffic::CounterOwners;
 
 /// Why a reconcile did not commit. The previous ruleset stays in force.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,8 @@ pub struct Reconciler<D: Dataplane> {
     node: String,
     options: CompileOptions,
     committed: Option<Ruleset>,
+    owners: CounterOwners,
+    replaced_rules: BTreeSet<String>,
     full_sync_next: bool,
     generation: u64,
 }
@@ -62,6 +67,8 @@ impl<D: Dataplane> Reconciler<D> {
             node: node.into(),
             options,
             committed: None,
+            owners: CounterOwners::default(),
+            replaced_rules: BTreeSet::new(),
             full_sync_next: true,
             generation: 0,
         }
@@ -70,6 +77,17 @@ impl<D: Dataplane> Reconciler<D> {
     /// The ruleset last committed, if any.
     pub fn committed(&self) -> Option<&Ruleset> {
         self.committed.as_ref()
+    }
+
+    /// Which policy each counter of the committed ruleset counts for.
+    pub fn counter_owners(&self) -> &CounterOwners {
+        &self.owners
+    }
+
+    /// Chains whose rules commits replaced (flushed, deleted or appended
+    /// to) since the last call: their kernel counters restarted from 0.
+    pub fn take_replaced_rule_chains(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.replaced_rules)
     }
 
     /// Whether the next reconcile is a full sync (at start and after a failure).
@@ -115,6 +133,13 @@ impl<D: Dataplane> Reconciler<D> {
                     .map_err(|error| self.failed(ReconcileError::Apply(Box::new(error))))?,
             )
         };
+        self.replaced_rules
+            .extend(changes.changes.iter().filter_map(|change| match change {
+                Change::FlushChain(chain)
+                | Change::DeleteChain(chain)
+                | Change::AddRule { chain, .. } => Some(chain.clone()),
+                _ => None,
+            }));
         let (elements_added, elements_deleted) = changes.element_counts();
         let report = ReconcileReport {
             generation: self.generation,
@@ -128,6 +153,7 @@ impl<D: Dataplane> Reconciler<D> {
             elements: desired.element_count(),
             invalid: model.errors,
         };
+        self.owners = CounterOwners::new(model.policies.iter().map(|policy| &policy.id), &desired);
         self.committed = Some(desired);
         self.full_sync_next = false;
         tracing::info!(

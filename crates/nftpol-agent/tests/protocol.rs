@@ -4,10 +4,13 @@
 
 mod support;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
+use nftpol_agent::AgentConfig;
+use nftpol_model::PolicyId;
 use nftpol_ruleset::ir::Ruleset;
+use nftpol_ruleset::names;
 use serde_json::json;
 use support::apiserver::{FakeApiServer, Kind};
 use support::{
@@ -94,9 +97,119 @@ async fn pod_create_and_delete_change_enforcement() {
     let page = agent.metrics.encode();
     assert!(
         page.contains(
-            "nftpol_policy_allow_rules{namespace=\"x\",policy=\"allow-b\",direction=\"ingress\"}"
+            "nftpol_policy_allowed_packets_total{namespace=\"x\",policy=\"allow-b\",direction=\"ingress\"} 0"
         ),
-        "{page}"
+        "a committed policy has its series from the start:\n{page}"
+    );
+    agent.stop().await.expect("clean stop");
+}
+
+/// Positions of the counter rules of `chain` in `state`.
+fn counter_rules(state: &Ruleset, chain: &str) -> Vec<usize> {
+    let chain = state
+        .chains
+        .get(chain)
+        .unwrap_or_else(|| panic!("chain {chain} in the committed table"));
+    (0..chain.rules.len())
+        .filter(|position| chain.rules[*position].counter)
+        .collect()
+}
+
+/// Waits for two more counter reads: the second started after the call.
+async fn fresh_counters(agent: &mut RunningAgent) -> String {
+    let reads = agent.progress().counter_reads;
+    agent
+        .wait_progress("two more counter reads", |progress| {
+            progress.counter_reads >= reads + 2
+        })
+        .await;
+    agent.metrics.encode()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_traffic_follows_rule_counters_and_vanishes_with_the_policy() {
+    let server = cluster().await;
+    let mut config = AgentConfig::new(NODE);
+    config.counter_interval = Duration::from_millis(10);
+    let mut agent = RunningAgent::start_with(server.client(), SharedDataplane::default(), config);
+    server.apply(&policy("x", "allow-b", &allow_from_b(80)));
+    let state = agent
+        .wait_until("x/a isolated, b allowed", |state| {
+            allows(state, B, A, 80) && !allows(state, C, A, 80)
+        })
+        .await;
+    let id = PolicyId {
+        namespace: "x".to_owned(),
+        name: "allow-b".to_owned(),
+    };
+    let policy_chain = names::policy_object("policy", &id, "ingress");
+    let group_chain = names::group_chain("ingress", &[&id]);
+    let allow_rules = counter_rules(&state, &policy_chain);
+    let deny_rules = counter_rules(&state, &group_chain);
+    assert_eq!(deny_rules.len(), 1, "one deny rule per group");
+    let dataplane = agent.dataplane.clone();
+    let set_counters = |allowed: u64, denied: u64| {
+        let mut fake = dataplane.lock();
+        for position in &allow_rules {
+            assert!(fake.set_counter(&policy_chain, *position, allowed, allowed * 100));
+        }
+        assert!(fake.set_counter(&group_chain, deny_rules[0], denied, denied * 100));
+    };
+    let allowed_total = |allowed: u64| allowed * allow_rules.len() as u64;
+    let series = "{namespace=\"x\",policy=\"allow-b\",direction=\"ingress\"}";
+
+    set_counters(7, 3);
+    let page = fresh_counters(&mut agent).await;
+    for line in [
+        format!(
+            "nftpol_policy_allowed_packets_total{series} {}",
+            allowed_total(7)
+        ),
+        format!(
+            "nftpol_policy_allowed_bytes_total{series} {}",
+            allowed_total(700)
+        ),
+        format!("nftpol_policy_denied_packets_total{series} 3"),
+        format!("nftpol_policy_denied_bytes_total{series} 300"),
+        "nftpol_denied_packets_total{direction=\"ingress\",reason=\"isolated\"} 3".to_owned(),
+        "nftpol_denied_bytes_total{direction=\"ingress\",reason=\"isolated\"} 300".to_owned(),
+    ] {
+        assert!(
+            page.contains(&format!("{line}\n")),
+            "{line} missing from:\n{page}"
+        );
+    }
+
+    // Kernel counters grow; the exported totals add only the difference.
+    set_counters(10, 5);
+    let page = fresh_counters(&mut agent).await;
+    for line in [
+        format!(
+            "nftpol_policy_allowed_packets_total{series} {}",
+            allowed_total(10)
+        ),
+        format!("nftpol_policy_denied_packets_total{series} 5"),
+    ] {
+        assert!(
+            page.contains(&format!("{line}\n")),
+            "{line} missing from:\n{page}"
+        );
+    }
+
+    server.delete(Kind::NetworkPolicy, "x", "allow-b");
+    agent
+        .wait_until("policy gone: c allowed again", |state| {
+            allows(state, C, A, 80) && !state.chains.contains_key(&policy_chain)
+        })
+        .await;
+    let page = fresh_counters(&mut agent).await;
+    assert!(
+        !page.contains("policy=\"allow-b\""),
+        "a deleted policy's series disappear:\n{page}"
+    );
+    assert!(
+        page.contains("nftpol_denied_packets_total{direction=\"ingress\",reason=\"isolated\"} 5\n"),
+        "the per-direction total keeps what was denied:\n{page}"
     );
     agent.stop().await.expect("clean stop");
 }

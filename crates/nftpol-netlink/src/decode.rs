@@ -64,7 +64,8 @@ pub fn each_message<'a>(
     Ok(())
 }
 
-fn find<'a>(attrs: &[Attr<'a>], kind: u16) -> Option<Attr<'a>> {
+/// The first attribute of type `kind`.
+pub fn find<'a>(attrs: &[Attr<'a>], kind: u16) -> Option<Attr<'a>> {
     attrs.iter().find(|attr| attr.kind == kind).copied()
 }
 

@@ -85,8 +85,13 @@ pub enum Expr {
         /// Word size.
         size: u32,
     },
-    /// `counter` (values ignored).
-    Counter,
+    /// `counter`, with the values the kernel dumps (0 in what we write).
+    Counter {
+        /// `NFTA_COUNTER_PACKETS`.
+        packets: u64,
+        /// `NFTA_COUNTER_BYTES`.
+        bytes: u64,
+    },
     /// `immediate reg 0 VERDICT`.
     Verdict(RawVerdict),
     /// `reject type TYPE code CODE`.
@@ -359,6 +364,12 @@ pub fn read_exprs(list_attrs: Attrs<'_>) -> Result<Vec<Expr>, WireError> {
     Ok(exprs)
 }
 
+/// An `NLA_U64` value (`nla_put_be64`), which must be exactly 8 bytes.
+fn be_u64(value: &[u8], what: &'static str) -> Result<u64, WireError> {
+    let bytes: [u8; 8] = value.try_into().map_err(|_| WireError::Invalid { what })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
 fn read_expr(name: &str, fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireError> {
     let get = |kind: u16| fields.iter().find(|attr| attr.kind == kind);
     let u32_of = |kind: u16, what: &'static str| -> Result<u32, WireError> {
@@ -410,7 +421,16 @@ fn read_expr(name: &str, fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireEr
             len: u32_of(x::BYTEORDER_LEN, "byteorder len")?,
             size: u32_of(x::BYTEORDER_SIZE, "byteorder size")?,
         },
-        "counter" => Expr::Counter,
+        "counter" => Expr::Counter {
+            packets: get(x::COUNTER_PACKETS)
+                .map(|attr| be_u64(attr.value, "counter packets"))
+                .transpose()?
+                .unwrap_or(0),
+            bytes: get(x::COUNTER_BYTES)
+                .map(|attr| be_u64(attr.value, "counter bytes"))
+                .transpose()?
+                .unwrap_or(0),
+        },
         "immediate" => {
             if u32_of(x::IMMEDIATE_DREG, "immediate dreg")? != x::REG_VERDICT {
                 return Ok(Expr::Other("immediate (data)".to_owned()));

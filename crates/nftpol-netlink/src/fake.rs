@@ -19,6 +19,7 @@ use nix::errno::Errno;
 use crate::batch::BatchWriter;
 use crate::error::{ApplyError, Object, ReadError};
 use crate::key;
+use crate::RuleCounter;
 use crate::{Applied, Dataplane};
 
 /// An in-memory table `inet nftpol`.
@@ -30,6 +31,9 @@ pub struct FakeDataplane {
     applied: usize,
     rejected: usize,
     fail_next: Option<Errno>,
+    /// Packets and bytes per (chain, rule position), set by tests; absent
+    /// means 0, as for a rule the kernel just added.
+    counters: BTreeMap<(String, usize), (u64, u64)>,
 }
 
 impl FakeDataplane {
@@ -75,6 +79,24 @@ impl FakeDataplane {
     pub fn fail_next_apply(&mut self, errno: Errno) {
         self.fail_next = Some(errno);
     }
+
+    /// Sets the counter of rule `rule` (its position, from 0) of `chain`, as
+    /// traffic would. Returns whether that rule exists and carries a counter
+    /// (nothing is set otherwise). Like the kernel's, the value is lost
+    /// when the chain is flushed or deleted.
+    pub fn set_counter(&mut self, chain: &str, rule: usize, packets: u64, bytes: u64) -> bool {
+        let has_counter = self
+            .state
+            .as_ref()
+            .and_then(|state| state.chains.get(chain))
+            .and_then(|found| found.rules.get(rule))
+            .is_some_and(|found| found.counter);
+        if has_counter {
+            self.counters
+                .insert((chain.to_owned(), rule), (packets, bytes));
+        }
+        has_counter
+    }
 }
 
 fn reject(errno: Errno, object: Object) -> ApplyError {
@@ -117,6 +139,11 @@ impl Dataplane for FakeDataplane {
             }
         }
         self.state = state;
+        for change in &diff.changes {
+            if let Change::FlushChain(chain) | Change::DeleteChain(chain) = change {
+                self.counters.retain(|(held, _), _| held != chain);
+            }
+        }
         self.applied += 1;
         let applied = Applied {
             messages: batch.message_count(),
@@ -131,7 +158,35 @@ impl Dataplane for FakeDataplane {
         Ok(self.state.clone())
     }
 
+    fn read_counters(&mut self) -> Result<Vec<RuleCounter>, ReadError> {
+        let Some(state) = &self.state else {
+            return Ok(Vec::new());
+        };
+        let mut counters = Vec::new();
+        for chain in state.chains.values() {
+            for (position, rule) in chain.rules.iter().enumerate() {
+                if !rule.counter {
+                    continue;
+                }
+                let (packets, bytes) = self
+                    .counters
+                    .get(&(chain.name.clone(), position))
+                    .copied()
+                    .unwrap_or_default();
+                counters.push(RuleCounter {
+                    chain: chain.name.clone(),
+                    rule: position,
+                    comment: rule.comment.clone(),
+                    packets,
+                    bytes,
+                });
+            }
+        }
+        Ok(counters)
+    }
+
     fn delete_table(&mut self) -> Result<(), ApplyError> {
+        self.counters.clear();
         if self.state.take().is_some() {
             self.applied += 1;
         }

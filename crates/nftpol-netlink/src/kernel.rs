@@ -24,6 +24,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::batch::{Batch, BatchWriter};
+use crate::counter::{self, RuleCounter};
 use crate::decode::{self, Dump};
 use crate::error::{ApplyError, DecodeError, FeatureError, Object, ReadError};
 use crate::nla::{messages, Attrs, Writer, NLMSG_HDRLEN};
@@ -538,6 +539,21 @@ impl Dataplane for KernelDataplane {
                 );
                 return Ok(Some(ruleset));
             }
+        }
+        Err(ReadError::Unstable {
+            attempts: READ_ATTEMPTS,
+        })
+    }
+
+    fn read_counters(&mut self) -> Result<Vec<RuleCounter>, ReadError> {
+        // Positions within a chain are only meaningful if the whole dump saw
+        // one ruleset generation, as for `read`.
+        for _ in 0..READ_ATTEMPTS {
+            let replies = self.dump(msg::GETRULE, &[(crate::uapi::rule::TABLE, TABLE_NAME)])?;
+            if replies.interrupted || replies.generations.len() > 1 {
+                continue;
+            }
+            return Ok(counter::decode(&replies.datagrams, TABLE_NAME)?);
         }
         Err(ReadError::Unstable {
             attempts: READ_ATTEMPTS,

@@ -31,6 +31,7 @@
 //! [`Ruleset`]: nftpol_ruleset::ir::Ruleset
 
 pub mod batch;
+mod counter;
 mod decode;
 mod error;
 mod expr;
@@ -43,6 +44,7 @@ mod set;
 pub mod uapi;
 mod verify;
 
+pub use counter::RuleCounter;
 pub use decode::Dump;
 pub use error::{ApplyError, DecodeError, ElementText, FeatureError, Object, ReadError};
 pub use fake::FakeDataplane;
@@ -83,6 +85,11 @@ pub trait Dataplane {
     /// Reads table `inet nftpol` back (`None` when absent): chains, rules,
     /// sets, elements, as IR.
     fn read(&mut self) -> Result<Option<Ruleset>, ReadError>;
+    /// Reads the packet and byte counts of every rule of table `inet nftpol`
+    /// that carries a counter, chain by chain in evaluation order (empty
+    /// when the table is absent). Unlike [`Dataplane::read`], which ignores
+    /// counter values so a read-back compares equal to what was applied.
+    fn read_counters(&mut self) -> Result<Vec<RuleCounter>, ReadError>;
     /// Deletes table `inet nftpol` if present (one batch).
     fn delete_table(&mut self) -> Result<(), ApplyError>;
 }

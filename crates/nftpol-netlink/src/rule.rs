@@ -315,7 +315,8 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
                 matches.push(Match::SaddrIsLocal);
                 rest = tail;
             }
-            [Expr::Counter, tail @ ..] => {
+            // Values are ignored: the IR states that a counter exists.
+            [Expr::Counter { .. }, tail @ ..] => {
                 counter = true;
                 rest = tail;
             }

@@ -317,6 +317,11 @@ pub mod expr {
     /// `NFTA_IMMEDIATE_DATA`.
     pub const IMMEDIATE_DATA: u16 = 2;
 
+    /// `NFTA_COUNTER_BYTES` (big-endian `u64`).
+    pub const COUNTER_BYTES: u16 = 1;
+    /// `NFTA_COUNTER_PACKETS` (big-endian `u64`).
+    pub const COUNTER_PACKETS: u16 = 2;
+
     /// `NFTA_REJECT_TYPE`.
     pub const REJECT_TYPE: u16 = 1;
     /// `NFTA_REJECT_ICMP_CODE`.

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use nftpol_agent::http::Health;
 use nftpol_agent::metrics::Metrics;
 use nftpol_agent::{Agent, AgentConfig, AgentError, Dataplane, Progress};
-use nftpol_netlink::{Applied, ApplyError, FakeDataplane, ReadError};
+use nftpol_netlink::{Applied, ApplyError, FakeDataplane, ReadError, RuleCounter};
 use nftpol_ruleset::diff::Diff;
 use nftpol_ruleset::interpret::{interpret, Packet};
 use nftpol_ruleset::ir::{CtState, Hook, Ruleset};
@@ -163,6 +163,10 @@ impl Dataplane for SharedDataplane {
 
     fn read(&mut self) -> Result<Option<Ruleset>, ReadError> {
         self.lock().read()
+    }
+
+    fn read_counters(&mut self) -> Result<Vec<RuleCounter>, ReadError> {
+        self.lock().read_counters()
     }
 
     fn delete_table(&mut self) -> Result<(), ApplyError> {
