@@ -47,9 +47,9 @@ for target in $("${fuzz[@]}" list --fuzz-dir "$dir"); do
   mkdir -p "$scratch/$target" "$dir/corpus/$target"
   echo "== fuzzing $target for ${seconds}s" >&2
   # -max_len keeps inputs (and so the corpus) small; manifests need room
-  # for a few YAML documents.
+  # for a few YAML documents, and whole dumps of a compiled ruleset.
   max_len=4096
-  [ "$target" = manifests ] && max_len=16384
+  case "$target" in manifests | dump_bytes) max_len=16384 ;; esac
   if ! "${fuzz[@]}" run "${common[@]}" "$target" "$scratch/$target" "$dir/corpus/$target" -- \
       -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
       -print_final_stats=1 2>"$scratch/$target.log"; then
