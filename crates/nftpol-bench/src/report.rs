@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context as _, Result};
 use plotters::prelude::*;
 
+use crate::dataplane::DataplaneResult;
 use crate::run::Results;
 
 /// Where `results.json` lives under the bench crate's directory.
@@ -64,7 +65,11 @@ pub fn write(results: &Results, out: &Path) -> Result<()> {
     std::fs::create_dir_all(&plots)?;
     plot_compile(results, &plots.join("compile.svg"))?;
     plot_commit(results, &plots.join("commit.svg"))?;
-    plot_dataplane(results, &plots.join("dataplane.svg"))?;
+    plot_dataplane(results.dataplane.as_ref(), &plots.join("dataplane.svg"))?;
+    plot_dataplane(
+        results.dataplane_small.as_ref(),
+        &plots.join("dataplane-small.svg"),
+    )?;
     let text = markdown(results);
     std::fs::write(out.join("BENCHMARKS.md"), text).context("writing BENCHMARKS.md")
 }
@@ -97,7 +102,14 @@ fn markdown(results: &Results) -> String {
     compile_section(&mut md, results);
     commit_section(&mut md, results);
     churn_section(&mut md, results);
-    dataplane_section(&mut md, results);
+    dataplane_section(&mut md, results.dataplane.as_ref(), "dataplane.svg");
+    if results.dataplane_small.is_some() {
+        dataplane_section(
+            &mut md,
+            results.dataplane_small.as_ref(),
+            "dataplane-small.svg",
+        );
+    }
     memory_section(&mut md, results);
     if !results.skipped.is_empty() {
         let _ = writeln!(md, "## Did not finish\n\n| measurement | why |\n|---|---|");
@@ -152,12 +164,15 @@ fn headline(md: &mut String, results: &Results) {
             met((large.reconciler.bytes.p50 - small.reconciler.bytes.p50).abs() <= 0.25 * small.reconciler.bytes.p50.max(1.0))
         );
     }
-    if let Some(dataplane) = &results.dataplane {
+    for dataplane in [&results.dataplane, &results.dataplane_small]
+        .into_iter()
+        .flatten()
+    {
         if let (Some(ours), Some(theirs)) = (dataplane.nftpol.last(), dataplane.linear.last()) {
             let _ = writeln!(
                 md,
-                "| dataplane (no target) | at {} policies: nftpol {:.0} conn/s, linear {:.0} conn/s ({}), no table {:.0} conn/s | |",
-                count(ours.policies), ours.connections_per_s, theirs.connections_per_s,
+                "| dataplane (no target) | {} pods: nftpol {:.0} conn/s at {} policies, linear {:.0} conn/s at {} policies ({}), no table {:.0} conn/s | |",
+                count(dataplane.pods), ours.connections_per_s, count(ours.policies), theirs.connections_per_s, count(theirs.policies),
                 ratio(ours.connections_per_s, theirs.connections_per_s), dataplane.baseline.connections_per_s
             );
         }
@@ -298,8 +313,8 @@ fn churn_section(md: &mut String, results: &Results) {
     md.push('\n');
 }
 
-fn dataplane_section(md: &mut String, results: &Results) {
-    let Some(d) = &results.dataplane else {
+fn dataplane_section(md: &mut String, dataplane: Option<&DataplaneResult>, plot: &str) {
+    let Some(d) = dataplane else {
         let _ = writeln!(
             md,
             "## 4. Dataplane\n\nNot measured in this run (see below).\n"
@@ -308,14 +323,14 @@ fn dataplane_section(md: &mut String, results: &Results) {
     };
     let _ = writeln!(
         md,
-        "## 4. Dataplane: new TCP connections between two pods on different nodes\n\n\
+        "## 4. Dataplane at {} pods: new TCP connections between two pods on different nodes\n\n\
          nftpol-lab namespaces (fabric, two nodes, two pods; removed afterwards). The client pod (app-0 on node-1) \
          connects to the server pod (app-1 on node-2) on port 8080, allowed by the generated policies; {} generated pods \
          are set elements. One client thread, sequential connects for {} s per point, each closed with RST. \
          `denied` is what a connect to a port no policy allows did (refused: no filtering; dropped: enforced). \
          (a) no table; (b) nftpol; (c) the same allow-list as linear rules (one rule per peer address and per \
-         local pod, as iptables-based agents generate), loaded with `nft -f`. Rules and elements are node-1 + node-2.\n",
-        count(d.pods), d.seconds
+         local pod, as iptables-based agents generate), loaded with `nft -f` (up to 400,000 rules). Rules and elements are node-1 + node-2.\n",
+        count(d.pods), count(d.pods), d.seconds
     );
     let _ = writeln!(md, "| setup | policies | rules | load ms | conn/s | vs no table | connect p50 ms | p99 ms | max ms | failures | denied |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
@@ -350,7 +365,7 @@ fn dataplane_section(md: &mut String, results: &Results) {
     for note in &d.notes {
         let _ = writeln!(md, "\nNot measured: {note}.");
     }
-    let _ = writeln!(md, "\n![connections per second](results/dataplane.svg)\n");
+    let _ = writeln!(md, "\n![connections per second](results/{plot})\n");
     let _ = writeln!(md, "Bulk throughput of one established flow (conntrack bypass: the first rule accepts established packets):\n\n| setup | Gbit/s | vs no table |\n|---|---:|---:|");
     let base = d.throughput.first().map_or(0.0, |t| t.gbit_per_s);
     for t in &d.throughput {
@@ -549,10 +564,10 @@ fn plot_commit(results: &Results, path: &Path) -> Result<()> {
     root.present().map_err(svg_error)
 }
 
-fn plot_dataplane(results: &Results, path: &Path) -> Result<()> {
+fn plot_dataplane(dataplane: Option<&DataplaneResult>, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(svg_error)?;
-    let Some(d) = &results.dataplane else {
+    let Some(d) = dataplane else {
         return root.present().map_err(svg_error);
     };
     let ticks: Vec<usize> = d.nftpol.iter().map(|p| p.policies).collect();

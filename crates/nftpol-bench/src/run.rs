@@ -42,8 +42,11 @@ pub struct Results {
     pub commit: Vec<CommitResult>,
     /// Measurement 3.
     pub churn: Vec<ChurnResult>,
-    /// Measurement 4.
+    /// Measurement 4 at the largest size.
     pub dataplane: Option<DataplaneResult>,
+    /// Measurement 4 at a size where the linear contrast still loads.
+    #[serde(default)]
+    pub dataplane_small: Option<DataplaneResult>,
     /// Measurement 5.
     pub memory: Vec<MemoryResult>,
     /// What did not finish.
@@ -67,6 +70,8 @@ pub struct Plan {
     pub churn: Vec<(usize, usize, usize, f64, usize)>,
     /// Measurement 4: pods, policy counts, seconds per point.
     pub dataplane: (usize, Vec<usize>, f64),
+    /// Measurement 4 again at a size where linear rules still load.
+    pub dataplane_small: Option<(usize, Vec<usize>, f64)>,
     /// (pods, policies) of measurement 5.
     pub memory: Vec<(usize, usize)>,
     /// Longest one measurement process may run.
@@ -89,6 +94,7 @@ impl Plan {
             commit_runs: 1,
             churn: vec![(1000, 100, 15, 5.0, 15)],
             dataplane: (1000, vec![0, 50], 0.3),
+            dataplane_small: None,
             memory: vec![(1000, 100)],
             timeout: Duration::from_mins(2),
             big: usize::MAX,
@@ -112,6 +118,7 @@ impl Plan {
                 (100_000, 1000, 1002, 1.0, 3000),
             ],
             dataplane: (100_000, vec![0, 100, 1000], 3.0),
+            dataplane_small: Some((10_000, vec![0, 100, 1000, 10_000], 3.0)),
             memory: vec![(100_000, 1000)],
             timeout: Duration::from_mins(10),
             big: 100_000 * 1000,
@@ -219,6 +226,7 @@ pub fn run(plan: &Plan, seed: u64) -> Results {
         commit: Vec::new(),
         churn: Vec::new(),
         dataplane: None,
+        dataplane_small: None,
         memory: Vec::new(),
         skipped: Vec::new(),
     };
@@ -267,28 +275,10 @@ pub fn run(plan: &Plan, seed: u64) -> Results {
             &mut results.skipped,
         );
     }
-    let (pods, ref policies, seconds) = plan.dataplane;
-    let mut args = vec![
-        "dataplane".to_owned(),
-        "--pods".to_owned(),
-        pods.to_string(),
-        "--seconds".to_owned(),
-        seconds.to_string(),
-        "--seed".to_owned(),
-        seed.to_string(),
-    ];
-    for count in policies {
-        args.extend(["--policies".to_owned(), count.to_string()]);
+    results.dataplane = dataplane(&plan.dataplane, seed, plan.timeout, &mut results.skipped);
+    if let Some(small) = &plan.dataplane_small {
+        results.dataplane_small = dataplane(small, seed, plan.timeout, &mut results.skipped);
     }
-    let mut dataplane = Vec::new();
-    collect(
-        format!("dataplane {pods} pods"),
-        &args,
-        plan.timeout,
-        &mut dataplane,
-        &mut results.skipped,
-    );
-    results.dataplane = dataplane.pop();
     for &(pods, policies) in &plan.memory {
         collect(
             format!("memory {pods} pods × {policies} policies"),
@@ -308,6 +298,36 @@ pub fn run(plan: &Plan, seed: u64) -> Results {
         );
     }
     results
+}
+
+fn dataplane(
+    size: &(usize, Vec<usize>, f64),
+    seed: u64,
+    timeout: Duration,
+    skipped: &mut Vec<Skipped>,
+) -> Option<DataplaneResult> {
+    let (pods, policies, seconds) = size;
+    let mut args = vec![
+        "dataplane".to_owned(),
+        "--pods".to_owned(),
+        pods.to_string(),
+        "--seconds".to_owned(),
+        seconds.to_string(),
+        "--seed".to_owned(),
+        seed.to_string(),
+    ];
+    for count in policies {
+        args.extend(["--policies".to_owned(), count.to_string()]);
+    }
+    let mut found = Vec::new();
+    collect(
+        format!("dataplane {pods} pods"),
+        &args,
+        timeout,
+        &mut found,
+        skipped,
+    );
+    found.pop()
 }
 
 /// Writes `results` as pretty JSON to `path`.
