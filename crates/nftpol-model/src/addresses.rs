@@ -117,7 +117,20 @@ impl AddressSet {
 
     /// Adds one address.
     pub fn insert(&mut self, address: IpAddr) {
-        self.union(&Self::from_net(IpNet::from(address)));
+        self.extend([address]);
+    }
+
+    /// Adds many addresses, normalising once (inserting one by one would
+    /// re-sort the set for every address).
+    pub fn extend(&mut self, addresses: impl IntoIterator<Item = IpAddr>) {
+        for address in addresses {
+            match address {
+                IpAddr::V4(v4) => self.v4.push((u32::from(v4), u32::from(v4))),
+                IpAddr::V6(v6) => self.v6.push((u128::from(v6), u128::from(v6))),
+            }
+        }
+        normalize(&mut self.v4);
+        normalize(&mut self.v6);
     }
 
     /// Adds every address of `other`.

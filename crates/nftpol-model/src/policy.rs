@@ -58,7 +58,7 @@ pub(crate) struct Rule {
     pub(crate) ports: Option<Vec<PortSpec>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum NamespaceScope {
     /// The policy's own namespace.
     Own(String),

@@ -1,8 +1,10 @@
 //! The per-node policy model: which local pods each policy isolates, and
 //! each rule's peers and ports resolved against the whole cluster.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use ipnet::IpNet;
 
@@ -11,7 +13,10 @@ use crate::cluster::Cluster;
 use crate::error::ModelError;
 use crate::evaluate::Protocol;
 use crate::pods::{PodIndex, PodView};
-use crate::policy::{labels_of, namespace_labels, parse_all, Peer, PolicyId, PortSpec, Rule};
+use crate::policy::{
+    labels_of, namespace_labels, parse_all, NamespaceScope, Peer, PolicyId, PortSpec, Rule,
+};
+use crate::selector::Selector;
 
 /// Everything one node enforces.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -137,15 +142,22 @@ pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
             egress: vec![],
         })
         .collect();
+    let mut locals_by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (position, pod) in locals.iter().enumerate() {
+        locals_by_namespace
+            .entry(pod.namespace.as_str())
+            .or_default()
+            .push(position);
+    }
+    let resolver = Resolver::new(&index, &namespaces);
     let mut resolved = Vec::new();
     for policy in &policies {
-        let targets: Vec<usize> = locals
-            .iter()
-            .enumerate()
-            .filter(|(_, pod)| {
-                pod.namespace == policy.id.namespace && policy.targets.selects(&pod.labels)
-            })
-            .map(|(position, _)| position)
+        let targets: Vec<usize> = locals_by_namespace
+            .get(policy.id.namespace.as_str())
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|position| policy.targets.selects(&locals[*position].labels))
             .collect();
         if targets.is_empty() || (policy.ingress.is_none() && policy.egress.is_none()) {
             continue;
@@ -160,10 +172,6 @@ pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
             }
         }
         let target_pods: Vec<&PodView> = targets.iter().map(|position| locals[*position]).collect();
-        let resolver = Resolver {
-            index: &index,
-            namespaces: &namespaces,
-        };
         resolved.push(ResolvedPolicy {
             id: policy.id.clone(),
             ingress: policy.ingress.as_ref().map(|rules| {
@@ -231,12 +239,97 @@ enum NamedOn<'a> {
     Peers,
 }
 
+/// A selector peer: its namespace scope and pod selector.
+type PeerKey = (NamespaceScope, Selector);
+
+/// Addresses declaring one named port, with the number each resolves to.
+type NamedAddresses = Vec<(IpAddr, u16)>;
+
+/// Resolves rules against the whole cluster.
+///
+/// Peers are looked up per namespace and cached per distinct (namespace
+/// scope, pod selector): policies repeat selectors, and a scan of every pod
+/// for every peer of every policy would cost policies × pods.
 struct Resolver<'a> {
     index: &'a PodIndex,
     namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
+    /// Counted pods per namespace, with the addresses each owns.
+    by_namespace: BTreeMap<&'a str, Vec<(&'a PodView, Vec<IpAddr>)>>,
+    peer_cache: RefCell<HashMap<PeerKey, Rc<Vec<IpAddr>>>>,
+    /// Per (port name, protocol): every owned address of a pod declaring it, with the number.
+    named_cache: RefCell<HashMap<(String, Protocol), Rc<NamedAddresses>>>,
 }
 
-impl Resolver<'_> {
+impl<'a> Resolver<'a> {
+    fn new(
+        index: &'a PodIndex,
+        namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Self {
+        let mut by_namespace: BTreeMap<&str, Vec<(&PodView, Vec<IpAddr>)>> = BTreeMap::new();
+        for pod in &index.pods {
+            by_namespace
+                .entry(pod.namespace.as_str())
+                .or_default()
+                .push((pod, index.owned_ips(pod).collect()));
+        }
+        Self {
+            index,
+            namespaces,
+            by_namespace,
+            peer_cache: RefCell::default(),
+            named_cache: RefCell::default(),
+        }
+    }
+
+    /// Addresses of the counted pods a selector peer matches.
+    fn peer_addresses(&self, namespaces: &NamespaceScope, pods: &Selector) -> Rc<Vec<IpAddr>> {
+        let key = (namespaces.clone(), pods.clone());
+        if let Some(found) = self.peer_cache.borrow().get(&key) {
+            return Rc::clone(found);
+        }
+        let mut addresses = Vec::new();
+        for (namespace, members) in &self.by_namespace {
+            let namespace_matches = match namespaces {
+                NamespaceScope::Own(own) => own == namespace,
+                NamespaceScope::Matching(selector) => {
+                    selector.matches(&labels_of(self.namespaces, namespace))
+                }
+            };
+            if namespace_matches {
+                for (pod, ips) in members {
+                    if pods.matches(&pod.labels) {
+                        addresses.extend_from_slice(ips);
+                    }
+                }
+            }
+        }
+        let addresses = Rc::new(addresses);
+        self.peer_cache
+            .borrow_mut()
+            .insert(key, Rc::clone(&addresses));
+        addresses
+    }
+
+    /// Every owned address of a counted pod that declares `name` for `protocol`.
+    fn named_everywhere(&self, name: &str, protocol: Protocol) -> Rc<NamedAddresses> {
+        let key = (name.to_owned(), protocol);
+        if let Some(found) = self.named_cache.borrow().get(&key) {
+            return Rc::clone(found);
+        }
+        let endpoints: Vec<(IpAddr, u16)> = self
+            .by_namespace
+            .values()
+            .flatten()
+            .filter_map(|(pod, ips)| pod.named_port(name, protocol).map(|port| (ips, port)))
+            .flat_map(|(ips, port)| ips.iter().map(move |ip| (*ip, port)))
+            .collect();
+        let endpoints = Rc::new(endpoints);
+        self.named_cache
+            .borrow_mut()
+            .insert(key, Rc::clone(&endpoints));
+        endpoints
+    }
+
     fn rule(&self, rule: &Rule, named_on: NamedOn<'_>) -> ResolvedRule {
         let peers = match &rule.peers {
             None => Peers::Any,
@@ -245,15 +338,8 @@ impl Resolver<'_> {
                 for peer in list {
                     match peer {
                         Peer::Block(block) => addresses.union(block),
-                        Peer::Pods { .. } => {
-                            for pod in &self.index.pods {
-                                let labels = labels_of(self.namespaces, &pod.namespace);
-                                if peer.selects_pod(&pod.namespace, &labels, &pod.labels) {
-                                    for ip in self.index.owned_ips(pod) {
-                                        addresses.insert(ip);
-                                    }
-                                }
-                            }
+                        Peer::Pods { namespaces, pods } => {
+                            addresses.extend(self.peer_addresses(namespaces, pods).iter().copied());
                         }
                         Peer::Invalid => {}
                     }
@@ -313,37 +399,27 @@ impl Resolver<'_> {
         name: &str,
         protocol: Protocol,
     ) -> Vec<NamedPortEndpoint> {
-        let endpoints =
-            |pod: &PodView, admits: &dyn Fn(IpAddr) -> bool| -> Vec<NamedPortEndpoint> {
-                pod.named_port(name, protocol)
-                    .map(|port| {
-                        self.index
-                            .owned_ips(pod)
-                            .filter(|ip| admits(*ip))
-                            .map(|address| NamedPortEndpoint {
-                                address,
-                                protocol,
-                                port,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
+        let endpoint = |(address, port): (IpAddr, u16)| NamedPortEndpoint {
+            address,
+            protocol,
+            port,
+        };
         match named_on {
             NamedOn::Targets(targets) => targets
                 .iter()
-                .flat_map(|pod| endpoints(pod, &|_| true))
+                .filter_map(|pod| pod.named_port(name, protocol).map(|port| (pod, port)))
+                .flat_map(|(pod, port)| self.index.owned_ips(pod).map(move |ip| (ip, port)))
+                .map(endpoint)
                 .collect(),
             NamedOn::Peers => self
-                .index
-                .pods
+                .named_everywhere(name, protocol)
                 .iter()
-                .flat_map(|pod| {
-                    endpoints(pod, &|ip| match peers {
-                        Peers::Any => true,
-                        Peers::Addresses { addresses, .. } => addresses.contains(ip),
-                    })
+                .copied()
+                .filter(|(ip, _)| match peers {
+                    Peers::Any => true,
+                    Peers::Addresses { addresses, .. } => addresses.contains(*ip),
                 })
+                .map(endpoint)
                 .collect(),
         }
     }
