@@ -166,42 +166,14 @@ impl Policy {
             )
         };
         let ingress = isolates_ingress.then(|| {
-            if allows_nothing {
-                return Vec::new();
-            }
-            let rules = spec.ingress.unwrap_or_default();
-            rules
-                .iter()
-                .enumerate()
-                .map(|(index, rule)| {
-                    Rule::parse(
-                        &mut context,
-                        Direction::Ingress,
-                        index,
-                        rule.from.as_ref(),
-                        rule.ports.as_ref(),
-                    )
-                })
-                .collect()
+            let rules = spec.ingress.iter().flatten().filter(|_| !allows_nothing);
+            let sections = rules.map(|rule| (rule.from.as_ref(), rule.ports.as_ref()));
+            Rule::parse_all(&mut context, Direction::Ingress, sections)
         });
         let egress = isolates_egress.then(|| {
-            if allows_nothing {
-                return Vec::new();
-            }
-            let rules = spec.egress.unwrap_or_default();
-            rules
-                .iter()
-                .enumerate()
-                .map(|(index, rule)| {
-                    Rule::parse(
-                        &mut context,
-                        Direction::Egress,
-                        index,
-                        rule.to.as_ref(),
-                        rule.ports.as_ref(),
-                    )
-                })
-                .collect()
+            let rules = spec.egress.iter().flatten().filter(|_| !allows_nothing);
+            let sections = rules.map(|rule| (rule.to.as_ref(), rule.ports.as_ref()));
+            Rule::parse_all(&mut context, Direction::Egress, sections)
         });
         Self {
             id,
@@ -273,6 +245,23 @@ pub(crate) fn parse_all(policies: &[NetworkPolicy], errors: &mut Vec<ModelError>
 }
 
 impl Rule {
+    /// Parses a direction's rules, given each rule's peers and ports.
+    fn parse_all<'r>(
+        context: &mut Context<'_>,
+        direction: Direction,
+        rules: impl Iterator<
+            Item = (
+                Option<&'r Vec<NetworkPolicyPeer>>,
+                Option<&'r Vec<NetworkPolicyPort>>,
+            ),
+        >,
+    ) -> Vec<Self> {
+        rules
+            .enumerate()
+            .map(|(index, (peers, ports))| Rule::parse(context, direction, index, peers, ports))
+            .collect()
+    }
+
     fn parse(
         context: &mut Context<'_>,
         direction: Direction,
