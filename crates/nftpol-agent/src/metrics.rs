@@ -232,24 +232,23 @@ pub struct RulesetMetrics {
 /// The closed set of set kinds, from the compiler's naming scheme
 /// (`names` module of `nftpol-ruleset`).
 fn set_kind(name: &str) -> &'static str {
-    let role = if name.contains('/') {
-        // `<role>-<HASH>-<namespace>/<name>/<tail>`
-        name.split('-').next().unwrap_or_default()
-    } else {
-        // `<role>-v4` / `<role>-v6`
-        name.strip_suffix("-v4")
-            .or_else(|| name.strip_suffix("-v6"))
-            .unwrap_or(name)
-    };
-    match role {
+    let without_family = name
+        .strip_suffix("-v4")
+        .or_else(|| name.strip_suffix("-v6"))
+        .unwrap_or(name);
+    match without_family {
         "local-pod-ips" => "local_pod_ips",
         "pod-cidrs" => "pod_cidrs",
         "self-pairs" => "self_pairs",
         "ingress-dispatch" | "egress-dispatch" => "dispatch",
-        "peers" => "peers",
-        "ports" => "ports",
-        "named" => "named_ports",
-        _ => "other",
+        // `<role>-<HASH>…`: shared sets and per-policy sets.
+        _ => match name.split('-').next().unwrap_or_default() {
+            "pods" => "pod_peers",
+            "block" => "ip_blocks",
+            "ports" => "ports",
+            "named" => "named_ports",
+            _ => "other",
+        },
     }
 }
 
@@ -534,8 +533,9 @@ mod tests {
             ("pod-cidrs-v6", "pod_cidrs"),
             ("self-pairs-v4", "self_pairs"),
             ("ingress-dispatch-v6", "dispatch"),
-            ("peers-7q2k4mxb-shop/db/in0/peer0-v4", "peers"),
-            ("ports-7q2k4mxb-shop/db/in0", "ports"),
+            ("pods-7q2k4mxb7q2k4mxb-v4", "pod_peers"),
+            ("block-7q2k4mxb7q2k4mxb-v6", "ip_blocks"),
+            ("ports-7q2k4mxb7q2k4mxb", "ports"),
             ("named-7q2k4mxb-shop/db/in0-v6", "named_ports"),
             ("something-new-v4", "other"),
         ];

@@ -1,7 +1,7 @@
 //! The contrast ruleset of measurement 4: nftpol's allow-list written as
 //! linear rules, as iptables-based agents generate it.
 //!
-//! From nftpol's IR: every lookup in a peer set (`peers-…`) becomes one rule
+//! From nftpol's IR: every lookup in a peer set (`pods-…`, `block-…`) becomes one rule
 //! per peer address (pod ranges of up to 256 addresses are split into
 //! single addresses; larger `ipBlock` ranges stay one rule), the dispatch
 //! maps become one `ip daddr X goto …` rule per local pod address, and the
@@ -62,7 +62,10 @@ fn literals(element: &Element) -> Vec<String> {
 }
 
 fn is_expanded(set: &str) -> bool {
-    set.starts_with("peers-") || set.starts_with("self-pairs") || set.contains("-dispatch-")
+    set.starts_with("pods-")
+        || set.starts_with("block-")
+        || set.starts_with("self-pairs")
+        || set.contains("-dispatch-")
 }
 
 /// Which match of `rule` is expanded, if any.

@@ -47,6 +47,6 @@ pub use explain::explain;
 pub use pods::{ContainerPort, PodView};
 pub use policy::PolicyId;
 pub use resolve::{
-    resolve, LocalPod, NamedPortEndpoint, NodeModel, Peers, PortRange, Ports, ResolvedPolicy,
-    ResolvedRule,
+    resolve, LocalPod, NamedPortEndpoint, NodeModel, Peers, PortRange, Ports, ResolvedPeer,
+    ResolvedPolicy, ResolvedRule,
 };

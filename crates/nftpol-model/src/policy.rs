@@ -65,6 +65,15 @@ pub(crate) enum NamespaceScope {
     Matching(Selector),
 }
 
+impl fmt::Display for NamespaceScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NamespaceScope::Own(namespace) => write!(f, "ns:{namespace}"),
+            NamespaceScope::Matching(selector) => write!(f, "ns-selector:{selector}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Peer {
     Pods {

@@ -32,6 +32,10 @@ pub struct NodeModel {
     pub policies: Vec<ResolvedPolicy>,
     /// Invalid parts of objects, cluster-wide.
     pub errors: Vec<ModelError>,
+    /// Whether any counted pod in the cluster has an IPv4 address.
+    pub cluster_has_ipv4_pods: bool,
+    /// Whether any counted pod in the cluster has an IPv6 address.
+    pub cluster_has_ipv6_pods: bool,
 }
 
 /// A counted pod on this node.
@@ -73,13 +77,45 @@ pub struct ResolvedRule {
 pub enum Peers {
     /// `from`/`to` omitted or empty: every address.
     Any,
-    /// These addresses: pod peers' IPs and `ipBlock`s, normalised.
-    Addresses {
-        /// The addresses.
-        addresses: AddressSet,
-        /// Whether pod selectors contribute, so pods may join later.
-        has_pod_selectors: bool,
+    /// These peers, each resolved on its own (invalid ones are left out, so
+    /// an empty list allows nothing).
+    List(Vec<ResolvedPeer>),
+}
+
+/// One peer of a rule, resolved to addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolvedPeer {
+    /// The counted pods a selector peer matches. Equal selector peers (same
+    /// namespace scope, same pod selector) share one `identity`, so the
+    /// ruleset can hold their addresses once for every policy using them.
+    Pods {
+        /// Canonical text of the namespace scope and the pod selector.
+        identity: String,
+        /// The pods' addresses, sorted and deduplicated.
+        addresses: Vec<IpAddr>,
     },
+    /// An `ipBlock` minus its `except`s.
+    Block(AddressSet),
+}
+
+impl ResolvedPeer {
+    /// Whether `address` is one of this peer's.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match self {
+            ResolvedPeer::Pods { addresses, .. } => addresses.binary_search(&address).is_ok(),
+            ResolvedPeer::Block(block) => block.contains(address),
+        }
+    }
+}
+
+impl Peers {
+    /// Whether `address` matches any peer.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match self {
+            Peers::Any => true,
+            Peers::List(peers) => peers.iter().any(|peer| peer.contains(address)),
+        }
+    }
 }
 
 /// An inclusive destination port range of one protocol.
@@ -190,6 +226,16 @@ pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
     }
     local_pods.retain(|pod| !pod.ips.is_empty());
     NodeModel {
+        cluster_has_ipv4_pods: index
+            .pods
+            .iter()
+            .flat_map(|pod| &pod.ips)
+            .any(IpAddr::is_ipv4),
+        cluster_has_ipv6_pods: index
+            .pods
+            .iter()
+            .flat_map(|pod| &pod.ips)
+            .any(IpAddr::is_ipv6),
         node: node.to_owned(),
         pod_cidrs,
         local_pods,
@@ -303,6 +349,8 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
+        addresses.sort_unstable();
+        addresses.dedup();
         let addresses = Rc::new(addresses);
         self.peer_cache
             .borrow_mut()
@@ -333,23 +381,18 @@ impl<'a> Resolver<'a> {
     fn rule(&self, rule: &Rule, named_on: NamedOn<'_>) -> ResolvedRule {
         let peers = match &rule.peers {
             None => Peers::Any,
-            Some(list) => {
-                let mut addresses = AddressSet::default();
-                for peer in list {
-                    match peer {
-                        Peer::Block(block) => addresses.union(block),
-                        Peer::Pods { namespaces, pods } => {
-                            addresses.extend(self.peer_addresses(namespaces, pods).iter().copied());
-                        }
-                        Peer::Invalid => {}
-                    }
-                }
-                let has_pod_selectors = list.iter().any(|peer| matches!(peer, Peer::Pods { .. }));
-                Peers::Addresses {
-                    addresses,
-                    has_pod_selectors,
-                }
-            }
+            Some(list) => Peers::List(
+                list.iter()
+                    .filter_map(|peer| match peer {
+                        Peer::Block(block) => Some(ResolvedPeer::Block(block.clone())),
+                        Peer::Pods { namespaces, pods } => Some(ResolvedPeer::Pods {
+                            identity: format!("{namespaces} pods:{pods}"),
+                            addresses: self.peer_addresses(namespaces, pods).to_vec(),
+                        }),
+                        Peer::Invalid => None,
+                    })
+                    .collect(),
+            ),
         };
         let ports = match &rule.ports {
             None => Ports::Any,
@@ -415,10 +458,7 @@ impl<'a> Resolver<'a> {
                 .named_everywhere(name, protocol)
                 .iter()
                 .copied()
-                .filter(|(ip, _)| match peers {
-                    Peers::Any => true,
-                    Peers::Addresses { addresses, .. } => addresses.contains(*ip),
-                })
+                .filter(|(ip, _)| peers.contains(*ip))
                 .map(endpoint)
                 .collect(),
         }

@@ -1,6 +1,7 @@
 //! Label selectors: `matchLabels` AND `matchExpressions`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -73,6 +74,28 @@ impl Selector {
                 Requirement::Exists(key) => labels.contains_key(key),
                 Requirement::DoesNotExist(key) => !labels.contains_key(key),
             })
+    }
+}
+
+/// Canonical text in the API's selector syntax (`app=web,tier in (a,b),!legacy`);
+/// `<all>` for the empty selector. Equal selectors print equally.
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.requirements.is_empty() {
+            return f.write_str("<all>");
+        }
+        let terms: Vec<String> = self
+            .requirements
+            .iter()
+            .map(|requirement| match requirement {
+                Requirement::In(key, values) if values.len() == 1 => format!("{key}={}", values[0]),
+                Requirement::In(key, values) => format!("{key} in ({})", values.join(",")),
+                Requirement::NotIn(key, values) => format!("{key} notin ({})", values.join(",")),
+                Requirement::Exists(key) => key.clone(),
+                Requirement::DoesNotExist(key) => format!("!{key}"),
+            })
+            .collect();
+        f.write_str(&terms.join(","))
     }
 }
 

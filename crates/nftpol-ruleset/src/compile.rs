@@ -48,7 +48,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use nftpol_model::{LocalPod, NodeModel, Peers, PolicyId, PortRange, Ports, ResolvedRule};
+use nftpol_model::{
+    LocalPod, NamedPortEndpoint, NodeModel, Peers, PolicyId, PortRange, Ports, ResolvedPeer,
+    ResolvedRule,
+};
 
 use crate::ir::{
     Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule,
@@ -390,6 +393,21 @@ fn add_base_chains(ruleset: &mut Ruleset, direction: Direction, options: Compile
     }
 }
 
+/// The address families any counted pod of the cluster uses: sets of pod
+/// addresses exist only for these (an IPv4-only cluster holds no empty IPv6
+/// pod sets, which keeps the set count, and the kernel's cost of adding sets,
+/// down).
+fn pod_families(model: &NodeModel) -> Vec<Family> {
+    let mut families = Vec::new();
+    if model.cluster_has_ipv4_pods {
+        families.push(Family::V4);
+    }
+    if model.cluster_has_ipv6_pods {
+        families.push(Family::V6);
+    }
+    families
+}
+
 fn dispatch_map(direction: Direction, family: Family) -> String {
     names::static_set(&format!("{}-dispatch", direction.name()), family)
 }
@@ -445,10 +463,11 @@ fn add_dispatch(
     for map in maps.into_values() {
         insert_set(ruleset, map);
     }
+    let families = pod_families(model);
     for index in used_policies {
         let policy = &model.policies[index];
         if let Some(rules) = direction.rules_of(policy) {
-            add_policy(ruleset, &policy.id, direction, rules);
+            add_policy(ruleset, &families, &policy.id, direction, rules);
         }
     }
 }
@@ -501,70 +520,61 @@ fn policy_chain(id: &PolicyId, direction: Direction) -> String {
 
 /// The chain of one policy in one direction: its rules' allow rules, each
 /// accepting on match and falling through otherwise.
-fn add_policy(ruleset: &mut Ruleset, id: &PolicyId, direction: Direction, rules: &[ResolvedRule]) {
+fn add_policy(
+    ruleset: &mut Ruleset,
+    pod_families: &[Family],
+    id: &PolicyId,
+    direction: Direction,
+    rules: &[ResolvedRule],
+) {
     let mut chain_rules = Vec::new();
     for (index, resolved) in rules.iter().enumerate() {
         let tail = format!("{}{index}", direction.name());
         let comment = format!("{id} {}[{index}]", direction.name());
-        for peer in peer_conditions(ruleset, id, &tail, direction, &resolved.peers) {
-            match &resolved.ports {
-                Ports::Any => chain_rules.push(accept(peer.matches.clone(), &comment)),
-                Ports::List {
-                    ranges,
-                    named,
-                    has_named,
-                } => {
-                    if !ranges.is_empty() {
-                        let name = names::policy_object("ports", id, &tail);
-                        let mut ports = set(
-                            &name,
-                            vec![KeyType::InetProto, KeyType::InetService],
-                            true,
-                            format!("{comment}: ports"),
-                        );
-                        ports.elements = port_elements(ranges);
-                        insert_set(ruleset, ports);
-                        let mut matches = peer.matches.clone();
-                        matches.push(lookup(vec![Field::L4Proto, Field::TransportDport], &name));
-                        chain_rules.push(accept(matches, &comment));
-                    }
-                    if *has_named {
-                        for family in FAMILIES
-                            .into_iter()
-                            .filter(|family| peer.family.is_none_or(|only| only == *family))
-                        {
-                            let name = names::policy_family_set("named", id, &tail, family);
-                            let mut endpoints = set(
-                                &name,
-                                vec![
-                                    address_type(family),
-                                    KeyType::InetProto,
-                                    KeyType::InetService,
-                                ],
-                                false,
-                                format!("{comment}: named ports per destination pod"),
-                            );
-                            endpoints.elements = named
-                                .iter()
-                                .filter(|endpoint| family_of(endpoint.address) == family)
-                                .map(|endpoint| {
-                                    Element::key(vec![
-                                        address_value(endpoint.address),
-                                        Value::Proto(endpoint.protocol.number()),
-                                        Value::Port(endpoint.port),
-                                    ])
-                                })
-                                .collect();
-                            insert_set(ruleset, endpoints);
-                            let mut matches = peer.matches.clone();
-                            matches.push(lookup(
-                                vec![daddr(family), Field::L4Proto, Field::TransportDport],
-                                &name,
-                            ));
-                            chain_rules.push(accept(matches, &comment));
-                        }
-                    }
-                }
+        let peers = peer_conditions(ruleset, pod_families, direction, &resolved.peers);
+        let Ports::List {
+            ranges,
+            named,
+            has_named,
+        } = &resolved.ports
+        else {
+            chain_rules.extend(
+                peers
+                    .iter()
+                    .map(|peer| accept(peer.matches.clone(), &comment)),
+            );
+            continue;
+        };
+        let ports = (!ranges.is_empty()).then(|| add_ports_set(ruleset, ranges));
+        let named_sets: Vec<(Family, String)> = if *has_named {
+            pod_families
+                .iter()
+                .map(|&family| {
+                    (
+                        family,
+                        add_named_set(ruleset, id, &tail, family, named, &comment),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for peer in &peers {
+            if let Some(ports) = &ports {
+                let mut matches = peer.matches.clone();
+                matches.push(lookup(vec![Field::L4Proto, Field::TransportDport], ports));
+                chain_rules.push(accept(matches, &comment));
+            }
+            for (family, name) in named_sets
+                .iter()
+                .filter(|(family, _)| peer.family.is_none_or(|only| only == *family))
+            {
+                let mut matches = peer.matches.clone();
+                matches.push(lookup(
+                    vec![daddr(*family), Field::L4Proto, Field::TransportDport],
+                    name,
+                ));
+                chain_rules.push(accept(matches, &comment));
             }
         }
     }
@@ -579,52 +589,147 @@ fn add_policy(ruleset: &mut Ruleset, id: &PolicyId, direction: Direction, rules:
     );
 }
 
+/// The ports set of a rule, shared by every rule with the same ports: its
+/// content is policy-derived, so it only changes when a policy does.
+fn add_ports_set(ruleset: &mut Ruleset, ranges: &[PortRange]) -> String {
+    let elements = port_elements(ranges);
+    let identity = elements
+        .iter()
+        .map(|element| format!("{:?}-{:?}", element.start, element.end))
+        .collect::<Vec<_>>()
+        .join(",");
+    let name = names::shared_set("ports", &identity, None);
+    if !ruleset.sets.contains_key(&name) {
+        let mut ports = set(
+            &name,
+            vec![KeyType::InetProto, KeyType::InetService],
+            true,
+            "destination ports of policy rules".to_owned(),
+        );
+        ports.elements = elements;
+        insert_set(ruleset, ports);
+    }
+    name
+}
+
+/// A rule's named ports resolved per destination pod address, one family.
+fn add_named_set(
+    ruleset: &mut Ruleset,
+    id: &PolicyId,
+    tail: &str,
+    family: Family,
+    named: &[NamedPortEndpoint],
+    comment: &str,
+) -> String {
+    let name = names::policy_family_set("named", id, tail, family);
+    let mut endpoints = set(
+        &name,
+        vec![
+            address_type(family),
+            KeyType::InetProto,
+            KeyType::InetService,
+        ],
+        false,
+        format!("{comment}: named ports per destination pod"),
+    );
+    endpoints.elements = named
+        .iter()
+        .filter(|endpoint| family_of(endpoint.address) == family)
+        .map(|endpoint| {
+            Element::key(vec![
+                address_value(endpoint.address),
+                Value::Proto(endpoint.protocol.number()),
+                Value::Port(endpoint.port),
+            ])
+        })
+        .collect();
+    insert_set(ruleset, endpoints);
+    name
+}
+
 /// A peer condition: matches to prepend, and the family they restrict to.
 struct PeerCondition {
     family: Option<Family>,
     matches: Vec<Match>,
 }
 
+/// One condition per peer and family. Selector peers become hash sets shared
+/// by every rule with an equal selector (cluster-wide), `ipBlock`s interval
+/// sets shared by content: the number of sets grows with distinct selectors
+/// and blocks, not with policies, which matters because the kernel's cost of
+/// adding sets in one batch grows faster than linearly with their number.
 fn peer_conditions(
     ruleset: &mut Ruleset,
-    id: &PolicyId,
-    tail: &str,
+    pod_families: &[Family],
     direction: Direction,
     peers: &Peers,
 ) -> Vec<PeerCondition> {
-    let (addresses, has_pod_selectors) = match peers {
+    let list = match peers {
         Peers::Any => {
             return vec![PeerCondition {
                 family: None,
                 matches: vec![],
             }]
         }
-        Peers::Addresses {
-            addresses,
-            has_pod_selectors,
-        } => (addresses, *has_pod_selectors),
+        Peers::List(list) => list,
     };
+    let mut seen = BTreeSet::new();
     let mut conditions = Vec::new();
-    for family in FAMILIES {
-        let elements = address_elements(addresses, family);
-        // Sets that pods may join exist even while empty, so pod churn only
-        // ever changes elements.
-        if elements.is_empty() && !has_pod_selectors {
-            continue;
+    for peer in list {
+        for family in FAMILIES {
+            let name = match peer {
+                // Created even while empty, for every family the cluster's
+                // pods use: pods may join, and pod churn must only ever change
+                // elements (the first pod of a new family is a structural change).
+                ResolvedPeer::Pods { .. } if !pod_families.contains(&family) => continue,
+                ResolvedPeer::Pods {
+                    identity,
+                    addresses,
+                } => {
+                    let name = names::shared_set("pods", identity, Some(family));
+                    if !ruleset.sets.contains_key(&name) {
+                        let mut pods = set(
+                            &name,
+                            vec![address_type(family)],
+                            false,
+                            format!("pods of {identity}"),
+                        );
+                        pods.elements = addresses
+                            .iter()
+                            .filter(|address| family_of(**address) == family)
+                            .map(|address| Element::key(vec![address_value(*address)]))
+                            .collect();
+                        insert_set(ruleset, pods);
+                    }
+                    name
+                }
+                ResolvedPeer::Block(block) => {
+                    let elements = address_elements(block, family);
+                    if elements.is_empty() {
+                        continue;
+                    }
+                    let identity = format!("{elements:?}");
+                    let name = names::shared_set("block", &identity, Some(family));
+                    if !ruleset.sets.contains_key(&name) {
+                        let mut addresses = set(
+                            &name,
+                            vec![address_type(family)],
+                            true,
+                            "ipBlock minus except".to_owned(),
+                        );
+                        addresses.elements = elements;
+                        insert_set(ruleset, addresses);
+                    }
+                    name
+                }
+            };
+            if seen.insert(name.clone()) {
+                conditions.push(PeerCondition {
+                    family: Some(family),
+                    matches: vec![lookup(vec![direction.peer_field(family)], &name)],
+                });
+            }
         }
-        let name = names::policy_family_set("peers", id, tail, family);
-        let mut peer_set = set(
-            &name,
-            vec![address_type(family)],
-            true,
-            format!("{id} {tail}: peer addresses"),
-        );
-        peer_set.elements = elements;
-        insert_set(ruleset, peer_set);
-        conditions.push(PeerCondition {
-            family: Some(family),
-            matches: vec![lookup(vec![direction.peer_field(family)], &name)],
-        });
     }
     conditions
 }

@@ -84,6 +84,21 @@ pub fn group_chain(direction: &str, policies: &[&PolicyId]) -> String {
     )
 }
 
+/// A set shared by every rule that needs the same content, named by a hash
+/// of its identity: `<role>-<HASH16>` or `<role>-<HASH16>-v4`. Sixteen base32
+/// characters (80 bits) keep a collision, which would merge two different
+/// sets, out of reach at any cluster size.
+pub fn shared_set(role: &str, identity: &str, family: Option<Family>) -> String {
+    let mut digest = data_encoding::BASE32_NOPAD
+        .encode(&Sha256::digest(format!("{role} {identity}").as_bytes()))
+        .to_ascii_lowercase();
+    digest.truncate(16);
+    match family {
+        Some(family) => format!("{role}-{digest}-{}", family.suffix()),
+        None => format!("{role}-{digest}"),
+    }
+}
+
 /// `text` cut to at most `limit` bytes on a character boundary.
 pub fn truncate(mut text: String, limit: usize) -> String {
     if text.len() > limit {
