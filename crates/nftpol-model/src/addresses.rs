@@ -115,11 +115,6 @@ impl AddressSet {
         set
     }
 
-    /// Adds one address.
-    pub fn insert(&mut self, address: IpAddr) {
-        self.extend([address]);
-    }
-
     /// Adds many addresses, normalising once (inserting one by one would
     /// re-sort the set for every address).
     pub fn extend(&mut self, addresses: impl IntoIterator<Item = IpAddr>) {
@@ -212,7 +207,7 @@ mod tests {
     #[test]
     fn whole_space_survives_normalisation() {
         let mut set = net("0.0.0.0/0");
-        set.insert("1.2.3.4".parse().unwrap());
+        set.extend(["1.2.3.4".parse().unwrap()]);
         set.union(&net("::/0"));
         assert_eq!(set.v4().count(), 1);
         assert!(set.contains("255.255.255.255".parse().unwrap()));

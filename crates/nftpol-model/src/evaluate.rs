@@ -45,13 +45,6 @@ impl Protocol {
             Self::Sctp => 132,
         }
     }
-
-    /// The protocol with IP protocol number `number`, if NetworkPolicy knows it.
-    pub fn from_number(number: u8) -> Option<Self> {
-        [Self::Tcp, Self::Udp, Self::Sctp]
-            .into_iter()
-            .find(|protocol| protocol.number() == number)
-    }
 }
 
 impl fmt::Display for Protocol {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::decode::{each_message, find};
+use crate::decode::{each_message, find, find_string};
 use crate::error::DecodeError;
 use crate::expr::{read_exprs, Expr};
 use crate::set::{comment_of, find_udata};
@@ -37,12 +37,7 @@ pub fn decode(datagrams: &[Vec<u8>], table: &str) -> Result<Vec<RuleCounter>, De
     let mut positions: BTreeMap<String, usize> = BTreeMap::new();
     each_message(datagrams, msg::NEWRULE, "rule dump", |attrs| {
         let attrs = attrs.collect_all().map_err(DecodeError::wire("rule"))?;
-        let string = |kind, what| {
-            find(&attrs, kind)
-                .map(|attr| attr.string(what))
-                .transpose()
-                .map_err(DecodeError::wire("rule"))
-        };
+        let string = |kind, what| find_string(&attrs, kind, what, "rule");
         if string(r::TABLE, "rule table")?.as_deref() != Some(table) {
             return Ok(());
         }

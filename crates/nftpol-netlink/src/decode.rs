@@ -69,17 +69,26 @@ pub fn find<'a>(attrs: &[Attr<'a>], kind: u16) -> Option<Attr<'a>> {
     attrs.iter().find(|attr| attr.kind == kind).copied()
 }
 
+/// The string attribute of type `kind`, if present; `object` names what the
+/// message describes, for errors.
+pub fn find_string(
+    attrs: &[Attr<'_>],
+    kind: u16,
+    what: &'static str,
+    object: &'static str,
+) -> Result<Option<String>, DecodeError> {
+    find(attrs, kind)
+        .map(|attr| attr.string(what))
+        .transpose()
+        .map_err(DecodeError::wire(object))
+}
+
 /// Chains of `table`, without rules.
 pub fn chains(datagrams: &[Vec<u8>], table: &str) -> Result<BTreeMap<String, Chain>, DecodeError> {
     let mut chains = BTreeMap::new();
     each_message(datagrams, msg::NEWCHAIN, "chain dump", |attrs| {
         let attrs = attrs.collect_all().map_err(DecodeError::wire("chain"))?;
-        let string = |kind, what| {
-            find(&attrs, kind)
-                .map(|attr| attr.string(what))
-                .transpose()
-                .map_err(DecodeError::wire("chain"))
-        };
+        let string = |kind, what| find_string(&attrs, kind, what, "chain");
         if string(c::TABLE, "chain table")?.as_deref() != Some(table) {
             return Ok(());
         }
@@ -145,12 +154,7 @@ pub fn add_rules(
 ) -> Result<(), DecodeError> {
     each_message(datagrams, msg::NEWRULE, "rule dump", |attrs| {
         let attrs = attrs.collect_all().map_err(DecodeError::wire("rule"))?;
-        let string = |kind, what| {
-            find(&attrs, kind)
-                .map(|attr| attr.string(what))
-                .transpose()
-                .map_err(DecodeError::wire("rule"))
-        };
+        let string = |kind, what| find_string(&attrs, kind, what, "rule");
         if string(r::TABLE, "rule table")?.as_deref() != Some(table) {
             return Ok(());
         }

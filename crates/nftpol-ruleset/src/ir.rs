@@ -254,11 +254,6 @@ impl Element {
             verdict: Some(verdict),
         }
     }
-
-    /// Whether the element covers exactly one key.
-    pub fn is_single(&self) -> bool {
-        self.start == self.end
-    }
 }
 
 impl Set {
