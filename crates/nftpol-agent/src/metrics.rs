@@ -241,6 +241,7 @@ fn set_kind(name: &str) -> &'static str {
         "pod-cidrs" => "pod_cidrs",
         "self-pairs" => "self_pairs",
         "ingress-dispatch" | "egress-dispatch" => "dispatch",
+        "ingress-isolated" | "egress-isolated" => "isolated",
         // `<role>-<HASH>…`: shared sets and per-policy sets.
         _ => match name.split('-').next().unwrap_or_default() {
             "pods" => "pod_peers",
@@ -533,6 +534,7 @@ mod tests {
             ("pod-cidrs-v6", "pod_cidrs"),
             ("self-pairs-v4", "self_pairs"),
             ("ingress-dispatch-v6", "dispatch"),
+            ("egress-isolated-v4", "isolated"),
             ("pods-7q2k4mxb7q2k4mxb-v4", "pod_peers"),
             ("block-7q2k4mxb7q2k4mxb-v6", "ip_blocks"),
             ("ports-7q2k4mxb7q2k4mxb", "ports"),
