@@ -64,6 +64,9 @@ impl AgentConfig {
 pub struct Progress {
     /// Reconciles that committed (or had nothing to change).
     pub commits: u64,
+    /// Reconciles that committed a batch (a subset of `commits`); a batch's
+    /// metrics and readiness are up to date once this counts it.
+    pub batches: u64,
     /// Reconciles that failed.
     pub failures: u64,
     /// Events taken by the coalescer so far.
@@ -178,6 +181,7 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
                     backoff.reset();
                     progress.send_modify(|progress| {
                         progress.commits += 1;
+                        progress.batches += u64::from(report.changes > 0);
                         progress.last = Some(report);
                     });
                 }

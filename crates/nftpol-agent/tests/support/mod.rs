@@ -154,6 +154,12 @@ impl SharedDataplane {
     pub fn state(&self) -> Option<Ruleset> {
         self.lock().state().cloned()
     }
+
+    /// The committed table and how many batches built it, read together.
+    fn state_and_batches(&self) -> (Option<Ruleset>, usize) {
+        let fake = self.lock();
+        (fake.state().cloned(), fake.applied_count())
+    }
 }
 
 impl Dataplane for SharedDataplane {
@@ -180,6 +186,8 @@ pub struct RunningAgent {
     pub metrics: Arc<Metrics>,
     pub health: Health,
     progress: watch::Receiver<Progress>,
+    /// Batches the shared fake held before this agent started.
+    batches_before: usize,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), AgentError>>,
 }
@@ -205,6 +213,7 @@ impl RunningAgent {
             health.clone(),
         );
         let progress = agent.progress();
+        let batches_before = dataplane.lock().applied_count();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(agent.run(client, async {
             // A dropped sender stops the agent too.
@@ -215,6 +224,7 @@ impl RunningAgent {
             metrics,
             health,
             progress,
+            batches_before,
             stop: Some(stop),
             task,
         }
@@ -248,17 +258,21 @@ impl RunningAgent {
     }
 
     /// Waits, reconcile by reconcile, until the committed table satisfies
-    /// `condition`; returns it.
+    /// `condition` and the reconcile that committed it has finished (its
+    /// metrics and readiness recorded); returns the table.
     pub async fn wait_until(
         &mut self,
         what: &str,
         condition: impl Fn(&Ruleset) -> bool,
     ) -> Ruleset {
-        let check =
-            |dataplane: &SharedDataplane| dataplane.state().filter(|state| condition(state));
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            if let Some(state) = check(&self.dataplane) {
+            // Progress first: a batch it counts is at least as old as the state read next.
+            let finished = usize::try_from(self.progress.borrow_and_update().batches)
+                .expect("batch count fits usize");
+            let (state, batches) = self.dataplane.state_and_batches();
+            let settled = finished >= batches - self.batches_before;
+            if let Some(state) = state.filter(|state| settled && condition(state)) {
                 return state;
             }
             match tokio::time::timeout_at(deadline, self.progress.changed()).await {
