@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine as root: installs what
 # the tests need (nftables for `nft -c` and read-back checks, iproute2 for
-# network namespaces, util-linux for unshare), then runs every test.
+# network namespaces, util-linux for unshare, shellcheck for the scripts users
+# run, such as the Kind conformance script that cannot run here), then runs
+# every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,7 @@ needed=()
 command -v nft >/dev/null 2>&1 || needed+=(nftables)
 command -v ip >/dev/null 2>&1 || needed+=(iproute2)
 command -v unshare >/dev/null 2>&1 || needed+=(util-linux)
+command -v shellcheck >/dev/null 2>&1 || needed+=(shellcheck)
 if [ ${#needed[@]} -gt 0 ]; then
   echo "installing ${needed[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -23,4 +26,5 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
+shellcheck scripts/*.sh .ci/run
 cargo test --workspace --all-targets --locked
