@@ -6,6 +6,7 @@
 #   scripts/bench.sh --smoke    seconds-long sizes that keep the bench code working (CI);
 #                               writes to a scratch directory unless --out is given
 #
+# Builds the nftpol binary too: measurement 5 runs the real agent process.
 # Needs root: every kernel measurement runs in network namespaces it creates
 # and removes itself (nothing touches the root namespace). Timings are
 # reported, never asserted: this script fails only if the bench code breaks.
@@ -39,7 +40,7 @@ fi
 
 if [ "$smoke" -eq 1 ]; then
   # Debug build: CI has it from the test run already; smoke sizes need no optimiser.
-  cargo build --locked -p nftpol-bench
+  cargo build --locked -p nftpol-bench -p nftpol
   bin=target/debug/nftpol-bench
   if [ -z "$out" ]; then
     out="$(mktemp -d)"
@@ -49,7 +50,7 @@ if [ "$smoke" -eq 1 ]; then
   test -s "$out/BENCHMARKS.md" && test -s "$out/results/results.json" && test -s "$out/results/dataplane.svg"
   echo "bench smoke: report written to $out"
 else
-  cargo build --locked --release -p nftpol-bench
+  cargo build --locked --release -p nftpol-bench -p nftpol
   bin=target/release/nftpol-bench
   out="${out:-crates/nftpol-bench}"
   rm -f "$out/BENCHMARKS.md" "$out"/results/*.svg "$out/results/results.json"

@@ -7,7 +7,7 @@
 //! Measurements: [`compile`] (model, compile, diff), [`commit`] (netlink
 //! batch against `nft -f`), [`churn`] (one-pod events through the
 //! `Reconciler` and straight to the kernel), [`dataplane`] (TCP connections
-//! through lab namespaces), [`memory`] (the agent's state at size).
+//! through lab namespaces), [`memory`] (a real `nftpol agent` process against the fake API server).
 //! Everything that touches the kernel runs in network namespaces it creates
 //! and removes itself; nothing touches the root namespace. Timings are
 //! reported, never asserted.

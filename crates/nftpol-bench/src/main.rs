@@ -7,7 +7,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use nftpol_bench::generate::Shape;
 use nftpol_bench::{churn, commit, compile, dataplane, memory, report, run};
@@ -102,7 +102,13 @@ enum Command {
         seed: u64,
     },
     /// Measurement 5 for one size.
-    Memory(Size),
+    Memory {
+        #[command(flatten)]
+        size: Size,
+        /// The `nftpol` binary to measure (default: next to this one).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+    },
 }
 
 fn emit(value: &impl serde::Serialize) -> Result<()> {
@@ -143,6 +149,14 @@ fn main() -> Result<()> {
             seconds,
             seed,
         } => emit(&dataplane::run(pods, &policies, seconds, seed)?),
-        Command::Memory(size) => emit(&memory::run(size.into())?),
+        Command::Memory { size, agent } => {
+            let agent = match agent {
+                Some(path) => path,
+                None => std::env::current_exe()
+                    .context("locating this binary")?
+                    .with_file_name("nftpol"),
+            };
+            emit(&memory::run(size.into(), &agent)?)
+        }
     }
 }

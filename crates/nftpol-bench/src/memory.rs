@@ -1,21 +1,26 @@
-//! Measurement 5: the agent's memory at size.
+//! Measurement 5: the memory of a real `nftpol agent` process at size.
 //!
-//! The agent's in-process fake API server is a test double inside
-//! `nftpol-agent`'s tests (not a library item), so this measures what the
-//! agent holds after its first sync without it: the cluster's objects, the
-//! model, the compiled and committed IR inside a `Reconciler`, over a
-//! `FakeDataplane` (which keeps its own copy of the table, as the kernel
-//! would outside the process). The objects are full k8s-openapi values,
-//! not the agent's stripped ones, so this is an upper bound.
+//! In a throwaway network namespace, the generated cluster is loaded into
+//! the fake API server (`nftpol-fakeapi`, a test double speaking the real
+//! list/watch protocol) with the bulk real Pods carry (annotations, env,
+//! conditions, container statuses), and the `nftpol agent` binary is started
+//! against it as a child process. Once `/readyz` answers (its first commit is
+//! in the namespace's kernel) the child's resident set is read from
+//! `/proc/PID/status`, then again after it has settled; `VmHWM` is its peak.
 
-use anyhow::{Context as _, Result};
-use nftpol_agent::Reconciler;
-use nftpol_netlink::FakeDataplane;
-use nftpol_ruleset::compile::CompileOptions;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use k8s_openapi::api::core::v1::Pod;
+use nftpol_fakeapi::FakeApiServer;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::generate::{self, Shape};
-use crate::measure::{current_rss_mib, peak_rss_mib, timed};
+use crate::netns::in_fresh_netns;
 
 /// What measurement 5 found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,40 +29,222 @@ pub struct MemoryResult {
     pub pods: usize,
     /// Policies.
     pub policies: usize,
-    /// RSS with only the objects in memory, MiB.
-    pub objects_rss_mib: f64,
-    /// RSS after the first sync with objects, committed IR and the fake's
-    /// table alive, MiB.
-    pub synced_rss_mib: f64,
-    /// Peak RSS, MiB.
+    /// Objects the fake API server served (all four kinds).
+    pub objects: usize,
+    /// Mean JSON size of a served Pod, bytes.
+    pub pod_json_bytes: usize,
+    /// From the agent's start to `/readyz` (lists, model, compile, commit), ms.
+    pub ready_ms: f64,
+    /// The agent's RSS when it became ready, MiB.
+    pub ready_rss_mib: f64,
+    /// The agent's RSS after settling, MiB.
+    pub settled_rss_mib: f64,
+    /// The agent's peak RSS (`VmHWM`), MiB.
     pub peak_rss_mib: f64,
-    /// The first sync (model, compile, diff, fake apply), ms.
-    pub first_sync_ms: f64,
-    /// Elements committed.
-    pub elements: usize,
 }
 
-/// Runs measurement 5 for `shape`.
-pub fn run(shape: Shape) -> Result<MemoryResult> {
-    let cluster = generate::cluster(shape);
-    let objects_rss_mib = current_rss_mib();
-    let mut reconciler = Reconciler::new(
-        FakeDataplane::new(),
-        generate::NODE,
-        CompileOptions::default(),
-    );
-    let (report, first_sync_ms) = timed(|| reconciler.reconcile(&cluster));
-    let report = report.context("the first sync failed")?;
-    let synced_rss_mib = current_rss_mib();
-    // Keep the state alive until RSS is read.
-    drop((cluster, reconciler));
-    Ok(MemoryResult {
-        pods: shape.pods,
-        policies: shape.policies,
-        objects_rss_mib,
-        synced_rss_mib,
-        peak_rss_mib: peak_rss_mib(),
-        first_sync_ms,
-        elements: report.elements,
+/// How long the agent may take to become ready.
+const READY_PATIENCE: Duration = Duration::from_mins(10);
+/// How long the agent runs after it is ready before it is measured again.
+pub const SETTLE: Duration = Duration::from_secs(3);
+/// The agent's HTTP port inside the throwaway namespace.
+const AGENT_LISTEN: &str = "127.0.0.1:9808";
+
+/// Runs measurement 5 for `shape` with the `nftpol` binary at `agent`.
+pub fn run(shape: Shape, agent: &Path) -> Result<MemoryResult> {
+    if !agent.is_file() {
+        bail!(
+            "no nftpol binary at {} (scripts/bench.sh builds it; or pass --agent)",
+            agent.display()
+        );
+    }
+    let mut cluster = generate::cluster(shape);
+    for pod in &mut cluster.pods {
+        add_real_world_bulk(pod)?;
+    }
+    let pod_json_bytes = serde_json::to_vec(&cluster.pods)
+        .map_or(0, |bytes| bytes.len() / cluster.pods.len().max(1));
+    let objects = cluster.namespaces.len()
+        + cluster.nodes.len()
+        + cluster.pods.len()
+        + cluster.policies.len();
+    in_fresh_netns(|| {
+        let loopback = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .context("running ip (iproute2)")?;
+        if !loopback.success() {
+            bail!("ip link set lo up failed in the throwaway namespace");
+        }
+        // One thread: the runtime's threads must stay in this namespace.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting a tokio runtime")?;
+        let (ready_ms, ready_rss_mib, settled_rss_mib, peak_rss_mib) = runtime.block_on(async {
+            let server = FakeApiServer::start().await;
+            server.apply_all(&cluster.namespaces);
+            server.apply_all(&cluster.nodes);
+            server.apply_all(&cluster.pods);
+            server.apply_all(&cluster.policies);
+            drop(cluster);
+            measure_agent(agent, &server.url()).await
+        })?;
+        Ok(MemoryResult {
+            pods: shape.pods,
+            policies: shape.policies,
+            objects,
+            pod_json_bytes,
+            ready_ms,
+            ready_rss_mib,
+            settled_rss_mib,
+            peak_rss_mib,
+        })
     })
+}
+
+/// Starts the agent against `url`, waits until it is ready and reads its
+/// memory: (ready ms, RSS at ready, RSS settled, peak), MiB.
+async fn measure_agent(agent: &Path, url: &str) -> Result<(f64, f64, f64, f64)> {
+    let scratch = Scratch::new()?;
+    let kubeconfig = scratch.0.join("kubeconfig");
+    std::fs::write(&kubeconfig, kubeconfig_for(url)).context("writing the kubeconfig")?;
+    let log_path = scratch.0.join("agent.log");
+    let log = std::fs::File::create(&log_path).context("creating the agent's log")?;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(agent)
+        .args([
+            "agent",
+            "--node-name",
+            generate::NODE,
+            "--listen",
+            AGENT_LISTEN,
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", agent.display()))?;
+    let pid = child.id().context("the agent exited at once")?;
+    loop {
+        if let Some(status) = child.try_wait().context("polling the agent")? {
+            bail!(
+                "the agent exited ({status}) before it was ready; its log:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        if is_ready().await {
+            break;
+        }
+        if started.elapsed() > READY_PATIENCE {
+            bail!("the agent was not ready within {READY_PATIENCE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let ready_rss = status_mib(pid, "VmRSS")?;
+    tokio::time::sleep(SETTLE).await;
+    let settled_rss = status_mib(pid, "VmRSS")?;
+    let peak = status_mib(pid, "VmHWM")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).context("a pid fits i32")?),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .context("stopping the agent")?;
+    child.wait().await.context("waiting for the agent")?;
+    Ok((ready_ms, ready_rss, settled_rss, peak))
+}
+
+/// Whether the agent's `/readyz` answers 200.
+async fn is_ready() -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(AGENT_LISTEN).await else {
+        return false;
+    };
+    let request = b"GET /readyz HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n";
+    let mut response = Vec::new();
+    stream.write_all(request).await.is_ok()
+        && stream.read_to_end(&mut response).await.is_ok()
+        && response.starts_with(b"HTTP/1.1 200")
+}
+
+/// A `/proc/PID/status` field (kB) in MiB.
+fn status_mib(pid: u32, field: &str) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib: u32 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    Ok(f64::from(kib) / 1024.0)
+}
+
+fn kubeconfig_for(url: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\n\
+         contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+         users:\n- name: fake\n  user: {{}}\ncurrent-context: fake\n"
+    )
+}
+
+/// Adds what a real Pod carries and enforcement never reads, so the
+/// agent's stripping is part of what is measured.
+fn add_real_world_bulk(pod: &mut Pod) -> Result<()> {
+    let mut value = serde_json::to_value(&*pod).context("a generated Pod serialises")?;
+    value["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/last-applied-configuration": "x".repeat(1500),
+    });
+    value["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u", "controller": true,
+    }]);
+    let container = value
+        .pointer_mut("/spec/containers/0")
+        .context("a generated Pod has a container")?;
+    container["image"] = json!("registry.example/team/app:1.2.3");
+    container["args"] = json!(["--serve", "--port=8080", "--verbose"]);
+    container["env"] = (0..10)
+        .map(|n| json!({ "name": format!("ENV_{n}"), "value": "some-value" }))
+        .collect();
+    container["resources"] = json!({ "requests": { "cpu": "100m", "memory": "128Mi" } });
+    container["volumeMounts"] = json!([{
+        "name": "token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+    }]);
+    value["spec"]["volumes"] = json!([{
+        "name": "token", "projected": { "sources": [{ "serviceAccountToken": { "path": "token" } }] },
+    }]);
+    value["spec"]["tolerations"] = json!([{
+        "key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+    }]);
+    value["status"]["hostIP"] = json!("172.18.0.2");
+    value["status"]["conditions"] = ["Ready", "Initialized", "ContainersReady", "PodScheduled"]
+        .iter()
+        .map(|kind| json!({ "type": kind, "status": "True", "lastTransitionTime": "2025-01-01T00:00:00Z" }))
+        .collect();
+    value["status"]["containerStatuses"] = json!([{
+        "name": "app", "ready": true, "restartCount": 0, "image": "registry.example/team/app:1.2.3",
+        "imageID": "sha256:0123456789abcdef", "containerID": "containerd://0123456789abcdef",
+        "state": { "running": { "startedAt": "2025-01-01T00:00:00Z" } },
+    }]);
+    *pod = serde_json::from_value(value).context("a Pod with bulk deserialises")?;
+    Ok(())
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("nftpol-bench-memory-{}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Best effort: a leftover scratch directory is harmless.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -119,7 +119,7 @@ impl Plan {
             ],
             dataplane: (100_000, vec![0, 100, 1000], 3.0),
             dataplane_small: Some((10_000, vec![0, 100, 1000, 10_000], 3.0)),
-            memory: vec![(100_000, 1000)],
+            memory: vec![(10_000, 1000), (100_000, 1000), (100_000, 10_000)],
             timeout: Duration::from_mins(10),
             big: 100_000 * 1000,
             big_timeout: Duration::from_mins(6),

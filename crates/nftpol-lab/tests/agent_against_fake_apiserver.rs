@@ -21,25 +21,18 @@
 //! Alone in its test binary, so every lab namespace named after this
 //! process belongs to this test. Needs root.
 
-#[path = "../../nftpol-agent/tests/support/apiserver.rs"]
-#[expect(
-    dead_code,
-    reason = "this test uses part of the fake API server's controls"
-)]
-mod apiserver;
-
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apiserver::{FakeApiServer, Kind};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use nftpol_agent::http::Health;
 use nftpol_agent::metrics::Metrics;
 use nftpol_agent::{Agent, AgentConfig, Dataplane, Progress};
+use nftpol_fakeapi::{FakeApiServer, Kind};
 use nftpol_lab::netns::{self, RunId};
 use nftpol_lab::plan::{self, Plan};
 use nftpol_lab::probe::{self, Timeouts};

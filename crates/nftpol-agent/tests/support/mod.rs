@@ -6,7 +6,7 @@
     reason = "each test binary uses a different part of the support module"
 )]
 
-pub mod apiserver;
+pub use nftpol_fakeapi as apiserver;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

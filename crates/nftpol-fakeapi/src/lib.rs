@@ -22,6 +22,14 @@
 //!
 //! Not implemented: authentication, other verbs, label selectors,
 //! `timeoutSeconds`, streaming lists (the agent uses list-then-watch).
+//!
+//! Used by the agent's and the lab's tests and by the memory benchmark,
+//! which runs the real `nftpol agent` against it. Misuse panics, as a test
+//! assertion would.
+#![expect(
+    clippy::missing_panics_doc,
+    reason = "a test double: it panics on misuse, as a test assertion would"
+)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
