@@ -157,11 +157,11 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             // The snapshot includes every event queued so far.
             let taken = coalescer.take_pending();
             progress.send_modify(|progress| progress.events += taken);
-            let cluster = stores.snapshot();
-            metrics.watch.record(&cluster);
+            let snapshot = stores.snapshot();
+            metrics.watch.record(&snapshot);
             let timer = metrics.reconcile.start(reconciler.is_full_sync_next());
             let (returned, result) = tokio::task::spawn_blocking(move || {
-                let result = reconciler.reconcile(&cluster);
+                let result = reconciler.reconcile(&snapshot);
                 (reconciler, result)
             })
             .await

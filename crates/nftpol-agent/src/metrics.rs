@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nftpol_model::Cluster;
+use nftpol_model::Snapshot;
 use nftpol_netlink::ReadError;
 use nftpol_ruleset::ir::Ruleset;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -456,12 +456,12 @@ impl WatchMetrics {
     }
 
     /// Records the snapshot a reconcile works from.
-    pub fn record(&self, cluster: &Cluster) {
+    pub fn record(&self, snapshot: &Snapshot) {
         for (kind, count) in [
-            ("pod", cluster.pods.len()),
-            ("namespace", cluster.namespaces.len()),
-            ("networkpolicy", cluster.policies.len()),
-            ("node", cluster.nodes.len()),
+            ("pod", snapshot.pods.len()),
+            ("namespace", snapshot.namespaces.len()),
+            ("networkpolicy", snapshot.policies.len()),
+            ("node", snapshot.nodes.len()),
         ] {
             self.objects
                 .get_or_create(&KindLabel { kind })

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use nftpol_model::{resolve, Cluster, ModelError};
+use nftpol_model::{resolve_snapshot, ModelError, Snapshot};
 use nftpol_netlink::{ApplyError, Dataplane, ReadError};
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use nftpol_ruleset::diff::{diff, Change};
@@ -100,8 +100,8 @@ impl<D: Dataplane> Reconciler<D> {
         &mut self.dataplane
     }
 
-    /// Brings the kernel to the ruleset `cluster` calls for, in one batch.
-    pub fn reconcile(&mut self, cluster: &Cluster) -> Result<ReconcileReport, ReconcileError> {
+    /// Brings the kernel to the ruleset `snapshot` calls for, in one batch.
+    pub fn reconcile(&mut self, snapshot: &Snapshot) -> Result<ReconcileReport, ReconcileError> {
         self.generation += 1;
         let full_sync = self.full_sync_next;
         let span = tracing::info_span!(
@@ -112,7 +112,7 @@ impl<D: Dataplane> Reconciler<D> {
         let _entered = span.enter();
         let started = Instant::now();
 
-        let model = resolve(cluster, &self.node);
+        let model = resolve_snapshot(snapshot, &self.node);
         for error in &model.errors {
             tracing::warn!(%error, "invalid object part allows nothing");
         }

@@ -1,18 +1,22 @@
 //! Reduces API objects to the fields enforcement reads, as they arrive.
 //!
-//! With 10,000 pods a full Pod object (managed fields, annotations, volumes,
-//! container specs, conditions) costs several kilobytes; what the model
-//! reads is a few hundred bytes. Everything else is cleared before the
-//! object reaches a store. `resourceVersion` is cleared too (the watcher
-//! tracks it before this step), so an update that changed nothing
-//! enforcement reads leaves the stripped object equal to the stored one and
-//! queues no reconcile.
+//! A full Pod object (managed fields, annotations, volumes, container
+//! specs, conditions) costs several kilobytes; what the model reads is a
+//! few hundred bytes. Pods become [`StoredPod`]s, the model's own view; the
+//! other kinds (far fewer) keep their type with every unread field cleared.
+//! `resourceVersion` is dropped too (the watcher tracks it before this
+//! step), so an update that changed nothing enforcement reads leaves the
+//! reduced object equal to the stored one and queues no reconcile.
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Namespace, Node, NodeSpec, Pod, PodSpec, PodStatus,
-};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::reflector::Lookup;
+use kube::Resource;
+use nftpol_model::PodView;
 
 /// Keeps name, namespace, labels and uid.
 fn metadata(meta: &mut ObjectMeta) {
@@ -25,66 +29,81 @@ fn metadata(meta: &mut ObjectMeta) {
     };
 }
 
-/// Keeps a container's name and its declared ports (name, number, protocol).
-fn container(container: &mut Container) {
-    let ports = container.ports.take().map(|ports| {
-        ports
-            .into_iter()
-            .map(|port| ContainerPort {
-                container_port: port.container_port,
-                name: port.name,
-                protocol: port.protocol,
-                ..ContainerPort::default()
-            })
-            .collect()
-    });
-    *container = Container {
-        name: std::mem::take(&mut container.name),
-        ports,
-        ..Container::default()
-    };
+/// A Pod as the pod store keeps it: the model's [`PodView`] (labels,
+/// node, host network, phase, addresses, declared ports) and the uid. A
+/// k8s-openapi Pod with every other field cleared still costs about 5 KB
+/// (its generated structs are large even when empty); a view costs a few
+/// hundred bytes, and reconciles share it through the `Arc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPod {
+    /// What the model reads.
+    pub view: Arc<PodView>,
+    /// `metadata.uid`.
+    pub uid: Option<String>,
 }
 
-/// A Pod: metadata as above; `spec.nodeName`, `spec.hostNetwork`, container
-/// and init-container ports; `status.phase`, `status.podIP(s)`.
-pub fn pod(pod: &mut Pod) {
-    metadata(&mut pod.metadata);
-    pod.spec = pod.spec.take().map(|mut spec| {
-        spec.containers.iter_mut().for_each(container);
-        spec.init_containers
-            .iter_mut()
-            .flatten()
-            .for_each(container);
-        PodSpec {
-            containers: spec.containers,
-            init_containers: spec.init_containers,
-            node_name: spec.node_name,
-            host_network: spec.host_network,
-            ..PodSpec::default()
-        }
-    });
-    pod.status = pod.status.take().map(|status| PodStatus {
-        phase: status.phase,
-        pod_ip: status.pod_ip,
-        pod_ips: status.pod_ips,
-        ..PodStatus::default()
-    });
+impl Lookup for StoredPod {
+    type DynamicType = ();
+
+    fn kind((): &()) -> Cow<'_, str> {
+        <Pod as Resource>::kind(&())
+    }
+
+    fn group((): &()) -> Cow<'_, str> {
+        <Pod as Resource>::group(&())
+    }
+
+    fn version((): &()) -> Cow<'_, str> {
+        <Pod as Resource>::version(&())
+    }
+
+    fn plural((): &()) -> Cow<'_, str> {
+        <Pod as Resource>::plural(&())
+    }
+
+    fn name(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.view.name))
+    }
+
+    fn namespace(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.view.namespace))
+    }
+
+    fn resource_version(&self) -> Option<Cow<'_, str>> {
+        // Not kept: an update that changed nothing enforcement reads must
+        // compare equal to the stored pod.
+        None
+    }
+
+    fn uid(&self) -> Option<Cow<'_, str>> {
+        self.uid.as_deref().map(Cow::Borrowed)
+    }
+}
+
+/// A Pod reduced to what the pod store keeps.
+pub fn pod(pod: Pod) -> StoredPod {
+    StoredPod {
+        view: Arc::new(PodView::from_pod(&pod)),
+        uid: pod.metadata.uid,
+    }
 }
 
 /// A Namespace: name and labels.
-pub fn namespace(namespace: &mut Namespace) {
+pub fn namespace(mut namespace: Namespace) -> Namespace {
     metadata(&mut namespace.metadata);
     namespace.spec = None;
     namespace.status = None;
+    namespace
 }
 
 /// A NetworkPolicy: metadata as above and the whole spec.
-pub fn policy(policy: &mut NetworkPolicy) {
+pub fn policy(mut policy: NetworkPolicy) -> NetworkPolicy {
     metadata(&mut policy.metadata);
+    policy
 }
 
 /// A Node: name, `spec.podCIDR` and `spec.podCIDRs`.
-pub fn node(node: &mut Node) {
+pub fn node(mut node: Node) -> Node {
     metadata(&mut node.metadata);
     node.spec = node.spec.take().map(|spec| NodeSpec {
         pod_cidr: spec.pod_cidr,
@@ -92,14 +111,16 @@ pub fn node(node: &mut Node) {
         ..NodeSpec::default()
     });
     node.status = None;
+    node
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::api::core::v1::{PodCondition, PodIP};
-    use nftpol_model::PodView;
+    use k8s_openapi::api::core::v1::{
+        Container, ContainerPort, PodCondition, PodIP, PodSpec, PodStatus,
+    };
 
     use super::*;
 
@@ -150,42 +171,31 @@ mod tests {
     }
 
     #[test]
-    fn stripped_pod_reads_the_same_to_the_model() {
+    fn stored_pod_is_the_model_view_and_the_uid() {
         let original = full_pod();
-        let mut stripped = original.clone();
-        pod(&mut stripped);
-        assert_eq!(PodView::from_pod(&stripped), PodView::from_pod(&original));
-        assert_eq!(stripped.metadata.uid.as_deref(), Some("uid-a"));
-        assert!(stripped.metadata.annotations.is_none());
-        assert!(stripped.metadata.resource_version.is_none());
-        let spec = stripped.spec.as_ref().expect("spec kept");
-        assert!(spec.hostname.is_none());
-        assert!(spec.containers[0].image.is_none());
-        assert!(spec.containers[0].ports.as_ref().expect("ports kept")[0]
-            .host_port
-            .is_none());
-        assert!(stripped
-            .status
-            .as_ref()
-            .expect("status kept")
-            .conditions
-            .is_none());
+        let stored = pod(original.clone());
+        assert_eq!(*stored.view, PodView::from_pod(&original));
+        assert_eq!(stored.uid.as_deref(), Some("uid-a"));
+        assert_eq!(stored.name().as_deref(), Some("a"));
+        assert_eq!(stored.namespace().as_deref(), Some("x"));
+        assert_eq!(StoredPod::plural(&()), "pods");
     }
 
     #[test]
-    fn updates_enforcement_ignores_strip_to_equal_objects() {
-        let mut before = full_pod();
+    fn updates_enforcement_ignores_store_equal_pods() {
+        let before = full_pod();
         let mut after = full_pod();
         after.metadata.resource_version = Some("43".into());
+        after.metadata.annotations = None;
         after.status.as_mut().expect("status").conditions = None;
-        pod(&mut before);
-        pod(&mut after);
-        assert_eq!(before, after);
+        assert_eq!(pod(before.clone()), pod(after.clone()));
+        after.metadata.labels = Some(BTreeMap::from([("pod".into(), "b".into())]));
+        assert_ne!(pod(before), pod(after));
     }
 
     #[test]
     fn node_keeps_pod_cidrs_only() {
-        let mut stripped = Node {
+        let stripped = node(Node {
             metadata: ObjectMeta {
                 name: Some("n1".into()),
                 annotations: Some(BTreeMap::from([("a".into(), "b".into())])),
@@ -197,8 +207,7 @@ mod tests {
                 ..NodeSpec::default()
             }),
             status: Some(k8s_openapi::api::core::v1::NodeStatus::default()),
-        };
-        node(&mut stripped);
+        });
         let spec = stripped.spec.expect("spec kept");
         assert_eq!(spec.pod_cidrs, Some(vec!["10.244.1.0/24".into()]));
         assert!(spec.provider_id.is_none());

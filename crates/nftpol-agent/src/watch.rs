@@ -20,13 +20,13 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Lookup, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
-use nftpol_model::Cluster;
+use nftpol_model::Snapshot;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
@@ -34,12 +34,12 @@ use crate::agent::Progress;
 use crate::coalesce::Trigger;
 use crate::error::AgentError;
 use crate::metrics::Metrics;
-use crate::strip;
+use crate::strip::{self, StoredPod};
 
 /// Read handles on the four stores.
 #[derive(Debug, Clone)]
 pub struct Stores {
-    pods: Store<Pod>,
+    pods: Store<StoredPod>,
     namespaces: Store<Namespace>,
     policies: Store<NetworkPolicy>,
     nodes: Store<Node>,
@@ -49,7 +49,7 @@ pub struct Stores {
 #[derive(Debug)]
 pub struct Writers {
     /// Pods, all namespaces.
-    pub pods: reflector::store::Writer<Pod>,
+    pub pods: reflector::store::Writer<StoredPod>,
     /// Namespaces.
     pub namespaces: reflector::store::Writer<Namespace>,
     /// NetworkPolicies, all namespaces.
@@ -108,11 +108,17 @@ impl Stores {
             .map_err(AgentError::WatchEnded)
     }
 
-    /// A copy of the current view, the input of one reconcile.
-    pub fn snapshot(&self) -> Cluster {
-        Cluster {
+    /// A copy of the current view, the input of one reconcile. Pods are
+    /// shared with the store, not copied; the model sorts them.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
             namespaces: sorted(&self.namespaces),
-            pods: sorted(&self.pods),
+            pods: self
+                .pods
+                .state()
+                .iter()
+                .map(|pod| Arc::clone(&pod.view))
+                .collect(),
             policies: sorted(&self.policies),
             nodes: sorted(&self.nodes),
         }
@@ -192,7 +198,7 @@ where
 /// Whether applying `event` changes what the store holds for enforcement.
 fn changes_store<K>(store: &Store<K>, event: &Event<K>) -> bool
 where
-    K: Resource<DynamicType = ()> + Clone + PartialEq + 'static,
+    K: Lookup<DynamicType = ()> + Clone + PartialEq + 'static,
 {
     match event {
         Event::Apply(object) => store.get(&ObjectRef::from_obj(object)).as_deref() != Some(object),
@@ -209,23 +215,34 @@ struct Observers {
     progress: Option<Arc<tokio::sync::watch::Sender<Progress>>>,
 }
 
+/// What one watch event carries, reduced by `reduce`.
+fn reduced<In, Out>(event: Event<In>, reduce: fn(In) -> Out) -> Event<Out> {
+    match event {
+        Event::Apply(object) => Event::Apply(reduce(object)),
+        Event::Delete(object) => Event::Delete(reduce(object)),
+        Event::Init => Event::Init,
+        Event::InitApply(object) => Event::InitApply(reduce(object)),
+        Event::InitDone => Event::InitDone,
+    }
+}
+
 /// Feeds one watch stream into its store, queueing reconciles.
-async fn drive<K, S>(
+async fn drive<In, K, S>(
     resource: &'static str,
     stream: S,
     mut writer: reflector::store::Writer<K>,
-    strip: fn(&mut K),
+    reduce: fn(In) -> K,
     observers: Observers,
 ) where
-    K: Resource<DynamicType = ()> + Clone + PartialEq + 'static,
-    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+    K: Lookup<DynamicType = ()> + Clone + PartialEq + 'static,
+    S: Stream<Item = Result<Event<In>, watcher::Error>>,
 {
     let store = writer.as_reader();
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
-                let event = event.modify(strip);
+                let event = reduced(event, reduce);
                 let changed = changes_store(&store, &event);
                 writer.apply_watcher_event(&event);
                 if matches!(event, Event::InitDone) {

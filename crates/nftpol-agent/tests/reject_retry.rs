@@ -4,7 +4,7 @@
 //! from the kernel's truth, and it commits exactly the desired ruleset.
 
 use nftpol_agent::{ReconcileError, Reconciler};
-use nftpol_model::{resolve, Cluster};
+use nftpol_model::{resolve_snapshot, Snapshot};
 use nftpol_netlink::{Dataplane as _, FakeDataplane};
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use nftpol_ruleset::ir::Ruleset;
@@ -30,10 +30,12 @@ status: {phase: Running, podIPs: [{ip: 10.244.1.2}]}
 ";
 
 /// The base cluster plus `extra` YAML documents.
-fn cluster(extra: &str) -> Cluster {
-    nftpol_model::manifests::parse(&format!("{BASE}{extra}"))
-        .expect("test YAML parses")
-        .cluster
+fn cluster(extra: &str) -> Snapshot {
+    Snapshot::from(
+        &nftpol_model::manifests::parse(&format!("{BASE}{extra}"))
+            .expect("test YAML parses")
+            .cluster,
+    )
 }
 
 fn pod_b() -> &'static str {
@@ -47,8 +49,8 @@ fn deny_all() -> &'static str {
      metadata: {name: deny, namespace: x}\nspec: {podSelector: {}}\n"
 }
 
-fn desired(cluster: &Cluster) -> Ruleset {
-    compile(&resolve(cluster, NODE), CompileOptions::default())
+fn desired(cluster: &Snapshot) -> Ruleset {
+    compile(&resolve_snapshot(cluster, NODE), CompileOptions::default())
 }
 
 fn reconciler() -> Reconciler<FakeDataplane> {

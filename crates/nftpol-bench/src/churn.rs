@@ -2,10 +2,11 @@
 //! event to the kernel's ack.
 //!
 //! Two paths, both in a fresh network namespace on the same ruleset:
-//! - **Reconciler**: the agent's real path today. Every event reruns
-//!   `Reconciler::reconcile` on the whole cluster (model → compile → diff
-//!   against the committed IR → one batch). Bounded by a count and a time
-//!   budget, since each event costs a full model of the cluster.
+//! - **Reconciler**: the agent's real path today. Every event takes a
+//!   snapshot (as the agent does of its stores: pods are shared views) and
+//!   reruns `Reconciler::reconcile` on the whole cluster (model → compile →
+//!   diff against the committed IR → one batch). Bounded by a count and a
+//!   time budget, since each event costs a full model of the cluster.
 //! - **Kernel**: the element batch a one-pod event produces, applied to the
 //!   same committed table through `KernelDataplane`, timed to the ack. The
 //!   event's elements are those the model gives a new pod with the labels
@@ -14,11 +15,12 @@
 //!   incremental model and compiler would reach.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use nftpol_agent::Reconciler;
-use nftpol_model::Cluster;
+use nftpol_model::{Cluster, PodView, Snapshot};
 use nftpol_netlink::{Dataplane as _, KernelDataplane};
 use nftpol_ruleset::compile::CompileOptions;
 use nftpol_ruleset::diff::{Change, Diff};
@@ -77,44 +79,39 @@ fn churn_address(k: usize) -> Ipv4Addr {
 }
 
 /// Applies event `step` (add, relabel, delete in turn) to `cluster`.
-fn mutate(cluster: &mut Cluster, step: usize, rng: &mut Rng, namespaces: usize) {
+fn mutate(snapshot: &mut Snapshot, step: usize, rng: &mut Rng, namespaces: usize) {
     let k = step / 3;
-    match step % 3 {
-        0 => {
+    let name = churn_name(k);
+    let position = snapshot.pods.iter().rposition(|pod| pod.name == name);
+    match (step % 3, position) {
+        (0, _) => {
             let app = rng.below(APPS);
             let app_label = format!("app-{app}");
-            cluster.pods.push(generate::pod(
-                &format!("ns-{}", rng.below(namespaces)),
-                &churn_name(k),
-                &[("app", &app_label), ("tier", generate::tier(app))],
-                "node-churn",
-                churn_address(k),
-            ));
-        }
-        1 => {
-            let name = churn_name(k);
-            if let Some(pod) = cluster
+            snapshot
                 .pods
-                .iter_mut()
-                .rev()
-                .find(|pod| pod.metadata.name.as_deref() == Some(name.as_str()))
-            {
-                let app = (rng.below(APPS - 1) + 1) % APPS;
-                let labels = pod.metadata.labels.get_or_insert_default();
-                labels.insert("app".to_owned(), format!("app-{app}"));
-                labels.insert("tier".to_owned(), generate::tier(app).to_owned());
-            }
+                .push(Arc::new(PodView::from_pod(&generate::pod(
+                    &format!("ns-{}", rng.below(namespaces)),
+                    &name,
+                    &[("app", &app_label), ("tier", generate::tier(app))],
+                    "node-churn",
+                    churn_address(k),
+                ))));
         }
-        _ => {
-            let name = churn_name(k);
-            if let Some(position) = cluster
-                .pods
-                .iter()
-                .rposition(|pod| pod.metadata.name.as_deref() == Some(name.as_str()))
-            {
-                cluster.pods.remove(position);
-            }
+        (1, Some(position)) => {
+            let app = (rng.below(APPS - 1) + 1) % APPS;
+            let mut relabelled = PodView::clone(&snapshot.pods[position]);
+            relabelled
+                .labels
+                .insert("app".to_owned(), format!("app-{app}"));
+            relabelled
+                .labels
+                .insert("tier".to_owned(), generate::tier(app).to_owned());
+            snapshot.pods[position] = Arc::new(relabelled);
         }
+        (_, Some(position)) => {
+            snapshot.pods.remove(position);
+        }
+        (_, None) => {}
     }
 }
 
@@ -200,12 +197,16 @@ fn remote_pod_addresses(cluster: &Cluster) -> Vec<Ipv4Addr> {
 
 /// Runs measurement 3 for `shape`.
 pub fn run(shape: Shape, bounds: Bounds, kernel_events: usize) -> Result<ChurnResult> {
-    let mut cluster = generate::cluster(shape);
+    let cluster = generate::cluster(shape);
+    let siblings = remote_pod_addresses(&cluster);
+    // What the agent's stores hold: pods as shared views.
+    let mut snapshot = Snapshot::from(&cluster);
+    drop(cluster);
     let namespaces = generate::namespace_count(shape.policies);
     in_fresh_netns(move || {
         let dataplane = KernelDataplane::open().context("opening the netlink socket")?;
         let mut reconciler = Reconciler::new(dataplane, generate::NODE, CompileOptions::default());
-        let (first, full_sync_ms) = timed(|| reconciler.reconcile(&cluster));
+        let (first, full_sync_ms) = timed(|| reconciler.reconcile(&snapshot));
         let first = first.context("the first sync failed")?;
         let mut rng = Rng::new(shape.seed ^ 0x00c0_ffee);
         let started = Instant::now();
@@ -217,8 +218,9 @@ pub fn run(shape: Shape, bounds: Bounds, kernel_events: usize) -> Result<ChurnRe
                 budget_hit = true;
                 break;
             }
-            mutate(&mut cluster, step, &mut rng, namespaces);
-            let (report, elapsed) = timed(|| reconciler.reconcile(&cluster));
+            mutate(&mut snapshot, step, &mut rng, namespaces);
+            // The agent takes a snapshot of its stores for every reconcile.
+            let (report, elapsed) = timed(|| reconciler.reconcile(&snapshot.clone()));
             let report = report.with_context(|| format!("churn event {step} failed"))?;
             latencies.push(elapsed);
             bytes.push(usize_f64(report.bytes));
@@ -232,7 +234,6 @@ pub fn run(shape: Shape, bounds: Bounds, kernel_events: usize) -> Result<ChurnRe
             .committed()
             .context("a committed ruleset after the first sync")?
             .clone();
-        let siblings = remote_pod_addresses(&cluster);
         let kernel = kernel_events_run(
             reconciler.dataplane_mut(),
             &committed,

@@ -57,11 +57,13 @@ fn run_agent(node: &LabNode, topology: &Topology, cluster: &Cluster) -> Result<(
             message: error_chain(&e),
         })?;
     let mut reconciler = Reconciler::new(dataplane, node.name.clone(), CompileOptions::default());
-    let report = reconciler.reconcile(cluster).map_err(|e| LabError::Agent {
-        node: node.name.clone(),
-        stage: "reconcile",
-        message: error_chain(&e),
-    })?;
+    let report = reconciler
+        .reconcile(&nftpol_model::Snapshot::from(cluster))
+        .map_err(|e| LabError::Agent {
+            node: node.name.clone(),
+            stage: "reconcile",
+            message: error_chain(&e),
+        })?;
     for invalid in &report.invalid {
         tracing::warn!(node = %node.name, "{invalid}");
     }

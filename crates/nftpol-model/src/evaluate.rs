@@ -108,7 +108,7 @@ impl Decision {
 /// Evaluates `connection`: the source's egress decision, then the destination's
 /// ingress decision. The connection is allowed when both allow it.
 pub fn evaluate(cluster: &Cluster, connection: &Connection) -> (Decision, Decision) {
-    let index = PodIndex::new(&cluster.pods);
+    let index = PodIndex::from_pods(&cluster.pods);
     let mut errors = Vec::new();
     let policies = parse_all(&cluster.policies, &mut errors);
     let evaluator = Evaluator {

@@ -40,13 +40,13 @@ mod resolve;
 mod selector;
 
 pub use addresses::{AddressSet, Ipv4Range, Ipv6Range};
-pub use cluster::Cluster;
+pub use cluster::{Cluster, Snapshot};
 pub use error::ModelError;
 pub use evaluate::{evaluate, Connection, Decision, Protocol};
 pub use explain::explain;
 pub use pods::{ContainerPort, PodView};
 pub use policy::PolicyId;
 pub use resolve::{
-    resolve, LocalPod, NamedPortEndpoint, NodeModel, Peers, PortRange, Ports, ResolvedPeer,
-    ResolvedPolicy, ResolvedRule,
+    resolve, resolve_snapshot, LocalPod, NamedPortEndpoint, NodeModel, Peers, PortRange, Ports,
+    ResolvedPeer, ResolvedPolicy, ResolvedRule,
 };

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -124,17 +125,19 @@ impl PodView {
 /// Two counted pods claiming one address is a conflict the API normally
 /// prevents; the first by `namespace/name` owns it, so every layer agrees.
 pub(crate) struct PodIndex {
-    pub(crate) pods: Vec<PodView>,
+    pub(crate) pods: Vec<Arc<PodView>>,
     owners: BTreeMap<IpAddr, usize>,
 }
 
 impl PodIndex {
-    pub(crate) fn new(pods: &[Pod]) -> Self {
-        let mut views: Vec<PodView> = pods
-            .iter()
-            .map(PodView::from_pod)
-            .filter(PodView::counts)
-            .collect();
+    /// Indexes full Pod objects.
+    pub(crate) fn from_pods(pods: &[Pod]) -> Self {
+        Self::new(pods.iter().map(|pod| Arc::new(PodView::from_pod(pod))))
+    }
+
+    /// Indexes the views that count.
+    pub(crate) fn new(views: impl IntoIterator<Item = Arc<PodView>>) -> Self {
+        let mut views: Vec<Arc<PodView>> = views.into_iter().filter(|pod| pod.counts()).collect();
         views.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let mut owners = BTreeMap::new();
         for (index, pod) in views.iter().enumerate() {
@@ -150,7 +153,9 @@ impl PodIndex {
 
     /// The pod owning `address`, if any.
     pub(crate) fn owner(&self, address: IpAddr) -> Option<&PodView> {
-        self.owners.get(&address).map(|index| &self.pods[*index])
+        self.owners
+            .get(&address)
+            .map(|index| self.pods[*index].as_ref())
     }
 
     /// The addresses `pod` owns.

@@ -5,11 +5,14 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use crate::addresses::AddressSet;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Snapshot};
 use crate::error::ModelError;
 use crate::evaluate::Protocol;
 use crate::pods::{PodIndex, PodView};
@@ -158,15 +161,45 @@ pub enum Ports {
 
 /// Resolves the model for node `node`.
 pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
+    let objects = Objects {
+        namespaces: &cluster.namespaces,
+        policies: &cluster.policies,
+        nodes: &cluster.nodes,
+    };
+    resolve_indexed(&PodIndex::from_pods(&cluster.pods), &objects, node)
+}
+
+/// Resolves the model for node `node` from a snapshot of pod views.
+pub fn resolve_snapshot(snapshot: &Snapshot, node: &str) -> NodeModel {
+    let objects = Objects {
+        namespaces: &snapshot.namespaces,
+        policies: &snapshot.policies,
+        nodes: &snapshot.nodes,
+    };
+    resolve_indexed(
+        &PodIndex::new(snapshot.pods.iter().map(Arc::clone)),
+        &objects,
+        node,
+    )
+}
+
+/// The objects other than pods.
+struct Objects<'a> {
+    namespaces: &'a [Namespace],
+    policies: &'a [NetworkPolicy],
+    nodes: &'a [Node],
+}
+
+fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeModel {
     let mut errors = Vec::new();
-    let index = PodIndex::new(&cluster.pods);
-    let namespaces = namespace_labels(&cluster.namespaces);
-    let policies = parse_all(&cluster.policies, &mut errors);
-    let pod_cidrs = node_pod_cidrs(cluster, node, &mut errors);
+    let namespaces = namespace_labels(objects.namespaces);
+    let policies = parse_all(objects.policies, &mut errors);
+    let pod_cidrs = node_pod_cidrs(objects.nodes, node, &mut errors);
 
     let locals: Vec<&PodView> = index
         .pods
         .iter()
+        .map(AsRef::as_ref)
         .filter(|pod| pod.node_name.as_deref() == Some(node))
         .collect();
     let mut local_pods: Vec<LocalPod> = locals
@@ -185,7 +218,7 @@ pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
             .or_default()
             .push(position);
     }
-    let resolver = Resolver::new(&index, &namespaces);
+    let resolver = Resolver::new(index, &namespaces);
     let mut resolved = Vec::new();
     for policy in &policies {
         let targets: Vec<usize> = locals_by_namespace
@@ -244,9 +277,8 @@ pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
     }
 }
 
-fn node_pod_cidrs(cluster: &Cluster, node: &str, errors: &mut Vec<ModelError>) -> Vec<IpNet> {
-    let Some(spec) = cluster
-        .nodes
+fn node_pod_cidrs(nodes: &[Node], node: &str, errors: &mut Vec<ModelError>) -> Vec<IpNet> {
+    let Some(spec) = nodes
         .iter()
         .find(|candidate| candidate.metadata.name.as_deref() == Some(node))
         .and_then(|found| found.spec.as_ref())

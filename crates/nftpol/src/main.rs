@@ -120,7 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { manifests, node } => {
             let cluster = manifests::load(&manifests)?;
             let mut reconciler = Reconciler::new(open_kernel()?, node, CompileOptions::default());
-            let report = reconciler.reconcile(&cluster)?;
+            let report = reconciler.reconcile(&nftpol_model::Snapshot::from(&cluster))?;
             let summary = if report.changes == 0 {
                 "the kernel already holds this ruleset: nothing applied".to_owned()
             } else {
