@@ -94,8 +94,10 @@ pub enum ResolvedPeer {
     Pods {
         /// Canonical text of the namespace scope and the pod selector.
         identity: String,
-        /// The pods' addresses, sorted and deduplicated.
-        addresses: Vec<IpAddr>,
+        /// The pods' addresses, sorted and deduplicated; shared by every
+        /// rule with an equal selector peer (a copy per rule would cost
+        /// rules × matching pods).
+        addresses: Arc<[IpAddr]>,
     },
     /// An `ipBlock` minus its `except`s.
     Block(AddressSet),
@@ -333,7 +335,7 @@ struct Resolver<'a> {
     namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
     /// Counted pods per namespace, with the addresses each owns.
     by_namespace: BTreeMap<&'a str, Vec<(&'a PodView, Vec<IpAddr>)>>,
-    peer_cache: RefCell<HashMap<PeerKey, Rc<Vec<IpAddr>>>>,
+    peer_cache: RefCell<HashMap<PeerKey, Arc<[IpAddr]>>>,
     /// Per (port name, protocol): every owned address of a pod declaring it, with the number.
     named_cache: RefCell<HashMap<(String, Protocol), Rc<NamedAddresses>>>,
 }
@@ -360,10 +362,10 @@ impl<'a> Resolver<'a> {
     }
 
     /// Addresses of the counted pods a selector peer matches.
-    fn peer_addresses(&self, namespaces: &NamespaceScope, pods: &Selector) -> Rc<Vec<IpAddr>> {
+    fn peer_addresses(&self, namespaces: &NamespaceScope, pods: &Selector) -> Arc<[IpAddr]> {
         let key = (namespaces.clone(), pods.clone());
         if let Some(found) = self.peer_cache.borrow().get(&key) {
-            return Rc::clone(found);
+            return Arc::clone(found);
         }
         let mut addresses = Vec::new();
         for (namespace, members) in &self.by_namespace {
@@ -383,10 +385,10 @@ impl<'a> Resolver<'a> {
         }
         addresses.sort_unstable();
         addresses.dedup();
-        let addresses = Rc::new(addresses);
+        let addresses: Arc<[IpAddr]> = addresses.into();
         self.peer_cache
             .borrow_mut()
-            .insert(key, Rc::clone(&addresses));
+            .insert(key, Arc::clone(&addresses));
         addresses
     }
 
@@ -419,7 +421,7 @@ impl<'a> Resolver<'a> {
                         Peer::Block(block) => Some(ResolvedPeer::Block(block.clone())),
                         Peer::Pods { namespaces, pods } => Some(ResolvedPeer::Pods {
                             identity: format!("{namespaces} pods:{pods}"),
-                            addresses: self.peer_addresses(namespaces, pods).to_vec(),
+                            addresses: self.peer_addresses(namespaces, pods),
                         }),
                         Peer::Invalid => None,
                     })
