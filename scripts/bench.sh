@@ -53,7 +53,14 @@ else
   cargo build --locked --release -p nftpol-bench -p nftpol
   bin=target/release/nftpol-bench
   out="${out:-crates/nftpol-bench}"
+  # Written aside and moved in at the end: an interrupted run leaves the
+  # previous report in place.
+  fresh="$(mktemp -d)"
+  trap 'rm -rf "$fresh"' EXIT
+  "$bin" all --out "$fresh"
+  mkdir -p "$out/results"
   rm -f "$out/BENCHMARKS.md" "$out"/results/*.svg "$out/results/results.json"
-  "$bin" all --out "$out"
+  cp "$fresh/BENCHMARKS.md" "$out/"
+  cp "$fresh"/results/* "$out/results/"
   echo "wrote $out/BENCHMARKS.md and $out/results/"
 fi
