@@ -14,11 +14,13 @@
 //!   every set holding the sibling's address. This is the floor an
 //!   incremental model and compiler would reach.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
+use internment::ArcIntern;
 use nftpol_agent::Reconciler;
 use nftpol_model::{Cluster, PodView, Snapshot};
 use nftpol_netlink::{Dataplane as _, KernelDataplane};
@@ -100,12 +102,10 @@ fn mutate(snapshot: &mut Snapshot, step: usize, rng: &mut Rng, namespaces: usize
         (1, Some(position)) => {
             let app = (rng.below(APPS - 1) + 1) % APPS;
             let mut relabelled = PodView::clone(&snapshot.pods[position]);
-            relabelled
-                .labels
-                .insert("app".to_owned(), format!("app-{app}"));
-            relabelled
-                .labels
-                .insert("tier".to_owned(), generate::tier(app).to_owned());
+            let mut labels = BTreeMap::clone(&relabelled.labels);
+            labels.insert("app".to_owned(), format!("app-{app}"));
+            labels.insert("tier".to_owned(), generate::tier(app).to_owned());
+            relabelled.labels = ArcIntern::new(labels);
             snapshot.pods[position] = Arc::new(relabelled);
         }
         (_, Some(position)) => {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use internment::ArcIntern;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::evaluate::Protocol;
@@ -26,8 +27,9 @@ pub struct PodView {
     pub namespace: String,
     /// The pod's name.
     pub name: String,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
+    /// Labels, interned: the replicas of a workload carry equal label maps,
+    /// and a small `BTreeMap` costs over half a kilobyte.
+    pub labels: ArcIntern<BTreeMap<String, String>>,
     /// `spec.nodeName`, if scheduled.
     pub node_name: Option<String>,
     /// `spec.hostNetwork`.
@@ -88,7 +90,7 @@ impl PodView {
                 .clone()
                 .unwrap_or_else(|| "default".to_owned()),
             name: meta.name.clone().unwrap_or_default(),
-            labels: meta.labels.clone().unwrap_or_default(),
+            labels: ArcIntern::new(meta.labels.clone().unwrap_or_default()),
             node_name: spec.and_then(|spec| spec.node_name.clone()),
             host_network: spec.and_then(|spec| spec.host_network).unwrap_or(false),
             terminal: matches!(
