@@ -75,17 +75,13 @@ pub fn stores() -> (Stores, Writers) {
     (stores, writers)
 }
 
-/// The objects of `store`, sorted by namespace and name (stores are hash
-/// maps; everything downstream must be deterministic).
-fn sorted<K>(store: &Store<K>) -> Vec<K>
+/// The objects of `store`, shared, sorted by namespace and name (stores are
+/// hash maps; everything downstream must be deterministic).
+fn sorted<K>(store: &Store<K>) -> Vec<Arc<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
-    let mut objects: Vec<K> = store
-        .state()
-        .iter()
-        .map(|object| (**object).clone())
-        .collect();
+    let mut objects = store.state();
     objects.sort_by(|a, b| {
         (a.meta().namespace.as_deref(), a.meta().name.as_deref())
             .cmp(&(b.meta().namespace.as_deref(), b.meta().name.as_deref()))
@@ -108,8 +104,8 @@ impl Stores {
             .map_err(AgentError::WatchEnded)
     }
 
-    /// A copy of the current view, the input of one reconcile. Pods are
-    /// shared with the store, not copied; the model sorts them.
+    /// The current view, the input of one reconcile: objects are shared
+    /// with the stores, not copied (the model sorts pods itself).
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             namespaces: sorted(&self.namespaces),
@@ -314,7 +310,7 @@ mod tests {
             .snapshot()
             .namespaces
             .into_iter()
-            .filter_map(|namespace| namespace.metadata.name)
+            .filter_map(|namespace| namespace.metadata.name.clone())
             .collect();
         assert_eq!(names, vec!["y".to_owned()]);
     }

@@ -23,31 +23,32 @@ pub struct Cluster {
 /// The objects one reconcile reads, pods already reduced to [`PodView`]s:
 /// what an agent keeps between reconciles. A k8s-openapi Pod costs about
 /// 5 KB even with every unread field cleared (its generated structs are
-/// large when empty); a view costs a few hundred bytes, and the `Arc` lets
-/// a snapshot share the views its store holds.
+/// large when empty); a view costs a few hundred bytes. Everything is
+/// behind an `Arc`, so a snapshot shares the objects its stores hold
+/// instead of copying them for every reconcile.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// All namespaces.
-    pub namespaces: Vec<Namespace>,
+    pub namespaces: Vec<Arc<Namespace>>,
     /// All pods, cluster-wide.
     pub pods: Vec<Arc<PodView>>,
     /// All network policies.
-    pub policies: Vec<NetworkPolicy>,
+    pub policies: Vec<Arc<NetworkPolicy>>,
     /// Nodes; only the local node's `spec.podCIDRs` is used.
-    pub nodes: Vec<Node>,
+    pub nodes: Vec<Arc<Node>>,
 }
 
 impl From<&Cluster> for Snapshot {
     fn from(cluster: &Cluster) -> Self {
         Self {
-            namespaces: cluster.namespaces.clone(),
+            namespaces: cluster.namespaces.iter().cloned().map(Arc::new).collect(),
             pods: cluster
                 .pods
                 .iter()
                 .map(|pod| Arc::new(PodView::from_pod(pod)))
                 .collect(),
-            policies: cluster.policies.clone(),
-            nodes: cluster.nodes.clone(),
+            policies: cluster.policies.iter().cloned().map(Arc::new).collect(),
+            nodes: cluster.nodes.iter().cloned().map(Arc::new).collect(),
         }
     }
 }

@@ -236,7 +236,10 @@ fn parse_targets(context: &mut Context<'_>, spec: &NetworkPolicySpec) -> (Target
 /// Parses every policy, sorted by id. A later object with the same
 /// `namespace/name` replaces an earlier one, as `kubectl apply` would; the
 /// API server never holds two, so a duplicate is reported.
-pub(crate) fn parse_all(policies: &[NetworkPolicy], errors: &mut Vec<ModelError>) -> Vec<Policy> {
+pub(crate) fn parse_all<'a>(
+    policies: impl IntoIterator<Item = &'a NetworkPolicy>,
+    errors: &mut Vec<ModelError>,
+) -> Vec<Policy> {
     let mut by_id: BTreeMap<PolicyId, Policy> = BTreeMap::new();
     for policy in policies {
         let parsed = Policy::parse(policy, errors);
@@ -441,11 +444,11 @@ fn parse_port(context: &mut Context<'_>, at: &str, port: &NetworkPolicyPort) -> 
 }
 
 /// Labels of each namespace, with the implicit `kubernetes.io/metadata.name`.
-pub(crate) fn namespace_labels(
-    namespaces: &[k8s_openapi::api::core::v1::Namespace],
+pub(crate) fn namespace_labels<'a>(
+    namespaces: impl IntoIterator<Item = &'a k8s_openapi::api::core::v1::Namespace>,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
     namespaces
-        .iter()
+        .into_iter()
         .filter_map(|namespace| {
             let name = namespace.metadata.name.clone()?;
             let mut labels = namespace.metadata.labels.clone().unwrap_or_default();

@@ -164,9 +164,9 @@ pub enum Ports {
 /// Resolves the model for node `node`.
 pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
     let objects = Objects {
-        namespaces: &cluster.namespaces,
-        policies: &cluster.policies,
-        nodes: &cluster.nodes,
+        namespaces: cluster.namespaces.iter().collect(),
+        policies: cluster.policies.iter().collect(),
+        nodes: cluster.nodes.iter().collect(),
     };
     resolve_indexed(&PodIndex::from_pods(&cluster.pods), &objects, node)
 }
@@ -174,9 +174,9 @@ pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
 /// Resolves the model for node `node` from a snapshot of pod views.
 pub fn resolve_snapshot(snapshot: &Snapshot, node: &str) -> NodeModel {
     let objects = Objects {
-        namespaces: &snapshot.namespaces,
-        policies: &snapshot.policies,
-        nodes: &snapshot.nodes,
+        namespaces: snapshot.namespaces.iter().map(AsRef::as_ref).collect(),
+        policies: snapshot.policies.iter().map(AsRef::as_ref).collect(),
+        nodes: snapshot.nodes.iter().map(AsRef::as_ref).collect(),
     };
     resolve_indexed(
         &PodIndex::new(snapshot.pods.iter().map(Arc::clone)),
@@ -187,16 +187,16 @@ pub fn resolve_snapshot(snapshot: &Snapshot, node: &str) -> NodeModel {
 
 /// The objects other than pods.
 struct Objects<'a> {
-    namespaces: &'a [Namespace],
-    policies: &'a [NetworkPolicy],
-    nodes: &'a [Node],
+    namespaces: Vec<&'a Namespace>,
+    policies: Vec<&'a NetworkPolicy>,
+    nodes: Vec<&'a Node>,
 }
 
 fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeModel {
     let mut errors = Vec::new();
-    let namespaces = namespace_labels(objects.namespaces);
-    let policies = parse_all(objects.policies, &mut errors);
-    let pod_cidrs = node_pod_cidrs(objects.nodes, node, &mut errors);
+    let namespaces = namespace_labels(objects.namespaces.iter().copied());
+    let policies = parse_all(objects.policies.iter().copied(), &mut errors);
+    let pod_cidrs = node_pod_cidrs(&objects.nodes, node, &mut errors);
 
     let locals: Vec<&PodView> = index
         .pods
@@ -279,7 +279,7 @@ fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeM
     }
 }
 
-fn node_pod_cidrs(nodes: &[Node], node: &str, errors: &mut Vec<ModelError>) -> Vec<IpNet> {
+fn node_pod_cidrs(nodes: &[&Node], node: &str, errors: &mut Vec<ModelError>) -> Vec<IpNet> {
     let Some(spec) = nodes
         .iter()
         .find(|candidate| candidate.metadata.name.as_deref() == Some(node))
