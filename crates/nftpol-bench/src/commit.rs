@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
-use nftpol_model::resolve;
+use nftpol_model::{resolve_snapshot, Snapshot};
 use nftpol_netlink::{Dataplane as _, KernelDataplane};
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use nftpol_ruleset::diff::diff;
@@ -29,7 +29,7 @@ pub struct CommitResult {
     pub sets: usize,
     /// Elements.
     pub elements: usize,
-    /// Model (`resolve`), once.
+    /// Model (`resolve_snapshot` on the agent's snapshot), once.
     pub resolve_ms: f64,
     /// `compile`, once.
     pub compile_ms: f64,
@@ -90,9 +90,9 @@ pub fn nft_load(text: &str) -> Result<()> {
 
 /// Runs measurement 2 for `shape`, `runs` times per tool.
 pub fn run(shape: Shape, runs: usize) -> Result<CommitResult> {
-    let cluster = generate::cluster(shape);
-    let (model, resolve_ms) = timed(|| resolve(&cluster, generate::NODE));
-    drop(cluster);
+    let snapshot = Snapshot::from(&generate::cluster(shape));
+    let (model, resolve_ms) = timed(|| resolve_snapshot(&snapshot, generate::NODE));
+    drop(snapshot);
     let (ruleset, compile_ms) = timed(|| compile(&model, CompileOptions::default()));
     drop(model);
     let (changes, diff_ms) = timed(|| diff(None, &ruleset));

@@ -1,6 +1,6 @@
 //! Measurement 1: model + compile + diff of a synthetic cluster, in-process.
 
-use nftpol_model::resolve;
+use nftpol_model::{resolve_snapshot, Snapshot};
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use nftpol_ruleset::diff::diff;
 use nftpol_ruleset::ir::Ruleset;
@@ -22,7 +22,8 @@ pub struct CompileResult {
     pub node_policies: usize,
     /// Generating the objects (not nftpol's cost).
     pub generate_ms: f64,
-    /// `nftpol_model::resolve` for the measured node.
+    /// `nftpol_model::resolve_snapshot` for the measured node, on the
+    /// snapshot the agent's stores give (pods reduced as they arrived).
     pub resolve_ms: f64,
     /// `compile`.
     pub compile_ms: f64,
@@ -60,7 +61,8 @@ pub fn counts(ruleset: &Ruleset) -> (usize, usize, usize, usize) {
 /// If the ruleset differs from itself (a bug in `diff`).
 pub fn run(shape: Shape) -> CompileResult {
     let (cluster, generate_ms) = timed(|| generate::cluster(shape));
-    let (model, resolve_ms) = timed(|| resolve(&cluster, generate::NODE));
+    let snapshot = Snapshot::from(&cluster);
+    let (model, resolve_ms) = timed(|| resolve_snapshot(&snapshot, generate::NODE));
     let (ruleset, compile_ms) = timed(|| compile(&model, CompileOptions::default()));
     let (full, diff_full_ms) = timed(|| diff(None, &ruleset));
     let (same, diff_same_ms) = timed(|| diff(Some(&ruleset), &ruleset));

@@ -194,7 +194,7 @@ fn compile_section(md: &mut String, results: &Results) {
     let _ = writeln!(
         md,
         "## 1. Compile\n\nIn-process, one process per size (peak RSS includes the generated objects). \
-         `model` is `nftpol_model::resolve` for the measured node, `diff` is `diff(None, ir)` (a first sync) \
+         `model` is `nftpol_model::resolve_snapshot` for the measured node on the snapshot the agent's stores give (pods already reduced to views as they arrived, as in the agent), `diff` is `diff(None, ir)` (a first sync) \
          and `diff=` compares the ruleset with itself (what each partial sync pays). \
          `node pol.` is the number of policies selecting a pod on the measured node.\n"
     );
@@ -287,7 +287,8 @@ fn churn_section(md: &mut String, results: &Results) {
     let _ = writeln!(
         md,
         "## 3. Churn: one pod added, relabelled, deleted (in turn)\n\n\
-         **Reconciler**: the agent's path today — every event reruns `Reconciler::reconcile` on the whole cluster \
+         **Reconciler**: the agent's path today — every event takes a snapshot (shared pod views, as the agent's \
+         stores give) and reruns `Reconciler::reconcile` on the whole cluster \
          (model → compile → diff against the committed IR → one batch), timed from the event to the kernel's ack; \
          bounded by an event count and a time budget. **Kernel**: the element batch of the same kind of event \
          (a pod with an existing remote pod's labels joins every set holding that pod's address) applied to the \
