@@ -154,14 +154,19 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
         let mut counter_ticks = tokio::time::interval(config.counter_interval);
         counter_ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            // The snapshot includes every event queued so far.
+            // The changes and the snapshot include every event queued so far.
             let taken = coalescer.take_pending();
             progress.send_modify(|progress| progress.events += taken);
-            let snapshot = stores.snapshot();
-            metrics.watch.record(&snapshot);
+            let changes = stores.take_changes();
+            metrics.watch.record(stores.counts());
             let timer = metrics.reconcile.start(reconciler.is_full_sync_next());
+            let view = stores.clone();
             let (returned, result) = tokio::task::spawn_blocking(move || {
-                let result = reconciler.reconcile(&snapshot);
+                let result = if changes.structural {
+                    reconciler.reconcile(&view.snapshot())
+                } else {
+                    reconciler.reconcile_pods(&changes.pods, || view.snapshot())
+                };
                 (reconciler, result)
             })
             .await

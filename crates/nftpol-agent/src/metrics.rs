@@ -14,7 +14,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nftpol_model::Snapshot;
 use nftpol_netlink::ReadError;
 use nftpol_ruleset::ir::Ruleset;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -455,14 +454,9 @@ impl WatchMetrics {
         metrics
     }
 
-    /// Records the snapshot a reconcile works from.
-    pub fn record(&self, snapshot: &Snapshot) {
-        for (kind, count) in [
-            ("pod", snapshot.pods.len()),
-            ("namespace", snapshot.namespaces.len()),
-            ("networkpolicy", snapshot.policies.len()),
-            ("node", snapshot.nodes.len()),
-        ] {
+    /// Records the store sizes a reconcile works from.
+    pub fn record(&self, counts: [(&'static str, usize); 4]) {
+        for (kind, count) in counts {
             self.objects
                 .get_or_create(&KindLabel { kind })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));

@@ -9,6 +9,7 @@ use nftpol_ruleset::compile::{compile, CompileOptions};
 use nftpol_ruleset::diff::{diff, Change};
 use nftpol_ruleset::ir::Ruleset;
 
+use crate::pod_delta::{apply_elements, PodChange, PodState};
 use crate::traffic::CounterOwners;
 
 /// Why a reconcile did not commit. The previous ruleset stays in force.
@@ -29,6 +30,9 @@ pub struct ReconcileReport {
     pub generation: u64,
     /// Whether the diff was taken against the kernel's state.
     pub full_sync: bool,
+    /// Whether only remote pods changed and the batch came from them alone
+    /// (element changes, no full model).
+    pub pods_only: bool,
     /// Changes in the batch (0: nothing to do, no batch sent).
     pub changes: usize,
     /// Elements added.
@@ -57,6 +61,10 @@ pub struct Reconciler<D: Dataplane> {
     replaced_rules: BTreeSet<String>,
     full_sync_next: bool,
     generation: u64,
+    /// What the last full model knew about pods (`None` before one).
+    pods: Option<PodState>,
+    /// The last full model's invalid object parts.
+    invalid: Vec<ModelError>,
 }
 
 impl<D: Dataplane> Reconciler<D> {
@@ -71,6 +79,8 @@ impl<D: Dataplane> Reconciler<D> {
             replaced_rules: BTreeSet::new(),
             full_sync_next: true,
             generation: 0,
+            pods: None,
+            invalid: Vec::new(),
         }
     }
 
@@ -141,9 +151,11 @@ impl<D: Dataplane> Reconciler<D> {
                 _ => None,
             }));
         let (elements_added, elements_deleted) = changes.element_counts();
+        let (report_pods, report_policies) = (model.local_pods.len(), model.policies.len());
         let report = ReconcileReport {
             generation: self.generation,
             full_sync,
+            pods_only: false,
             changes: changes.changes.len(),
             elements_added,
             elements_deleted,
@@ -151,19 +163,81 @@ impl<D: Dataplane> Reconciler<D> {
             bytes: applied.as_ref().map_or(0, |applied| applied.bytes),
             rules: desired.rule_count(),
             elements: desired.element_count(),
-            invalid: model.errors,
+            invalid: model.errors.clone(),
         };
         self.owners = CounterOwners::new(model.policies.iter().map(|policy| &policy.id), &desired);
         self.committed = Some(desired);
+        self.pods = Some(PodState::new(snapshot, &model));
+        self.invalid = model.errors;
         self.full_sync_next = false;
         tracing::info!(
-            pods = model.local_pods.len(),
-            policies = model.policies.len(),
+            pods = report_pods,
+            policies = report_policies,
             elements_added,
             elements_deleted,
             batch_bytes = report.bytes,
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "reconciled"
+        );
+        Ok(report)
+    }
+
+    /// Brings the kernel up to date after `changes` to pods: remote pods'
+    /// changes become one element-only batch; anything else (and any
+    /// change the element path refuses, see [`crate::pod_delta`]) takes
+    /// the full path on `snapshot()`.
+    pub fn reconcile_pods(
+        &mut self,
+        changes: &[PodChange],
+        snapshot: impl FnOnce() -> Snapshot,
+    ) -> Result<ReconcileReport, ReconcileError> {
+        let started = Instant::now();
+        let (Some(pods), Some(committed), false) = (
+            self.pods.as_mut(),
+            self.committed.as_mut(),
+            self.full_sync_next,
+        ) else {
+            return self.reconcile(&snapshot());
+        };
+        let Some(changes) = pods.element_changes(changes, committed) else {
+            return self.reconcile(&snapshot());
+        };
+        self.generation += 1;
+        let span = tracing::info_span!("reconcile", generation = self.generation, sync = "pods");
+        let _entered = span.enter();
+        let applied = if changes.is_empty() {
+            None
+        } else {
+            match self.dataplane.apply(&changes) {
+                Ok(applied) => Some(applied),
+                Err(error) => {
+                    // The element state counted changes the kernel refused.
+                    self.pods = None;
+                    return Err(self.failed(ReconcileError::Apply(Box::new(error))));
+                }
+            }
+        };
+        apply_elements(committed, &changes);
+        let (elements_added, elements_deleted) = changes.element_counts();
+        let report = ReconcileReport {
+            generation: self.generation,
+            full_sync: false,
+            pods_only: true,
+            changes: changes.changes.len(),
+            elements_added,
+            elements_deleted,
+            messages: applied.as_ref().map_or(0, |applied| applied.messages),
+            bytes: applied.as_ref().map_or(0, |applied| applied.bytes),
+            rules: committed.rule_count(),
+            elements: committed.element_count(),
+            invalid: self.invalid.clone(),
+        };
+        tracing::info!(
+            elements_added,
+            elements_deleted,
+            batch_bytes = report.bytes,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "reconciled remote pods"
         );
         Ok(report)
     }

@@ -17,7 +17,7 @@
 //! committed from it) stays in force.
 
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node};
@@ -34,11 +34,74 @@ use crate::agent::Progress;
 use crate::coalesce::Trigger;
 use crate::error::AgentError;
 use crate::metrics::Metrics;
+use crate::pod_delta::PodChange;
 use crate::strip::{self, StoredPod};
+
+/// Pod changes beyond this many since the last reconcile make the next one
+/// a full model: cheaper by then, and the log stays bounded.
+const MAX_LOGGED_POD_CHANGES: usize = 10_000;
+
+/// What changed since the last reconcile took the log.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Pod changes, in order (meaningful only when not `structural`).
+    pub pods: Vec<PodChange>,
+    /// Whether anything but single pods changed: another kind, a relist,
+    /// or more pod changes than are logged.
+    pub structural: bool,
+}
+
+/// The change log the watches write and the reconcile loop takes.
+#[derive(Debug, Clone)]
+pub struct ChangeLog(Arc<Mutex<Changes>>);
+
+impl Default for ChangeLog {
+    /// Starts structural: the first reconcile models everything.
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Changes {
+            pods: Vec::new(),
+            structural: true,
+        })))
+    }
+}
+
+impl ChangeLog {
+    fn with<T>(&self, f: impl FnOnce(&mut Changes) -> T) -> T {
+        // A panic elsewhere cannot leave `Changes` half-updated.
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Everything logged so far; the log starts empty again.
+    pub fn take(&self) -> Changes {
+        self.with(std::mem::take)
+    }
+
+    fn structural(&self) {
+        self.with(|changes| {
+            changes.structural = true;
+            changes.pods.clear();
+        });
+    }
+
+    fn pod(&self, change: PodChange) {
+        self.with(|changes| {
+            if changes.structural {
+                return;
+            }
+            if changes.pods.len() >= MAX_LOGGED_POD_CHANGES {
+                changes.structural = true;
+                changes.pods.clear();
+            } else {
+                changes.pods.push(change);
+            }
+        });
+    }
+}
 
 /// Read handles on the four stores.
 #[derive(Debug, Clone)]
 pub struct Stores {
+    changes: ChangeLog,
     pods: Store<StoredPod>,
     namespaces: Store<Namespace>,
     policies: Store<NetworkPolicy>,
@@ -48,6 +111,8 @@ pub struct Stores {
 /// Write handles on the four stores: fed by [`spawn`], or directly by tests.
 #[derive(Debug)]
 pub struct Writers {
+    /// What changed, for the reconcile loop.
+    pub changes: ChangeLog,
     /// Pods, all namespaces.
     pub pods: reflector::store::Writer<StoredPod>,
     /// Namespaces.
@@ -61,12 +126,14 @@ pub struct Writers {
 /// Four empty stores; none is ready until its writer sees a complete list.
 pub fn stores() -> (Stores, Writers) {
     let writers = Writers {
+        changes: ChangeLog::default(),
         pods: reflector::store::Writer::default(),
         namespaces: reflector::store::Writer::default(),
         policies: reflector::store::Writer::default(),
         nodes: reflector::store::Writer::default(),
     };
     let stores = Stores {
+        changes: writers.changes.clone(),
         pods: writers.pods.as_reader(),
         namespaces: writers.namespaces.as_reader(),
         policies: writers.policies.as_reader(),
@@ -104,6 +171,21 @@ impl Stores {
             .map_err(AgentError::WatchEnded)
     }
 
+    /// What changed since the last call.
+    pub fn take_changes(&self) -> Changes {
+        self.changes.take()
+    }
+
+    /// The object counts of the stores: pods, namespaces, policies, nodes.
+    pub fn counts(&self) -> [(&'static str, usize); 4] {
+        [
+            ("pod", self.pods.len()),
+            ("namespace", self.namespaces.len()),
+            ("networkpolicy", self.policies.len()),
+            ("node", self.nodes.len()),
+        ]
+    }
+
     /// The current view, the input of one reconcile: objects are shared
     /// with the stores, not copied (the model sorts pods itself).
     pub fn snapshot(&self) -> Snapshot {
@@ -137,44 +219,48 @@ pub fn spawn(
         "pods",
         watcher(Api::all(client.clone()), config.clone()),
         writers.pods,
-        strip::pod,
+        (strip::pod, record_pod),
         Observers {
             trigger: trigger.clone(),
             metrics: Arc::clone(metrics),
             progress: Some(Arc::clone(progress)),
+            changes: writers.changes.clone(),
         },
     ));
     tasks.spawn(drive(
         "namespaces",
         watcher(Api::all(client.clone()), config.clone()),
         writers.namespaces,
-        strip::namespace,
+        (strip::namespace, record_structural),
         Observers {
             trigger: trigger.clone(),
             metrics: Arc::clone(metrics),
             progress: Some(Arc::clone(progress)),
+            changes: writers.changes.clone(),
         },
     ));
     tasks.spawn(drive(
         "networkpolicies",
         watcher(Api::all(client.clone()), config),
         writers.policies,
-        strip::policy,
+        (strip::policy, record_structural),
         Observers {
             trigger: trigger.clone(),
             metrics: Arc::clone(metrics),
             progress: Some(Arc::clone(progress)),
+            changes: writers.changes.clone(),
         },
     ));
     tasks.spawn(drive(
         "nodes",
         watcher(Api::all(client.clone()), node_config),
         writers.nodes,
-        strip::node,
+        (strip::node, record_structural),
         Observers {
             trigger: trigger.clone(),
             metrics: Arc::clone(metrics),
             progress: Some(Arc::clone(progress)),
+            changes: writers.changes.clone(),
         },
     ));
     tasks
@@ -209,6 +295,39 @@ struct Observers {
     trigger: Trigger,
     metrics: Arc<Metrics>,
     progress: Option<Arc<tokio::sync::watch::Sender<Progress>>>,
+    changes: ChangeLog,
+}
+
+/// Logs an event that changes a store into the change log.
+type Recorder<K> = fn(&Store<K>, &Event<K>, &ChangeLog);
+
+/// Logs a pod event that changes the store, before it is applied (the
+/// store still holds the pod as it was).
+fn record_pod(store: &Store<StoredPod>, event: &Event<StoredPod>, changes: &ChangeLog) {
+    let stored = |pod: &StoredPod| {
+        store
+            .get(&ObjectRef::from_obj(pod))
+            .map(|stored| Arc::clone(&stored.view))
+    };
+    match event {
+        Event::Apply(pod) => changes.pod(PodChange {
+            before: stored(pod),
+            after: Some(Arc::clone(&pod.view)),
+        }),
+        Event::Delete(pod) => changes.pod(PodChange {
+            before: stored(pod),
+            after: None,
+        }),
+        Event::Init | Event::InitApply(_) | Event::InitDone => changes.structural(),
+    }
+}
+
+/// Logs that a kind other than pods changed.
+fn record_structural<K>(_: &Store<K>, _: &Event<K>, changes: &ChangeLog)
+where
+    K: Lookup<DynamicType = ()> + Clone + 'static,
+{
+    changes.structural();
 }
 
 /// What one watch event carries, reduced by `reduce`.
@@ -227,7 +346,7 @@ async fn drive<In, K, S>(
     resource: &'static str,
     stream: S,
     mut writer: reflector::store::Writer<K>,
-    reduce: fn(In) -> K,
+    (reduce, record): (fn(In) -> K, Recorder<K>),
     observers: Observers,
 ) where
     K: Lookup<DynamicType = ()> + Clone + PartialEq + 'static,
@@ -240,6 +359,9 @@ async fn drive<In, K, S>(
             Ok(event) => {
                 let event = reduced(event, reduce);
                 let changed = changes_store(&store, &event);
+                if changed {
+                    record(&store, &event, &observers.changes);
+                }
                 writer.apply_watcher_event(&event);
                 if matches!(event, Event::InitDone) {
                     tracing::info!(resource, objects = store.len(), "list complete");
@@ -296,11 +418,12 @@ mod tests {
             "namespaces",
             futures::stream::iter(events),
             writers.namespaces,
-            strip::namespace,
+            (strip::namespace, record_structural),
             Observers {
                 trigger,
                 metrics: Arc::new(Metrics::new()),
                 progress: None,
+                changes: writers.changes.clone(),
             },
         )
         .await;

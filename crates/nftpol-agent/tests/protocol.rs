@@ -22,6 +22,8 @@ const A: &str = "10.244.0.10";
 const B: &str = "10.244.0.11";
 const C: &str = "10.244.0.12";
 const D: &str = "10.244.0.13";
+/// A pod on node-2.
+const REMOTE: &str = "10.245.0.20";
 
 /// Namespaces x and y, node-1, pods x/a, x/b, y/c on node-1.
 async fn cluster() -> FakeApiServer {
@@ -244,6 +246,48 @@ async fn pod_and_namespace_relabels_are_enforced() {
             allows(state, B, A, 80)
         })
         .await;
+    agent.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_pod_changes_commit_as_element_changes() {
+    let (server, mut agent) = started().await;
+    server.apply(&policy("x", "allow-b", &allow_from_b(80)));
+    agent
+        .wait_until("x/a isolated, b allowed", |state| {
+            allows(state, B, A, 80) && !allows(state, REMOTE, A, 80)
+        })
+        .await;
+
+    server.apply(&pod("x", "remote", "node-2", REMOTE, &[("pod", "b")]));
+    agent
+        .wait_until("remote pod=b allowed to a", |state| {
+            allows(state, REMOTE, A, 80)
+        })
+        .await;
+    let added = agent.progress().last.expect("a report");
+    assert!(added.pods_only, "{added:?}");
+    assert_eq!((added.elements_added, added.elements_deleted), (1, 0));
+
+    server.apply(&pod("x", "remote", "node-2", REMOTE, &[("pod", "other")]));
+    agent
+        .wait_until("relabelled remote pod no longer allowed", |state| {
+            !allows(state, REMOTE, A, 80)
+        })
+        .await;
+    let relabelled = agent.progress().last.expect("a report");
+    assert!(relabelled.pods_only, "{relabelled:?}");
+    assert_eq!(relabelled.elements_deleted, 1);
+
+    server.apply(&pod("x", "d", NODE, D, &[("pod", "b")]));
+    agent
+        .wait_until("local pod d allowed to a", |state| allows(state, D, A, 80))
+        .await;
+    let local = agent.progress().last.expect("a report");
+    assert!(
+        !local.pods_only,
+        "a local pod takes the full path: {local:?}"
+    );
     agent.stop().await.expect("clean stop");
 }
 

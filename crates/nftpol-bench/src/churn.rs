@@ -2,17 +2,17 @@
 //! event to the kernel's ack.
 //!
 //! Two paths, both in a fresh network namespace on the same ruleset:
-//! - **Reconciler**: the agent's real path today. Every event takes a
-//!   snapshot (as the agent does of its stores: pods are shared views) and
-//!   reruns `Reconciler::reconcile` on the whole cluster (model → compile →
-//!   diff against the committed IR → one batch). Bounded by a count and a
-//!   time budget, since each event costs a full model of the cluster.
+//! - **Reconciler**: the agent's path. Every event is handed to
+//!   `Reconciler::reconcile_pods` as the pod store reports it: a remote
+//!   pod's change becomes element changes without a full model (a local
+//!   pod's would take the full path on a snapshot). Bounded by a count and
+//!   a time budget.
 //! - **Kernel**: the element batch a one-pod event produces, applied to the
 //!   same committed table through `KernelDataplane`, timed to the ack. The
 //!   event's elements are those the model gives a new pod with the labels
 //!   and ports of an existing remote pod (its "sibling"): its address joins
-//!   every set holding the sibling's address. This is the floor an
-//!   incremental model and compiler would reach.
+//!   every set holding the sibling's address: the kernel's share of an
+//!   event, without the agent's bookkeeping.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use internment::ArcIntern;
-use nftpol_agent::Reconciler;
+use nftpol_agent::{PodChange, Reconciler};
 use nftpol_model::{Cluster, PodView, Snapshot};
 use nftpol_netlink::{Dataplane as _, KernelDataplane};
 use nftpol_ruleset::compile::CompileOptions;
@@ -81,7 +81,14 @@ fn churn_address(k: usize) -> Ipv4Addr {
 }
 
 /// Applies event `step` (add, relabel, delete in turn) to `cluster`.
-fn mutate(snapshot: &mut Snapshot, step: usize, rng: &mut Rng, namespaces: usize) {
+/// Applies churn event `step` to the pods and returns the change the pod
+/// store would report (none when the event found no pod to change).
+fn mutate(
+    snapshot: &mut Snapshot,
+    step: usize,
+    rng: &mut Rng,
+    namespaces: usize,
+) -> Option<PodChange> {
     let k = step / 3;
     let name = churn_name(k);
     let position = snapshot.pods.iter().rposition(|pod| pod.name == name);
@@ -89,29 +96,39 @@ fn mutate(snapshot: &mut Snapshot, step: usize, rng: &mut Rng, namespaces: usize
         (0, _) => {
             let app = rng.below(APPS);
             let app_label = format!("app-{app}");
-            snapshot
-                .pods
-                .push(Arc::new(PodView::from_pod(&generate::pod(
-                    &format!("ns-{}", rng.below(namespaces)),
-                    &name,
-                    &[("app", &app_label), ("tier", generate::tier(app))],
-                    "node-churn",
-                    churn_address(k),
-                ))));
+            let added = Arc::new(PodView::from_pod(&generate::pod(
+                &format!("ns-{}", rng.below(namespaces)),
+                &name,
+                &[("app", &app_label), ("tier", generate::tier(app))],
+                "node-churn",
+                churn_address(k),
+            )));
+            snapshot.pods.push(Arc::clone(&added));
+            Some(PodChange {
+                before: None,
+                after: Some(added),
+            })
         }
         (1, Some(position)) => {
             let app = (rng.below(APPS - 1) + 1) % APPS;
-            let mut relabelled = PodView::clone(&snapshot.pods[position]);
+            let before = Arc::clone(&snapshot.pods[position]);
+            let mut relabelled = PodView::clone(&before);
             let mut labels = BTreeMap::clone(&relabelled.labels);
             labels.insert("app".to_owned(), format!("app-{app}"));
             labels.insert("tier".to_owned(), generate::tier(app).to_owned());
             relabelled.labels = ArcIntern::new(labels);
-            snapshot.pods[position] = Arc::new(relabelled);
+            let after = Arc::new(relabelled);
+            snapshot.pods[position] = Arc::clone(&after);
+            Some(PodChange {
+                before: Some(before),
+                after: Some(after),
+            })
         }
-        (_, Some(position)) => {
-            snapshot.pods.remove(position);
-        }
-        (_, None) => {}
+        (_, Some(position)) => Some(PodChange {
+            before: Some(snapshot.pods.remove(position)),
+            after: None,
+        }),
+        (_, None) => None,
     }
 }
 
@@ -218,9 +235,13 @@ pub fn run(shape: Shape, bounds: Bounds, kernel_events: usize) -> Result<ChurnRe
                 budget_hit = true;
                 break;
             }
-            mutate(&mut snapshot, step, &mut rng, namespaces);
-            // The agent takes a snapshot of its stores for every reconcile.
-            let (report, elapsed) = timed(|| reconciler.reconcile(&snapshot.clone()));
+            let Some(change) = mutate(&mut snapshot, step, &mut rng, namespaces) else {
+                continue;
+            };
+            // As the agent: the store's change, and a snapshot of its stores
+            // should the change need the full path.
+            let (report, elapsed) =
+                timed(|| reconciler.reconcile_pods(&[change], || snapshot.clone()));
             let report = report.with_context(|| format!("churn event {step} failed"))?;
             latencies.push(elapsed);
             bytes.push(usize_f64(report.bytes));

@@ -34,6 +34,7 @@ mod evaluate;
 mod explain;
 pub mod limits;
 pub mod manifests;
+mod memberships;
 mod pods;
 mod policy;
 mod resolve;
@@ -44,6 +45,7 @@ pub use cluster::{Cluster, Snapshot};
 pub use error::ModelError;
 pub use evaluate::{evaluate, Connection, Decision, Protocol};
 pub use explain::explain;
+pub use memberships::{Membership, PodMemberships};
 pub use pods::{ContainerPort, PodView};
 pub use policy::PolicyId;
 pub use resolve::{

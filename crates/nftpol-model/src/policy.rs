@@ -458,6 +458,11 @@ pub(crate) fn namespace_labels<'a>(
         .collect()
 }
 
+/// The identity of a selector peer: equal peers share one pod-address set.
+pub(crate) fn peer_identity(namespaces: &NamespaceScope, pods: &Selector) -> String {
+    format!("{namespaces} pods:{pods}")
+}
+
 /// The labels of namespace `name`; a namespace not (yet) seen still carries
 /// its implicit name label.
 pub(crate) fn labels_of(

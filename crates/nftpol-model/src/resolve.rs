@@ -17,7 +17,8 @@ use crate::error::ModelError;
 use crate::evaluate::Protocol;
 use crate::pods::{PodIndex, PodView};
 use crate::policy::{
-    labels_of, namespace_labels, parse_all, NamespaceScope, Peer, PolicyId, PortSpec, Rule,
+    labels_of, namespace_labels, parse_all, peer_identity, NamespaceScope, Peer, PolicyId,
+    PortSpec, Rule,
 };
 use crate::selector::Selector;
 
@@ -420,7 +421,7 @@ impl<'a> Resolver<'a> {
                     .filter_map(|peer| match peer {
                         Peer::Block(block) => Some(ResolvedPeer::Block(block.clone())),
                         Peer::Pods { namespaces, pods } => Some(ResolvedPeer::Pods {
-                            identity: format!("{namespaces} pods:{pods}"),
+                            identity: peer_identity(namespaces, pods),
                             addresses: self.peer_addresses(namespaces, pods),
                         }),
                         Peer::Invalid => None,

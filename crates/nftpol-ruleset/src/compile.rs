@@ -50,8 +50,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use nftpol_model::{
-    LocalPod, NamedPortEndpoint, NodeModel, Peers, PolicyId, PortRange, Ports, ResolvedPeer,
-    ResolvedRule,
+    LocalPod, Membership, NamedPortEndpoint, NodeModel, Peers, PolicyId, PortRange, Ports,
+    ResolvedPeer, ResolvedRule,
 };
 
 use crate::ir::{
@@ -553,6 +553,47 @@ fn group_chain(
     }
 }
 
+/// The set of a selector peer's pod addresses of one family.
+fn pod_peer_set(identity: &str, family: Family) -> String {
+    names::shared_set("pods", identity, Some(family))
+}
+
+/// The named-port set of rule `index` of a policy in one direction and family.
+fn named_set(id: &PolicyId, direction: Direction, index: usize, family: Family) -> String {
+    names::policy_family_set("named", id, &format!("{}{index}", direction.name()), family)
+}
+
+/// A named-port set element: destination address, protocol, port.
+fn named_element(address: IpAddr, protocol: u8, port: u16) -> Element {
+    Element::key(vec![
+        address_value(address),
+        Value::Proto(protocol),
+        Value::Port(port),
+    ])
+}
+
+/// The set element a remote pod's address adds for one of its memberships
+/// (see [`nftpol_model::PodMemberships`]): the same set names and elements
+/// [`compile`] gives that address, for sets that exist in its ruleset.
+pub fn membership_element(membership: &Membership, address: IpAddr) -> (String, Element) {
+    let family = family_of(address);
+    match membership {
+        Membership::Peer { identity } => (
+            pod_peer_set(identity, family),
+            Element::key(vec![address_value(address)]),
+        ),
+        Membership::NamedEgress {
+            policy,
+            rule,
+            protocol,
+            port,
+        } => (
+            named_set(policy, Direction::Egress, *rule, family),
+            named_element(address, protocol.number(), *port),
+        ),
+    }
+}
+
 fn policy_chain(id: &PolicyId, direction: Direction) -> String {
     names::policy_object("policy", id, direction.name())
 }
@@ -568,7 +609,6 @@ fn add_policy(
 ) {
     let mut chain_rules = Vec::new();
     for (index, resolved) in rules.iter().enumerate() {
-        let tail = format!("{}{index}", direction.name());
         let comment = format!("{id} {}[{index}]", direction.name());
         let peers = peer_conditions(ruleset, pod_families, direction, &resolved.peers);
         let Ports::List {
@@ -591,7 +631,7 @@ fn add_policy(
                 .map(|&family| {
                     (
                         family,
-                        add_named_set(ruleset, id, &tail, family, named, &comment),
+                        add_named_set(ruleset, id, direction, index, family, named, &comment),
                     )
                 })
                 .collect()
@@ -655,12 +695,13 @@ fn add_ports_set(ruleset: &mut Ruleset, ranges: &[PortRange]) -> String {
 fn add_named_set(
     ruleset: &mut Ruleset,
     id: &PolicyId,
-    tail: &str,
+    direction: Direction,
+    index: usize,
     family: Family,
     named: &[NamedPortEndpoint],
     comment: &str,
 ) -> String {
-    let name = names::policy_family_set("named", id, tail, family);
+    let name = named_set(id, direction, index, family);
     let mut endpoints = set(
         &name,
         vec![
@@ -674,13 +715,7 @@ fn add_named_set(
     endpoints.elements = named
         .iter()
         .filter(|endpoint| family_of(endpoint.address) == family)
-        .map(|endpoint| {
-            Element::key(vec![
-                address_value(endpoint.address),
-                Value::Proto(endpoint.protocol.number()),
-                Value::Port(endpoint.port),
-            ])
-        })
+        .map(|endpoint| named_element(endpoint.address, endpoint.protocol.number(), endpoint.port))
         .collect();
     insert_set(ruleset, endpoints);
     name
@@ -725,7 +760,7 @@ fn peer_conditions(
                     identity,
                     addresses,
                 } => {
-                    let name = names::shared_set("pods", identity, Some(family));
+                    let name = pod_peer_set(identity, family);
                     if !ruleset.sets.contains_key(&name) {
                         let mut pods = set(
                             &name,

@@ -1,0 +1,352 @@
+//! Remote pod changes through `Reconciler::reconcile_pods` reach exactly the
+//! ruleset a full model and compile of the same cluster gives, whether they
+//! took the element path or fell back to the full one; and the element path
+//! is what remote pods take.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use nftpol_agent::{PodChange, Reconciler};
+use nftpol_model::{resolve_snapshot, PodView, Snapshot};
+use nftpol_netlink::FakeDataplane;
+use nftpol_ruleset::compile::{compile, CompileOptions};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+const NODE: &str = "node-1";
+const NAMESPACES: [&str; 3] = ["x", "y", "z"];
+const APPS: [&str; 3] = ["a", "b", "c"];
+
+fn namespace(name: &str, team: &str) -> Arc<Namespace> {
+    Arc::new(
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"team": team}}}))
+            .expect("a valid Namespace"),
+    )
+}
+
+fn node(name: &str, cidrs: &[&str]) -> Arc<Node> {
+    Arc::new(
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"podCIDRs": cidrs}}))
+            .expect("a valid Node"),
+    )
+}
+
+/// A generated pod: namespace, labels, node, addresses, named ports, phase.
+#[derive(Debug, Clone)]
+struct PodSpec {
+    namespace: usize,
+    app: usize,
+    tier: Option<&'static str>,
+    /// `node-1` (this node) or `node-2`.
+    node: u8,
+    address: u8,
+    dual_stack: bool,
+    http_port: u16,
+    phase: &'static str,
+}
+
+fn pod(name: &str, spec: &PodSpec) -> Arc<PodView> {
+    let node = format!("node-{}", spec.node);
+    let v4 = format!("10.244.{}.{}", spec.node, spec.address);
+    let v6 = format!("fd00:{}::{:x}", spec.node, spec.address);
+    let mut ips = vec![json!({"ip": v4})];
+    if spec.dual_stack {
+        ips.push(json!({"ip": v6}));
+    }
+    let mut labels = json!({"app": APPS[spec.app]});
+    if let Some(tier) = spec.tier {
+        labels["tier"] = json!(tier);
+    }
+    let object: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": NAMESPACES[spec.namespace], "labels": labels},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "ports": [
+            {"name": "http", "containerPort": spec.http_port},
+            {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+        ]}]},
+        "status": {"phase": spec.phase, "podIPs": ips},
+    }))
+    .expect("a valid Pod");
+    Arc::new(PodView::from_pod(&object))
+}
+
+fn pod_spec() -> impl Strategy<Value = PodSpec> {
+    (
+        0..NAMESPACES.len(),
+        0..APPS.len(),
+        prop::option::of(Just("web")),
+        prop::sample::select(vec![1_u8, 2, 2, 2, 2]),
+        1..12_u8,
+        prop::bool::weighted(0.3),
+        prop::sample::select(vec![80_u16, 8080]),
+        prop::sample::select(
+            vec!["Running"; 9]
+                .into_iter()
+                .chain(["Succeeded"])
+                .collect::<Vec<_>>(),
+        ),
+    )
+        .prop_map(
+            |(namespace, app, tier, node, address, dual_stack, http_port, phase)| PodSpec {
+                namespace,
+                app,
+                tier,
+                node,
+                address,
+                dual_stack,
+                http_port,
+                phase,
+            },
+        )
+}
+
+/// One peer of a generated rule.
+fn peer() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        (0..APPS.len()).prop_map(|app| json!({"podSelector": {"matchLabels": {"app": APPS[app]}}})),
+        Just(json!({"namespaceSelector": {"matchLabels": {"team": "blue"}}})),
+        (0..APPS.len()).prop_map(|app| json!({
+            "namespaceSelector": {},
+            "podSelector": {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": [APPS[app]]}]},
+        })),
+        Just(json!({"podSelector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]}})),
+        Just(json!({"ipBlock": {"cidr": "10.244.2.0/24", "except": ["10.244.2.8/29"]}})),
+        Just(json!({"ipBlock": {"cidr": "fd00:2::/64"}})),
+    ]
+}
+
+fn ports() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(json!([{"port": "http"}]))),
+        Just(Some(
+            json!([{"port": "dns", "protocol": "UDP"}, {"port": 80}])
+        )),
+        Just(Some(json!([{"port": 8000, "endPort": 8100}]))),
+    ]
+}
+
+fn rule(direction: &'static str) -> impl Strategy<Value = Value> {
+    (prop::collection::vec(peer(), 0..3), ports()).prop_map(move |(peers, ports)| {
+        let mut rule = json!({});
+        if !peers.is_empty() {
+            rule[if direction == "ingress" { "from" } else { "to" }] = json!(peers);
+        }
+        if let Some(ports) = ports {
+            rule["ports"] = ports;
+        }
+        rule
+    })
+}
+
+/// A generated policy: its namespace, the app it selects (all pods when
+/// `None`), its ingress and egress rules.
+#[derive(Debug, Clone)]
+struct PolicySpec {
+    namespace: usize,
+    app: Option<usize>,
+    ingress: Vec<Value>,
+    egress: Vec<Value>,
+}
+
+fn policy() -> impl Strategy<Value = PolicySpec> {
+    (
+        0..NAMESPACES.len(),
+        prop::option::of(0..APPS.len()),
+        prop::collection::vec(rule("ingress"), 0..3),
+        prop::collection::vec(rule("egress"), 0..3),
+    )
+        .prop_map(|(namespace, app, ingress, egress)| PolicySpec {
+            namespace,
+            app,
+            ingress,
+            egress,
+        })
+}
+
+fn policies(specs: &[PolicySpec]) -> Vec<Arc<NetworkPolicy>> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| {
+            let selector = spec
+                .app
+                .map_or(json!({}), |app| json!({"matchLabels": {"app": APPS[app]}}));
+            Arc::new(
+                serde_json::from_value(json!({
+                    "metadata": {"name": format!("p{index}"), "namespace": NAMESPACES[spec.namespace]},
+                    "spec": {
+                        "podSelector": selector,
+                        "policyTypes": ["Ingress", "Egress"],
+                        "ingress": spec.ingress,
+                        "egress": spec.egress,
+                    },
+                }))
+                .expect("a valid NetworkPolicy"),
+            )
+        })
+        .collect()
+}
+
+/// A change to the generated cluster's pods.
+#[derive(Debug, Clone)]
+enum Event {
+    Add(PodSpec),
+    Replace(usize, PodSpec),
+    Delete(usize),
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        3 => pod_spec().prop_map(Event::Add),
+        3 => (any::<usize>(), pod_spec()).prop_map(|(index, spec)| Event::Replace(index, spec)),
+        2 => any::<usize>().prop_map(Event::Delete),
+    ]
+}
+
+fn snapshot(pods: &[Arc<PodView>], policies: &[Arc<NetworkPolicy>]) -> Snapshot {
+    Snapshot {
+        namespaces: vec![
+            namespace("x", "blue"),
+            namespace("y", "red"),
+            namespace("z", "blue"),
+        ],
+        pods: pods.to_vec(),
+        policies: policies.to_vec(),
+        nodes: vec![
+            node("node-1", &["10.244.1.0/24", "fd00:1::/64"]),
+            node("node-2", &["10.244.2.0/24", "fd00:2::/64"]),
+        ],
+    }
+}
+
+/// Applies `event` to `pods` and returns the change the pod store reports.
+fn apply(event: &Event, pods: &mut Vec<Arc<PodView>>, serial: &mut usize) -> Option<PodChange> {
+    match event {
+        Event::Add(spec) => {
+            *serial += 1;
+            let added = pod(&format!("pod-{serial}"), spec);
+            pods.push(Arc::clone(&added));
+            Some(PodChange {
+                before: None,
+                after: Some(added),
+            })
+        }
+        Event::Replace(index, spec) if !pods.is_empty() => {
+            let position = index % pods.len();
+            let before = Arc::clone(&pods[position]);
+            let after = pod(&before.name, spec);
+            pods[position] = Arc::clone(&after);
+            Some(PodChange {
+                before: Some(before),
+                after: Some(after),
+            })
+        }
+        Event::Delete(index) if !pods.is_empty() => {
+            let before = pods.remove(index % pods.len());
+            Some(PodChange {
+                before: Some(before),
+                after: None,
+            })
+        }
+        Event::Replace(..) | Event::Delete(_) => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn pod_changes_reach_the_full_compile(
+        initial in prop::collection::vec(pod_spec(), 0..10),
+        specs in prop::collection::vec(policy(), 1..4),
+        events in prop::collection::vec(event(), 1..8),
+    ) {
+        let policies = policies(&specs);
+        let mut pods: Vec<Arc<PodView>> = initial
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| pod(&format!("initial-{index}"), spec))
+            .collect();
+        let mut serial = 0;
+        let mut reconciler = Reconciler::new(FakeDataplane::new(), NODE, CompileOptions::default());
+        reconciler.reconcile(&snapshot(&pods, &policies)).expect("the first sync commits");
+        for event in &events {
+            let Some(change) = apply(event, &mut pods, &mut serial) else { continue };
+            let now = snapshot(&pods, &policies);
+            reconciler
+                .reconcile_pods(&[change], || now.clone())
+                .expect("a pod change commits");
+            let expected = compile(&resolve_snapshot(&now, NODE), CompileOptions::default());
+            prop_assert_eq!(reconciler.committed(), Some(&expected), "after {:?}", event);
+            prop_assert_eq!(reconciler.dataplane_mut().state(), Some(&expected));
+        }
+    }
+}
+
+#[test]
+fn remote_pod_changes_take_the_element_path_and_local_ones_the_full_path() {
+    let specs = vec![PolicySpec {
+        namespace: 0,
+        app: Some(0),
+        ingress: vec![json!({"from": [{"podSelector": {"matchLabels": {"app": "b"}}}]})],
+        egress: vec![json!({"to": [{"namespaceSelector": {}}], "ports": [{"port": "http"}]})],
+    }];
+    let policies = policies(&specs);
+    let local = PodSpec {
+        namespace: 0,
+        app: 0,
+        tier: None,
+        node: 1,
+        address: 2,
+        dual_stack: false,
+        http_port: 80,
+        phase: "Running",
+    };
+    let mut pods = vec![pod("target", &local)];
+    let mut reconciler = Reconciler::new(FakeDataplane::new(), NODE, CompileOptions::default());
+    reconciler
+        .reconcile(&snapshot(&pods, &policies))
+        .expect("the first sync commits");
+    let mut serial = 0;
+    let remote = PodSpec {
+        app: 1,
+        node: 2,
+        address: 3,
+        ..local.clone()
+    };
+    for (event, pods_only) in [
+        (Event::Add(remote.clone()), true),
+        (
+            Event::Replace(
+                1,
+                PodSpec {
+                    app: 2,
+                    ..remote.clone()
+                },
+            ),
+            true,
+        ),
+        (Event::Delete(1), true),
+        (
+            Event::Add(PodSpec {
+                address: 4,
+                ..local.clone()
+            }),
+            false,
+        ),
+    ] {
+        let change = apply(&event, &mut pods, &mut serial).expect("a change");
+        let now = snapshot(&pods, &policies);
+        let report = reconciler
+            .reconcile_pods(&[change], || now.clone())
+            .expect("a pod change commits");
+        assert_eq!(report.pods_only, pods_only, "{event:?}");
+        assert!(
+            !pods_only || report.changes > 0,
+            "{event:?} changed elements"
+        );
+        let expected = compile(&resolve_snapshot(&now, NODE), CompileOptions::default());
+        assert_eq!(reconciler.committed(), Some(&expected), "{event:?}");
+    }
+}
