@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use nftpol_model::{resolve_snapshot, ModelError, Snapshot};
-use nftpol_netlink::{ApplyError, Dataplane, ReadError};
+use nftpol_netlink::{Applied, ApplyError, Dataplane, ReadError};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::diff::{diff, Change};
+use nftpol_ruleset::diff::{diff, Change, Diff};
 use nftpol_ruleset::ir::Ruleset;
 
 use crate::pod_delta::{apply_elements, PodChange, PodState};
@@ -49,6 +49,34 @@ pub struct ReconcileReport {
     pub elements: usize,
     /// Invalid parts of objects (they allow nothing).
     pub invalid: Vec<ModelError>,
+}
+
+impl ReconcileReport {
+    /// The report of a commit of `changes` that sent `applied` (nothing
+    /// when no batch was needed) and left `committed` in force.
+    fn of_commit(
+        generation: u64,
+        (full_sync, pods_only): (bool, bool),
+        changes: &Diff,
+        applied: Applied,
+        committed: &Ruleset,
+        invalid: Vec<ModelError>,
+    ) -> Self {
+        let (elements_added, elements_deleted) = changes.element_counts();
+        Self {
+            generation,
+            full_sync,
+            pods_only,
+            changes: changes.changes.len(),
+            elements_added,
+            elements_deleted,
+            messages: applied.messages,
+            bytes: applied.bytes,
+            rules: committed.rule_count(),
+            elements: committed.element_count(),
+            invalid,
+        }
+    }
 }
 
 /// Keeps one node's table in step with the cluster.
@@ -150,31 +178,24 @@ impl<D: Dataplane> Reconciler<D> {
                 | Change::AddRule { chain, .. } => Some(chain.clone()),
                 _ => None,
             }));
-        let (elements_added, elements_deleted) = changes.element_counts();
-        let (report_pods, report_policies) = (model.local_pods.len(), model.policies.len());
-        let report = ReconcileReport {
-            generation: self.generation,
-            full_sync,
-            pods_only: false,
-            changes: changes.changes.len(),
-            elements_added,
-            elements_deleted,
-            messages: applied.as_ref().map_or(0, |applied| applied.messages),
-            bytes: applied.as_ref().map_or(0, |applied| applied.bytes),
-            rules: desired.rule_count(),
-            elements: desired.element_count(),
-            invalid: model.errors.clone(),
-        };
+        let report = ReconcileReport::of_commit(
+            self.generation,
+            (full_sync, false),
+            &changes,
+            applied.unwrap_or_default(),
+            &desired,
+            model.errors.clone(),
+        );
         self.owners = CounterOwners::new(model.policies.iter().map(|policy| &policy.id), &desired);
         self.committed = Some(desired);
         self.pods = Some(PodState::new(snapshot, &model));
         self.invalid = model.errors;
         self.full_sync_next = false;
         tracing::info!(
-            pods = report_pods,
-            policies = report_policies,
-            elements_added,
-            elements_deleted,
+            pods = model.local_pods.len(),
+            policies = model.policies.len(),
+            elements_added = report.elements_added,
+            elements_deleted = report.elements_deleted,
             batch_bytes = report.bytes,
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "reconciled"
@@ -218,23 +239,17 @@ impl<D: Dataplane> Reconciler<D> {
             }
         };
         apply_elements(committed, &changes);
-        let (elements_added, elements_deleted) = changes.element_counts();
-        let report = ReconcileReport {
-            generation: self.generation,
-            full_sync: false,
-            pods_only: true,
-            changes: changes.changes.len(),
-            elements_added,
-            elements_deleted,
-            messages: applied.as_ref().map_or(0, |applied| applied.messages),
-            bytes: applied.as_ref().map_or(0, |applied| applied.bytes),
-            rules: committed.rule_count(),
-            elements: committed.element_count(),
-            invalid: self.invalid.clone(),
-        };
+        let report = ReconcileReport::of_commit(
+            self.generation,
+            (false, true),
+            &changes,
+            applied.unwrap_or_default(),
+            committed,
+            self.invalid.clone(),
+        );
         tracing::info!(
-            elements_added,
-            elements_deleted,
+            elements_added = report.elements_added,
+            elements_deleted = report.elements_deleted,
             batch_bytes = report.bytes,
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "reconciled remote pods"
