@@ -12,22 +12,11 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use nftpol_ruleset::ir::{Action, Element, Field, Match, Rule, Ruleset, Value, TABLE_NAME};
-use nftpol_ruleset::render::{render, render_rule};
+use nftpol_ruleset::ir::{Action, Element, Match, Rule, Ruleset, Value, TABLE_NAME};
+use nftpol_ruleset::render::{field_text, render, render_rule};
 
 /// Ranges up to this many addresses are written address by address.
 const SPLIT_UP_TO: u32 = 256;
-
-fn field(field: Field) -> &'static str {
-    match field {
-        Field::Ipv4Saddr => "ip saddr",
-        Field::Ipv4Daddr => "ip daddr",
-        Field::Ipv6Saddr => "ip6 saddr",
-        Field::Ipv6Daddr => "ip6 daddr",
-        Field::L4Proto => "meta l4proto",
-        Field::TransportDport => "th dport",
-    }
-}
 
 fn value(value: &Value) -> String {
     match value {
@@ -95,7 +84,7 @@ fn linear_rules(ruleset: &Ruleset, rule: &Rule) -> Vec<String> {
                 };
                 Some(format!(
                     "{} {} {verdict}",
-                    field(*first),
+                    field_text(*first),
                     value(element.start.first()?)
                 ))
             })
@@ -117,13 +106,13 @@ fn linear_rules(ruleset: &Ruleset, rule: &Rule) -> Vec<String> {
     for element in &set.elements {
         if key.len() == 1 {
             for literal in literals(element) {
-                rules.push(format!("{} {literal} {rest}", field(key[0])));
+                rules.push(format!("{} {literal} {rest}", field_text(key[0])));
             }
         } else {
             let parts: Vec<String> = key
                 .iter()
                 .zip(&element.start)
-                .map(|(f, v)| format!("{} {}", field(*f), value(v)))
+                .map(|(f, v)| format!("{} {}", field_text(*f), value(v)))
                 .collect();
             rules.push(format!("{} {rest}", parts.join(" ")));
         }

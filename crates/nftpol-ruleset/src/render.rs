@@ -177,16 +177,21 @@ fn render_match(matched: &Match) -> String {
     }
 }
 
+/// A packet field in nft syntax.
+pub fn field_text(field: Field) -> &'static str {
+    match field {
+        Field::Ipv4Saddr => "ip saddr",
+        Field::Ipv4Daddr => "ip daddr",
+        Field::Ipv6Saddr => "ip6 saddr",
+        Field::Ipv6Daddr => "ip6 daddr",
+        Field::L4Proto => "meta l4proto",
+        Field::TransportDport => "th dport",
+    }
+}
+
 fn fields(key: &[Field]) -> String {
     key.iter()
-        .map(|field| match field {
-            Field::Ipv4Saddr => "ip saddr",
-            Field::Ipv4Daddr => "ip daddr",
-            Field::Ipv6Saddr => "ip6 saddr",
-            Field::Ipv6Daddr => "ip6 daddr",
-            Field::L4Proto => "meta l4proto",
-            Field::TransportDport => "th dport",
-        })
+        .map(|field| field_text(*field))
         .collect::<Vec<_>>()
         .join(" . ")
 }
