@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use nftpol_ir::diff::{Change, Diff};
+use nftpol_ir::{Element, Ruleset};
 use nftpol_model::{NodeModel, PodMemberships, PodView, Snapshot};
 use nftpol_ruleset::compile::membership_element;
-use nftpol_ruleset::diff::{Change, Diff};
-use nftpol_ruleset::ir::{Element, Ruleset};
 
 /// One pod's change since the last reconcile, as the pod store saw it.
 #[derive(Debug, Clone)]
@@ -170,25 +170,4 @@ fn element_diff(
         elements,
     }));
     Diff { changes }
-}
-
-/// Applies an element-only diff to the committed IR.
-pub(crate) fn apply_elements(committed: &mut Ruleset, diff: &Diff) {
-    for change in &diff.changes {
-        match change {
-            Change::DeleteElements { set, elements } => {
-                if let Some(held) = committed.sets.get_mut(set) {
-                    for element in elements {
-                        held.elements.remove(element);
-                    }
-                }
-            }
-            Change::AddElements { set, elements } => {
-                if let Some(held) = committed.sets.get_mut(set) {
-                    held.elements.extend(elements.iter().cloned());
-                }
-            }
-            _ => {}
-        }
-    }
 }

@@ -3,13 +3,13 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
+use nftpol_ir::diff::{diff, Change, Diff};
+use nftpol_ir::Ruleset;
 use nftpol_model::{resolve_snapshot, ModelError, Snapshot};
 use nftpol_netlink::{Applied, ApplyError, Dataplane, ReadError};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::diff::{diff, Change, Diff};
-use nftpol_ruleset::ir::Ruleset;
 
-use crate::pod_delta::{apply_elements, PodChange, PodState};
+use crate::pod_delta::{PodChange, PodState};
 use crate::traffic::CounterOwners;
 
 /// Why a reconcile did not commit. The previous ruleset stays in force.
@@ -238,7 +238,10 @@ impl<D: Dataplane> Reconciler<D> {
                 }
             }
         };
-        apply_elements(committed, &changes);
+        // The kernel accepted these changes; if the committed IR refuses
+        // them it no longer mirrors the kernel, and the next sync reads the
+        // kernel's truth.
+        let mirrors_kernel = committed.apply(&changes).is_ok();
         let report = ReconcileReport::of_commit(
             self.generation,
             (false, true),
@@ -254,6 +257,10 @@ impl<D: Dataplane> Reconciler<D> {
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "reconciled remote pods"
         );
+        if !mirrors_kernel {
+            self.pods = None;
+            self.full_sync_next = true;
+        }
         Ok(report)
     }
 

@@ -24,9 +24,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use nftpol_ir::{Action, Ruleset, Verdict};
 use nftpol_model::PolicyId;
 use nftpol_netlink::RuleCounter;
-use nftpol_ruleset::ir::{Action, Ruleset, Verdict};
 use nftpol_ruleset::names;
 
 /// Hooks of the base chains, as the compiler names them.
@@ -342,7 +342,7 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{ports: [{port
             (chain.clone(), vec![]),
             (
                 group.clone(),
-                vec![nftpol_ruleset::ir::Rule {
+                vec![nftpol_ir::Rule {
                     matches: vec![],
                     counter: false,
                     action: Action::Verdict(Verdict::Jump(chain.clone())),
@@ -352,7 +352,7 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{ports: [{port
         ] {
             ruleset.chains.insert(
                 name.clone(),
-                nftpol_ruleset::ir::Chain {
+                nftpol_ir::Chain {
                     name,
                     base: None,
                     comment: None,

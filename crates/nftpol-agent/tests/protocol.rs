@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use nftpol_agent::AgentConfig;
+use nftpol_ir::Ruleset;
 use nftpol_model::PolicyId;
-use nftpol_ruleset::ir::Ruleset;
 use nftpol_ruleset::names;
 use serde_json::json;
 use support::apiserver::{FakeApiServer, Kind};

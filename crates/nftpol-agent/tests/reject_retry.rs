@@ -4,10 +4,10 @@
 //! from the kernel's truth, and it commits exactly the desired ruleset.
 
 use nftpol_agent::{ReconcileError, Reconciler};
+use nftpol_ir::Ruleset;
 use nftpol_model::{resolve_snapshot, Snapshot};
 use nftpol_netlink::{Dataplane as _, FakeDataplane};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::ir::Ruleset;
 use nix::errno::Errno;
 
 const NODE: &str = "node-1";
@@ -150,7 +150,7 @@ fn a_run_of_rejections_ends_with_the_first_success() {
         reconciler
             .dataplane_mut()
             .last_diff()
-            .is_some_and(nftpol_ruleset::diff::Diff::is_element_only),
+            .is_some_and(nftpol_ir::diff::Diff::is_element_only),
         "pod churn after recovery must be element-only"
     );
 }

@@ -22,11 +22,11 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use internment::ArcIntern;
 use nftpol_agent::{PodChange, Reconciler};
+use nftpol_ir::diff::{Change, Diff};
+use nftpol_ir::{Element, Ruleset, Value};
 use nftpol_model::{Cluster, PodView, Snapshot};
 use nftpol_netlink::{Dataplane as _, KernelDataplane};
 use nftpol_ruleset::compile::CompileOptions;
-use nftpol_ruleset::diff::{Change, Diff};
-use nftpol_ruleset::ir::{Element, Ruleset, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{self, Rng, Shape, APPS};

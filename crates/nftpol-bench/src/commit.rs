@@ -5,11 +5,11 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
+use nftpol_ir::diff::diff;
+use nftpol_ir::render::render;
 use nftpol_model::{resolve_snapshot, Snapshot};
 use nftpol_netlink::{Dataplane as _, KernelDataplane};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::diff::diff;
-use nftpol_ruleset::render::render;
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{self, Shape};

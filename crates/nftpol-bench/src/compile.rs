@@ -1,9 +1,9 @@
 //! Measurement 1: model + compile + diff of a synthetic cluster, in-process.
 
+use nftpol_ir::diff::diff;
+use nftpol_ir::Ruleset;
 use nftpol_model::{resolve_snapshot, Snapshot};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::diff::diff;
-use nftpol_ruleset::ir::Ruleset;
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{self, Shape};

@@ -26,14 +26,14 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _, Result};
 use std::fs::File;
 
+use nftpol_ir::diff::diff;
+use nftpol_ir::Ruleset;
 use nftpol_lab::netns::RunId;
 use nftpol_lab::plan::place;
 use nftpol_lab::topology::Topology;
 use nftpol_model::{resolve, Cluster};
 use nftpol_netlink::{Dataplane as _, KernelDataplane};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::diff::diff;
-use nftpol_ruleset::ir::Ruleset;
 use serde::{Deserialize, Serialize};
 
 use crate::commit::nft_load;

@@ -12,8 +12,8 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use nftpol_ruleset::ir::{Action, Element, Match, Rule, Ruleset, Value, TABLE_NAME};
-use nftpol_ruleset::render::{field_text, render, render_rule};
+use nftpol_ir::render::{field_text, render, render_rule};
+use nftpol_ir::{Action, Element, Match, Rule, Ruleset, Value, TABLE_NAME};
 
 /// Ranges up to this many addresses are written address by address.
 const SPLIT_UP_TO: u32 = 256;
@@ -78,8 +78,8 @@ fn linear_rules(ruleset: &Ruleset, rule: &Rule) -> Vec<String> {
             .iter()
             .filter_map(|element| {
                 let verdict = match element.verdict.as_ref()? {
-                    nftpol_ruleset::ir::Verdict::Goto(chain) => format!("goto {chain}"),
-                    nftpol_ruleset::ir::Verdict::Jump(chain) => format!("jump {chain}"),
+                    nftpol_ir::Verdict::Goto(chain) => format!("goto {chain}"),
+                    nftpol_ir::Verdict::Jump(chain) => format!("jump {chain}"),
                     _ => return None,
                 };
                 Some(format!(

@@ -11,7 +11,7 @@ use nftpol_fuzz::{
     check_agreement, check_fails_closed, check_isolates_namespace, sample_nft_check, Corruption,
     Scenario,
 };
-use nftpol_ruleset::render::render;
+use nftpol_ir::render::render;
 
 fuzz_target!(|scenario: Scenario| {
     let cluster = scenario.cluster();

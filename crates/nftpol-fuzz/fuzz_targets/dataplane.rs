@@ -18,8 +18,8 @@ use nftpol_model::resolve;
 use nftpol_netlink::batch::BatchWriter;
 use nftpol_netlink::{Dataplane, FakeDataplane};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::diff::diff;
-use nftpol_ruleset::ir::TABLE_NAME;
+use nftpol_ir::diff::diff;
+use nftpol_ir::TABLE_NAME;
 
 /// Netlink message headers (`nlmsghdr`: u32 length, u16 type, u16 flags,
 /// u32 seq, u32 pid) tile `bytes`; returns the number of messages.

@@ -21,9 +21,9 @@ use nftpol_model::resolve;
 use nftpol_netlink::batch::BatchWriter;
 use nftpol_netlink::decode_dump;
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::diff::diff;
-use nftpol_ruleset::ir::{Ruleset, TABLE_NAME};
-use nftpol_ruleset::render::render;
+use nftpol_ir::diff::diff;
+use nftpol_ir::{Ruleset, TABLE_NAME};
+use nftpol_ir::render::render;
 
 /// A scenario and how the kernel lays out its dump.
 #[derive(Debug, Arbitrary)]

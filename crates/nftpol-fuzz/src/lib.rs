@@ -31,9 +31,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use nftpol_model::{limits, resolve, Cluster, Connection, PodView, Protocol};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::interpret::interpret;
-use nftpol_ruleset::ir::Ruleset;
-use nftpol_ruleset::render::render;
+use nftpol_ir::interpret::interpret;
+use nftpol_ir::Ruleset;
+use nftpol_ir::render::render;
 
 #[path = "../../nftpol-ruleset/tests/oracle/mod.rs"]
 pub mod oracle;

@@ -33,14 +33,14 @@ use nftpol_agent::http::Health;
 use nftpol_agent::metrics::Metrics;
 use nftpol_agent::{Agent, AgentConfig, Dataplane, Progress};
 use nftpol_fakeapi::{FakeApiServer, Kind};
+use nftpol_ir::interpret::{interpret, Packet};
+use nftpol_ir::{CtState, Hook, Ruleset};
 use nftpol_lab::netns::{self, RunId};
 use nftpol_lab::plan::{self, Plan};
 use nftpol_lab::probe::{self, Timeouts};
 use nftpol_lab::topology::Topology;
 use nftpol_model::Cluster;
 use nftpol_netlink::KernelDataplane;
-use nftpol_ruleset::interpret::{interpret, Packet};
-use nftpol_ruleset::ir::{CtState, Hook, Ruleset};
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 

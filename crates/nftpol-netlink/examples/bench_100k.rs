@@ -10,10 +10,10 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use nftpol_ir::diff::diff;
+use nftpol_ir::render::render;
+use nftpol_ir::{Element, KeyType, Ruleset, Set, Value};
 use nftpol_netlink::{Dataplane, KernelDataplane};
-use nftpol_ruleset::diff::diff;
-use nftpol_ruleset::ir::{Element, KeyType, Ruleset, Set, Value};
-use nftpol_ruleset::render::render;
 
 fn ruleset() -> Ruleset {
     let elements = (0..100_000u32)

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use nftpol_ruleset::diff::{Change, Diff};
-use nftpol_ruleset::ir::{BaseChain, Chain, ChainPolicy, Hook, Set};
+use nftpol_ir::diff::{Change, Diff};
+use nftpol_ir::{BaseChain, Chain, ChainPolicy, Hook, Set};
 
 use crate::error::{ApplyError, Object};
 use crate::expr::ExprWriter;
@@ -252,7 +252,7 @@ impl<'a> BatchWriter<'a> {
         kind: u16,
         flags: u16,
         set_name: &str,
-        elements: &[nftpol_ruleset::ir::Element],
+        elements: &[nftpol_ir::Element],
         sets: &BTreeMap<String, Set>,
     ) -> Result<(), SetEncodeError> {
         let Some(set) = sets.get(set_name) else {

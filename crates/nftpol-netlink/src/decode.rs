@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use nftpol_ruleset::ir::{Chain, Rule, Set};
+use nftpol_ir::{Chain, Rule, Set};
 
 use crate::batch::base_chain_of;
 use crate::error::DecodeError;
@@ -223,14 +223,14 @@ pub fn add_elements(datagrams: &[Vec<u8>], set: &mut Set) -> Result<(), DecodeEr
 }
 
 /// The table's IR from a complete dump.
-pub fn ruleset(dump: &Dump, table: &str) -> Result<nftpol_ruleset::ir::Ruleset, DecodeError> {
+pub fn ruleset(dump: &Dump, table: &str) -> Result<nftpol_ir::Ruleset, DecodeError> {
     let mut chains = chains(&dump.chains, table)?;
     add_rules(&dump.rules, table, &mut chains)?;
     let mut sets = sets(&dump.sets, table)?;
     for (name, set) in &mut sets {
         add_elements(dump.elements.get(name).map_or(&[][..], Vec::as_slice), set)?;
     }
-    Ok(nftpol_ruleset::ir::Ruleset { chains, sets })
+    Ok(nftpol_ir::Ruleset { chains, sets })
 }
 
 #[cfg(test)]
@@ -238,9 +238,7 @@ mod tests {
     use super::*;
     use crate::batch::BatchWriter;
     use crate::nla::align;
-    use nftpol_ruleset::ir::{
-        Action, Element, Field, KeyType, Match, Rule, Ruleset, Value, Verdict,
-    };
+    use nftpol_ir::{Action, Element, Field, KeyType, Match, Rule, Ruleset, Value, Verdict};
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
 
@@ -289,7 +287,7 @@ mod tests {
         };
         let mut writer = BatchWriter::new("nftpol", 1);
         writer
-            .push_diff(&nftpol_ruleset::diff::diff(None, &table), &BTreeMap::new())
+            .push_diff(&nftpol_ir::diff::diff(None, &table), &BTreeMap::new())
             .expect("encodable");
         let batch = writer.finish();
         let mut dump = Dump::default();

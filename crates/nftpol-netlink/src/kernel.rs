@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
-use nftpol_ruleset::diff::{diff, Change, Diff};
-use nftpol_ruleset::ir::{
+use nftpol_ir::diff::{diff, Diff};
+use nftpol_ir::{
     Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule,
     Ruleset, Set, Value, Verdict, TABLE_NAME,
 };
@@ -29,7 +29,7 @@ use crate::decode::{self, Dump};
 use crate::error::{ApplyError, DecodeError, FeatureError, Object, ReadError};
 use crate::nla::{messages, Attrs, Writer, NLMSG_HDRLEN};
 use crate::uapi::{
-    elem, msg, set as s, table as t, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLMSGERR_ATTR_MSG,
+    elem, msg, table as t, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLMSGERR_ATTR_MSG,
     NLMSGERR_ATTR_OFFS, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_DUMP,
     NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
@@ -60,8 +60,11 @@ pub struct OpenError {
 pub struct KernelDataplane {
     socket: Socket,
     seq: u32,
-    /// Set shapes as last known (None: unknown, dump before encoding).
-    shapes: Option<BTreeMap<String, Set>>,
+    /// The structure of the table as committed (chains, rules and set
+    /// shapes, no elements), kept by applying each committed diff's
+    /// structure; `None`: unknown, read from the kernel before encoding.
+    /// Encoding needs the key shape of every set a change touches.
+    committed: Option<Ruleset>,
     send_buffer: usize,
 }
 
@@ -94,7 +97,7 @@ impl KernelDataplane {
         Ok(Self {
             socket,
             seq: 1,
-            shapes: None,
+            committed: None,
             send_buffer: 0,
         })
     }
@@ -146,35 +149,13 @@ impl KernelDataplane {
         seq
     }
 
-    /// Shapes of the sets `diff` touches but does not add, from the cache or a dump.
-    fn shapes_for(&mut self, diff: &Diff) -> Result<BTreeMap<String, Set>, ApplyError> {
-        let added: BTreeSet<&str> = diff
-            .changes
-            .iter()
-            .filter_map(|change| match change {
-                Change::AddSet(set) => Some(set.name.as_str()),
-                _ => None,
-            })
-            .collect();
-        let needed: BTreeSet<&str> = diff
-            .changes
-            .iter()
-            .flat_map(referenced_sets)
-            .filter(|name| !added.contains(name))
-            .collect();
-        let known = self
-            .shapes
-            .as_ref()
-            .is_some_and(|shapes| needed.iter().all(|name| shapes.contains_key(*name)));
-        if !known && !needed.is_empty() {
-            let datagrams = self
-                .dump(msg::GETSET, &[(s::TABLE, TABLE_NAME)])
-                .map_err(|e| ApplyError::ReadSets(Box::new(e)))?;
-            let sets = decode::sets(&datagrams.datagrams, TABLE_NAME)
-                .map_err(|e| ApplyError::ReadSets(Box::new(ReadError::Decode(e))))?;
-            self.shapes = Some(sets);
+    /// The committed structure, read from the kernel if unknown.
+    fn structure(&mut self) -> Result<Ruleset, ApplyError> {
+        if self.committed.is_none() {
+            self.read()
+                .map_err(|error| ApplyError::ReadSets(Box::new(error)))?;
         }
-        Ok(self.shapes.clone().unwrap_or_default())
+        Ok(self.committed.clone().unwrap_or_default())
     }
 
     /// Sends `batch` in one `sendmsg` and collects the kernel's verdict.
@@ -460,28 +441,6 @@ fn parse_error(flags: u16, payload: &[u8]) -> Result<KernelError, crate::nla::Wi
     })
 }
 
-/// Names of the sets a change needs to exist (and whose shape it needs).
-fn referenced_sets(change: &Change) -> Vec<&str> {
-    match change {
-        Change::AddElements { set, .. } | Change::DeleteElements { set, .. } => vec![set.as_str()],
-        Change::AddRule { rule, .. } => {
-            let mut names: Vec<&str> = rule
-                .matches
-                .iter()
-                .filter_map(|matched| match matched {
-                    Match::Lookup { set, .. } => Some(set.as_str()),
-                    _ => None,
-                })
-                .collect();
-            if let Action::VerdictMap { map, .. } = &rule.action {
-                names.push(map.as_str());
-            }
-            names
-        }
-        _ => Vec::new(),
-    }
-}
-
 impl Dataplane for KernelDataplane {
     fn apply(&mut self, diff: &Diff) -> Result<Applied, ApplyError> {
         if diff.is_empty() {
@@ -490,28 +449,21 @@ impl Dataplane for KernelDataplane {
                 bytes: 0,
             });
         }
-        let shapes = self.shapes_for(diff)?;
+        let mut structure = self.structure()?;
         let mut writer = BatchWriter::new(TABLE_NAME, self.seq);
-        writer.push_diff(diff, &shapes)?;
+        writer.push_diff(diff, &structure.sets)?;
         let batch = writer.finish();
         self.seq = batch.end_seq.wrapping_add(1);
         if let Err(error) = self.commit(&batch, diff) {
-            self.shapes = None;
+            self.committed = None;
             return Err(error);
         }
-        let mut shapes = shapes;
-        for change in &diff.changes {
-            match change {
-                Change::AddSet(set) => {
-                    shapes.insert(set.name.clone(), set.shape());
-                }
-                Change::DeleteSet(name) => {
-                    shapes.remove(name);
-                }
-                _ => {}
-            }
-        }
-        self.shapes = Some(shapes);
+        // The kernel accepted the diff, so its structure applies; if it
+        // somehow does not, the mirror is wrong and is read again next time.
+        self.committed = structure
+            .apply(&diff.without_elements())
+            .is_ok()
+            .then_some(structure);
         Ok(Applied {
             messages: batch.message_count(),
             bytes: batch.bytes.len(),
@@ -521,7 +473,7 @@ impl Dataplane for KernelDataplane {
     fn read(&mut self) -> Result<Option<Ruleset>, ReadError> {
         for _ in 0..READ_ATTEMPTS {
             let Some((dump, consistent)) = self.read_once()? else {
-                self.shapes = Some(BTreeMap::new());
+                self.committed = Some(Ruleset::default());
                 return Ok(None);
             };
             if consistent {
@@ -530,13 +482,7 @@ impl Dataplane for KernelDataplane {
                     Err(DecodeError::Inconsistent { .. }) => continue,
                     Err(error) => return Err(error.into()),
                 };
-                self.shapes = Some(
-                    ruleset
-                        .sets
-                        .iter()
-                        .map(|(name, set)| (name.clone(), set.shape()))
-                        .collect(),
-                );
+                self.committed = Some(ruleset.without_elements());
                 return Ok(Some(ruleset));
             }
         }
@@ -570,7 +516,7 @@ impl Dataplane for KernelDataplane {
             Err(error) if error.is_not_found() => {}
             Err(error) => return Err(error),
         }
-        self.shapes = Some(BTreeMap::new());
+        self.committed = Some(Ruleset::default());
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use nftpol_ruleset::ir::{Field, KeyType, Value};
+use nftpol_ir::{KeyType, Value};
 
 use crate::uapi::{datatype, udata};
 
@@ -91,16 +91,6 @@ pub fn type_of(value: Value) -> KeyType {
         Value::Ipv6(_) => KeyType::Ipv6Addr,
         Value::Proto(_) => KeyType::InetProto,
         Value::Port(_) => KeyType::InetService,
-    }
-}
-
-/// The key type a packet field loads.
-pub fn type_of_field(field: Field) -> KeyType {
-    match field {
-        Field::Ipv4Saddr | Field::Ipv4Daddr => KeyType::Ipv4Addr,
-        Field::Ipv6Saddr | Field::Ipv6Daddr => KeyType::Ipv6Addr,
-        Field::L4Proto => KeyType::InetProto,
-        Field::TransportDport => KeyType::InetService,
     }
 }
 

@@ -1,7 +1,7 @@
 //! nftpol-netlink: IR and diff ↔ nf_tables messages; one atomic batch;
 //! read-back; the [`Dataplane`] trait with a kernel and a fake implementation.
 //!
-//! In: a [`Diff`] (from `nftpol_ruleset::diff`) to apply, or a request to read
+//! In: a [`Diff`] (from `nftpol_ir::diff`) to apply, or a request to read
 //! table `inet nftpol` back. Out: the kernel's table changed all-or-nothing,
 //! or the table as a [`Ruleset`] that compares equal to the one applied.
 //! This crate knows nothing of Kubernetes, chooses no hooks, priorities or
@@ -27,8 +27,8 @@
 //! - **Element adds use `NLM_F_EXCL`** so an existing element is an error, as
 //!   in the fake: the caller diffs against what the kernel really holds.
 //!
-//! [`Diff`]: nftpol_ruleset::diff::Diff
-//! [`Ruleset`]: nftpol_ruleset::ir::Ruleset
+//! [`Diff`]: nftpol_ir::diff::Diff
+//! [`Ruleset`]: nftpol_ir::Ruleset
 
 pub mod batch;
 mod counter;
@@ -51,8 +51,8 @@ pub use fake::FakeDataplane;
 pub use kernel::{KernelDataplane, OpenError};
 pub use verify::{verify, Difference};
 
-use nftpol_ruleset::diff::Diff;
-use nftpol_ruleset::ir::{Ruleset, TABLE_NAME};
+use nftpol_ir::diff::Diff;
+use nftpol_ir::{Ruleset, TABLE_NAME};
 
 /// Decodes a complete read of table `inet nftpol` (the replies to
 /// `GETCHAIN`, `GETRULE`, `GETSET` and each set's `GETSETELEM`) into IR:

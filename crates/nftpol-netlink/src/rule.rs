@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nftpol_ruleset::ir::{Action, CtState, Field, Match, Rule, Set, Verdict};
+use nftpol_ir::{Action, CtState, Field, Match, Rule, Set, Verdict};
 
 use crate::expr::{Expr, ExprWriter};
 use crate::key;
@@ -143,7 +143,7 @@ fn registers(fields: &[Field]) -> Vec<u32> {
             } else {
                 x::REG32_00 + word
             };
-            let slot = key::slot_len(key::type_of_field(*field), concatenated);
+            let slot = key::slot_len(field.key_type(), concatenated);
             word += u32::try_from(slot / 4).unwrap_or(u32::MAX).max(1);
             register
         })

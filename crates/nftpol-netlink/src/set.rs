@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use nftpol_ruleset::ir::{Element, KeyType, Set, Verdict};
+use nftpol_ir::{Element, KeyType, Set, Verdict};
 
 use crate::expr::{read_value, read_verdict, write_verdict, RawVerdict};
 use crate::key;

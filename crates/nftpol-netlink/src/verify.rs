@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use nftpol_ruleset::ir::Ruleset;
+use nftpol_ir::Ruleset;
 
 use crate::error::{ElementText, ReadError};
 use crate::Dataplane;

@@ -8,12 +8,12 @@ mod common;
 use std::net::{Ipv4Addr, UdpSocket};
 
 use common::{fixture, in_fresh_netns, run};
-use nftpol_netlink::{Dataplane, FakeDataplane, KernelDataplane, RuleCounter};
-use nftpol_ruleset::diff::diff;
-use nftpol_ruleset::ir::{
+use nftpol_ir::diff::diff;
+use nftpol_ir::{
     Action, BaseChain, Chain, ChainPolicy, Element, Field, Hook, KeyType, Match, Rule, Ruleset,
     Set, Value, Verdict,
 };
+use nftpol_netlink::{Dataplane, FakeDataplane, KernelDataplane, RuleCounter};
 
 fn open() -> KernelDataplane {
     KernelDataplane::open().expect("opening the netfilter socket")

@@ -7,14 +7,14 @@ use std::net::Ipv4Addr;
 
 use common::{fixture, in_fresh_netns, many_v4, run, DISPATCH_V4, PEERS_V4};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
+use nftpol_ir::diff::{diff, Change, Diff};
+use nftpol_ir::render::render;
+use nftpol_ir::{Element, KeyType, Ruleset, Set, Value, Verdict, TABLE_NAME};
 use nftpol_netlink::batch::BatchWriter;
 use nftpol_netlink::uapi::{msg, NFNLGRP_NFTABLES, NFNL_SUBSYS_NFTABLES};
 use nftpol_netlink::{
     verify, ApplyError, Dataplane, Difference, FakeDataplane, KernelDataplane, Object,
 };
-use nftpol_ruleset::diff::{diff, Change, Diff};
-use nftpol_ruleset::ir::{Element, KeyType, Ruleset, Set, Value, Verdict, TABLE_NAME};
-use nftpol_ruleset::render::render;
 
 fn open() -> KernelDataplane {
     KernelDataplane::open().expect("opening the netfilter socket")
@@ -428,14 +428,14 @@ fn fake_and_kernel_agree_on_every_batch() {
                 Diff {
                     changes: vec![Change::AddRule {
                         chain: "egress-other".to_owned(),
-                        rule: nftpol_ruleset::ir::Rule {
-                            matches: vec![nftpol_ruleset::ir::Match::Lookup {
-                                key: vec![nftpol_ruleset::ir::Field::Ipv4Daddr],
+                        rule: nftpol_ir::Rule {
+                            matches: vec![nftpol_ir::Match::Lookup {
+                                key: vec![nftpol_ir::Field::Ipv4Daddr],
                                 set: "missing".to_owned(),
                                 negated: false,
                             }],
                             counter: false,
-                            action: nftpol_ruleset::ir::Action::Verdict(Verdict::Drop),
+                            action: nftpol_ir::Action::Verdict(Verdict::Drop),
                             comment: None,
                         },
                     }],

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use common::{fixture, many_v4};
 use dump_form::{dump_of_batch, Layout};
+use nftpol_ir::diff::diff;
+use nftpol_ir::{KeyType, Ruleset, Set, TABLE_NAME};
 use nftpol_netlink::batch::{Batch, BatchWriter};
 use nftpol_netlink::decode_dump;
 use nftpol_netlink::uapi::msg;
-use nftpol_ruleset::diff::diff;
-use nftpol_ruleset::ir::{KeyType, Ruleset, Set, TABLE_NAME};
 
 fn encode(ruleset: &Ruleset) -> Batch {
     let mut writer = BatchWriter::new(TABLE_NAME, 1);

@@ -54,11 +54,11 @@ use nftpol_model::{
     ResolvedPeer, ResolvedRule,
 };
 
-use crate::ir::{
+use crate::names::{self, Family};
+use nftpol_ir::{
     Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule,
     Ruleset, Set, Value, Verdict,
 };
-use crate::names::{self, Family};
 
 /// Priority of the egress base chains: after DNAT (-100), at the standard
 /// filter priority.

@@ -1,12 +1,11 @@
-//! nftpol-ruleset: the per-node policy model → the nftables ruleset IR for
-//! table `inet nftpol`; diff between two IRs; rendering to `nft` syntax; and
-//! an interpreter that walks a packet through the IR as the kernel would.
+//! nftpol-ruleset: the compiler from the per-node policy model
+//! (`nftpol-model`) to the ruleset of table `inet nftpol` (`nftpol-ir`).
+//!
+//! It owns every design choice of the table's layout: hooks and priorities,
+//! the chain layout, which sets exist and how they are shared, and the names
+//! of every object it makes.
 //!
 //! Pure: no I/O, no clock, no kernel.
 
 pub mod compile;
-pub mod diff;
-pub mod interpret;
-pub mod ir;
 pub mod names;
-pub mod render;

@@ -10,10 +10,10 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use nftpol_ir::diff::diff;
+use nftpol_ir::{Action, CtState, Match, Verdict};
 use nftpol_model::{resolve, Cluster};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::diff::diff;
-use nftpol_ruleset::ir::{Action, CtState, Match, Verdict};
 
 fn meta(namespace: &str, name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
     ObjectMeta {

@@ -10,12 +10,12 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
+use nftpol_ir::interpret::interpret;
+use nftpol_ir::render::render;
+use nftpol_ir::Ruleset;
 use nftpol_model::limits::MAX_BLOCK_ELEMENTS_PER_RULE;
 use nftpol_model::{resolve, Cluster, Connection, NodeModel, Protocol};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::interpret::interpret;
-use nftpol_ruleset::ir::Ruleset;
-use nftpol_ruleset::render::render;
 use oracle::{node_oracle, packet_for};
 
 const NODE: &str = "node-1";

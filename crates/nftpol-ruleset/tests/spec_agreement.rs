@@ -7,11 +7,11 @@ mod strategies;
 
 use std::net::IpAddr;
 
+use nftpol_ir::diff::{diff, Change};
+use nftpol_ir::interpret::interpret;
+use nftpol_ir::Ruleset;
 use nftpol_model::{resolve, Cluster, Connection, PodView, Protocol};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::diff::{diff, Change};
-use nftpol_ruleset::interpret::interpret;
-use nftpol_ruleset::ir::Ruleset;
 use oracle::{node_oracle, packet_for};
 use proptest::prelude::*;
 

@@ -102,7 +102,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for error in &model.errors {
                 tracing::warn!("{error}");
             }
-            print(&nftpol_ruleset::render::render(&compile(
+            print(&nftpol_ir::render::render(&compile(
                 &model,
                 CompileOptions::default(),
             )))?;

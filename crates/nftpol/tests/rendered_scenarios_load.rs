@@ -63,7 +63,7 @@ fn nft_accepts_every_rendered_scenario() {
                 &nftpol_model::resolve(&parsed.cluster, node),
                 CompileOptions::default(),
             );
-            let rendered = nftpol_ruleset::render::render(&ruleset);
+            let rendered = nftpol_ir::render::render(&ruleset);
             if let Err(error) = nft_check(&rendered) {
                 panic!(
                     "{} on {node}: nft rejects the rendering:\n{error}\n{rendered}",

@@ -21,10 +21,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use nftpol_agent::http::Health;
 use nftpol_agent::metrics::Metrics;
 use nftpol_agent::{Agent, AgentConfig, AgentError, Dataplane, Progress};
+use nftpol_ir::diff::Diff;
+use nftpol_ir::interpret::{interpret, Packet};
+use nftpol_ir::{CtState, Hook, Ruleset};
 use nftpol_netlink::{Applied, ApplyError, FakeDataplane, ReadError, RuleCounter};
-use nftpol_ruleset::diff::Diff;
-use nftpol_ruleset::interpret::{interpret, Packet};
-use nftpol_ruleset::ir::{CtState, Hook, Ruleset};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 

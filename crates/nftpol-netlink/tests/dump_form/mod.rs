@@ -29,11 +29,11 @@
 
 use std::collections::BTreeMap;
 
+use nftpol_ir::TABLE_NAME;
 use nftpol_netlink::uapi::{
     elem, msg, set, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLA_F_NESTED, NLA_TYPE_MASK, NLMSG_DONE,
 };
 use nftpol_netlink::Dump;
-use nftpol_ruleset::ir::TABLE_NAME;
 
 /// `NLM_F_MULTI` (include/uapi/linux/netlink.h): part of a multipart reply.
 const NLM_F_MULTI: u16 = 0x2;

@@ -8,9 +8,9 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use nftpol_ir::interpret::Packet;
+use nftpol_ir::{CtState, Hook};
 use nftpol_model::{evaluate, Cluster, Connection, Decision, PodView};
-use nftpol_ruleset::interpret::Packet;
-use nftpol_ruleset::ir::{CtState, Hook};
 
 /// The pod CIDRs of `node`, straight from its Node object: `spec.podCIDRs`,
 /// else `spec.podCIDR`; unparseable entries are skipped.

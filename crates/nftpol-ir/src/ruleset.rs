@@ -113,6 +113,18 @@ pub enum Field {
     TransportDport,
 }
 
+impl Field {
+    /// The set key type a lookup of this field needs.
+    pub fn key_type(self) -> KeyType {
+        match self {
+            Field::Ipv4Saddr | Field::Ipv4Daddr => KeyType::Ipv4Addr,
+            Field::Ipv6Saddr | Field::Ipv6Daddr => KeyType::Ipv6Addr,
+            Field::L4Proto => KeyType::InetProto,
+            Field::TransportDport => KeyType::InetService,
+        }
+    }
+}
+
 /// A condition on a packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
@@ -278,6 +290,20 @@ impl Ruleset {
     /// Total rules over all chains.
     pub fn rule_count(&self) -> usize {
         self.chains.values().map(|chain| chain.rules.len()).sum()
+    }
+
+    /// The ruleset's structure: its chains and rules, and its sets without
+    /// their elements.
+    #[must_use]
+    pub fn without_elements(&self) -> Ruleset {
+        Ruleset {
+            chains: self.chains.clone(),
+            sets: self
+                .sets
+                .iter()
+                .map(|(name, set)| (name.clone(), set.shape()))
+                .collect(),
+        }
     }
 
     /// Total elements over all sets and maps.

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::ir::{Action, Chain, Element, Match, Rule, Ruleset, Set};
+use crate::{Action, Chain, Element, Match, Rule, Ruleset, Set};
 
 /// One step of a transaction on table `inet nftpol`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +81,25 @@ impl Diff {
                 Change::AddElements { .. } | Change::DeleteElements { .. }
             )
         })
+    }
+
+    /// The diff without its element changes: what it does to the
+    /// structure of a table (see [`Ruleset::without_elements`]).
+    #[must_use]
+    pub fn without_elements(&self) -> Diff {
+        Diff {
+            changes: self
+                .changes
+                .iter()
+                .filter(|change| {
+                    !matches!(
+                        change,
+                        Change::AddElements { .. } | Change::DeleteElements { .. }
+                    )
+                })
+                .cloned()
+                .collect(),
+        }
     }
 
     /// Elements added and deleted, in that order.

@@ -6,10 +6,10 @@
 
 use std::net::IpAddr;
 
-use crate::ir::{
+use crate::render::render_rule;
+use crate::{
     Action, ChainPolicy, CtState, Element, Field, Hook, Match, Rule, Ruleset, Value, Verdict,
 };
-use crate::render::render_rule;
 
 /// The kernel's jump stack depth (`NFT_JUMP_STACK_SIZE`).
 const MAX_JUMP_DEPTH: usize = 16;

@@ -10,7 +10,7 @@
 // `let _ = writeln!(out, …)` below: writing to a String cannot fail.
 use std::fmt::Write;
 
-use crate::ir::{
+use crate::{
     Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule,
     Ruleset, Set, Value, Verdict, TABLE_FAMILY, TABLE_NAME,
 };
