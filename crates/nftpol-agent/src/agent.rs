@@ -178,10 +178,12 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
                     metrics.reconcile.succeeded();
                     metrics.batch.record(&report);
                     if let Some(committed) = reconciler.committed() {
-                        metrics.ruleset.record(committed, &report);
+                        metrics
+                            .ruleset
+                            .record(committed, reconciler.provenance(), &report);
                     }
                     tracker.forget_chains(&reconciler.take_replaced_rule_chains());
-                    metrics.traffic.follow(reconciler.counter_owners());
+                    metrics.traffic.follow(reconciler.provenance());
                     health.set_ready();
                     backoff.reset();
                     progress.send_modify(|progress| {
@@ -243,7 +245,7 @@ async fn read_counters<D: Dataplane + Send + 'static>(
     .map_err(AgentError::CounterTask)?;
     match read {
         Ok(counters) => {
-            let increments = tracker.observe(reconciler.counter_owners(), &counters);
+            let increments = tracker.observe(reconciler.provenance(), &counters);
             metrics.traffic.record(&increments);
             progress.send_modify(|progress| progress.counter_reads += 1);
         }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nftpol_ir::Ruleset;
 use nftpol_netlink::ReadError;
+use nftpol_ruleset::catalogue::{Provenance, SetKind};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,7 +25,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::reconcile::{ReconcileError, ReconcileReport};
-use crate::traffic::{CounterOwners, Increments, PolicyDirection};
+use crate::traffic::{policy_series, Increments, PolicyDirection};
 
 /// `sync="full|partial"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -228,30 +229,6 @@ pub struct RulesetMetrics {
     invalid: Gauge,
 }
 
-/// The closed set of set kinds, from the compiler's naming scheme
-/// (`names` module of `nftpol-ruleset`).
-fn set_kind(name: &str) -> &'static str {
-    let without_family = name
-        .strip_suffix("-v4")
-        .or_else(|| name.strip_suffix("-v6"))
-        .unwrap_or(name);
-    match without_family {
-        "local-pod-ips" => "local_pod_ips",
-        "pod-cidrs" => "pod_cidrs",
-        "self-pairs" => "self_pairs",
-        "ingress-dispatch" | "egress-dispatch" => "dispatch",
-        "ingress-isolated" | "egress-isolated" => "isolated",
-        // `<role>-<HASH>…`: shared sets and per-policy sets.
-        _ => match name.split('-').next().unwrap_or_default() {
-            "pods" => "pod_peers",
-            "block" => "ip_blocks",
-            "ports" => "ports",
-            "named" => "named_ports",
-            _ => "other",
-        },
-    }
-}
-
 impl RulesetMetrics {
     fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
@@ -274,14 +251,17 @@ impl RulesetMetrics {
     }
 
     /// Records the committed ruleset.
-    pub fn record(&self, ruleset: &Ruleset, report: &ReconcileReport) {
+    pub fn record(&self, ruleset: &Ruleset, provenance: &Provenance, report: &ReconcileReport) {
         self.rules
             .set(i64::try_from(ruleset.rule_count()).unwrap_or(i64::MAX));
         self.invalid
             .set(i64::try_from(report.invalid.len()).unwrap_or(i64::MAX));
         let mut elements: BTreeMap<&'static str, usize> = BTreeMap::new();
         for set in ruleset.sets.values() {
-            *elements.entry(set_kind(&set.name)).or_default() += set.elements.len();
+            let kind = provenance
+                .set_kind(&set.name)
+                .map_or("other", SetKind::label);
+            *elements.entry(kind).or_default() += set.elements.len();
         }
         self.elements.clear();
         for (kind, count) in elements {
@@ -358,8 +338,8 @@ impl TrafficMetrics {
 
     /// Follows a commit: the series of policies (and directions) gone from
     /// the committed ruleset are removed, those of new ones start at 0.
-    pub fn follow(&self, owners: &CounterOwners) {
-        let now = owners.policies();
+    pub fn follow(&self, provenance: &Provenance) {
+        let now = policy_series(provenance);
         let mut series = self.series();
         let families = [
             &self.allowed_packets,
@@ -520,25 +500,6 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn set_kinds_follow_the_naming_scheme() {
-        let cases = [
-            ("local-pod-ips-v4", "local_pod_ips"),
-            ("pod-cidrs-v6", "pod_cidrs"),
-            ("self-pairs-v4", "self_pairs"),
-            ("ingress-dispatch-v6", "dispatch"),
-            ("egress-isolated-v4", "isolated"),
-            ("pods-7q2k4mxb7q2k4mxb-v4", "pod_peers"),
-            ("block-7q2k4mxb7q2k4mxb-v6", "ip_blocks"),
-            ("ports-7q2k4mxb7q2k4mxb", "ports"),
-            ("named-7q2k4mxb-shop/db/in0-v6", "named_ports"),
-            ("something-new-v4", "other"),
-        ];
-        for (name, want) in cases {
-            assert_eq!(set_kind(name), want, "case {name}");
-        }
-    }
 
     #[test]
     fn exposition_has_prefixed_names_with_units() {

@@ -94,7 +94,10 @@ impl PodState {
                     .memberships
                     .of(pod)
                     .into_iter()
-                    .map(|(membership, address)| membership_element(&membership, address));
+                    .map(|(membership, address)| {
+                        let (set, element) = membership_element(&membership, address);
+                        (set.name(), element)
+                    });
                 if sign < 0 {
                     removed.extend(elements);
                 } else {

@@ -7,10 +7,10 @@ use nftpol_ir::diff::{diff, Change, Diff};
 use nftpol_ir::Ruleset;
 use nftpol_model::{resolve_snapshot, ModelError, Snapshot};
 use nftpol_netlink::{Applied, ApplyError, Dataplane, ReadError};
+use nftpol_ruleset::catalogue::Provenance;
 use nftpol_ruleset::compile::{compile, CompileOptions};
 
 use crate::pod_delta::{PodChange, PodState};
-use crate::traffic::CounterOwners;
 
 /// Why a reconcile did not commit. The previous ruleset stays in force.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,8 @@ pub struct Reconciler<D: Dataplane> {
     node: String,
     options: CompileOptions,
     committed: Option<Ruleset>,
-    owners: CounterOwners,
+    /// Where every object of the committed ruleset came from.
+    provenance: Provenance,
     replaced_rules: BTreeSet<String>,
     full_sync_next: bool,
     generation: u64,
@@ -103,7 +104,7 @@ impl<D: Dataplane> Reconciler<D> {
             node: node.into(),
             options,
             committed: None,
-            owners: CounterOwners::default(),
+            provenance: Provenance::default(),
             replaced_rules: BTreeSet::new(),
             full_sync_next: true,
             generation: 0,
@@ -117,9 +118,9 @@ impl<D: Dataplane> Reconciler<D> {
         self.committed.as_ref()
     }
 
-    /// Which policy each counter of the committed ruleset counts for.
-    pub fn counter_owners(&self) -> &CounterOwners {
-        &self.owners
+    /// Where every chain, rule and set of the committed ruleset came from.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
     }
 
     /// Chains whose rules commits replaced (flushed, deleted or appended
@@ -154,7 +155,8 @@ impl<D: Dataplane> Reconciler<D> {
         for error in &model.errors {
             tracing::warn!(%error, "invalid object part allows nothing");
         }
-        let desired = compile(&model, self.options);
+        let compiled = compile(&model, self.options);
+        let desired = compiled.ruleset;
         if full_sync {
             self.committed = self
                 .dataplane
@@ -186,7 +188,7 @@ impl<D: Dataplane> Reconciler<D> {
             &desired,
             model.errors.clone(),
         );
-        self.owners = CounterOwners::new(model.policies.iter().map(|policy| &policy.id), &desired);
+        self.provenance = compiled.provenance;
         self.committed = Some(desired);
         self.pods = Some(PodState::new(snapshot, &model));
         self.invalid = model.errors;

@@ -1,19 +1,16 @@
 //! Rule counters → traffic per policy and direction.
 //!
 //! The compiler gives every allow rule and every deny rule a `counter`
-//! ([`nftpol_ruleset::compile`]). Which policy a rule counts for is known
-//! from the chain it sits in, whose name the agent rebuilds with the
-//! compiler's own [`names`] functions from the policy ids of the model:
-//! nothing is parsed back out of names or comments (comments are
-//! truncated to 128 bytes, names to 255). A chain is
-//! - a policy chain (`policy-HASH-ns/name/direction`): its counters are
-//!   that policy's allowed traffic;
-//! - a group chain (the rules jump to the policy chains of every policy
-//!   isolating a set of pods): its one counter is the traffic denied to
-//!   those pods, counted for each of the group's policies and once in the
-//!   per-direction total;
-//! - a base chain (`filter-<hook>-<direction>`): its counters drop traffic
-//!   of unknown pods on this node.
+//! ([`nftpol_ruleset::compile`]) and says, in its [`Provenance`], what each
+//! rule of each chain is for: nothing is parsed back out of names or
+//! comments (comments are truncated to 128 bytes, names to 255). A counter
+//! is
+//! - an allow rule of a policy chain: that policy's allowed traffic;
+//! - the deny of a group chain (whose rules jump to the chains of every
+//!   policy isolating a set of pods): traffic denied to those pods, counted
+//!   for each of the group's policies and once in the per-direction total;
+//! - the unknown-pod drop of a base chain: traffic of unknown pods on this
+//!   node.
 //!
 //! Kernel counters start from 0 whenever a rule is (re-)added: a chain whose
 //! rules change is flushed and refilled, a group chain disappears with its
@@ -24,34 +21,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nftpol_ir::{Action, Ruleset, Verdict};
-use nftpol_model::PolicyId;
+use nftpol_model::{Direction, PolicyId};
 use nftpol_netlink::RuleCounter;
-use nftpol_ruleset::names;
-
-/// Hooks of the base chains, as the compiler names them.
-const HOOKS: [&str; 2] = ["forward", "output"];
-
-/// The direction of a policy, a group or a base chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Direction {
-    /// Traffic to a local pod.
-    Ingress,
-    /// Traffic from a local pod.
-    Egress,
-}
-
-impl Direction {
-    const ALL: [Direction; 2] = [Direction::Ingress, Direction::Egress];
-
-    /// `ingress` or `egress`: the metric label, and the compiler's name.
-    pub fn label(self) -> &'static str {
-        match self {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        }
-    }
-}
+use nftpol_ruleset::catalogue::{ChainName, Provenance, RuleRole};
 
 /// Why denied traffic was denied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -97,91 +69,20 @@ impl Traffic {
     }
 }
 
-/// What the counters of one chain count for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Owner {
-    /// A policy chain: allowed traffic of one policy.
-    Allow(PolicyDirection),
-    /// A group chain: traffic denied to pods these policies isolate.
-    Isolated {
-        direction: Direction,
-        policies: Vec<PolicyId>,
-    },
-    /// A base chain: traffic of unknown local pods.
-    UnknownPod(Direction),
-}
-
-/// Which policy each counter-carrying chain of a committed ruleset counts for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CounterOwners {
-    chains: BTreeMap<String, Owner>,
-}
-
-impl CounterOwners {
-    /// The owners of `ruleset`'s chains, compiled from a model holding
-    /// `policies`.
-    pub fn new<'a>(policies: impl IntoIterator<Item = &'a PolicyId>, ruleset: &Ruleset) -> Self {
-        let mut chains = BTreeMap::new();
-        for policy in policies {
-            for direction in Direction::ALL {
-                let name = names::policy_object("policy", policy, direction.label());
-                if ruleset.chains.contains_key(&name) {
-                    let owner = Owner::Allow(PolicyDirection {
-                        policy: policy.clone(),
-                        direction,
-                    });
-                    chains.insert(name, owner);
-                }
-            }
-        }
-        let mut groups = BTreeMap::new();
-        for chain in ruleset.chains.values() {
-            let mut direction = None;
-            let mut members = Vec::new();
-            for rule in &chain.rules {
-                if let Action::Verdict(Verdict::Jump(target)) = &rule.action {
-                    if let Some(Owner::Allow(owner)) = chains.get(target) {
-                        direction = Some(owner.direction);
-                        members.push(owner.policy.clone());
-                    }
-                }
-            }
-            if let Some(direction) = direction {
-                let owner = Owner::Isolated {
-                    direction,
-                    policies: members,
-                };
-                groups.insert(chain.name.clone(), owner);
-            }
-        }
-        chains.extend(groups);
-        for direction in Direction::ALL {
-            for hook in HOOKS {
-                let name = names::base_chain(hook, direction.label());
-                if ruleset.chains.contains_key(&name) {
-                    chains.insert(name, Owner::UnknownPod(direction));
-                }
-            }
-        }
-        Self { chains }
-    }
-
-    /// Every policy and direction with a chain: the per-policy series that
-    /// exist.
-    pub fn policies(&self) -> BTreeSet<PolicyDirection> {
-        self.chains
-            .values()
-            .filter_map(|owner| match owner {
-                Owner::Allow(owner) => Some(owner.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Whether `chain` is attributed to a policy, a group or a direction.
-    pub fn has_owner(&self, chain: &str) -> bool {
-        self.chains.contains_key(chain)
-    }
+/// Every policy and direction with a chain in the ruleset `provenance`
+/// describes: the per-policy series that exist.
+pub fn policy_series(provenance: &Provenance) -> BTreeSet<PolicyDirection> {
+    provenance
+        .chains
+        .values()
+        .filter_map(|origin| match &origin.chain {
+            ChainName::Policy { policy, direction } => Some(PolicyDirection {
+                policy: policy.clone(),
+                direction: *direction,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Traffic counted since the previous read.
@@ -210,10 +111,11 @@ impl TrafficTracker {
             .retain(|(chain, _), _| !chains.contains(chain));
     }
 
-    /// The traffic counted since the previous read, attributed by `owners`.
+    /// The traffic counted since the previous read, attributed through the
+    /// provenance of the committed ruleset.
     /// A counter below its previous value restarted (its rule was replaced
     /// in a way the tracker was not told about) and counts from 0.
-    pub fn observe(&mut self, owners: &CounterOwners, counters: &[RuleCounter]) -> Increments {
+    pub fn observe(&mut self, provenance: &Provenance, counters: &[RuleCounter]) -> Increments {
         let mut increments = Increments::default();
         let mut current = BTreeMap::new();
         for counter in counters {
@@ -232,18 +134,21 @@ impl TrafficTracker {
                 }
             };
             current.insert(key, now);
-            match owners.chains.get(&counter.chain) {
-                Some(Owner::Allow(owner)) => {
-                    increments
-                        .allowed
-                        .entry(owner.clone())
-                        .or_default()
-                        .add(delta);
+            match provenance.rule(&counter.chain, counter.rule) {
+                Some((ChainName::Policy { policy, direction }, RuleRole::Allow { .. })) => {
+                    let owner = PolicyDirection {
+                        policy: policy.clone(),
+                        direction: *direction,
+                    };
+                    increments.allowed.entry(owner).or_default().add(delta);
                 }
-                Some(Owner::Isolated {
-                    direction,
-                    policies,
-                }) => {
+                Some((
+                    ChainName::Group {
+                        direction,
+                        policies,
+                    },
+                    RuleRole::IsolatedDeny,
+                )) => {
                     for policy in policies {
                         let owner = PolicyDirection {
                             policy: policy.clone(),
@@ -261,15 +166,15 @@ impl TrafficTracker {
                         .or_default()
                         .add(delta);
                 }
-                Some(Owner::UnknownPod(direction)) => {
+                Some((ChainName::Base { direction, .. }, RuleRole::UnknownPodDrop)) => {
                     increments
                         .denied
                         .entry((*direction, DenyReason::UnknownPod))
                         .or_default()
                         .add(delta);
                 }
-                None => {
-                    tracing::debug!(chain = %counter.chain, rule = counter.rule, "counter of no known owner");
+                other => {
+                    tracing::debug!(chain = %counter.chain, rule = counter.rule, role = ?other, "counter of no known owner");
                 }
             }
         }
@@ -281,6 +186,7 @@ impl TrafficTracker {
 #[cfg(test)]
 mod tests {
     use nftpol_model::{manifests, resolve};
+    use nftpol_ruleset::catalogue::ChainOrigin;
     use nftpol_ruleset::compile::{compile, CompileOptions};
 
     use super::*;
@@ -333,34 +239,33 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{ports: [{port
         }
     }
 
-    fn owners() -> (CounterOwners, String, String) {
+    fn provenance() -> (Provenance, String, String) {
         let policy = id("shop", "db-allow");
-        let chain = names::policy_object("policy", &policy, "ingress");
-        let group = names::group_chain("ingress", &[&policy]);
-        let mut ruleset = Ruleset::default();
-        for (name, rules) in [
-            (chain.clone(), vec![]),
-            (
-                group.clone(),
-                vec![nftpol_ir::Rule {
-                    matches: vec![],
-                    counter: false,
-                    action: Action::Verdict(Verdict::Jump(chain.clone())),
-                    comment: None,
-                }],
-            ),
-        ] {
-            ruleset.chains.insert(
-                name.clone(),
-                nftpol_ir::Chain {
-                    name,
-                    base: None,
-                    comment: None,
-                    rules,
-                },
-            );
-        }
-        (CounterOwners::new([&policy], &ruleset), chain, group)
+        let chain_key = ChainName::Policy {
+            policy: policy.clone(),
+            direction: Direction::Ingress,
+        };
+        let group_key = ChainName::Group {
+            direction: Direction::Ingress,
+            policies: vec![policy.clone()],
+        };
+        let (chain, group) = (chain_key.name(), group_key.name());
+        let mut provenance = Provenance::default();
+        provenance.chains.insert(
+            chain.clone(),
+            ChainOrigin {
+                chain: chain_key,
+                rules: vec![RuleRole::Allow { rule: 0 }],
+            },
+        );
+        provenance.chains.insert(
+            group.clone(),
+            ChainOrigin {
+                chain: group_key,
+                rules: vec![RuleRole::EnterPolicy(policy), RuleRole::IsolatedDeny],
+            },
+        );
+        (provenance, chain, group)
     }
 
     #[test]
@@ -372,7 +277,7 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{ports: [{port
             allowed: u64,
             denied: u64,
         }
-        let (owners, chain, group) = owners();
+        let (provenance, chain, group) = provenance();
         let key = PolicyDirection {
             policy: id("shop", "db-allow"),
             direction: Direction::Ingress,
@@ -421,7 +326,7 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{ports: [{port
         } in cases
         {
             tracker.forget_chains(&forgotten.into_iter().collect());
-            let increments = tracker.observe(&owners, &read);
+            let increments = tracker.observe(&provenance, &read);
             assert_eq!(
                 increments.allowed.get(&key).copied().unwrap_or_default(),
                 traffic(allowed),
@@ -456,23 +361,34 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{ports: [{port
             model.policies.len() >= 2,
             "the fixture isolates with several policies"
         );
-        let ruleset = compile(&model, CompileOptions::default());
-        let owners = CounterOwners::new(model.policies.iter().map(|policy| &policy.id), &ruleset);
-        let mut counted = 0;
-        for chain in ruleset.chains.values() {
-            for rule in chain.rules.iter().filter(|rule| rule.counter) {
-                counted += 1;
-                assert!(
-                    owners.has_owner(&chain.name),
-                    "counter rule {:?} of chain {} has no owner",
-                    rule.comment,
-                    chain.name
-                );
-            }
-        }
-        assert!(counted > 0, "the ruleset has counters");
-        let directions: BTreeSet<Direction> = owners
-            .policies()
+        let compiled = compile(&model, CompileOptions::default());
+        let counters: Vec<RuleCounter> = compiled
+            .ruleset
+            .chains
+            .values()
+            .flat_map(|chain| {
+                chain
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, rule)| rule.counter)
+                    .map(|(position, _)| counter(&chain.name, position, 1))
+            })
+            .collect();
+        assert!(!counters.is_empty(), "the ruleset has counters");
+        let increments = TrafficTracker::default().observe(&compiled.provenance, &counters);
+        let attributed: u64 = increments
+            .allowed
+            .values()
+            .chain(increments.denied.values())
+            .map(|traffic| traffic.packets)
+            .sum();
+        assert_eq!(
+            attributed,
+            counters.len() as u64,
+            "every counter is attributed to a policy or a deny reason exactly once"
+        );
+        let directions: BTreeSet<Direction> = policy_series(&compiled.provenance)
             .into_iter()
             .map(|owner| owner.direction)
             .collect();

@@ -277,7 +277,7 @@ proptest! {
             reconciler
                 .reconcile_pods(&[change], || now.clone())
                 .expect("a pod change commits");
-            let expected = compile(&resolve_snapshot(&now, NODE), CompileOptions::default());
+            let expected = compile(&resolve_snapshot(&now, NODE), CompileOptions::default()).ruleset;
             prop_assert_eq!(reconciler.committed(), Some(&expected), "after {:?}", event);
             prop_assert_eq!(reconciler.dataplane_mut().state(), Some(&expected));
         }
@@ -346,7 +346,7 @@ fn remote_pod_changes_take_the_element_path_and_local_ones_the_full_path() {
             !pods_only || report.changes > 0,
             "{event:?} changed elements"
         );
-        let expected = compile(&resolve_snapshot(&now, NODE), CompileOptions::default());
+        let expected = compile(&resolve_snapshot(&now, NODE), CompileOptions::default()).ruleset;
         assert_eq!(reconciler.committed(), Some(&expected), "{event:?}");
     }
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use nftpol_agent::AgentConfig;
 use nftpol_ir::Ruleset;
-use nftpol_model::PolicyId;
-use nftpol_ruleset::names;
+use nftpol_model::{Direction, PolicyId};
+use nftpol_ruleset::catalogue::ChainName;
 use serde_json::json;
 use support::apiserver::{FakeApiServer, Kind};
 use support::{
@@ -144,8 +144,16 @@ async fn policy_traffic_follows_rule_counters_and_vanishes_with_the_policy() {
         namespace: "x".to_owned(),
         name: "allow-b".to_owned(),
     };
-    let policy_chain = names::policy_object("policy", &id, "ingress");
-    let group_chain = names::group_chain("ingress", &[&id]);
+    let policy_chain = ChainName::Policy {
+        policy: id.clone(),
+        direction: Direction::Ingress,
+    }
+    .name();
+    let group_chain = ChainName::Group {
+        direction: Direction::Ingress,
+        policies: vec![id],
+    }
+    .name();
     let allow_rules = counter_rules(&state, &policy_chain);
     let deny_rules = counter_rules(&state, &group_chain);
     assert_eq!(deny_rules.len(), 1, "one deny rule per group");

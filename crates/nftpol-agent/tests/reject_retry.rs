@@ -50,7 +50,7 @@ fn deny_all() -> &'static str {
 }
 
 fn desired(cluster: &Snapshot) -> Ruleset {
-    compile(&resolve_snapshot(cluster, NODE), CompileOptions::default())
+    compile(&resolve_snapshot(cluster, NODE), CompileOptions::default()).ruleset
 }
 
 fn reconciler() -> Reconciler<FakeDataplane> {

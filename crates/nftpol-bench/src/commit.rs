@@ -93,7 +93,7 @@ pub fn run(shape: Shape, runs: usize) -> Result<CommitResult> {
     let snapshot = Snapshot::from(&generate::cluster(shape));
     let (model, resolve_ms) = timed(|| resolve_snapshot(&snapshot, generate::NODE));
     drop(snapshot);
-    let (ruleset, compile_ms) = timed(|| compile(&model, CompileOptions::default()));
+    let (ruleset, compile_ms) = timed(|| compile(&model, CompileOptions::default()).ruleset);
     drop(model);
     let (changes, diff_ms) = timed(|| diff(None, &ruleset));
     let (text, render_ms) = timed(|| render(&ruleset));

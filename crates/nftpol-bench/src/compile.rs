@@ -63,7 +63,7 @@ pub fn run(shape: Shape) -> CompileResult {
     let (cluster, generate_ms) = timed(|| generate::cluster(shape));
     let snapshot = Snapshot::from(&cluster);
     let (model, resolve_ms) = timed(|| resolve_snapshot(&snapshot, generate::NODE));
-    let (ruleset, compile_ms) = timed(|| compile(&model, CompileOptions::default()));
+    let (ruleset, compile_ms) = timed(|| compile(&model, CompileOptions::default()).ruleset);
     let (full, diff_full_ms) = timed(|| diff(None, &ruleset));
     let (same, diff_same_ms) = timed(|| diff(Some(&ruleset), &ruleset));
     assert!(same.is_empty(), "a ruleset differs from itself");

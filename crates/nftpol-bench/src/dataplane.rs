@@ -218,7 +218,8 @@ fn bench_cluster(pods: usize, policies: usize, seed: u64, lab: &Lab) -> Cluster 
 
 /// Node-1's and node-2's rulesets.
 fn rulesets(cluster: &Cluster) -> [Ruleset; 2] {
-    ["node-1", "node-2"].map(|node| compile(&resolve(cluster, node), CompileOptions::default()))
+    ["node-1", "node-2"]
+        .map(|node| compile(&resolve(cluster, node), CompileOptions::default()).ruleset)
 }
 
 fn node_files(lab: &Lab) -> Result<[File; 2]> {

@@ -45,10 +45,10 @@ fn frame_count(bytes: &[u8]) -> usize {
 fuzz_target!(|scenario: Scenario| {
     let cluster = scenario.cluster();
     let options = CompileOptions::default();
-    let first = compile(&resolve(&cluster, NODE), options);
+    let first = compile(&resolve(&cluster, NODE), options).ruleset;
     let second = scenario
         .corrupted(&cluster)
-        .map(|(corrupted, _, _)| compile(&resolve(&corrupted, NODE), options))
+        .map(|(corrupted, _, _)| compile(&resolve(&corrupted, NODE), options).ruleset)
         .unwrap_or_default();
 
     let changes = diff(None, &first);

@@ -76,8 +76,8 @@ fuzz_target!(|input: Input| {
     let cluster = input.scenario.cluster();
     let options = CompileOptions::default();
     let layout = input.layout();
-    check_round_trip(&compile(&resolve(&cluster, NODE), options), layout);
+    check_round_trip(&compile(&resolve(&cluster, NODE), options).ruleset, layout);
     if let Some((corrupted, _, _)) = input.scenario.corrupted(&cluster) {
-        check_round_trip(&compile(&resolve(&corrupted, NODE), options), layout);
+        check_round_trip(&compile(&resolve(&corrupted, NODE), options).ruleset, layout);
     }
 });

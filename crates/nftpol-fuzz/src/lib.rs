@@ -698,7 +698,7 @@ pub fn check_agreement(cluster: &Cluster, connections: &[Connection]) -> Ruleset
             "a model error must name the field and the problem: {error:?}"
         );
     }
-    let ruleset = compile(&model, CompileOptions::default());
+    let ruleset = compile(&model, CompileOptions::default()).ruleset;
     for connection in connections {
         let got = ruleset_allows(&ruleset, connection);
         let want = oracle::node_oracle(cluster, NODE, connection);

@@ -39,6 +39,7 @@ mod pods;
 mod policy;
 mod resolve;
 mod selector;
+mod vocabulary;
 
 pub use addresses::{AddressSet, Ipv4Range, Ipv6Range};
 pub use cluster::{Cluster, Snapshot};
@@ -52,3 +53,4 @@ pub use resolve::{
     resolve, resolve_snapshot, LocalPod, NamedPortEndpoint, NodeModel, Peers, PortRange, Ports,
     ResolvedPeer, ResolvedPolicy, ResolvedRule,
 };
+pub use vocabulary::Direction;

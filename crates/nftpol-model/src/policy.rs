@@ -16,6 +16,7 @@ use crate::error::ModelError;
 use crate::evaluate::Protocol;
 use crate::limits::{self, Violation};
 use crate::selector::Selector;
+use crate::vocabulary::Direction;
 
 /// A policy's identity: `namespace/name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -98,28 +99,6 @@ pub(crate) enum PortSpec {
     },
     /// Allows nothing.
     Invalid,
-}
-
-/// Where a rule sits in the policy, for error fields.
-#[derive(Clone, Copy)]
-enum Direction {
-    Ingress,
-    Egress,
-}
-
-impl Direction {
-    fn section(self) -> &'static str {
-        match self {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        }
-    }
-    fn peers(self) -> &'static str {
-        match self {
-            Direction::Ingress => "from",
-            Direction::Egress => "to",
-        }
-    }
 }
 
 struct Context<'a> {
@@ -281,14 +260,14 @@ impl Rule {
         peers: Option<&Vec<NetworkPolicyPeer>>,
         ports: Option<&Vec<NetworkPolicyPort>>,
     ) -> Self {
-        let at = format!("spec.{}[{index}]", direction.section());
+        let at = format!("spec.{}[{index}]", direction.label());
         let peers = peers.filter(|list| !list.is_empty()).map(|list| {
             list.iter()
                 .enumerate()
                 .map(|(peer_index, peer)| {
                     parse_peer(
                         context,
-                        &format!("{at}.{}[{peer_index}]", direction.peers()),
+                        &format!("{at}.{}[{peer_index}]", direction.peers_field()),
                         peer,
                     )
                 })

@@ -7,5 +7,8 @@
 //!
 //! Pure: no I/O, no clock, no kernel.
 
+pub mod catalogue;
 pub mod compile;
-pub mod names;
+mod names;
+
+pub use catalogue::{MAX_COMMENT_LEN, MAX_NAME_LEN};

@@ -1,4 +1,6 @@
-//! Every nftables name the compiler uses, built in one place.
+//! How the catalogue's names are spelled: hashes, truncation, the readable
+//! part of per-policy names, and comments. Only [`crate::catalogue`] builds
+//! names with these.
 //!
 //! Per-policy objects are `<role>-<HASH>-<namespace>/<name>/<tail>`: HASH is
 //! the first 8 characters of the lowercase base32 SHA-256 of the full,
@@ -8,6 +10,8 @@
 //! per-policy names, so leftovers are recognisable.
 
 use nftpol_model::PolicyId;
+
+use crate::catalogue::Family;
 use sha2::{Digest, Sha256};
 
 /// The kernel's limit for chain and set names (`NFT_NAME_MAXLEN` 256, with
@@ -16,30 +20,6 @@ pub const MAX_NAME_LEN: usize = 255;
 
 /// The longest comment `nft` accepts (`NFT_USERDATA_MAXLEN` as nft enforces it).
 pub const MAX_COMMENT_LEN: usize = 128;
-
-/// The address family suffix of per-family objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Family {
-    /// IPv4.
-    V4,
-    /// IPv6.
-    V6,
-}
-
-impl Family {
-    /// `v4` or `v6`.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Family::V4 => "v4",
-            Family::V6 => "v6",
-        }
-    }
-}
-
-/// Base chains: `filter-<hook>-<direction>`.
-pub fn base_chain(hook: &str, direction: &str) -> String {
-    format!("filter-{hook}-{direction}")
-}
 
 /// A static set or map, family last: `local-pod-ips-v4`.
 pub fn static_set(role: &str, family: Family) -> String {
@@ -76,7 +56,7 @@ pub fn policy_family_set(role: &str, policy: &PolicyId, tail: &str, family: Fami
 
 /// The chain shared by every local pod that the same policies isolate in
 /// one direction: `<direction>-group-<HASH>`.
-pub fn group_chain(direction: &str, policies: &[&PolicyId]) -> String {
+pub fn hashed_group(direction: &str, policies: &[PolicyId]) -> String {
     let identity: Vec<String> = policies.iter().map(ToString::to_string).collect();
     format!(
         "{direction}-group-{}",
@@ -241,9 +221,12 @@ mod tests {
     fn group_names_depend_on_every_policy() {
         let (a, b) = (id("x", "a"), id("x", "b"));
         assert_ne!(
-            group_chain("ingress", &[&a]),
-            group_chain("ingress", &[&a, &b])
+            hashed_group("ingress", std::slice::from_ref(&a)),
+            hashed_group("ingress", &[a.clone(), b.clone()])
         );
-        assert_ne!(group_chain("ingress", &[&a]), group_chain("egress", &[&a]));
+        assert_ne!(
+            hashed_group("ingress", std::slice::from_ref(&a)),
+            hashed_group("egress", &[a])
+        );
     }
 }

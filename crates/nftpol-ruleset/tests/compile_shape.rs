@@ -114,8 +114,8 @@ fn cluster(pods: usize) -> Cluster {
 #[test]
 fn rule_count_does_not_grow_with_pods() {
     let options = CompileOptions::default();
-    let small = compile(&resolve(&cluster(10), "node-1"), options);
-    let large = compile(&resolve(&cluster(1_000), "node-1"), options);
+    let small = compile(&resolve(&cluster(10), "node-1"), options).ruleset;
+    let large = compile(&resolve(&cluster(1_000), "node-1"), options).ruleset;
     assert_eq!(small.rule_count(), large.rule_count());
     assert_eq!(small.chains.len(), large.chains.len());
     assert_eq!(small.sets.len(), large.sets.len());
@@ -137,12 +137,12 @@ fn rule_count_does_not_grow_with_pods() {
 #[test]
 fn pod_churn_changes_elements_only() {
     let options = CompileOptions::default();
-    let before = compile(&resolve(&cluster(30), "node-1"), options);
+    let before = compile(&resolve(&cluster(30), "node-1"), options).ruleset;
     let mut grown = cluster(30);
     grown.pods.push(pod(30));
     grown.pods.push(pod(33));
     grown.pods.remove(4);
-    let after = compile(&resolve(&grown, "node-1"), options);
+    let after = compile(&resolve(&grown, "node-1"), options).ruleset;
     let changes = diff(Some(&before), &after);
     assert!(!changes.is_empty());
     assert!(changes.is_element_only(), "{changes:#?}");
@@ -150,7 +150,7 @@ fn pod_churn_changes_elements_only() {
 
 #[test]
 fn every_base_chain_starts_with_the_conntrack_bypass() {
-    let ruleset = compile(&resolve(&cluster(4), "node-1"), CompileOptions::default());
+    let ruleset = compile(&resolve(&cluster(4), "node-1"), CompileOptions::default()).ruleset;
     let bases: Vec<_> = ruleset
         .chains
         .values()

@@ -514,12 +514,12 @@ fn cases() -> Vec<Case> {
                 assert_eq!(policy_chains.len(), 2, "{policy_chains:?}");
                 let set_names: Vec<&String> = ruleset.sets.keys().collect();
                 for name in policy_chains.iter().chain(&set_names) {
-                    assert!(name.len() <= nftpol_ruleset::names::MAX_NAME_LEN, "{name}");
+                    assert!(name.len() <= nftpol_ruleset::MAX_NAME_LEN, "{name}");
                 }
                 // The readable parts, truncated, are equal: only the hash of
                 // the full identity keeps the two chains apart.
                 let readable = |name: &str| name["policy-".len() + 9..].to_owned();
-                assert_eq!(policy_chains[0].len(), nftpol_ruleset::names::MAX_NAME_LEN);
+                assert_eq!(policy_chains[0].len(), nftpol_ruleset::MAX_NAME_LEN);
                 assert_eq!(readable(policy_chains[0]), readable(policy_chains[1]));
                 assert_ne!(policy_chains[0], policy_chains[1]);
             }),
@@ -542,7 +542,7 @@ fn edge_inputs_are_enforced_as_specified_and_load() {
             "case {}: {:#?}",
             case.name, model.errors
         );
-        let ruleset = compile(&model, CompileOptions::default());
+        let ruleset = compile(&model, CompileOptions::default()).ruleset;
         let rendered = render(&ruleset);
         if let Err(error) = nft_check(&rendered) {
             panic!("case {}: nft rejects the rendering:\n{error}", case.name);

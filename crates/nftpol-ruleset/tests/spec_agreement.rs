@@ -11,7 +11,8 @@ use nftpol_ir::diff::{diff, Change};
 use nftpol_ir::interpret::interpret;
 use nftpol_ir::Ruleset;
 use nftpol_model::{resolve, Cluster, Connection, PodView, Protocol};
-use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_ruleset::catalogue::{ChainName, RuleRole};
+use nftpol_ruleset::compile::{compile, CompileOptions, Compiled};
 use oracle::{node_oracle, packet_for};
 use proptest::prelude::*;
 
@@ -33,6 +34,35 @@ fn addresses(cluster: &Cluster) -> Vec<IpAddr> {
     all
 }
 
+/// The provenance names every chain and set of the ruleset under the name
+/// its catalogue key spells, with one role per rule, and nothing else; allow
+/// rules sit only in policy chains and each carries a counter.
+fn assert_provenance_describes(compiled: &Compiled) {
+    let Compiled {
+        ruleset,
+        provenance,
+    } = compiled;
+    assert_eq!(
+        ruleset.chains.keys().collect::<Vec<_>>(),
+        provenance.chains.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ruleset.sets.keys().collect::<Vec<_>>(),
+        provenance.sets.keys().collect::<Vec<_>>()
+    );
+    for (name, chain) in &ruleset.chains {
+        let origin = &provenance.chains[name];
+        assert_eq!(&origin.chain.name(), name);
+        assert_eq!(origin.rules.len(), chain.rules.len(), "{name}");
+        for (role, rule) in origin.rules.iter().zip(&chain.rules) {
+            if let RuleRole::Allow { .. } = role {
+                assert!(matches!(origin.chain, ChainName::Policy { .. }), "{name}");
+                assert!(rule.counter, "{name}: allow rules are counted");
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
 
@@ -43,7 +73,9 @@ proptest! {
             prop::sample::select(vec![Protocol::Tcp, Protocol::Udp, Protocol::Sctp]),
             prop::sample::select(vec![53u16, 79, 80, 81, 82, 83])), 6),
     ) {
-        let ruleset = compile(&resolve(&cluster, NODE), CompileOptions::default());
+        let compiled = compile(&resolve(&cluster, NODE), CompileOptions::default());
+        assert_provenance_describes(&compiled);
+        let ruleset = compiled.ruleset;
         let pool = addresses(&cluster);
         for (source, destination, protocol, port) in picks {
             let source = *source.get(&pool);
@@ -65,8 +97,8 @@ proptest! {
         second in strategies::cluster(),
     ) {
         let options = CompileOptions::default();
-        let before = compile(&resolve(&first, NODE), options);
-        let after = compile(&resolve(&second, NODE), options);
+        let before = compile(&resolve(&first, NODE), options).ruleset;
+        let after = compile(&resolve(&second, NODE), options).ruleset;
         let mut state = before.clone();
         apply(&mut state, &diff(Some(&before), &after).changes);
         prop_assert_eq!(&state, &after);

@@ -102,10 +102,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for error in &model.errors {
                 tracing::warn!("{error}");
             }
-            print(&nftpol_ir::render::render(&compile(
-                &model,
-                CompileOptions::default(),
-            )))?;
+            print(&nftpol_ir::render::render(
+                &compile(&model, CompileOptions::default()).ruleset,
+            ))?;
         }
         Command::Explain {
             manifests,
@@ -139,7 +138,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let desired = compile(
                 &nftpol_model::resolve(&cluster, &node),
                 CompileOptions::default(),
-            );
+            )
+            .ruleset;
             let differences = nftpol_netlink::verify(&mut open_kernel()?, &desired)?;
             if !differences.is_empty() {
                 let lines: Vec<String> = differences

@@ -62,7 +62,8 @@ fn nft_accepts_every_rendered_scenario() {
             let ruleset = compile(
                 &nftpol_model::resolve(&parsed.cluster, node),
                 CompileOptions::default(),
-            );
+            )
+            .ruleset;
             let rendered = nftpol_ir::render::render(&ruleset);
             if let Err(error) = nft_check(&rendered) {
                 panic!(

@@ -1,0 +1,358 @@
+//! The closed catalogue of every object the compiler makes in table
+//! `inet nftpol`, and the provenance that ties each one back to its purpose.
+//!
+//! Every chain is a [`ChainName`] and every set or map a [`SetName`]: a typed
+//! key whose [`name`](SetName::name) is the one spelling the kernel sees
+//! (built by [`crate::names`]). [`compile`](crate::compile::compile) returns,
+//! beside the ruleset, a [`Provenance`]: for each chain its key and the
+//! [`RuleRole`] of each of its rules, for each set its [`SetKind`]. Metrics,
+//! traffic counters, traces and tests read the provenance; nothing parses a
+//! name back or re-spells one.
+//!
+//! | key | name | what it holds |
+//! |---|---|---|
+//! | [`ChainName::Base`] | `filter-<hook>-<direction>` | the per-hook, per-direction entry point |
+//! | [`ChainName::Group`] | `<direction>-group-<HASH>` | pods isolated by one distinct list of policies |
+//! | [`ChainName::Policy`] | `policy-<HASH>-<ns>/<name>/<direction>` | one policy's allow rules in one direction |
+//! | [`SetName::SelfPairs`] | `self-pairs-v4` | each local pod address twice |
+//! | [`SetName::LocalPodIps`] | `local-pod-ips-v4` | addresses of the known pods on this node |
+//! | [`SetName::PodCidrs`] | `pod-cidrs-v4` | this node's pod CIDRs |
+//! | [`SetName::Dispatch`] | `<direction>-dispatch-v4` | isolated local pod → jump to its group chain |
+//! | [`SetName::Isolated`] | `<direction>-isolated-v4` | the keys of the dispatch map |
+//! | [`SetName::PodPeers`] | `pods-<HASH16>-v4` | addresses of one distinct selector peer, cluster-wide |
+//! | [`SetName::IpBlock`] | `block-<HASH16>-v4` | one distinct `ipBlock` minus `except` |
+//! | [`SetName::Ports`] | `ports-<HASH16>` | one distinct list of `proto . port` ranges |
+//! | [`SetName::NamedPorts`] | `named-<HASH>-<ns>/<name>/<direction><rule>-v4` | a rule's named ports per destination pod |
+//!
+//! Room for the tiers to come: ClusterNetworkPolicy chains and sets become
+//! new variants here, so every reader learns of them from the compiler.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use nftpol_ir::Hook;
+use nftpol_model::{Direction, PolicyId};
+
+use crate::names;
+pub use crate::names::{MAX_COMMENT_LEN, MAX_NAME_LEN};
+
+/// The address family of per-family objects (nftables sets cannot mix
+/// families).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl Family {
+    /// Both families.
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    /// `v4` or `v6`: the suffix of per-family names.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Family::V4 => "v4",
+            Family::V6 => "v6",
+        }
+    }
+}
+
+/// The hooks of the base chains: see [`crate::compile`] for why these.
+pub const BASE_HOOKS: [Hook; 2] = [Hook::Forward, Hook::Output];
+
+/// A chain of the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChainName {
+    /// A base chain: one per hook and direction.
+    Base {
+        /// `forward` or `output`.
+        hook: Hook,
+        /// Egress chains judge the source pod, ingress ones the destination.
+        direction: Direction,
+    },
+    /// The chain of every local pod isolated by the same policies.
+    Group {
+        /// The direction the policies isolate.
+        direction: Direction,
+        /// The isolating policies, in model order.
+        policies: Vec<PolicyId>,
+    },
+    /// One policy's allow rules in one direction.
+    Policy {
+        /// The policy.
+        policy: PolicyId,
+        /// The direction of its rules.
+        direction: Direction,
+    },
+}
+
+impl ChainName {
+    /// The chain's name in the kernel.
+    pub fn name(&self) -> String {
+        match self {
+            ChainName::Base { hook, direction } => {
+                format!("filter-{}-{}", hook_word(*hook), direction.label())
+            }
+            ChainName::Group {
+                direction,
+                policies,
+            } => names::hashed_group(direction.label(), policies),
+            ChainName::Policy { policy, direction } => {
+                names::policy_object("policy", policy, direction.label())
+            }
+        }
+    }
+
+    /// The direction the chain judges.
+    pub fn direction(&self) -> Direction {
+        match self {
+            ChainName::Base { direction, .. }
+            | ChainName::Group { direction, .. }
+            | ChainName::Policy { direction, .. } => *direction,
+        }
+    }
+}
+
+/// The word nft uses for a hook.
+pub(crate) fn hook_word(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Prerouting => "prerouting",
+        Hook::Input => "input",
+        Hook::Forward => "forward",
+        Hook::Output => "output",
+        Hook::Postrouting => "postrouting",
+    }
+}
+
+/// A set or verdict map of the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetName {
+    /// Each local pod address twice: a pod reaching itself.
+    SelfPairs(Family),
+    /// Addresses of the known pods on this node.
+    LocalPodIps(Family),
+    /// This node's pod CIDRs.
+    PodCidrs(Family),
+    /// Isolated local pod address → jump to its group chain.
+    Dispatch {
+        /// The direction the pods are isolated in.
+        direction: Direction,
+        /// The address family.
+        family: Family,
+    },
+    /// The keys of the dispatch map, for the mid-commit drop.
+    Isolated {
+        /// The direction the pods are isolated in.
+        direction: Direction,
+        /// The address family.
+        family: Family,
+    },
+    /// The pod addresses of one distinct selector peer, cluster-wide.
+    PodPeers {
+        /// The peer's selector identity, as the model gives it.
+        identity: String,
+        /// The address family.
+        family: Family,
+    },
+    /// One distinct `ipBlock` minus `except`.
+    IpBlock {
+        /// The block's content, spelled out.
+        identity: String,
+        /// The address family.
+        family: Family,
+    },
+    /// One distinct list of `proto . port` ranges.
+    Ports {
+        /// The list's content, spelled out.
+        identity: String,
+    },
+    /// A policy rule's named ports resolved per destination pod address.
+    NamedPorts {
+        /// The policy.
+        policy: PolicyId,
+        /// The direction of the rule.
+        direction: Direction,
+        /// The rule's index in its direction.
+        rule: usize,
+        /// The address family.
+        family: Family,
+    },
+}
+
+impl SetName {
+    /// The set's name in the kernel.
+    pub fn name(&self) -> String {
+        match self {
+            SetName::SelfPairs(family) => names::static_set("self-pairs", *family),
+            SetName::LocalPodIps(family) => names::static_set("local-pod-ips", *family),
+            SetName::PodCidrs(family) => names::static_set("pod-cidrs", *family),
+            SetName::Dispatch { direction, family } => {
+                names::static_set(&format!("{}-dispatch", direction.label()), *family)
+            }
+            SetName::Isolated { direction, family } => {
+                names::static_set(&format!("{}-isolated", direction.label()), *family)
+            }
+            SetName::PodPeers { identity, family } => {
+                names::shared_set("pods", identity, Some(*family))
+            }
+            SetName::IpBlock { identity, family } => {
+                names::shared_set("block", identity, Some(*family))
+            }
+            SetName::Ports { identity } => names::shared_set("ports", identity, None),
+            SetName::NamedPorts {
+                policy,
+                direction,
+                rule,
+                family,
+            } => names::policy_family_set(
+                "named",
+                policy,
+                &format!("{}{rule}", direction.label()),
+                *family,
+            ),
+        }
+    }
+
+    /// What kind of set it is.
+    pub fn kind(&self) -> SetKind {
+        match self {
+            SetName::SelfPairs(_) => SetKind::SelfPairs,
+            SetName::LocalPodIps(_) => SetKind::LocalPodIps,
+            SetName::PodCidrs(_) => SetKind::PodCidrs,
+            SetName::Dispatch { .. } => SetKind::Dispatch,
+            SetName::Isolated { .. } => SetKind::Isolated,
+            SetName::PodPeers { .. } => SetKind::PodPeers,
+            SetName::IpBlock { .. } => SetKind::IpBlocks,
+            SetName::Ports { .. } => SetKind::Ports,
+            SetName::NamedPorts { .. } => SetKind::NamedPorts,
+        }
+    }
+}
+
+/// The kind of a set: a closed list, used as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetKind {
+    /// [`SetName::SelfPairs`].
+    SelfPairs,
+    /// [`SetName::LocalPodIps`].
+    LocalPodIps,
+    /// [`SetName::PodCidrs`].
+    PodCidrs,
+    /// [`SetName::Dispatch`].
+    Dispatch,
+    /// [`SetName::Isolated`].
+    Isolated,
+    /// [`SetName::PodPeers`].
+    PodPeers,
+    /// [`SetName::IpBlock`].
+    IpBlocks,
+    /// [`SetName::Ports`].
+    Ports,
+    /// [`SetName::NamedPorts`].
+    NamedPorts,
+}
+
+impl SetKind {
+    /// Every kind.
+    pub const ALL: [SetKind; 9] = [
+        SetKind::LocalPodIps,
+        SetKind::Dispatch,
+        SetKind::Isolated,
+        SetKind::PodPeers,
+        SetKind::IpBlocks,
+        SetKind::Ports,
+        SetKind::NamedPorts,
+        SetKind::PodCidrs,
+        SetKind::SelfPairs,
+    ];
+
+    /// The metric label (`local_pod_ips`, `pod_peers`, …).
+    pub fn label(self) -> &'static str {
+        match self {
+            SetKind::SelfPairs => "self_pairs",
+            SetKind::LocalPodIps => "local_pod_ips",
+            SetKind::PodCidrs => "pod_cidrs",
+            SetKind::Dispatch => "dispatch",
+            SetKind::Isolated => "isolated",
+            SetKind::PodPeers => "pod_peers",
+            SetKind::IpBlocks => "ip_blocks",
+            SetKind::Ports => "ports",
+            SetKind::NamedPorts => "named_ports",
+        }
+    }
+}
+
+impl fmt::Display for SetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// What one rule of a chain is for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleRole {
+    /// `ct state established,related accept`: the conntrack bypass.
+    ConntrackBypass,
+    /// `ct state invalid drop`.
+    InvalidDrop,
+    /// ICMPv6 neighbour discovery, never dropped.
+    NeighbourDiscovery,
+    /// The node's own traffic (output chains).
+    NodeTraffic,
+    /// A pod reaching itself.
+    SelfTraffic,
+    /// An address in this node's pod CIDRs that no known pod owns: dropped.
+    UnknownPodDrop,
+    /// The dispatch verdict map lookup.
+    Dispatch,
+    /// The drop of isolated pods' packets that meet a commit mid-way.
+    MidCommitDrop,
+    /// A group chain's jump into one of its policies' chains.
+    EnterPolicy(PolicyId),
+    /// A group chain's final deny: isolated, and no policy allowed it.
+    IsolatedDeny,
+    /// An allow rule of a policy chain, from the policy's rule `rule` (its
+    /// index in the chain's direction).
+    Allow {
+        /// The rule's index in its direction of the policy.
+        rule: usize,
+    },
+}
+
+/// One chain's key and the role of each of its rules, in rule order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainOrigin {
+    /// The chain's catalogue key.
+    pub chain: ChainName,
+    /// The role of each rule, parallel to the chain's rules.
+    pub rules: Vec<RuleRole>,
+}
+
+/// Where every object of a compiled ruleset came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// Every chain by name.
+    pub chains: BTreeMap<String, ChainOrigin>,
+    /// Every set and map by name.
+    pub sets: BTreeMap<String, SetKind>,
+}
+
+impl Provenance {
+    /// The origin of the chain named `name`.
+    pub fn chain(&self, name: &str) -> Option<&ChainOrigin> {
+        self.chains.get(name)
+    }
+
+    /// The kind of the set named `name`.
+    pub fn set_kind(&self, name: &str) -> Option<SetKind> {
+        self.sets.get(name).copied()
+    }
+
+    /// The role of rule `position` of chain `name`.
+    pub fn rule(&self, chain: &str, position: usize) -> Option<(&ChainName, &RuleRole)> {
+        let origin = self.chains.get(chain)?;
+        Some((&origin.chain, origin.rules.get(position)?))
+    }
+}
