@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use nftpol_agent::AgentConfig;
 use nftpol_ir::Ruleset;
 use nftpol_model::{Direction, PolicyId};
-use nftpol_ruleset::catalogue::ChainName;
+use nftpol_ruleset::catalogue::{ChainName, Family, SetName};
 use serde_json::json;
 use support::apiserver::{FakeApiServer, Kind};
 use support::{
@@ -48,7 +48,7 @@ fn allow_from_b(port: u16) -> serde_json::Value {
 fn local_pod_ips(ruleset: &Ruleset) -> usize {
     ruleset
         .sets
-        .get("local-pod-ips-v4")
+        .get(&SetName::LocalPodIps(Family::V4).name())
         .map_or(0, |set| set.elements.len())
 }
 
@@ -473,7 +473,7 @@ async fn first_reconcile_waits_for_every_initial_list() {
         .await;
     assert!(state
         .sets
-        .get("pod-cidrs-v4")
+        .get(&SetName::PodCidrs(Family::V4).name())
         .is_some_and(|set| !set.elements.is_empty()));
     agent.stop().await.expect("clean stop");
 }

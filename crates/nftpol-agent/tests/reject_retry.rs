@@ -5,8 +5,9 @@
 
 use nftpol_agent::{ReconcileError, Reconciler};
 use nftpol_ir::Ruleset;
-use nftpol_model::{resolve_snapshot, Snapshot};
+use nftpol_model::{resolve_snapshot, Direction, PolicyId, Snapshot};
 use nftpol_netlink::{Dataplane as _, FakeDataplane};
+use nftpol_ruleset::catalogue::{ChainName, Family, SetName};
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use nix::errno::Errno;
 
@@ -212,12 +213,19 @@ fn an_object_over_a_limit_is_reported_and_the_rest_still_commits() {
     assert_eq!(state, desired(&cluster));
     // x/a is isolated (its address is in the ingress dispatch map) and its
     // policy chain allows nothing.
-    let dispatch = &state.sets["ingress-dispatch-v4"];
+    let dispatch = &state.sets[&SetName::Dispatch {
+        direction: Direction::Ingress,
+        family: Family::V4,
+    }
+    .name()];
     assert_eq!(dispatch.elements.len(), 1);
-    let policy_chain = state
-        .chains
-        .values()
-        .find(|chain| chain.name.starts_with("policy-") && chain.name.contains("x/huge"))
-        .expect("the policy's chain exists");
+    let huge = ChainName::Policy {
+        policy: PolicyId {
+            namespace: "x".to_owned(),
+            name: "huge".to_owned(),
+        },
+        direction: Direction::Ingress,
+    };
+    let policy_chain = &state.chains[&huge.name()];
     assert!(policy_chain.rules.is_empty(), "{policy_chain:?}");
 }

@@ -26,6 +26,7 @@ use nftpol_ir::diff::{Change, Diff};
 use nftpol_ir::{Element, Ruleset, Value};
 use nftpol_model::{Cluster, PodView, Snapshot};
 use nftpol_netlink::{Dataplane as _, KernelDataplane};
+use nftpol_ruleset::catalogue::{Provenance, SetKind};
 use nftpol_ruleset::compile::CompileOptions;
 use serde::{Deserialize, Serialize};
 
@@ -134,11 +135,19 @@ fn mutate(
 
 /// The elements a new remote pod at `address` gets when it has the labels
 /// and ports of the pod at `sibling`.
-fn sibling_elements(ruleset: &Ruleset, sibling: Ipv4Addr, address: Ipv4Addr) -> Vec<Change> {
-    let local = ["self-pairs", "local-pod-ips", "pod-cidrs"];
+fn sibling_elements(
+    ruleset: &Ruleset,
+    provenance: &Provenance,
+    sibling: Ipv4Addr,
+    address: Ipv4Addr,
+) -> Vec<Change> {
     let mut changes = Vec::new();
     for set in ruleset.sets.values() {
-        if set.is_verdict_map || local.iter().any(|prefix| set.name.starts_with(prefix)) {
+        let local = matches!(
+            provenance.set_kind(&set.name),
+            Some(SetKind::SelfPairs | SetKind::LocalPodIps | SetKind::PodCidrs)
+        );
+        if set.is_verdict_map || local {
             continue;
         }
         let mut added = Vec::new();
@@ -255,9 +264,11 @@ pub fn run(shape: Shape, bounds: Bounds, kernel_events: usize) -> Result<ChurnRe
             .committed()
             .context("a committed ruleset after the first sync")?
             .clone();
+        let provenance = reconciler.provenance().clone();
         let kernel = kernel_events_run(
             reconciler.dataplane_mut(),
             &committed,
+            &provenance,
             &siblings,
             kernel_events,
             &mut rng,
@@ -276,6 +287,7 @@ pub fn run(shape: Shape, bounds: Bounds, kernel_events: usize) -> Result<ChurnRe
 fn kernel_events_run(
     kernel: &mut KernelDataplane,
     committed: &Ruleset,
+    provenance: &Provenance,
     siblings: &[Ipv4Addr],
     events: usize,
     rng: &mut Rng,
@@ -288,12 +300,12 @@ fn kernel_events_run(
         let pick = |rng: &mut Rng| siblings[rng.below(siblings.len())];
         let changes = match step % 3 {
             0 => {
-                current = sibling_elements(committed, pick(rng), address);
+                current = sibling_elements(committed, provenance, pick(rng), address);
                 current.clone()
             }
             1 => {
                 let mut relabel = inverse(&current);
-                current = sibling_elements(committed, pick(rng), address);
+                current = sibling_elements(committed, provenance, pick(rng), address);
                 relabel.extend(current.iter().cloned());
                 relabel
             }

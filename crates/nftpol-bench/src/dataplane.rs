@@ -33,7 +33,7 @@ use nftpol_lab::plan::place;
 use nftpol_lab::topology::Topology;
 use nftpol_model::{resolve, Cluster};
 use nftpol_netlink::{Dataplane as _, KernelDataplane};
-use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_ruleset::compile::{compile, CompileOptions, Compiled};
 use serde::{Deserialize, Serialize};
 
 use crate::commit::nft_load;
@@ -217,9 +217,8 @@ fn bench_cluster(pods: usize, policies: usize, seed: u64, lab: &Lab) -> Cluster 
 }
 
 /// Node-1's and node-2's rulesets.
-fn rulesets(cluster: &Cluster) -> [Ruleset; 2] {
-    ["node-1", "node-2"]
-        .map(|node| compile(&resolve(cluster, node), CompileOptions::default()).ruleset)
+fn rulesets(cluster: &Cluster) -> [Compiled; 2] {
+    ["node-1", "node-2"].map(|node| compile(&resolve(cluster, node), CompileOptions::default()))
 }
 
 fn node_files(lab: &Lab) -> Result<[File; 2]> {
@@ -465,7 +464,8 @@ fn measure_point(
 ) -> Result<()> {
     let seconds = result.seconds;
     let cluster = bench_cluster(pods, policies, seed, lab);
-    let rulesets = rulesets(&cluster);
+    let compiled = rulesets(&cluster);
+    let rulesets = compiled.clone().map(|compiled| compiled.ruleset);
     drop(cluster);
     let (rules, elements) = counts(&rulesets);
     let load_ms = load_nftpol(lab, &rulesets)?;
@@ -481,7 +481,7 @@ fn measure_point(
     }
     unload(lab)?;
     let (texts, linear_rules): (Vec<String>, Vec<usize>) =
-        rulesets.iter().map(render_linear).unzip();
+        compiled.iter().map(render_linear).unzip();
     let linear_rules: usize = linear_rules.iter().sum();
     if linear_rules > LINEAR_RULE_LIMIT {
         bail!("linear rules not loaded: {linear_rules} rules exceed {LINEAR_RULE_LIMIT}");

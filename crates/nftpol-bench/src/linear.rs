@@ -13,7 +13,9 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use nftpol_ir::render::{field_text, render, render_rule};
-use nftpol_ir::{Action, Element, Match, Rule, Ruleset, Value, TABLE_NAME};
+use nftpol_ir::{Action, Element, Match, Rule, Value, TABLE_NAME};
+use nftpol_ruleset::catalogue::{Provenance, SetKind};
+use nftpol_ruleset::compile::Compiled;
 
 /// Ranges up to this many addresses are written address by address.
 const SPLIT_UP_TO: u32 = 256;
@@ -50,22 +52,25 @@ fn literals(element: &Element) -> Vec<String> {
     }
 }
 
-fn is_expanded(set: &str) -> bool {
-    set.starts_with("pods-")
-        || set.starts_with("block-")
-        || set.starts_with("self-pairs")
-        || set.contains("-dispatch-")
-}
-
-/// Which match of `rule` is expanded, if any.
-fn expanded_match(rule: &Rule) -> Option<usize> {
-    rule.matches.iter().position(
-        |matched| matches!(matched, Match::Lookup { set, negated: false, .. } if is_expanded(set)),
+/// Whether the rules that look up `set` are expanded into one rule per
+/// element: the address sets a linear ruleset spells out rule by rule.
+fn is_expanded(provenance: &Provenance, set: &str) -> bool {
+    matches!(
+        provenance.set_kind(set),
+        Some(SetKind::PodPeers | SetKind::IpBlocks | SetKind::SelfPairs | SetKind::Dispatch)
     )
 }
 
+/// Which match of `rule` is expanded, if any.
+fn expanded_match(provenance: &Provenance, rule: &Rule) -> Option<usize> {
+    rule.matches.iter().position(|matched| {
+        matches!(matched, Match::Lookup { set, negated: false, .. } if is_expanded(provenance, set))
+    })
+}
+
 /// The linear rules of one IR rule.
-fn linear_rules(ruleset: &Ruleset, rule: &Rule) -> Vec<String> {
+fn linear_rules(compiled: &Compiled, rule: &Rule) -> Vec<String> {
+    let ruleset = &compiled.ruleset;
     if let Action::VerdictMap { key, map } = &rule.action {
         let Some(set) = ruleset.sets.get(map) else {
             return Vec::new();
@@ -90,7 +95,7 @@ fn linear_rules(ruleset: &Ruleset, rule: &Rule) -> Vec<String> {
             })
             .collect();
     }
-    let Some(position) = expanded_match(rule) else {
+    let Some(position) = expanded_match(&compiled.provenance, rule) else {
         return vec![render_rule(rule)];
     };
     let Match::Lookup { key, set, .. } = &rule.matches[position] else {
@@ -121,9 +126,12 @@ fn linear_rules(ruleset: &Ruleset, rule: &Rule) -> Vec<String> {
 }
 
 /// The linear ruleset as `nft -f` text, and its rule count.
-pub fn render_linear(ruleset: &Ruleset) -> (String, usize) {
+pub fn render_linear(compiled: &Compiled) -> (String, usize) {
+    let ruleset = &compiled.ruleset;
     let mut skeleton = ruleset.clone();
-    skeleton.sets.retain(|name, _| !is_expanded(name));
+    skeleton
+        .sets
+        .retain(|name, _| !is_expanded(&compiled.provenance, name));
     for chain in skeleton.chains.values_mut() {
         chain.rules.clear();
     }
@@ -131,7 +139,7 @@ pub fn render_linear(ruleset: &Ruleset) -> (String, usize) {
     let mut count = 0;
     for chain in ruleset.chains.values() {
         for rule in &chain.rules {
-            for line in linear_rules(ruleset, rule) {
+            for line in linear_rules(compiled, rule) {
                 count += 1;
                 // Writing to a String cannot fail.
                 let _ = writeln!(text, "add rule inet {TABLE_NAME} {} {line}", chain.name);

@@ -8,7 +8,6 @@
 //! claims explicitly; IPv6 is used only when the scenario gives it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use k8s_openapi::api::core::v1::{
@@ -16,7 +15,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use nftpol_model::Cluster;
-use serde::Serialize;
+pub use nftpol_model::Protocol;
 
 use crate::error::LabError;
 
@@ -28,47 +27,6 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 const FIRST_POD_HOST: u8 = 10;
 
 const _: () = assert!(MAX_NODES < 254, "node addresses are 172.18.0.<k+1>");
-
-/// A transport protocol of a container port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Protocol {
-    /// TCP: probed by a completed connect.
-    #[serde(rename = "TCP")]
-    Tcp,
-    /// UDP: probed by an echoed request.
-    #[serde(rename = "UDP")]
-    Udp,
-    /// SCTP: listed but never probed (this kernel has no SCTP sockets).
-    #[serde(rename = "SCTP")]
-    Sctp,
-}
-
-impl Protocol {
-    /// The Kubernetes spelling (`TCP`, `UDP`, `SCTP`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Tcp => "TCP",
-            Self::Udp => "UDP",
-            Self::Sctp => "SCTP",
-        }
-    }
-
-    /// Parses the Kubernetes spelling; `None` for anything else.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "TCP" => Some(Self::Tcp),
-            "UDP" => Some(Self::Udp),
-            "SCTP" => Some(Self::Sctp),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A declared container port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -448,7 +406,7 @@ fn pod_ports(pod: &Pod, id: &str, warnings: &mut Vec<String>) -> BTreeSet<PodPor
         for (p, port) in container.ports.iter().flatten().enumerate() {
             let field = format!("spec.containers[{c}].ports[{p}]");
             let protocol_text = port.protocol.as_deref().unwrap_or("TCP");
-            let Some(protocol) = Protocol::parse(protocol_text) else {
+            let Some(protocol) = Protocol::parse(Some(protocol_text)) else {
                 warnings.push(format!(
                     "Pod {id}: {field}.protocol: {protocol_text:?} is not TCP, UDP or SCTP; port ignored"
                 ));

@@ -6,7 +6,6 @@
 //! direction when any policy of that type selects it; it is then allowed what
 //! at least one rule of one of those policies allows.
 
-use std::fmt;
 use std::net::IpAddr;
 
 use crate::cluster::Cluster;
@@ -14,48 +13,7 @@ use crate::pods::{PodIndex, PodView};
 use crate::policy::{
     labels_of, namespace_labels, parse_all, Peer, Policy, PolicyId, PortSpec, Rule,
 };
-
-/// A transport protocol NetworkPolicy ports can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Protocol {
-    /// TCP (IP protocol 6).
-    Tcp,
-    /// UDP (IP protocol 17).
-    Udp,
-    /// SCTP (IP protocol 132).
-    Sctp,
-}
-
-impl Protocol {
-    /// Parses a `protocol` field; absent means TCP, unknown is `None`.
-    pub fn parse(text: Option<&str>) -> Option<Self> {
-        match text {
-            None | Some("TCP") => Some(Self::Tcp),
-            Some("UDP") => Some(Self::Udp),
-            Some("SCTP") => Some(Self::Sctp),
-            Some(_) => None,
-        }
-    }
-
-    /// The IP protocol number.
-    pub fn number(self) -> u8 {
-        match self {
-            Self::Tcp => 6,
-            Self::Udp => 17,
-            Self::Sctp => 132,
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Tcp => "TCP",
-            Self::Udp => "UDP",
-            Self::Sctp => "SCTP",
-        })
-    }
-}
+use crate::vocabulary::Protocol;
 
 /// A new connection attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

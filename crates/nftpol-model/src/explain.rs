@@ -51,8 +51,8 @@ fn describe(decision: &Decision) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::Protocol;
     use crate::manifests;
+    use crate::vocabulary::Protocol;
 
     #[test]
     fn names_the_isolating_policy_and_the_allowing_rule() {

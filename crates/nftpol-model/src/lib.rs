@@ -44,7 +44,7 @@ mod vocabulary;
 pub use addresses::{AddressSet, Ipv4Range, Ipv6Range};
 pub use cluster::{Cluster, Snapshot};
 pub use error::ModelError;
-pub use evaluate::{evaluate, Connection, Decision, Protocol};
+pub use evaluate::{evaluate, Connection, Decision};
 pub use explain::explain;
 pub use memberships::{Membership, PodMemberships};
 pub use pods::{ContainerPort, PodView};
@@ -53,4 +53,4 @@ pub use resolve::{
     resolve, resolve_snapshot, LocalPod, NamedPortEndpoint, NodeModel, Peers, PortRange, Ports,
     ResolvedPeer, ResolvedPolicy, ResolvedRule,
 };
-pub use vocabulary::Direction;
+pub use vocabulary::{Direction, Protocol};

@@ -14,12 +14,12 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::cluster::Snapshot;
-use crate::evaluate::Protocol;
 use crate::pods::PodView;
 use crate::policy::{
     labels_of, namespace_labels, parse_all, peer_identity, Peer, PolicyId, PortSpec,
 };
 use crate::resolve::NodeModel;
+use crate::vocabulary::Protocol;
 
 /// One set a pod's addresses belong to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use internment::ArcIntern;
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::evaluate::Protocol;
+use crate::vocabulary::Protocol;
 
 /// A declared container port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

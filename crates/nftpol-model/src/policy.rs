@@ -13,10 +13,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::addresses::AddressSet;
 use crate::error::ModelError;
-use crate::evaluate::Protocol;
 use crate::limits::{self, Violation};
 use crate::selector::Selector;
 use crate::vocabulary::Direction;
+use crate::vocabulary::Protocol;
 
 /// A policy's identity: `namespace/name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -14,13 +14,13 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use crate::addresses::AddressSet;
 use crate::cluster::{Cluster, Snapshot};
 use crate::error::ModelError;
-use crate::evaluate::Protocol;
 use crate::pods::{PodIndex, PodView};
 use crate::policy::{
     labels_of, namespace_labels, parse_all, peer_identity, NamespaceScope, Peer, PolicyId,
     PortSpec, Rule,
 };
 use crate::selector::Selector;
+use crate::vocabulary::Protocol;
 
 /// Everything one node enforces.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -40,3 +40,54 @@ impl fmt::Display for Direction {
         f.write_str(self.label())
     }
 }
+
+/// A transport protocol that NetworkPolicy ports and container ports can
+/// name. Serialised in the Kubernetes spelling (`TCP`, `UDP`, `SCTP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum Protocol {
+    /// TCP (IP protocol 6).
+    #[serde(rename = "TCP")]
+    Tcp,
+    /// UDP (IP protocol 17).
+    #[serde(rename = "UDP")]
+    Udp,
+    /// SCTP (IP protocol 132).
+    #[serde(rename = "SCTP")]
+    Sctp,
+}
+
+impl Protocol {
+    /// Parses a `protocol` field; absent means TCP, unknown is `None`.
+    pub fn parse(text: Option<&str>) -> Option<Self> {
+        match text {
+            None | Some("TCP") => Some(Self::Tcp),
+            Some("UDP") => Some(Self::Udp),
+            Some("SCTP") => Some(Self::Sctp),
+            Some(_) => None,
+        }
+    }
+
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::Tcp => 6,
+            Self::Udp => 17,
+            Self::Sctp => 132,
+        }
+    }
+
+    /// The Kubernetes spelling (`TCP`, `UDP`, `SCTP`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+            Self::Sctp => "SCTP",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

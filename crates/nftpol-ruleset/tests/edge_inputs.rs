@@ -12,10 +12,11 @@ use std::process::{Command, Stdio};
 
 use nftpol_ir::interpret::interpret;
 use nftpol_ir::render::render;
-use nftpol_ir::Ruleset;
+use nftpol_ir::KeyType;
 use nftpol_model::limits::MAX_BLOCK_ELEMENTS_PER_RULE;
 use nftpol_model::{resolve, Cluster, Connection, NodeModel, Protocol};
-use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_ruleset::catalogue::{ChainName, SetKind};
+use nftpol_ruleset::compile::{compile, CompileOptions, Compiled};
 use oracle::{node_oracle, packet_for};
 
 const NODE: &str = "node-1";
@@ -82,7 +83,7 @@ struct Case {
     /// `object field` of every model error, sorted.
     errors: Vec<String>,
     /// Further assertions on the model and the ruleset.
-    extra: Option<fn(&NodeModel, &Ruleset)>,
+    extra: Option<fn(&NodeModel, &Compiled)>,
 }
 
 const TCP: Protocol = Protocol::Tcp;
@@ -250,11 +251,15 @@ fn cases() -> Vec<Case> {
                 ("10.255.0.1", "10.244.1.2", TCP, 80, true),
             ],
             errors: vec![],
-            extra: Some(|_, ruleset| {
-                let peers = ruleset
+            extra: Some(|_, compiled| {
+                let peers = compiled
+                    .ruleset
                     .sets
                     .values()
-                    .find(|set| set.name.starts_with("block-") && set.name.ends_with("-v4"))
+                    .find(|set| {
+                        compiled.provenance.set_kind(&set.name) == Some(SetKind::IpBlocks)
+                            && set.key == [KeyType::Ipv4Addr]
+                    })
                     .expect("the rule's ipBlock set");
                 assert_eq!(peers.elements.len(), MAX_BLOCK_ELEMENTS_PER_RULE);
             }),
@@ -505,20 +510,28 @@ fn cases() -> Vec<Case> {
                 ("203.0.113.7", "10.244.1.3", TCP, 80, false),
             ],
             errors: vec![],
-            extra: Some(|_, ruleset| {
-                let policy_chains: Vec<&String> = ruleset
+            extra: Some(|_, compiled| {
+                let policy_chains: Vec<&String> = compiled
+                    .provenance
                     .chains
-                    .keys()
-                    .filter(|name| name.starts_with("policy-"))
+                    .iter()
+                    .filter(|(_, origin)| matches!(origin.chain, ChainName::Policy { .. }))
+                    .map(|(name, _)| name)
                     .collect();
                 assert_eq!(policy_chains.len(), 2, "{policy_chains:?}");
-                let set_names: Vec<&String> = ruleset.sets.keys().collect();
+                let set_names: Vec<&String> = compiled.ruleset.sets.keys().collect();
                 for name in policy_chains.iter().chain(&set_names) {
                     assert!(name.len() <= nftpol_ruleset::MAX_NAME_LEN, "{name}");
                 }
                 // The readable parts, truncated, are equal: only the hash of
                 // the full identity keeps the two chains apart.
-                let readable = |name: &str| name["policy-".len() + 9..].to_owned();
+                // `<role>-<HASH>-<readable>`: the part after the hash.
+                let readable = |name: &str| {
+                    name.splitn(3, '-')
+                        .nth(2)
+                        .expect("a readable part after the hash")
+                        .to_owned()
+                };
                 assert_eq!(policy_chains[0].len(), nftpol_ruleset::MAX_NAME_LEN);
                 assert_eq!(readable(policy_chains[0]), readable(policy_chains[1]));
                 assert_ne!(policy_chains[0], policy_chains[1]);
@@ -542,8 +555,9 @@ fn edge_inputs_are_enforced_as_specified_and_load() {
             "case {}: {:#?}",
             case.name, model.errors
         );
-        let ruleset = compile(&model, CompileOptions::default()).ruleset;
-        let rendered = render(&ruleset);
+        let compiled = compile(&model, CompileOptions::default());
+        let ruleset = &compiled.ruleset;
+        let rendered = render(ruleset);
         if let Err(error) = nft_check(&rendered) {
             panic!("case {}: nft rejects the rendering:\n{error}", case.name);
         }
@@ -554,7 +568,7 @@ fn edge_inputs_are_enforced_as_specified_and_load() {
                 protocol: *protocol,
                 port: *port,
             };
-            let trace = interpret(&ruleset, &packet_for(&connection))
+            let trace = interpret(ruleset, &packet_for(&connection))
                 .unwrap_or_else(|error| panic!("case {}: {error}", case.name));
             assert_eq!(
                 trace.accepted, *want,
@@ -570,7 +584,7 @@ fn edge_inputs_are_enforced_as_specified_and_load() {
             );
         }
         if let Some(extra) = case.extra {
-            extra(&model, &ruleset);
+            extra(&model, &compiled);
         }
     }
 }
