@@ -159,7 +159,7 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             progress.send_modify(|progress| progress.events += taken);
             let changes = stores.take_changes();
             metrics.watch.record(stores.counts());
-            let timer = metrics.reconcile.start(reconciler.is_full_sync_next());
+            let timer = metrics.reconcile.start();
             let view = stores.clone();
             let (returned, result) = tokio::task::spawn_blocking(move || {
                 let result = if changes.structural {
@@ -171,10 +171,10 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             })
             .await
             .map_err(AgentError::ReconcileTask)?;
-            drop(timer);
             reconciler = returned;
             match result {
                 Ok(report) => {
+                    timer.committed(report.sync);
                     metrics.reconcile.succeeded();
                     metrics.batch.record(&report);
                     if let Some(committed) = reconciler.committed() {
@@ -264,6 +264,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
+    use crate::reconcile::Sync;
 
     fn ready_stores() -> Stores {
         let (stores, mut writers) = watch::stores();
@@ -314,7 +315,7 @@ mod tests {
         );
         assert_eq!(committed.failures, 1);
         assert!(
-            committed.last.expect("a report").full_sync,
+            committed.last.expect("a report").sync == Sync::Full,
             "a retry re-reads the kernel"
         );
         assert!(health.is_ready());

@@ -35,7 +35,6 @@ pub mod coalesce;
 mod error;
 pub mod http;
 pub mod metrics;
-mod pod_delta;
 mod reconcile;
 pub mod strip;
 pub mod traffic;
@@ -43,6 +42,6 @@ pub mod watch;
 
 pub use agent::{Agent, AgentConfig, Progress};
 pub use error::AgentError;
+pub use nftpol_model::PodChange;
 pub use nftpol_netlink::Dataplane;
-pub use pod_delta::PodChange;
-pub use reconcile::{ReconcileError, ReconcileReport, Reconciler};
+pub use reconcile::{ReconcileError, ReconcileReport, Reconciler, Sync};

@@ -24,7 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::reconcile::{ReconcileError, ReconcileReport};
+use crate::reconcile::{ReconcileError, ReconcileReport, Sync};
 use crate::traffic::{policy_series, Increments, PolicyDirection};
 
 /// `sync="full|partial"`.
@@ -95,16 +95,21 @@ pub struct ReconcileMetrics {
     reconciles: Counter,
 }
 
-/// Records a reconcile's duration when dropped.
+/// Times a reconcile from its snapshot; [`ReconcileTimer::committed`]
+/// records it under the sync the reconcile reports, known only afterwards
+/// (a pod change may take the element path or fall back to a full model).
 #[derive(Debug)]
 pub struct ReconcileTimer {
-    histogram: Histogram,
+    duration: Family<SyncLabel, Histogram, fn() -> Histogram>,
     started: Instant,
 }
 
-impl Drop for ReconcileTimer {
-    fn drop(&mut self) {
-        self.histogram.observe(self.started.elapsed().as_secs_f64());
+impl ReconcileTimer {
+    /// Records the duration of a reconcile that committed by `sync`.
+    pub fn committed(self, sync: Sync) {
+        self.duration
+            .get_or_create(&SyncLabel { sync: sync.label() })
+            .observe(self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -154,11 +159,10 @@ impl ReconcileMetrics {
         metrics
     }
 
-    /// Starts timing a reconcile; records on drop.
-    pub fn start(&self, full_sync: bool) -> ReconcileTimer {
-        let sync = if full_sync { "full" } else { "partial" };
+    /// Starts timing a reconcile.
+    pub fn start(&self) -> ReconcileTimer {
         ReconcileTimer {
-            histogram: self.duration.get_or_create_owned(&SyncLabel { sync }),
+            duration: self.duration.clone(),
             started: Instant::now(),
         }
     }
@@ -504,7 +508,7 @@ mod tests {
     #[test]
     fn exposition_has_prefixed_names_with_units() {
         let metrics = Metrics::new();
-        drop(metrics.reconcile.start(true));
+        metrics.reconcile.start().committed(Sync::Full);
         metrics.reconcile.succeeded();
         let text = metrics.encode();
         for name in [

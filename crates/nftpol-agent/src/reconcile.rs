@@ -5,12 +5,10 @@ use std::time::Instant;
 
 use nftpol_ir::diff::{diff, Change, Diff};
 use nftpol_ir::Ruleset;
-use nftpol_model::{resolve_snapshot, ModelError, Snapshot};
+use nftpol_model::{resolve_snapshot, ModelError, PodChange, RemotePods, Snapshot};
 use nftpol_netlink::{Applied, ApplyError, Dataplane, ReadError};
 use nftpol_ruleset::catalogue::Provenance;
-use nftpol_ruleset::compile::{compile, CompileOptions};
-
-use crate::pod_delta::{PodChange, PodState};
+use nftpol_ruleset::compile::{compile, pod_delta, CompileOptions};
 
 /// Why a reconcile did not commit. The previous ruleset stays in force.
 #[derive(Debug, thiserror::Error)]
@@ -23,16 +21,39 @@ pub enum ReconcileError {
     Apply(#[source] Box<ApplyError>),
 }
 
+/// How a reconcile reached the kernel: decided where the path is chosen,
+/// carried in the report, read by the log span and the metrics after the
+/// fact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Sync {
+    /// A full model, diffed against the kernel's table read back (at start,
+    /// after a failure, when adopting a predecessor's table).
+    #[default]
+    Full,
+    /// A full model, diffed against the last committed ruleset.
+    Partial,
+    /// Remote pods' changes alone, as element changes (no full model).
+    Pods,
+}
+
+impl Sync {
+    /// `full`, `partial` or `pods`: the log field and the metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Sync::Full => "full",
+            Sync::Partial => "partial",
+            Sync::Pods => "pods",
+        }
+    }
+}
+
 /// What one reconcile did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
     /// Reconciles attempted so far, this one included.
     pub generation: u64,
-    /// Whether the diff was taken against the kernel's state.
-    pub full_sync: bool,
-    /// Whether only remote pods changed and the batch came from them alone
-    /// (element changes, no full model).
-    pub pods_only: bool,
+    /// How the reconcile reached the kernel.
+    pub sync: Sync,
     /// Changes in the batch (0: nothing to do, no batch sent).
     pub changes: usize,
     /// Elements added.
@@ -56,7 +77,7 @@ impl ReconcileReport {
     /// when no batch was needed) and left `committed` in force.
     fn of_commit(
         generation: u64,
-        (full_sync, pods_only): (bool, bool),
+        sync: Sync,
         changes: &Diff,
         applied: Applied,
         committed: &Ruleset,
@@ -65,8 +86,7 @@ impl ReconcileReport {
         let (elements_added, elements_deleted) = changes.element_counts();
         Self {
             generation,
-            full_sync,
-            pods_only,
+            sync,
             changes: changes.changes.len(),
             elements_added,
             elements_deleted,
@@ -90,8 +110,10 @@ pub struct Reconciler<D: Dataplane> {
     replaced_rules: BTreeSet<String>,
     full_sync_next: bool,
     generation: u64,
-    /// What the last full model knew about pods (`None` before one).
-    pods: Option<PodState>,
+    /// What the last full model knew about remote pods, kept up to date by
+    /// the element path (`None` before a model, and after the element path
+    /// failed).
+    remote_pods: Option<RemotePods>,
     /// The last full model's invalid object parts.
     invalid: Vec<ModelError>,
 }
@@ -108,7 +130,7 @@ impl<D: Dataplane> Reconciler<D> {
             replaced_rules: BTreeSet::new(),
             full_sync_next: true,
             generation: 0,
-            pods: None,
+            remote_pods: None,
             invalid: Vec::new(),
         }
     }
@@ -142,22 +164,26 @@ impl<D: Dataplane> Reconciler<D> {
     /// Brings the kernel to the ruleset `snapshot` calls for, in one batch.
     pub fn reconcile(&mut self, snapshot: &Snapshot) -> Result<ReconcileReport, ReconcileError> {
         self.generation += 1;
-        let full_sync = self.full_sync_next;
+        let sync = if self.full_sync_next {
+            Sync::Full
+        } else {
+            Sync::Partial
+        };
         let span = tracing::info_span!(
             "reconcile",
             generation = self.generation,
-            sync = if full_sync { "full" } else { "partial" }
+            sync = sync.label()
         );
         let _entered = span.enter();
         let started = Instant::now();
 
-        let model = resolve_snapshot(snapshot, &self.node);
+        let mut model = resolve_snapshot(snapshot, &self.node);
         for error in &model.errors {
             tracing::warn!(%error, "invalid object part allows nothing");
         }
         let compiled = compile(&model, self.options);
         let desired = compiled.ruleset;
-        if full_sync {
+        if sync == Sync::Full {
             self.committed = self
                 .dataplane
                 .read()
@@ -182,7 +208,7 @@ impl<D: Dataplane> Reconciler<D> {
             }));
         let report = ReconcileReport::of_commit(
             self.generation,
-            (full_sync, false),
+            sync,
             &changes,
             applied.unwrap_or_default(),
             &desired,
@@ -190,7 +216,7 @@ impl<D: Dataplane> Reconciler<D> {
         );
         self.provenance = compiled.provenance;
         self.committed = Some(desired);
-        self.pods = Some(PodState::new(snapshot, &model));
+        self.remote_pods = Some(std::mem::take(&mut model.remote_pods));
         self.invalid = model.errors;
         self.full_sync_next = false;
         tracing::info!(
@@ -207,26 +233,30 @@ impl<D: Dataplane> Reconciler<D> {
 
     /// Brings the kernel up to date after `changes` to pods: remote pods'
     /// changes become one element-only batch; anything else (and any
-    /// change the element path refuses, see [`crate::pod_delta`]) takes
-    /// the full path on `snapshot()`.
+    /// change the element path refuses, see [`pod_delta`]) takes the full
+    /// path on `snapshot()`.
     pub fn reconcile_pods(
         &mut self,
         changes: &[PodChange],
         snapshot: impl FnOnce() -> Snapshot,
     ) -> Result<ReconcileReport, ReconcileError> {
         let started = Instant::now();
-        let (Some(pods), Some(committed), false) = (
-            self.pods.as_mut(),
+        let (Some(remote_pods), Some(committed), false) = (
+            self.remote_pods.as_mut(),
             self.committed.as_mut(),
             self.full_sync_next,
         ) else {
             return self.reconcile(&snapshot());
         };
-        let Some(changes) = pods.element_changes(changes, committed) else {
+        let Some(changes) = pod_delta(remote_pods, changes, committed) else {
             return self.reconcile(&snapshot());
         };
         self.generation += 1;
-        let span = tracing::info_span!("reconcile", generation = self.generation, sync = "pods");
+        let span = tracing::info_span!(
+            "reconcile",
+            generation = self.generation,
+            sync = Sync::Pods.label()
+        );
         let _entered = span.enter();
         let applied = if changes.is_empty() {
             None
@@ -235,7 +265,7 @@ impl<D: Dataplane> Reconciler<D> {
                 Ok(applied) => Some(applied),
                 Err(error) => {
                     // The element state counted changes the kernel refused.
-                    self.pods = None;
+                    self.remote_pods = None;
                     return Err(self.failed(ReconcileError::Apply(Box::new(error))));
                 }
             }
@@ -246,7 +276,7 @@ impl<D: Dataplane> Reconciler<D> {
         let mirrors_kernel = committed.apply(&changes).is_ok();
         let report = ReconcileReport::of_commit(
             self.generation,
-            (false, true),
+            Sync::Pods,
             &changes,
             applied.unwrap_or_default(),
             committed,
@@ -260,7 +290,7 @@ impl<D: Dataplane> Reconciler<D> {
             "reconciled remote pods"
         );
         if !mirrors_kernel {
-            self.pods = None;
+            self.remote_pods = None;
             self.full_sync_next = true;
         }
         Ok(report)

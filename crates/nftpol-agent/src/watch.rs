@@ -34,8 +34,8 @@ use crate::agent::Progress;
 use crate::coalesce::Trigger;
 use crate::error::AgentError;
 use crate::metrics::Metrics;
-use crate::pod_delta::PodChange;
 use crate::strip::{self, StoredPod};
+use nftpol_model::PodChange;
 
 /// Pod changes beyond this many since the last reconcile make the next one
 /// a full model: cheaper by then, and the log stays bounded.

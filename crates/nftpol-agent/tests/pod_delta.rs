@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use nftpol_agent::{PodChange, Reconciler};
+use nftpol_agent::{PodChange, Reconciler, Sync};
 use nftpol_model::{resolve_snapshot, PodView, Snapshot};
 use nftpol_netlink::FakeDataplane;
 use nftpol_ruleset::compile::{compile, CompileOptions};
@@ -341,7 +341,7 @@ fn remote_pod_changes_take_the_element_path_and_local_ones_the_full_path() {
         let report = reconciler
             .reconcile_pods(&[change], || now.clone())
             .expect("a pod change commits");
-        assert_eq!(report.pods_only, pods_only, "{event:?}");
+        assert_eq!(report.sync == Sync::Pods, pods_only, "{event:?}");
         assert!(
             !pods_only || report.changes > 0,
             "{event:?} changed elements"

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use nftpol_agent::AgentConfig;
+use nftpol_agent::{AgentConfig, Sync};
 use nftpol_ir::Ruleset;
 use nftpol_model::{Direction, PolicyId};
 use nftpol_ruleset::catalogue::{ChainName, Family, SetName};
@@ -274,7 +274,7 @@ async fn remote_pod_changes_commit_as_element_changes() {
         })
         .await;
     let added = agent.progress().last.expect("a report");
-    assert!(added.pods_only, "{added:?}");
+    assert_eq!(added.sync, Sync::Pods, "{added:?}");
     assert_eq!((added.elements_added, added.elements_deleted), (1, 0));
 
     server.apply(&pod("x", "remote", "node-2", REMOTE, &[("pod", "other")]));
@@ -284,8 +284,19 @@ async fn remote_pod_changes_commit_as_element_changes() {
         })
         .await;
     let relabelled = agent.progress().last.expect("a report");
-    assert!(relabelled.pods_only, "{relabelled:?}");
+    assert_eq!(relabelled.sync, Sync::Pods, "{relabelled:?}");
     assert_eq!(relabelled.elements_deleted, 1);
+    // The duration histogram is labelled by the path the reconcile took,
+    // known only after it: the two element-path commits count as `pods`.
+    let page = agent.metrics.encode();
+    let pods_syncs: u64 = page
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("nftpol_reconcile_duration_seconds_count{sync=\"pods\"} ")
+        })
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no pods-labelled reconcile duration in:\n{page}"));
+    assert!(pods_syncs >= 2, "{page}");
 
     server.apply(&pod("x", "d", NODE, D, &[("pod", "b")]));
     agent
@@ -293,7 +304,7 @@ async fn remote_pod_changes_commit_as_element_changes() {
         .await;
     let local = agent.progress().last.expect("a report");
     assert!(
-        !local.pods_only,
+        local.sync != Sync::Pods,
         "a local pod takes the full path: {local:?}"
     );
     agent.stop().await.expect("clean stop");
@@ -503,7 +514,7 @@ async fn agent_restart_adopts_the_table_without_changes() {
         })
         .await;
     let report = progress.last.expect("a report");
-    assert!(report.full_sync);
+    assert_eq!(report.sync, Sync::Full);
     assert_eq!(report.changes, 0, "the table read back already matches");
     assert_eq!(dataplane.lock().applied_count(), batches, "no batch sent");
     restarted.stop().await.expect("clean stop");
@@ -532,7 +543,7 @@ async fn failed_commit_keeps_the_old_state_and_retries() {
     assert_ne!(state, before);
     let progress = agent.progress();
     assert!(
-        progress.last.expect("a report").full_sync,
+        progress.last.expect("a report").sync == Sync::Full,
         "a retry re-reads the kernel"
     );
     assert!(agent

@@ -3,7 +3,7 @@
 //! kernel) keeps the previous ruleset, the next reconcile is a full sync
 //! from the kernel's truth, and it commits exactly the desired ruleset.
 
-use nftpol_agent::{ReconcileError, Reconciler};
+use nftpol_agent::{ReconcileError, Reconciler, Sync};
 use nftpol_ir::Ruleset;
 use nftpol_model::{resolve_snapshot, Direction, PolicyId, Snapshot};
 use nftpol_netlink::{Dataplane as _, FakeDataplane};
@@ -97,7 +97,7 @@ fn rejected_batch_keeps_the_old_ruleset_and_the_retry_commits_the_new_one() {
 
         let report = reconciler.reconcile(&second).expect("the retry commits");
         assert!(
-            report.full_sync,
+            report.sync == Sync::Full,
             "case {name}: the retry reads the kernel back"
         );
         assert!(report.changes > 0, "case {name}");
@@ -139,14 +139,14 @@ fn a_run_of_rejections_ends_with_the_first_success() {
     let report = reconciler
         .reconcile(&second)
         .expect("the sixth attempt commits");
-    assert!(report.full_sync);
+    assert_eq!(report.sync, Sync::Full);
     assert_eq!(report.generation, 7);
     assert_eq!(reconciler.dataplane_mut().state(), Some(&desired(&second)));
     assert_eq!(reconciler.dataplane_mut().rejected_count(), 5);
     // Back to partial syncs: pod churn is an element-only batch again.
     let third = cluster(&format!("{}{}", pod_b(), deny_all()));
     let report = reconciler.reconcile(&third).expect("pod churn commits");
-    assert!(!report.full_sync);
+    assert_ne!(report.sync, Sync::Full);
     assert!(
         reconciler
             .dataplane_mut()
@@ -179,7 +179,7 @@ fn a_table_deleted_behind_the_agent_is_rebuilt_after_one_rejection() {
     let report = reconciler
         .reconcile(&second)
         .expect("the full sync rebuilds");
-    assert!(report.full_sync);
+    assert_eq!(report.sync, Sync::Full);
     assert_eq!(reconciler.dataplane_mut().state(), Some(&desired(&second)));
 }
 

@@ -46,7 +46,7 @@ pub use cluster::{Cluster, Snapshot};
 pub use error::ModelError;
 pub use evaluate::{evaluate, Connection, Decision};
 pub use explain::explain;
-pub use memberships::{Membership, PodMemberships};
+pub use memberships::{Membership, MembershipDelta, PodChange, PodMemberships, RemotePods};
 pub use pods::{ContainerPort, PodView};
 pub use policy::PolicyId;
 pub use resolve::{

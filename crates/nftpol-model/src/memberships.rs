@@ -1,24 +1,28 @@
-//! Which pod-address sets one remote pod belongs to, without resolving the
-//! whole cluster again.
+//! Remote pods without a full model: which pod-address sets one remote pod
+//! belongs to, and whether its change can be judged from that alone.
 //!
 //! A pod on another node is never a policy target here, so it only ever
 //! appears in the ruleset as an address: in the set of each selector peer
 //! it matches, and in the named-port set of each egress rule whose peers
 //! hold it and whose named ports it declares. [`PodMemberships`] answers
-//! that for one pod from the policies the last full model resolved; the
-//! agent uses it to turn a remote pod's change into set element changes.
+//! that for one pod from the policies a full model resolved (built by
+//! [`crate::resolve`] from the policies it parsed, never parsed again).
+//!
+//! [`RemotePods`] adds the model's address-owner rule, kept incrementally:
+//! the counted pods claiming each address. A change needs the full model
+//! when it touches what the model decides structurally: a pod scheduled on
+//! this node or holding an address in its pod CIDRs, an address another pod
+//! also claims (the owner rule), and the first or last pod of an address
+//! family (pod-address sets exist only for families in use).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::cluster::Snapshot;
 use crate::pods::PodView;
-use crate::policy::{
-    labels_of, namespace_labels, parse_all, peer_identity, Peer, PolicyId, PortSpec,
-};
-use crate::resolve::NodeModel;
+use crate::policy::{labels_of, peer_identity, Peer, Policy, PolicyId, PortSpec};
 use crate::vocabulary::Protocol;
 
 /// One set a pod's addresses belong to.
@@ -55,7 +59,7 @@ struct NamedEgressRule {
 
 /// The selector peers and named-port egress rules of the policies a full
 /// model resolved for one node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PodMemberships {
     node: String,
     pod_cidrs: Vec<IpNet>,
@@ -66,18 +70,16 @@ pub struct PodMemberships {
 }
 
 impl PodMemberships {
-    /// Collects them for the policies `model` (resolved from `snapshot`) holds.
-    pub fn new(snapshot: &Snapshot, model: &NodeModel) -> Self {
-        let resolved: BTreeSet<&PolicyId> =
-            model.policies.iter().map(|policy| &policy.id).collect();
-        let mut ignored = Vec::new();
-        let policies = parse_all(snapshot.policies.iter().map(AsRef::as_ref), &mut ignored);
+    /// Collects them from the parsed `policies` a model of `node` resolved.
+    pub(crate) fn new<'a>(
+        node: &str,
+        pod_cidrs: &[IpNet],
+        namespaces: &BTreeMap<String, BTreeMap<String, String>>,
+        policies: impl IntoIterator<Item = &'a Policy>,
+    ) -> Self {
         let mut peers = BTreeMap::new();
         let mut named_egress = Vec::new();
-        for policy in policies
-            .iter()
-            .filter(|policy| resolved.contains(&policy.id))
-        {
+        for policy in policies {
             for rule in [&policy.ingress, &policy.egress]
                 .into_iter()
                 .flatten()
@@ -112,9 +114,9 @@ impl PodMemberships {
             }
         }
         Self {
-            node: model.node.clone(),
-            pod_cidrs: model.pod_cidrs.clone(),
-            namespaces: namespace_labels(snapshot.namespaces.iter().map(AsRef::as_ref)),
+            node: node.to_owned(),
+            pod_cidrs: pod_cidrs.to_vec(),
+            namespaces: namespaces.clone(),
             peers: peers
                 .into_iter()
                 .map(|(identity, peer)| (peer, identity))
@@ -182,5 +184,120 @@ impl PodMemberships {
         memberships.sort();
         memberships.dedup();
         memberships
+    }
+}
+
+/// One pod's change since the last model, as the pod store saw it.
+#[derive(Debug, Clone)]
+pub struct PodChange {
+    /// The pod before (`None`: created).
+    pub before: Option<Arc<PodView>>,
+    /// The pod after (`None`: deleted).
+    pub after: Option<Arc<PodView>>,
+}
+
+/// The sets a batch of remote pod changes makes addresses leave and join.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MembershipDelta {
+    /// Memberships of the pods as they were.
+    pub removed: BTreeSet<(Membership, IpAddr)>,
+    /// Memberships of the pods as they are.
+    pub added: BTreeSet<(Membership, IpAddr)>,
+}
+
+/// What a full model knew about the cluster's pods, kept up to date by
+/// [`RemotePods::apply`] so that remote pods' changes need no full model.
+#[derive(Debug, Clone, Default)]
+pub struct RemotePods {
+    memberships: PodMemberships,
+    /// Counted pods claiming each address.
+    claims: HashMap<IpAddr, u32>,
+    /// Addresses with a claim, per family (v4, v6).
+    claimed_per_family: [usize; 2],
+}
+
+fn family_index(address: IpAddr) -> usize {
+    usize::from(address.is_ipv6())
+}
+
+impl RemotePods {
+    /// The state of a model whose counted pods are `pods`.
+    pub(crate) fn new<'a>(
+        memberships: PodMemberships,
+        pods: impl IntoIterator<Item = &'a PodView>,
+    ) -> Self {
+        let mut claims: HashMap<IpAddr, u32> = HashMap::new();
+        for pod in pods {
+            for address in &pod.ips {
+                *claims.entry(*address).or_default() += 1;
+            }
+        }
+        let mut claimed_per_family = [0; 2];
+        for address in claims.keys() {
+            claimed_per_family[family_index(*address)] += 1;
+        }
+        Self {
+            memberships,
+            claims,
+            claimed_per_family,
+        }
+    }
+
+    /// The memberships `changes` remove and add, or `None` when one of them
+    /// needs the full model (see the module doc). On `Some`, the state
+    /// counts the changes; on `None` it is unchanged.
+    pub fn apply(&mut self, changes: &[PodChange]) -> Option<MembershipDelta> {
+        let mut claim_deltas: HashMap<IpAddr, i64> = HashMap::new();
+        let mut delta = MembershipDelta::default();
+        for change in changes {
+            for (pod, sign) in [(&change.before, -1), (&change.after, 1)] {
+                let Some(pod) = pod else { continue };
+                if self.memberships.is_local(pod) {
+                    return None;
+                }
+                if !pod.counts() {
+                    continue;
+                }
+                for address in &pod.ips {
+                    let pending = claim_deltas.entry(*address).or_default();
+                    let held = i64::from(self.claims.get(address).copied().unwrap_or(0)) + *pending;
+                    // Removing: this pod must be the only claimant; adding: nobody may claim it.
+                    if held != i64::from(sign == -1) {
+                        return None;
+                    }
+                    *pending += sign;
+                }
+                let memberships = self.memberships.of(pod);
+                if sign < 0 {
+                    delta.removed.extend(memberships);
+                } else {
+                    delta.added.extend(memberships);
+                }
+            }
+        }
+        let mut claimed_per_family = self.claimed_per_family;
+        for (address, change) in &claim_deltas {
+            let before = self.claims.get(address).copied().unwrap_or(0);
+            let after = i64::from(before) + change;
+            match (before > 0, after > 0) {
+                (false, true) => claimed_per_family[family_index(*address)] += 1,
+                (true, false) => claimed_per_family[family_index(*address)] -= 1,
+                _ => {}
+            }
+        }
+        let families_in_use = |counts: [usize; 2]| counts.map(|count| count > 0);
+        if families_in_use(claimed_per_family) != families_in_use(self.claimed_per_family) {
+            return None;
+        }
+        for (address, change) in claim_deltas {
+            let count = self.claims.entry(address).or_default();
+            // The checks above keep every count at 0 or 1.
+            *count = u32::try_from(i64::from(*count) + change).unwrap_or(0);
+            if *count == 0 {
+                self.claims.remove(&address);
+            }
+        }
+        self.claimed_per_family = claimed_per_family;
+        Some(delta)
     }
 }

@@ -2,7 +2,7 @@
 //! each rule's peers and ports resolved against the whole cluster.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use crate::addresses::AddressSet;
 use crate::cluster::{Cluster, Snapshot};
 use crate::error::ModelError;
+use crate::memberships::{PodMemberships, RemotePods};
 use crate::pods::{PodIndex, PodView};
 use crate::policy::{
     labels_of, namespace_labels, parse_all, peer_identity, NamespaceScope, Peer, PolicyId,
@@ -23,7 +24,7 @@ use crate::selector::Selector;
 use crate::vocabulary::Protocol;
 
 /// Everything one node enforces.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct NodeModel {
     /// The node's name.
     pub node: String,
@@ -40,6 +41,9 @@ pub struct NodeModel {
     pub cluster_has_ipv4_pods: bool,
     /// Whether any counted pod in the cluster has an IPv6 address.
     pub cluster_has_ipv6_pods: bool,
+    /// What judging remote pods' changes without a full model needs: the
+    /// memberships of the resolved policies and the address claims.
+    pub remote_pods: RemotePods,
 }
 
 /// A counted pod on this node.
@@ -261,7 +265,18 @@ fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeM
         });
     }
     local_pods.retain(|pod| !pod.ips.is_empty());
+    let resolved_ids: BTreeSet<&PolicyId> = resolved.iter().map(|policy| &policy.id).collect();
+    let memberships = PodMemberships::new(
+        node,
+        &pod_cidrs,
+        &namespaces,
+        policies
+            .iter()
+            .filter(|policy| resolved_ids.contains(&policy.id)),
+    );
+    let remote_pods = RemotePods::new(memberships, index.pods.iter().map(AsRef::as_ref));
     NodeModel {
+        remote_pods,
         cluster_has_ipv4_pods: index
             .pods
             .iter()

@@ -47,8 +47,8 @@
 //! - [`dispatch`]: the dispatch maps and one group chain per distinct list of
 //!   isolating policies;
 //! - [`policy`]: each policy's chain of allow rules and its peer sets;
-//! - [`ports`]: port sets and named-port sets, and the element a remote pod
-//!   adds to them.
+//! - [`ports`]: port sets and named-port sets;
+//! - [`remote`]: remote pods' changes as element-only diffs.
 //!
 //! Room for the roadmap: a ClusterNetworkPolicy Admin tier slots into each
 //! base chain right before the dispatch map (its Pass falls through to the
@@ -71,8 +71,9 @@ mod base;
 mod dispatch;
 mod policy;
 mod ports;
+mod remote;
 
-pub use ports::membership_element;
+pub use remote::pod_delta;
 
 /// Priority of the egress base chains: after DNAT (-100), at the standard
 /// filter priority.

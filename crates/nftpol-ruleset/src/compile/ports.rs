@@ -1,53 +1,22 @@
 //! Port sets (shared by content) and named-port sets (per rule, resolved per
-//! destination pod), and the element a remote pod adds to the sets it joins.
+//! destination pod).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use nftpol_ir::{Element, KeyType, Value};
-use nftpol_model::{Direction, Membership, NamedPortEndpoint, PortRange};
+use nftpol_model::{NamedPortEndpoint, PortRange};
 
 use super::{address_type, address_value, family_of, set, Builder};
 use crate::catalogue::{Family, SetName};
 
 /// A named-port set element: destination address, protocol, port.
-fn named_element(address: IpAddr, protocol: u8, port: u16) -> Element {
+pub(super) fn named_element(address: IpAddr, protocol: u8, port: u16) -> Element {
     Element::key(vec![
         address_value(address),
         Value::Proto(protocol),
         Value::Port(port),
     ])
-}
-
-/// The set element a remote pod's address adds for one of its memberships
-/// (see [`nftpol_model::PodMemberships`]): the same set and element
-/// [`super::compile`] gives that address, for sets that exist in its
-/// ruleset.
-pub fn membership_element(membership: &Membership, address: IpAddr) -> (SetName, Element) {
-    let family = family_of(address);
-    match membership {
-        Membership::Peer { identity } => (
-            SetName::PodPeers {
-                identity: identity.clone(),
-                family,
-            },
-            Element::key(vec![address_value(address)]),
-        ),
-        Membership::NamedEgress {
-            policy,
-            rule,
-            protocol,
-            port,
-        } => (
-            SetName::NamedPorts {
-                policy: policy.clone(),
-                direction: Direction::Egress,
-                rule: *rule,
-                family,
-            },
-            named_element(address, protocol.number(), *port),
-        ),
-    }
 }
 
 /// The ports set of a rule, shared by every rule with the same ports: its
