@@ -11,8 +11,8 @@
 use std::fmt::Write;
 
 use crate::{
-    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule,
-    Ruleset, Set, Value, Verdict, TABLE_FAMILY, TABLE_NAME,
+    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, KeyType, Match, Rule, Ruleset,
+    Set, Value, Verdict, TABLE_FAMILY, TABLE_NAME,
 };
 
 /// Renders the whole table as one `table inet nftpol { … }` block.
@@ -116,23 +116,13 @@ fn render_chain(out: &mut String, chain: &Chain) {
         let _ = writeln!(
             out,
             "\t\ttype filter hook {} priority {priority}; policy {policy};",
-            hook_name(hook)
+            hook.name()
         );
     }
     for rule in &chain.rules {
         let _ = writeln!(out, "\t\t{}", render_rule(rule));
     }
     out.push_str("\t}\n");
-}
-
-fn hook_name(hook: Hook) -> &'static str {
-    match hook {
-        Hook::Prerouting => "prerouting",
-        Hook::Input => "input",
-        Hook::Forward => "forward",
-        Hook::Output => "output",
-        Hook::Postrouting => "postrouting",
-    }
 }
 
 /// One rule in nft syntax.

@@ -50,6 +50,19 @@ pub enum Hook {
     Postrouting,
 }
 
+impl Hook {
+    /// The hook's name in nft syntax (`forward`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+}
+
 /// The default verdict of a base chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ChainPolicy {

@@ -93,7 +93,7 @@ impl ChainName {
     pub fn name(&self) -> String {
         match self {
             ChainName::Base { hook, direction } => {
-                format!("filter-{}-{}", hook_word(*hook), direction.label())
+                format!("filter-{}-{}", hook.name(), direction.label())
             }
             ChainName::Group {
                 direction,
@@ -112,17 +112,6 @@ impl ChainName {
             | ChainName::Group { direction, .. }
             | ChainName::Policy { direction, .. } => *direction,
         }
-    }
-}
-
-/// The word nft uses for a hook.
-pub(crate) fn hook_word(hook: Hook) -> &'static str {
-    match hook {
-        Hook::Prerouting => "prerouting",
-        Hook::Input => "input",
-        Hook::Forward => "forward",
-        Hook::Output => "output",
-        Hook::Postrouting => "postrouting",
     }
 }
 

@@ -9,7 +9,7 @@ use super::{
     address_elements, address_type, address_value, family_of, local_field, lookup, priority, rule,
     set, Builder, CompileOptions, UnknownLocalPods,
 };
-use crate::catalogue::{hook_word, ChainName, Family, RuleRole, SetName, BASE_HOOKS};
+use crate::catalogue::{ChainName, Family, RuleRole, SetName, BASE_HOOKS};
 use nftpol_ir::{Element, Hook};
 
 /// The sets of this node's pods: self pairs and, when unknown local pods
@@ -136,7 +136,7 @@ pub(super) fn add_base_chains(
             ));
         }
         let key = ChainName::Base { hook, direction };
-        let comment = format!("{direction} policy of local pods, {} path", hook_word(hook));
+        let comment = format!("{direction} policy of local pods, {} path", hook.name());
         builder.add_chain(
             key,
             Some(BaseChain {
