@@ -4,6 +4,7 @@
 
 mod agent;
 mod lab;
+mod live;
 mod manifests;
 
 use std::io::Write;
@@ -39,10 +40,14 @@ enum Command {
         node: String,
     },
     /// Explain whether a connection is allowed, and which policy decides.
+    ///
+    /// Without `--manifests` it judges the live cluster, read through
+    /// KUBECONFIG (or the in-cluster service account); installed as
+    /// `kubectl-nftpol`, this is `kubectl nftpol explain`.
     Explain {
-        /// A YAML file or a directory of YAML files.
+        /// A YAML file or a directory of YAML files (default: the live cluster).
         #[arg(long)]
-        manifests: std::path::PathBuf,
+        manifests: Option<std::path::PathBuf>,
         /// Source: `namespace/pod` or an IP address.
         #[arg(long)]
         from: String,
@@ -112,7 +117,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             port,
         } => {
-            let cluster = manifests::load(&manifests)?;
+            let cluster = match &manifests {
+                Some(path) => manifests::load(path)?,
+                None => live::load()?,
+            };
             let connection = manifests::connection(&cluster, &from, &to, &port)?;
             print(&nftpol_model::explain(&cluster, &connection))?;
         }

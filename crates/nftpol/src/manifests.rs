@@ -73,7 +73,7 @@ fn endpoint(cluster: &Cluster, text: &str) -> anyhow::Result<IpAddr> {
         .iter()
         .map(PodView::from_pod)
         .find(|pod| pod.namespace == namespace && pod.name == name)
-        .with_context(|| format!("no pod {namespace}/{name} in the manifests"))?;
+        .with_context(|| format!("no pod {namespace}/{name} in the cluster read"))?;
     pod.ips
         .first()
         .copied()
