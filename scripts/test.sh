@@ -27,4 +27,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 shellcheck scripts/*.sh .ci/run
+
+# helm for the chart's tests (crates/nftpol-agent/tests/helm_chart.rs), built
+# once from its Go module with the machine's Go toolchain and kept under target/.
+helm_version=v3.22.0
+helm_bin="$PWD/target/tools/helm-$helm_version/helm"
+if [ ! -x "$helm_bin" ]; then
+  command -v go >/dev/null 2>&1 || { echo "scripts/test.sh needs Go to build helm $helm_version" >&2; exit 2; }
+  echo "building helm $helm_version (once)" >&2
+  GOBIN="$(dirname "$helm_bin")" GOFLAGS=-buildvcs=false go install "helm.sh/helm/v3/cmd/helm@$helm_version"
+fi
+export HELM="$helm_bin"
+
 cargo test --workspace --all-targets --locked
