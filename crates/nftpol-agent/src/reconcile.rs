@@ -9,6 +9,7 @@ use nftpol_model::{resolve_snapshot, ModelError, PodChange, RemotePods, Snapshot
 use nftpol_netlink::{Applied, ApplyError, Dataplane, ReadError};
 use nftpol_ruleset::catalogue::Provenance;
 use nftpol_ruleset::compile::{compile, pod_delta, CompileOptions};
+use nftpol_ruleset::rejudge::{self, Rejudge};
 
 /// Why a reconcile did not commit. The previous ruleset stays in force.
 #[derive(Debug, thiserror::Error)]
@@ -182,14 +183,24 @@ impl<D: Dataplane> Reconciler<D> {
             tracing::warn!(%error, "invalid object part allows nothing");
         }
         let compiled = compile(&model, self.options);
-        let desired = compiled.ruleset;
+        let mut desired = compiled.ruleset;
         if sync == Sync::Full {
             self.committed = self
                 .dataplane
                 .read()
                 .map_err(|error| self.failed(ReconcileError::Read(Box::new(error))))?;
+            self.adopt_generation(&mut desired);
         }
-        let changes = diff(self.committed.as_ref(), &desired);
+        let mut changes = diff(self.committed.as_ref(), &desired);
+        // A table created now holds no judged flow: nothing to re-judge.
+        let rejudged = self
+            .committed
+            .as_ref()
+            .and_then(|_| next_generation(self.options.rejudge, &changes, &desired));
+        if let Some(next) = rejudged {
+            rejudge::set_generation(&mut desired, next);
+            changes = diff(self.committed.as_ref(), &desired);
+        }
         let applied = if changes.is_empty() {
             None
         } else {
@@ -216,12 +227,16 @@ impl<D: Dataplane> Reconciler<D> {
         );
         self.provenance = compiled.provenance;
         self.committed = Some(desired);
+        if rejudged.is_some() {
+            self.options.rejudge = rejudged;
+        }
         self.remote_pods = Some(std::mem::take(&mut model.remote_pods));
         self.invalid = model.errors;
         self.full_sync_next = false;
         tracing::info!(
             pods = model.local_pods.len(),
             policies = model.policies.len(),
+            rejudge_generation = rejudged.map(|next| next.generation.get()),
             elements_added = report.elements_added,
             elements_deleted = report.elements_deleted,
             batch_bytes = report.bytes,
@@ -248,9 +263,13 @@ impl<D: Dataplane> Reconciler<D> {
         ) else {
             return self.reconcile(&snapshot());
         };
-        let Some(changes) = pod_delta(remote_pods, changes, committed) else {
+        let Some(mut changes) = pod_delta(remote_pods, changes, committed) else {
             return self.reconcile(&snapshot());
         };
+        let rejudged = next_generation(self.options.rejudge, &changes, committed);
+        if let Some(next) = rejudged {
+            changes = rejudge::with_generation(changes, committed, next);
+        }
         self.generation += 1;
         let span = tracing::info_span!(
             "reconcile",
@@ -274,6 +293,9 @@ impl<D: Dataplane> Reconciler<D> {
         // them it no longer mirrors the kernel, and the next sync reads the
         // kernel's truth.
         let mirrors_kernel = committed.apply(&changes).is_ok();
+        if rejudged.is_some() {
+            self.options.rejudge = rejudged;
+        }
         let report = ReconcileReport::of_commit(
             self.generation,
             Sync::Pods,
@@ -285,6 +307,7 @@ impl<D: Dataplane> Reconciler<D> {
         tracing::info!(
             elements_added = report.elements_added,
             elements_deleted = report.elements_deleted,
+            rejudge_generation = rejudged.map(|next| next.generation.get()),
             batch_bytes = report.bytes,
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "reconciled remote pods"
@@ -296,10 +319,38 @@ impl<D: Dataplane> Reconciler<D> {
         Ok(report)
     }
 
+    /// Takes the generation of the table just read from the kernel, so that
+    /// a restart committing the same policy re-judges nothing; `desired`
+    /// (compiled before the read) follows it.
+    fn adopt_generation(&mut self, desired: &mut Ruleset) {
+        let Some(settings) = self.options.rejudge.as_mut() else {
+            return;
+        };
+        if let Some(found) = self
+            .committed
+            .as_ref()
+            .and_then(|table| rejudge::generation_of(table, settings.marks))
+        {
+            settings.generation = found;
+            rejudge::set_generation(desired, *settings);
+        }
+    }
+
     /// Records a failure: the next reconcile re-reads the kernel's truth.
     fn failed(&mut self, error: ReconcileError) -> ReconcileError {
         self.full_sync_next = true;
         tracing::warn!(error = %error, "reconcile failed; the previous ruleset stays in force");
         error
     }
+}
+
+/// The re-judging settings to commit `changes` (to `next`) with when they
+/// may take permission away: the next generation, so that every established
+/// flow is judged again. `None`: keep the generation (or no re-judging).
+fn next_generation(settings: Option<Rejudge>, changes: &Diff, next: &Ruleset) -> Option<Rejudge> {
+    let settings = settings?;
+    (!changes.is_empty() && rejudge::may_remove_permission(changes, next)).then(|| Rejudge {
+        generation: settings.generation.next(settings.marks),
+        ..settings
+    })
 }

@@ -11,6 +11,7 @@ use nftpol_agent::{PodChange, Reconciler, Sync};
 use nftpol_model::{resolve_snapshot, PodView, Snapshot};
 use nftpol_netlink::FakeDataplane;
 use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_ruleset::rejudge::{self, MarkBits, Rejudge};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -253,6 +254,59 @@ fn apply(event: &Event, pods: &mut Vec<Arc<PodView>>, serial: &mut usize) -> Opt
     }
 }
 
+/// Runs `events` through `reconcile_pods` and holds every commit equal to
+/// the full compile; with re-judging, at the generation the reconciler
+/// reached, which moves only forward.
+fn check_pod_changes(
+    options: CompileOptions,
+    initial: &[PodSpec],
+    specs: &[PolicySpec],
+    events: &[Event],
+) -> Result<(), TestCaseError> {
+    let policies = policies(specs);
+    let mut pods: Vec<Arc<PodView>> = initial
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| pod(&format!("initial-{index}"), spec))
+        .collect();
+    let mut serial = 0;
+    let mut reconciler = Reconciler::new(FakeDataplane::new(), NODE, options);
+    reconciler
+        .reconcile(&snapshot(&pods, &policies))
+        .expect("the first sync commits");
+    let generation = |reconciler: &Reconciler<FakeDataplane>| {
+        reconciler
+            .committed()
+            .and_then(|table| rejudge::generation_of(table, MarkBits::default()))
+    };
+    let mut previous = generation(&reconciler);
+    for event in events {
+        let Some(change) = apply(event, &mut pods, &mut serial) else {
+            continue;
+        };
+        let now = snapshot(&pods, &policies);
+        reconciler
+            .reconcile_pods(&[change], || now.clone())
+            .expect("a pod change commits");
+        let mut expected = compile(&resolve_snapshot(&now, NODE), options).ruleset;
+        let reached = generation(&reconciler);
+        if let (Some(settings), Some(reached)) = (options.rejudge, reached) {
+            rejudge::set_generation(
+                &mut expected,
+                Rejudge {
+                    generation: reached,
+                    ..settings
+                },
+            );
+        }
+        prop_assert_eq!(reconciler.committed(), Some(&expected), "after {:?}", event);
+        prop_assert_eq!(reconciler.dataplane_mut().state(), Some(&expected));
+        prop_assert!(reached >= previous, "the generation never goes back");
+        previous = reached;
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(500))]
 
@@ -262,25 +316,17 @@ proptest! {
         specs in prop::collection::vec(policy(), 1..4),
         events in prop::collection::vec(event(), 1..8),
     ) {
-        let policies = policies(&specs);
-        let mut pods: Vec<Arc<PodView>> = initial
-            .iter()
-            .enumerate()
-            .map(|(index, spec)| pod(&format!("initial-{index}"), spec))
-            .collect();
-        let mut serial = 0;
-        let mut reconciler = Reconciler::new(FakeDataplane::new(), NODE, CompileOptions::default());
-        reconciler.reconcile(&snapshot(&pods, &policies)).expect("the first sync commits");
-        for event in &events {
-            let Some(change) = apply(event, &mut pods, &mut serial) else { continue };
-            let now = snapshot(&pods, &policies);
-            reconciler
-                .reconcile_pods(&[change], || now.clone())
-                .expect("a pod change commits");
-            let expected = compile(&resolve_snapshot(&now, NODE), CompileOptions::default()).ruleset;
-            prop_assert_eq!(reconciler.committed(), Some(&expected), "after {:?}", event);
-            prop_assert_eq!(reconciler.dataplane_mut().state(), Some(&expected));
-        }
+        check_pod_changes(CompileOptions::default(), &initial, &specs, &events)?;
+    }
+
+    #[test]
+    fn pod_changes_with_rejudging_reach_the_full_compile_at_the_reached_generation(
+        initial in prop::collection::vec(pod_spec(), 0..10),
+        specs in prop::collection::vec(policy(), 1..4),
+        events in prop::collection::vec(event(), 1..8),
+    ) {
+        let options = CompileOptions { rejudge: Some(Rejudge::default()), ..CompileOptions::default() };
+        check_pod_changes(options, &initial, &specs, &events)?;
     }
 }
 

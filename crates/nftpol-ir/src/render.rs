@@ -11,8 +11,8 @@
 use std::fmt::Write;
 
 use crate::{
-    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, KeyType, Match, Rule, Ruleset,
-    Set, Value, Verdict, TABLE_FAMILY, TABLE_NAME,
+    Action, BaseChain, Chain, ChainPolicy, CtDirection, CtState, Element, Field, KeyType, Match,
+    Rule, Ruleset, Set, Value, Verdict, TABLE_FAMILY, TABLE_NAME,
 };
 
 /// Renders the whole table as one `table inet nftpol { … }` block.
@@ -134,6 +134,10 @@ pub fn render_rule(rule: &Rule) -> String {
     parts.push(match &rule.action {
         Action::Verdict(verdict_value) => verdict(verdict_value),
         Action::VerdictMap { key, map } => format!("{} vmap @{map}", fields(key)),
+        // nft has no `&!`: the kept bits are spelled out.
+        Action::SetCtMark { mask, value } => {
+            format!("ct mark set ct mark and {:#010x} or {value:#010x}", !mask)
+        }
     });
     if let Some(comment) = &rule.comment {
         parts.push(format!("comment {}", quote(comment)));
@@ -151,10 +155,19 @@ fn render_match(matched: &Match) -> String {
                     CtState::Established => "established",
                     CtState::Related => "related",
                     CtState::New => "new",
+                    CtState::Untracked => "untracked",
                 })
                 .collect();
             format!("ct state {}", names.join(","))
         }
+        Match::CtDirection(direction) => format!(
+            "ct direction {}",
+            match direction {
+                CtDirection::Original => "original",
+                CtDirection::Reply => "reply",
+            }
+        ),
+        Match::CtMark { mask, value } => format!("ct mark and {mask:#010x} == {value:#010x}"),
         Match::Icmpv6TypeRange { first, last } => format!("icmpv6 type {first}-{last}"),
         Match::SaddrIsLocal => "fib saddr type local".to_owned(),
         Match::Lookup { key, set, negated } => {
@@ -176,6 +189,11 @@ pub fn field_text(field: Field) -> &'static str {
         Field::Ipv6Daddr => "ip6 daddr",
         Field::L4Proto => "meta l4proto",
         Field::TransportDport => "th dport",
+        Field::TransportSport => "th sport",
+        Field::CtOriginalIpv4Saddr => "ct original ip saddr",
+        Field::CtReplyIpv4Saddr => "ct reply ip saddr",
+        Field::CtOriginalIpv6Saddr => "ct original ip6 saddr",
+        Field::CtReplyIpv6Saddr => "ct reply ip6 saddr",
     }
 }
 

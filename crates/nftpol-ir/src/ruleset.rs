@@ -107,6 +107,18 @@ pub enum CtState {
     Related,
     /// `new`.
     New,
+    /// `untracked`: conntrack was told not to track the packet (`notrack`),
+    /// so no `ct` key but the state can be loaded.
+    Untracked,
+}
+
+/// The direction of a packet within its connection (`ct direction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CtDirection {
+    /// `original`: sent by the side that opened the connection.
+    Original,
+    /// `reply`: sent by the side that answered.
+    Reply,
 }
 
 /// A packet field that can be loaded into a key.
@@ -124,16 +136,34 @@ pub enum Field {
     L4Proto,
     /// `th dport`: the destination port of TCP, UDP or SCTP.
     TransportDport,
+    /// `th sport`: the source port of TCP, UDP or SCTP.
+    TransportSport,
+    /// `ct original ip saddr`: the IPv4 address that opened the connection,
+    /// whichever way the packet goes.
+    CtOriginalIpv4Saddr,
+    /// `ct reply ip saddr`: the IPv4 address that answers the connection,
+    /// after destination NAT (the backend of a Service address).
+    CtReplyIpv4Saddr,
+    /// `ct original ip6 saddr`.
+    CtOriginalIpv6Saddr,
+    /// `ct reply ip6 saddr`.
+    CtReplyIpv6Saddr,
 }
 
 impl Field {
     /// The set key type a lookup of this field needs.
     pub fn key_type(self) -> KeyType {
         match self {
-            Field::Ipv4Saddr | Field::Ipv4Daddr => KeyType::Ipv4Addr,
-            Field::Ipv6Saddr | Field::Ipv6Daddr => KeyType::Ipv6Addr,
+            Field::Ipv4Saddr
+            | Field::Ipv4Daddr
+            | Field::CtOriginalIpv4Saddr
+            | Field::CtReplyIpv4Saddr => KeyType::Ipv4Addr,
+            Field::Ipv6Saddr
+            | Field::Ipv6Daddr
+            | Field::CtOriginalIpv6Saddr
+            | Field::CtReplyIpv6Saddr => KeyType::Ipv6Addr,
             Field::L4Proto => KeyType::InetProto,
-            Field::TransportDport => KeyType::InetService,
+            Field::TransportDport | Field::TransportSport => KeyType::InetService,
         }
     }
 }
@@ -143,6 +173,16 @@ impl Field {
 pub enum Match {
     /// `ct state { … }`: the connection is in one of these states.
     CtState(BTreeSet<CtState>),
+    /// `ct direction D`: the packet goes this way within its connection.
+    CtDirection(CtDirection),
+    /// `ct mark & MASK == VALUE`: the connection's mark holds `value` in the
+    /// bits of `mask` (`value` lies within `mask`).
+    CtMark {
+        /// The bits tested.
+        mask: u32,
+        /// What they must hold.
+        value: u32,
+    },
     /// `icmpv6 type FIRST-LAST`.
     Icmpv6TypeRange {
         /// First type, inclusive.
@@ -191,6 +231,15 @@ pub enum Action {
         key: Vec<Field>,
         /// The verdict map's name.
         map: String,
+    },
+    /// `ct mark set ct mark & !MASK | VALUE`: writes `value` into the bits of
+    /// `mask` of the connection's mark and leaves the others alone. Not a
+    /// verdict: evaluation goes on with the next rule.
+    SetCtMark {
+        /// The bits written.
+        mask: u32,
+        /// What they get (within `mask`).
+        value: u32,
     },
 }
 

@@ -12,6 +12,7 @@ use nftpol_agent::Reconciler;
 use nftpol_model::Cluster;
 use nftpol_netlink::KernelDataplane;
 use nftpol_ruleset::compile::CompileOptions;
+use nftpol_ruleset::rejudge::Rejudge;
 
 use crate::error::LabError;
 use crate::plan::{LabNode, Plan};
@@ -56,7 +57,12 @@ fn run_agent(node: &LabNode, topology: &Topology, cluster: &Cluster) -> Result<(
             node: node.name.clone(),
             message: error_chain(&e),
         })?;
-    let mut reconciler = Reconciler::new(dataplane, node.name.clone(), CompileOptions::default());
+    // The options of `nftpol agent` with its default flags.
+    let options = CompileOptions {
+        rejudge: Some(Rejudge::default()),
+        ..CompileOptions::default()
+    };
+    let mut reconciler = Reconciler::new(dataplane, node.name.clone(), options);
     let report = reconciler
         .reconcile(&nftpol_model::Snapshot::from(cluster))
         .map_err(|e| LabError::Agent {

@@ -34,7 +34,7 @@ use nftpol_agent::metrics::Metrics;
 use nftpol_agent::{Agent, AgentConfig, Dataplane, Progress};
 use nftpol_fakeapi::{FakeApiServer, Kind};
 use nftpol_ir::interpret::{interpret, Packet};
-use nftpol_ir::{CtState, Hook, Ruleset};
+use nftpol_ir::{Hook, Ruleset};
 use nftpol_lab::netns::{self, RunId};
 use nftpol_lab::plan::{self, Plan};
 use nftpol_lab::probe::{self, Timeouts};
@@ -215,15 +215,7 @@ impl Checks<'_> {
                 if from == to {
                     continue;
                 }
-                let packet = Packet {
-                    hook: Hook::Forward,
-                    source: *source,
-                    destination: *destination,
-                    l4proto: 6,
-                    dport: PORT,
-                    ct_state: CtState::New,
-                    source_is_local: false,
-                };
+                let packet = Packet::opening(Hook::Forward, *source, *destination, 6, PORT);
                 let trace = interpret(&ruleset, &packet)
                     .map_err(|error| format!("interpreting the table read back: {error}"))?;
                 verdicts.push((from.clone(), to.clone(), trace.accepted));

@@ -101,12 +101,21 @@ pub enum Expr {
         /// ICMP(x) code.
         code: u8,
     },
-    /// `ct load KEY => reg DREG`.
+    /// `ct load KEY => reg DREG [, dir DIRECTION]`.
     Ct {
         /// `NFT_CT_*`.
         key: u32,
         /// Destination register.
         dreg: u32,
+        /// `IP_CT_DIR_*`, for keys of one direction's tuple.
+        direction: Option<u8>,
+    },
+    /// `ct set KEY with reg SREG`.
+    CtSet {
+        /// `NFT_CT_*`.
+        key: u32,
+        /// Source register.
+        sreg: u32,
     },
     /// `fib FLAGS RESULT => reg DREG`.
     Fib {
@@ -203,6 +212,11 @@ impl<'a> ExprWriter<'a> {
 
     /// `bitwise reg R = (reg R & MASK) ^ 0`.
     pub fn bitwise_mask(&mut self, reg: u32, mask: &[u8]) -> Result<(), AttrTooLarge> {
+        self.bitwise(reg, mask, &vec![0; mask.len()])
+    }
+
+    /// `bitwise reg R = (reg R & MASK) ^ XOR`; `xor` is as long as `mask`.
+    pub fn bitwise(&mut self, reg: u32, mask: &[u8], xor: &[u8]) -> Result<(), AttrTooLarge> {
         let len = u32::try_from(mask.len()).map_err(|_| AttrTooLarge {
             kind: x::BITWISE_LEN,
             len: mask.len(),
@@ -215,7 +229,7 @@ impl<'a> ExprWriter<'a> {
             w.put(list::DATA_VALUE, mask)?;
             w.end_nested(nest)?;
             let nest = w.begin_nested(x::BITWISE_XOR);
-            w.put(list::DATA_VALUE, &vec![0; mask.len()])?;
+            w.put(list::DATA_VALUE, xor)?;
             w.end_nested(nest)
         })
     }
@@ -259,6 +273,24 @@ impl<'a> ExprWriter<'a> {
         self.expr("ct", |w| {
             w.put_u32(x::CT_KEY, key)?;
             w.put_u32(x::CT_DREG, dreg)
+        })
+    }
+
+    /// `ct load KEY => reg DREG , dir DIRECTION`: a key of one direction's
+    /// tuple (libnftnl's attribute order: key, dreg, direction).
+    pub fn ct_directed(&mut self, key: u32, dreg: u32, direction: u8) -> Result<(), AttrTooLarge> {
+        self.expr("ct", |w| {
+            w.put_u32(x::CT_KEY, key)?;
+            w.put_u32(x::CT_DREG, dreg)?;
+            w.put(x::CT_DIRECTION_ATTR, &[direction])
+        })
+    }
+
+    /// `ct set KEY with reg SREG`.
+    pub fn ct_set(&mut self, key: u32, sreg: u32) -> Result<(), AttrTooLarge> {
+        self.expr("ct", |w| {
+            w.put_u32(x::CT_KEY, key)?;
+            w.put_u32(x::CT_SREG, sreg)
         })
     }
 
@@ -370,6 +402,33 @@ fn be_u64(value: &[u8], what: &'static str) -> Result<u64, WireError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// A `ct` expression: a load (with a direction for tuple keys) or a set.
+fn read_ct(fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireError> {
+    let get = |kind: u16| fields.iter().find(|attr| attr.kind == kind);
+    let u32_of = |kind: u16, what: &'static str| -> Result<u32, WireError> {
+        get(kind).ok_or(WireError::Invalid { what })?.u32(what)
+    };
+    let key = u32_of(x::CT_KEY, "ct key")?;
+    if get(x::CT_SREG).is_some() {
+        return Ok(Expr::CtSet {
+            key,
+            sreg: u32_of(x::CT_SREG, "ct sreg")?,
+        });
+    }
+    Ok(Expr::Ct {
+        key,
+        dreg: u32_of(x::CT_DREG, "ct dreg")?,
+        direction: get(x::CT_DIRECTION_ATTR)
+            .map(|attr| match attr.value {
+                [direction] => Ok(*direction),
+                _ => Err(WireError::Invalid {
+                    what: "ct direction",
+                }),
+            })
+            .transpose()?,
+    })
+}
+
 fn read_expr(name: &str, fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireError> {
     let get = |kind: u16| fields.iter().find(|attr| attr.kind == kind);
     let u32_of = |kind: u16, what: &'static str| -> Result<u32, WireError> {
@@ -446,15 +505,18 @@ fn read_expr(name: &str, fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireEr
                 .and_then(|attr| attr.value.first().copied())
                 .unwrap_or(0),
         },
-        "ct" => Expr::Ct {
-            key: u32_of(x::CT_KEY, "ct key")?,
-            dreg: u32_of(x::CT_DREG, "ct dreg")?,
-        },
+        "ct" => read_ct(fields)?,
         "fib" => Expr::Fib {
             flags: u32_of(x::FIB_FLAGS, "fib flags")?,
             result: u32_of(x::FIB_RESULT, "fib result")?,
             dreg: u32_of(x::FIB_DREG, "fib dreg")?,
         },
+        // xtables extensions of iptables-nft: `NFTA_MATCH_NAME` and
+        // `NFTA_TARGET_NAME` are both attribute 1.
+        "match" | "target" => Expr::Other(match get(1) {
+            Some(attr) => format!("{name} {}", attr.string("xtables name")?),
+            None => name.to_owned(),
+        }),
         other => Expr::Other(other.to_owned()),
     })
 }

@@ -27,9 +27,10 @@ use crate::batch::{Batch, BatchWriter};
 use crate::counter::{self, RuleCounter};
 use crate::decode::{self, Dump};
 use crate::error::{ApplyError, DecodeError, FeatureError, Object, ReadError};
+use crate::marks::{self, MarkUse};
 use crate::nla::{messages, Attrs, Writer, NLMSG_HDRLEN};
 use crate::uapi::{
-    elem, msg, table as t, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NLMSGERR_ATTR_MSG,
+    elem, msg, table as t, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFPROTO_UNSPEC, NLMSGERR_ATTR_MSG,
     NLMSGERR_ATTR_OFFS, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_DUMP,
     NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
@@ -249,13 +250,21 @@ impl KernelDataplane {
         Ok(())
     }
 
+    /// Every chain of another table in this namespace whose rules test or
+    /// set any of `bits` of the conntrack mark (see [`crate::marks`]).
+    pub fn ct_mark_uses(&mut self, bits: u32) -> Result<Vec<MarkUse>, ReadError> {
+        let replies = self.request(NFPROTO_UNSPEC, msg::GETRULE, NLM_F_DUMP, &[])?;
+        Ok(marks::mark_uses(&replies.datagrams, TABLE_NAME, bits)?)
+    }
+
     /// Sends a dump request and returns the reply datagrams.
     fn dump(&mut self, kind: u16, attrs: &[(u16, &str)]) -> Result<Replies, ReadError> {
-        self.request(kind, NLM_F_DUMP, attrs)
+        self.request(NFPROTO_INET, kind, NLM_F_DUMP, attrs)
     }
 
     fn request(
         &mut self,
+        family: u8,
         kind: u16,
         flags: u16,
         attrs: &[(u16, &str)],
@@ -266,7 +275,7 @@ impl KernelDataplane {
             (NFNL_SUBSYS_NFTABLES << 8) | kind,
             NLM_F_REQUEST | NLM_F_ACK | flags,
             seq,
-            NFPROTO_INET,
+            family,
             0,
         );
         for (attr, value) in attrs {
@@ -344,7 +353,7 @@ impl KernelDataplane {
             interrupted |= replies.interrupted;
             replies.datagrams
         };
-        match self.request(msg::GETTABLE, 0, &[(t::NAME, TABLE_NAME)]) {
+        match self.request(NFPROTO_INET, msg::GETTABLE, 0, &[(t::NAME, TABLE_NAME)]) {
             Ok(replies) => {
                 collect(replies);
             }

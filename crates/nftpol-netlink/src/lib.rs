@@ -38,6 +38,7 @@ mod expr;
 mod fake;
 mod kernel;
 mod key;
+mod marks;
 mod nla;
 mod rule;
 mod set;
@@ -49,6 +50,7 @@ pub use decode::Dump;
 pub use error::{ApplyError, DecodeError, ElementText, FeatureError, Object, ReadError};
 pub use fake::FakeDataplane;
 pub use kernel::{KernelDataplane, OpenError};
+pub use marks::{MarkAccess, MarkUse};
 pub use verify::{verify, Difference};
 
 use nftpol_ir::diff::Diff;

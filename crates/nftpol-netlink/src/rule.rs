@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nftpol_ir::{Action, CtState, Field, Match, Rule, Set, Verdict};
+use nftpol_ir::{Action, CtDirection, CtState, Field, Match, Rule, Set, Verdict};
 
 use crate::expr::{Expr, ExprWriter};
 use crate::key;
@@ -49,6 +49,15 @@ pub fn write_exprs(
                 w.ct(x::CT_STATE, x::REG_1)?;
                 w.bitwise_mask(x::REG_1, &mask.to_ne_bytes())?;
                 w.cmp(x::REG_1, x::CMP_NEQ, &0u32.to_ne_bytes())?;
+            }
+            Match::CtDirection(direction) => {
+                w.ct(x::CT_DIRECTION, x::REG_1)?;
+                w.cmp(x::REG_1, x::CMP_EQ, &[direction_code(*direction)])?;
+            }
+            Match::CtMark { mask, value } => {
+                w.ct(x::CT_MARK, x::REG_1)?;
+                w.bitwise_mask(x::REG_1, &mask.to_ne_bytes())?;
+                w.cmp(x::REG_1, x::CMP_EQ, &value.to_ne_bytes())?;
             }
             Match::Icmpv6TypeRange { first, last } => {
                 nfproto_dependency(w, &mut context, NFPROTO_IPV6)?;
@@ -93,8 +102,31 @@ pub fn write_exprs(
             )?;
             w.lookup(x::REG_1, map, Some(x::REG_VERDICT), false)?;
         }
+        Action::SetCtMark { mask, value } => {
+            w.ct(x::CT_MARK, x::REG_1)?;
+            w.bitwise(x::REG_1, &(!mask).to_ne_bytes(), &value.to_ne_bytes())?;
+            w.ct_set(x::CT_MARK, x::REG_1)?;
+        }
     }
     Ok(())
+}
+
+fn direction_code(direction: CtDirection) -> u8 {
+    match direction {
+        CtDirection::Original => x::CT_DIR_ORIGINAL,
+        CtDirection::Reply => x::CT_DIR_REPLY,
+    }
+}
+
+/// (`NFT_CT_*` key, direction) of a field read from the conntrack tuple.
+fn ct_of(field: Field) -> Option<(u32, u8)> {
+    match field {
+        Field::CtOriginalIpv4Saddr => Some((x::CT_SRC_IP, x::CT_DIR_ORIGINAL)),
+        Field::CtReplyIpv4Saddr => Some((x::CT_SRC_IP, x::CT_DIR_REPLY)),
+        Field::CtOriginalIpv6Saddr => Some((x::CT_SRC_IP6, x::CT_DIR_ORIGINAL)),
+        Field::CtReplyIpv6Saddr => Some((x::CT_SRC_IP6, x::CT_DIR_REPLY)),
+        _ => None,
+    }
 }
 
 /// The rule's userdata (its comment), if any.
@@ -115,6 +147,7 @@ fn ct_bit(state: CtState) -> u32 {
         CtState::Established => x::CT_STATE_ESTABLISHED,
         CtState::Related => x::CT_STATE_RELATED,
         CtState::New => x::CT_STATE_NEW,
+        CtState::Untracked => x::CT_STATE_UNTRACKED,
     }
 }
 
@@ -158,7 +191,12 @@ fn payload_of(field: Field) -> Option<(u32, u32, u32)> {
         Field::Ipv6Saddr => Some((x::BASE_NETWORK, 8, 16)),
         Field::Ipv6Daddr => Some((x::BASE_NETWORK, 24, 16)),
         Field::TransportDport => Some((x::BASE_TRANSPORT, 2, 2)),
-        Field::L4Proto => None,
+        Field::TransportSport => Some((x::BASE_TRANSPORT, 0, 2)),
+        Field::L4Proto
+        | Field::CtOriginalIpv4Saddr
+        | Field::CtReplyIpv4Saddr
+        | Field::CtOriginalIpv6Saddr
+        | Field::CtReplyIpv6Saddr => None,
     }
 }
 
@@ -166,7 +204,15 @@ fn family_of(field: Field) -> Option<u8> {
     match field {
         Field::Ipv4Saddr | Field::Ipv4Daddr => Some(NFPROTO_IPV4),
         Field::Ipv6Saddr | Field::Ipv6Daddr => Some(NFPROTO_IPV6),
-        Field::L4Proto | Field::TransportDport => None,
+        // nft adds no `meta nfproto` for conntrack addresses: the kernel
+        // breaks the rule itself when the entry is of the other family.
+        Field::L4Proto
+        | Field::TransportDport
+        | Field::TransportSport
+        | Field::CtOriginalIpv4Saddr
+        | Field::CtReplyIpv4Saddr
+        | Field::CtOriginalIpv6Saddr
+        | Field::CtReplyIpv6Saddr => None,
     }
 }
 
@@ -196,6 +242,8 @@ fn load_key(
     for (field, register) in fields.iter().zip(registers(fields)) {
         if let Some((base, offset, len)) = payload_of(*field) {
             w.payload(register, base, offset, len)?;
+        } else if let Some((key, direction)) = ct_of(*field) {
+            w.ct_directed(key, register, direction)?;
         } else {
             w.meta(x::META_L4PROTO, register)?;
             if interval_concat && fields.len() > 1 {
@@ -285,6 +333,7 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
             [Expr::Ct {
                 key: x::CT_STATE,
                 dreg: x::REG_1,
+                direction: None,
             }, Expr::Bitwise {
                 sreg: x::REG_1,
                 dreg: x::REG_1,
@@ -299,6 +348,66 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
                 if xor.iter().all(|b| *b == 0) && data.iter().all(|b| *b == 0) =>
             {
                 matches.push(Match::CtState(ct_states(mask)?));
+                rest = tail;
+            }
+            [Expr::Ct {
+                key: x::CT_DIRECTION,
+                dreg: x::REG_1,
+                direction: None,
+            }, Expr::Cmp {
+                sreg: x::REG_1,
+                op: x::CMP_EQ,
+                data,
+            }, tail @ ..] => {
+                let direction = match data.as_slice() {
+                    [x::CT_DIR_ORIGINAL] => CtDirection::Original,
+                    [x::CT_DIR_REPLY] => CtDirection::Reply,
+                    other => return Err(format!("unexpected ct direction {other:?}")),
+                };
+                matches.push(Match::CtDirection(direction));
+                rest = tail;
+            }
+            [Expr::Ct {
+                key: x::CT_MARK,
+                dreg: x::REG_1,
+                direction: None,
+            }, Expr::Bitwise {
+                sreg: x::REG_1,
+                dreg: x::REG_1,
+                len: 4,
+                mask,
+                xor,
+            }, Expr::Cmp {
+                sreg: x::REG_1,
+                op: x::CMP_EQ,
+                data,
+            }, tail @ ..]
+                if xor.iter().all(|b| *b == 0) =>
+            {
+                matches.push(Match::CtMark {
+                    mask: word(mask, "ct mark mask")?,
+                    value: word(data, "ct mark value")?,
+                });
+                rest = tail;
+            }
+            [Expr::Ct {
+                key: x::CT_MARK,
+                dreg: x::REG_1,
+                direction: None,
+            }, Expr::Bitwise {
+                sreg: x::REG_1,
+                dreg: x::REG_1,
+                len: 4,
+                mask,
+                xor,
+            }, Expr::CtSet {
+                key: x::CT_MARK,
+                sreg: x::REG_1,
+            }, tail @ ..] => {
+                action = Some(Action::SetCtMark {
+                    mask: !word(mask, "ct mark kept bits")?,
+                    value: word(xor, "ct mark value")?,
+                });
                 rest = tail;
             }
             [Expr::Fib {
@@ -337,6 +446,9 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
             | Expr::Meta {
                 key: x::META_L4PROTO,
                 ..
+            }
+            | Expr::Ct {
+                direction: Some(_), ..
             }, ..] => {
                 let (fields, lookup, tail) = read_key(rest)?;
                 match lookup {
@@ -384,6 +496,14 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
     })
 }
 
+/// A 32-bit register value in host byte order (ct mark).
+fn word(data: &[u8], what: &str) -> Result<u32, String> {
+    let bytes: [u8; 4] = data
+        .try_into()
+        .map_err(|_| format!("{what} is not 4 bytes"))?;
+    Ok(u32::from_ne_bytes(bytes))
+}
+
 fn single_byte(data: &[u8]) -> Option<u8> {
     match data {
         [byte] => Some(*byte),
@@ -401,6 +521,7 @@ fn ct_states(mask: &[u8]) -> Result<BTreeSet<CtState>, String> {
         CtState::Established,
         CtState::Related,
         CtState::New,
+        CtState::Untracked,
     ];
     let states: BTreeSet<CtState> = all
         .into_iter()
@@ -432,10 +553,29 @@ fn read_key(exprs: &[Expr]) -> Result<(Vec<Field>, &Expr, &[Expr]), String> {
                     Field::Ipv6Saddr,
                     Field::Ipv6Daddr,
                     Field::TransportDport,
+                    Field::TransportSport,
                 ]
                 .into_iter()
                 .find(|field| payload_of(*field) == Some((*base, *offset, *len)))
                 .ok_or_else(|| format!("unexpected payload load {base}/{offset}/{len}"))?;
+                fields.push(field);
+                dregs.push(*dreg);
+                rest = tail;
+            }
+            [Expr::Ct {
+                key,
+                dreg,
+                direction: Some(direction),
+            }, tail @ ..] => {
+                let field = [
+                    Field::CtOriginalIpv4Saddr,
+                    Field::CtReplyIpv4Saddr,
+                    Field::CtOriginalIpv6Saddr,
+                    Field::CtReplyIpv6Saddr,
+                ]
+                .into_iter()
+                .find(|field| ct_of(*field) == Some((*key, *direction)))
+                .ok_or_else(|| format!("unexpected ct load {key} dir {direction}"))?;
                 fields.push(field);
                 dregs.push(*dreg);
                 rest = tail;

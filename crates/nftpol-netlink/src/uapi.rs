@@ -44,6 +44,8 @@ pub const NFNL_MSG_BATCH_BEGIN: u16 = 16;
 pub const NFNL_MSG_BATCH_END: u16 = 17;
 /// `NFNLGRP_NFTABLES`: the multicast group of ruleset changes.
 pub const NFNLGRP_NFTABLES: u32 = 7;
+/// `NFPROTO_UNSPEC`: every family (dumps).
+pub const NFPROTO_UNSPEC: u8 = 0;
 /// `NFPROTO_INET`.
 pub const NFPROTO_INET: u8 = 1;
 /// `NFPROTO_IPV4`.
@@ -345,6 +347,24 @@ pub mod expr {
     pub const CT_STATE_RELATED: u32 = 4;
     /// `NF_CT_STATE_BIT(IP_CT_NEW)`.
     pub const CT_STATE_NEW: u32 = 8;
+    /// `NF_CT_STATE_UNTRACKED_BIT`.
+    pub const CT_STATE_UNTRACKED: u32 = 64;
+    /// `NFTA_CT_DIRECTION` (u8).
+    pub const CT_DIRECTION_ATTR: u16 = 3;
+    /// `NFTA_CT_SREG`.
+    pub const CT_SREG: u16 = 4;
+    /// `NFT_CT_DIRECTION`.
+    pub const CT_DIRECTION: u32 = 1;
+    /// `NFT_CT_MARK`.
+    pub const CT_MARK: u32 = 3;
+    /// `NFT_CT_SRC_IP`.
+    pub const CT_SRC_IP: u32 = 19;
+    /// `NFT_CT_SRC_IP6`.
+    pub const CT_SRC_IP6: u32 = 21;
+    /// `IP_CT_DIR_ORIGINAL`.
+    pub const CT_DIR_ORIGINAL: u8 = 0;
+    /// `IP_CT_DIR_REPLY`.
+    pub const CT_DIR_REPLY: u8 = 1;
 
     /// `NFTA_FIB_DREG`.
     pub const FIB_DREG: u16 = 1;

@@ -12,6 +12,7 @@ use nftpol_ir::render::render;
 use nftpol_ir::{Element, KeyType, Ruleset, Set, Value, Verdict, TABLE_NAME};
 use nftpol_netlink::batch::BatchWriter;
 use nftpol_netlink::uapi::{msg, NFNLGRP_NFTABLES, NFNL_SUBSYS_NFTABLES};
+use nftpol_netlink::MarkAccess;
 use nftpol_netlink::{
     verify, ApplyError, Dataplane, Difference, FakeDataplane, KernelDataplane, Object,
 };
@@ -458,5 +459,52 @@ fn fake_and_kernel_agree_on_every_batch() {
             );
         }
         assert_eq!(fake.rejected_count(), 9);
+    });
+}
+
+#[test]
+fn other_tables_that_test_or_set_our_mark_bits_are_found_and_ours_is_not() {
+    in_fresh_netns(|| {
+        run(
+            "nft",
+            &["-f", "-"],
+            Some(
+                "table ip cni {
+                   chain c {
+                     type filter hook forward priority 0;
+                     ct mark and 0x00ff0000 == 0x00010000 accept
+                     ct mark and 0x000000ff == 0x1 accept
+                   }
+                 }
+                 table inet proxy {
+                   chain p {
+                     type filter hook output priority 0;
+                     ct mark set 0x4000
+                   }
+                 }
+                 table inet nftpol {
+                   chain mine {
+                     ct mark set ct mark and 0xff00ffff or 0x00010000
+                   }
+                 }
+",
+            ),
+        );
+        let mut dataplane = open();
+        let uses = dataplane
+            .ct_mark_uses(0xffff_0000)
+            .expect("the rule dump decodes");
+        let found: Vec<(String, String, MarkAccess)> = uses
+            .into_iter()
+            .map(|found| (found.table, found.chain, found.access))
+            .collect();
+        assert_eq!(
+            found,
+            // Family first (inet, then ip), then table and chain.
+            [
+                ("proxy".to_owned(), "p".to_owned(), MarkAccess::Sets),
+                ("cni".to_owned(), "c".to_owned(), MarkAccess::Tests),
+            ]
+        );
     });
 }

@@ -14,6 +14,8 @@
 //! | [`ChainName::Base`] | `filter-<hook>-<direction>` | the per-hook, per-direction entry point |
 //! | [`ChainName::Group`] | `<direction>-group-<HASH>` | pods isolated by one distinct list of policies |
 //! | [`ChainName::Policy`] | `policy-<HASH>-<ns>/<name>/<direction>` | one policy's allow rules in one direction |
+//! | [`ChainName::Judged`] | `judged-<direction>` | accepts established flows judged under the current policy generation |
+//! | [`ChainName::Stamp`] | `stamp-<direction>` | stamps an accepted flow with the current generation, accepts it |
 //! | [`SetName::SelfPairs`] | `self-pairs-v4` | each local pod address twice |
 //! | [`SetName::LocalPodIps`] | `local-pod-ips-v4` | addresses of the known pods on this node |
 //! | [`SetName::PodCidrs`] | `pod-cidrs-v4` | this node's pod CIDRs |
@@ -86,6 +88,17 @@ pub enum ChainName {
         /// The direction of its rules.
         direction: Direction,
     },
+    /// The bypass of established flows judged under the current policy
+    /// generation (see [`crate::rejudge`]).
+    Judged {
+        /// The direction whose generation field it tests.
+        direction: Direction,
+    },
+    /// The stamp of the current policy generation on an accepted flow.
+    Stamp {
+        /// The direction whose generation field it writes.
+        direction: Direction,
+    },
 }
 
 impl ChainName {
@@ -102,6 +115,8 @@ impl ChainName {
             ChainName::Policy { policy, direction } => {
                 names::policy_object("policy", policy, direction.label())
             }
+            ChainName::Judged { direction } => format!("judged-{}", direction.label()),
+            ChainName::Stamp { direction } => format!("stamp-{}", direction.label()),
         }
     }
 
@@ -110,7 +125,9 @@ impl ChainName {
         match self {
             ChainName::Base { direction, .. }
             | ChainName::Group { direction, .. }
-            | ChainName::Policy { direction, .. } => *direction,
+            | ChainName::Policy { direction, .. }
+            | ChainName::Judged { direction }
+            | ChainName::Stamp { direction } => *direction,
         }
     }
 }
@@ -282,8 +299,22 @@ impl fmt::Display for SetKind {
 /// What one rule of a chain is for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RuleRole {
-    /// `ct state established,related accept`: the conntrack bypass.
+    /// `ct state established,related accept`: the conntrack bypass (with
+    /// re-judging, `ct state established,related jump judged-…`).
     ConntrackBypass,
+    /// The judged chain's accept of flows stamped with the current
+    /// generation.
+    CurrentGeneration,
+    /// The stamp chain's `ct mark set` of the current generation.
+    Stamp,
+    /// The stamp chain's accept, after the stamp.
+    StampedAccept,
+    /// A base chain's last rule with re-judging: what nothing isolated,
+    /// stamped and accepted.
+    NotIsolated,
+    /// An isolated pod's untracked packet (re-judging keys its rules on the
+    /// conntrack tuple, which an untracked packet lacks): dropped.
+    UntrackedDrop,
     /// `ct state invalid drop`.
     InvalidDrop,
     /// ICMPv6 neighbour discovery, never dropped.

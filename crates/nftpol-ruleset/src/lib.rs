@@ -10,5 +10,6 @@
 pub mod catalogue;
 pub mod compile;
 mod names;
+pub mod rejudge;
 
 pub use catalogue::{MAX_COMMENT_LEN, MAX_NAME_LEN};

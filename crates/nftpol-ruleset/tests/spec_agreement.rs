@@ -9,10 +9,11 @@ use std::net::IpAddr;
 
 use nftpol_ir::diff::{diff, Change};
 use nftpol_ir::interpret::interpret;
-use nftpol_ir::Ruleset;
-use nftpol_model::{resolve, Cluster, Connection, PodView, Protocol};
+use nftpol_ir::{CtDirection, Ruleset};
+use nftpol_model::{resolve, Cluster, Connection, Direction, PodView, Protocol};
 use nftpol_ruleset::catalogue::{ChainName, RuleRole};
 use nftpol_ruleset::compile::{compile, CompileOptions, Compiled};
+use nftpol_ruleset::rejudge::{Generation, MarkBits, Rejudge};
 use oracle::{node_oracle, packet_for};
 use proptest::prelude::*;
 
@@ -106,6 +107,70 @@ proptest! {
         apply(&mut fresh, &diff(None, &after).changes);
         prop_assert_eq!(&fresh, &after);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// With re-judging: a new connection gets the spec's verdict and, when
+    /// accepted, both generation stamps; a later packet of it, either way,
+    /// passes the bypass under that generation, and under any other
+    /// (a commit bumped it) is judged again in the connection's original
+    /// sense, getting the spec's verdict for the connection.
+    #[test]
+    fn rejudged_established_flows_agree_with_the_spec(
+        cluster in strategies::cluster(),
+        generation in 1u32..=255,
+        stale_mark in any::<u32>(),
+        picks in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(),
+            prop::sample::select(vec![Protocol::Tcp, Protocol::Udp, Protocol::Sctp]),
+            prop::sample::select(vec![53u16, 79, 80, 81, 82, 83])), 4),
+    ) {
+        let marks = MarkBits::default();
+        let rejudge = Rejudge { marks, generation: Generation::new(generation, marks).expect("in range") };
+        let options = CompileOptions { rejudge: Some(rejudge), ..CompileOptions::default() };
+        let ruleset = compile(&resolve(&cluster, NODE), options).ruleset;
+        let stamps = stamp(marks, rejudge.generation);
+        let pool = addresses(&cluster);
+        for (source, destination, protocol, port) in picks {
+            let source = *source.get(&pool);
+            let candidates: Vec<IpAddr> = pool.iter().copied().filter(|a| a.is_ipv4() == source.is_ipv4()).collect();
+            let destination = *destination.get(&candidates);
+            let connection = Connection { source, destination, protocol, port };
+            let want = node_oracle(&cluster, NODE, &connection);
+            let first = packet_for(&connection);
+            let trace = interpret(&ruleset, &first).expect("the compiled IR is well formed");
+            prop_assert_eq!(trace.accepted, want, "new {:?}\nhits: {:#?}", connection, trace.hits);
+            if want {
+                prop_assert_eq!(trace.ct_mark.map(|mark| mark & marks.mask()), Some(stamps), "stamped {:?}", connection);
+            }
+            for direction in [CtDirection::Original, CtDirection::Reply] {
+                let current = first.established(direction, stamps | (stale_mark & !marks.mask()));
+                let bypassed = interpret(&ruleset, &current).expect("well formed");
+                prop_assert!(bypassed.accepted, "current {:?} {:?}\nhits: {:#?}", direction, connection, bypassed.hits);
+                let stale_bits = stale_mark & marks.mask();
+                if stale_bits & marks.field(Direction::Egress) == stamps & marks.field(Direction::Egress)
+                    || stale_bits & marks.field(Direction::Ingress) == stamps & marks.field(Direction::Ingress)
+                {
+                    continue;
+                }
+                let stale = first.established(direction, stale_mark);
+                let judged = interpret(&ruleset, &stale).expect("well formed");
+                prop_assert_eq!(judged.accepted, want, "stale {:?} {:?}\nhits: {:#?}", direction, connection, judged.hits);
+            }
+        }
+    }
+}
+
+/// The mark bits of a flow both directions judged under `generation`.
+fn stamp(marks: MarkBits, generation: Generation) -> u32 {
+    [Direction::Egress, Direction::Ingress]
+        .into_iter()
+        .map(|side| {
+            let field = marks.field(side);
+            (generation.get() << field.trailing_zeros()) & field
+        })
+        .fold(0, |bits, field| bits | field)
 }
 
 /// Applies changes the way the kernel would, failing on what it would refuse.

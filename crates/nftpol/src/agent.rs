@@ -11,7 +11,9 @@ use clap::{Args, ValueEnum};
 use nftpol_agent::http::{self, Health};
 use nftpol_agent::metrics::Metrics;
 use nftpol_agent::{Agent, AgentConfig};
+use nftpol_netlink::KernelDataplane;
 use nftpol_ruleset::compile::{CompileOptions, DenyAction, UnknownLocalPods};
+use nftpol_ruleset::rejudge::{Generation, MarkBits, Rejudge};
 use tokio::sync::watch;
 
 /// How logs are written to stderr.
@@ -73,6 +75,19 @@ pub struct AgentArgs {
     /// Address of the HTTP port (/healthz, /readyz, /metrics).
     #[arg(long, default_value = "0.0.0.0:9808")]
     listen: SocketAddr,
+    /// After a commit that may take permission away, judge the next packet
+    /// of every established flow again (false: established flows keep going).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    rejudge_established: bool,
+    /// The connection-mark bits re-judging owns: a contiguous run of an
+    /// even number of bits (egress generation low half, ingress high half).
+    #[arg(long, default_value_t = MarkBits::default(), value_parser = parse_mark_bits)]
+    ct_mark_bits: MarkBits,
+}
+
+fn parse_mark_bits(text: &str) -> Result<MarkBits, String> {
+    text.parse()
+        .map_err(|error: nftpol_ruleset::rejudge::MarkBitsError| error.to_string())
 }
 
 impl AgentArgs {
@@ -87,9 +102,36 @@ impl AgentArgs {
                 Unknown::Drop => UnknownLocalPods::Drop,
                 Unknown::Allow => UnknownLocalPods::Allow,
             },
+            rejudge: self.rejudge_established.then_some(Rejudge {
+                marks: self.ct_mark_bits,
+                generation: Generation::FIRST,
+            }),
         };
         config.coalesce_delay = Duration::from_millis(self.coalesce_ms);
         config
+    }
+}
+
+/// Warns, once at start, of every other table in this namespace that tests
+/// or sets the connection-mark bits re-judging owns.
+fn warn_of_mark_users(dataplane: &mut KernelDataplane, bits: MarkBits) {
+    match dataplane.ct_mark_uses(bits.mask()) {
+        Ok(uses) => {
+            for found in uses {
+                tracing::warn!(
+                    family = found.family,
+                    table = %found.table,
+                    chain = %found.chain,
+                    access = ?found.access,
+                    ct_mark_bits = %bits,
+                    "another table uses the connection-mark bits re-judging owns; choose others with --ct-mark-bits"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(
+            error = %error,
+            "could not check other tables for use of the connection-mark bits"
+        ),
     }
 }
 
@@ -117,7 +159,10 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("finding the Kubernetes API (in-cluster or KUBECONFIG)")?;
         let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
-        let dataplane = crate::open_kernel()?;
+        let mut dataplane = crate::open_kernel()?;
+        if args.rejudge_established {
+            warn_of_mark_users(&mut dataplane, args.ct_mark_bits);
+        }
         let metrics = Arc::new(Metrics::new());
         let health = Health::default();
         let listener = tokio::net::TcpListener::bind(args.listen)

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 use nftpol_agent::Reconciler;
 use nftpol_netlink::{Dataplane, KernelDataplane};
 use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_ruleset::rejudge::{self, MarkBits, Rejudge};
 
 /// Kubernetes NetworkPolicy enforcement with nftables, programmed over netlink.
 #[derive(Parser)]
@@ -108,7 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracing::warn!("{error}");
             }
             print(&nftpol_ir::render::render(
-                &compile(&model, CompileOptions::default()).ruleset,
+                &compile(&model, agent_options()).ruleset,
             ))?;
         }
         Command::Explain {
@@ -126,7 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Apply { manifests, node } => {
             let cluster = manifests::load(&manifests)?;
-            let mut reconciler = Reconciler::new(open_kernel()?, node, CompileOptions::default());
+            let mut reconciler = Reconciler::new(open_kernel()?, node, agent_options());
             let report = reconciler.reconcile(&nftpol_model::Snapshot::from(&cluster))?;
             let summary = if report.changes == 0 {
                 "the kernel already holds this ruleset: nothing applied".to_owned()
@@ -143,12 +144,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Verify { manifests, node } => {
             let cluster = manifests::load(&manifests)?;
-            let desired = compile(
-                &nftpol_model::resolve(&cluster, &node),
-                CompileOptions::default(),
-            )
-            .ruleset;
-            let differences = nftpol_netlink::verify(&mut open_kernel()?, &desired)?;
+            let mut desired =
+                compile(&nftpol_model::resolve(&cluster, &node), agent_options()).ruleset;
+            let mut kernel = open_kernel()?;
+            // The policy generation is the agent's state, not the manifests':
+            // compare against the one in force.
+            if let Some(generation) = kernel
+                .read()?
+                .and_then(|table| rejudge::generation_of(&table, MarkBits::default()))
+            {
+                rejudge::set_generation(
+                    &mut desired,
+                    Rejudge {
+                        generation,
+                        ..Rejudge::default()
+                    },
+                );
+            }
+            let differences = nftpol_netlink::verify(&mut kernel, &desired)?;
             if !differences.is_empty() {
                 let lines: Vec<String> = differences
                     .iter()
@@ -167,6 +180,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The compile options of `nftpol agent` with its default flags, which
+/// `render`, `apply` and `verify` show and use.
+fn agent_options() -> CompileOptions {
+    CompileOptions {
+        rejudge: Some(Rejudge::default()),
+        ..CompileOptions::default()
+    }
 }
 
 /// Opens the kernel dataplane in the current network namespace and checks

@@ -23,7 +23,7 @@ use nftpol_agent::metrics::Metrics;
 use nftpol_agent::{Agent, AgentConfig, AgentError, Dataplane, Progress};
 use nftpol_ir::diff::Diff;
 use nftpol_ir::interpret::{interpret, Packet};
-use nftpol_ir::{CtState, Hook, Ruleset};
+use nftpol_ir::{Hook, Ruleset};
 use nftpol_netlink::{Applied, ApplyError, FakeDataplane, ReadError, RuleCounter};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -126,15 +126,7 @@ pub fn allows(ruleset: &Ruleset, source: &str, destination: &str, port: u16) -> 
     let destination: IpAddr = destination.parse().expect("a test address");
     interpret(
         ruleset,
-        &Packet {
-            hook: Hook::Forward,
-            source,
-            destination,
-            l4proto: 6,
-            dport: port,
-            ct_state: CtState::New,
-            source_is_local: false,
-        },
+        &Packet::opening(Hook::Forward, source, destination, 6, port),
     )
     .expect("the committed IR interprets")
     .accepted

@@ -135,6 +135,9 @@ pub(super) fn add_base_chains(
                 ),
             ));
         }
+        if options.rejudge.is_some() {
+            rules.extend(untracked_drops(direction));
+        }
         let key = ChainName::Base { hook, direction };
         let comment = format!("{direction} policy of local pods, {} path", hook.name());
         builder.add_chain(
@@ -148,6 +151,29 @@ pub(super) fn add_base_chains(
             rules,
         );
     }
+}
+
+/// Re-judging keys the rules on the conntrack tuple, which an untracked
+/// packet lacks: an isolated pod's untracked packets are dropped by packet
+/// address instead (fail closed).
+fn untracked_drops(direction: Direction) -> Vec<(RuleRole, Rule)> {
+    Family::ALL
+        .into_iter()
+        .map(|family| {
+            let local = local_field(direction, family);
+            (
+                RuleRole::UntrackedDrop,
+                rule(
+                    vec![
+                        Match::CtState([CtState::Untracked].into()),
+                        lookup(vec![local], &SetName::Isolated { direction, family }.name()),
+                    ],
+                    Action::Verdict(Verdict::Drop),
+                    Some("untracked packet of an isolated pod".to_owned()),
+                ),
+            )
+        })
+        .collect()
 }
 
 /// The rules every base chain starts with, before any pod is looked at:

@@ -48,7 +48,10 @@
 //!   isolating policies;
 //! - [`policy`]: each policy's chain of allow rules and its peer sets;
 //! - [`ports`]: port sets and named-port sets;
-//! - [`remote`]: remote pods' changes as element-only diffs.
+//! - [`remote`]: remote pods' changes as element-only diffs;
+//! - [`crate::rejudge`]: with re-judging, the bypass accepts only flows
+//!   judged under the current policy generation, the judging rules key on
+//!   the conntrack tuple and every accept stamps the generation.
 //!
 //! Room for the roadmap: a ClusterNetworkPolicy Admin tier slots into each
 //! base chain right before the dispatch map (its Pass falls through to the
@@ -66,6 +69,7 @@ use nftpol_model::{Direction, NodeModel};
 
 use crate::catalogue::{ChainName, ChainOrigin, Family, Provenance, RuleRole, SetName};
 use crate::names;
+use crate::rejudge::{self, Rejudge};
 
 mod base;
 mod dispatch;
@@ -110,6 +114,9 @@ pub struct CompileOptions {
     pub deny: DenyAction,
     /// Treatment of unknown addresses in the node's pod CIDRs.
     pub unknown_local_pods: UnknownLocalPods,
+    /// Re-judging of established flows (`None`: the conntrack bypass
+    /// accepts every established flow).
+    pub rejudge: Option<Rejudge>,
 }
 
 /// A compiled ruleset and where each of its objects came from.
@@ -129,6 +136,9 @@ pub fn compile(model: &NodeModel, options: CompileOptions) -> Compiled {
     for direction in [Direction::Egress, Direction::Ingress] {
         base::add_base_chains(&mut builder, direction, options);
         dispatch::add_dispatch(&mut builder, model, direction, options);
+    }
+    if let Some(settings) = options.rejudge {
+        rejudge::install(&mut builder.compiled, settings);
     }
     builder.compiled
 }

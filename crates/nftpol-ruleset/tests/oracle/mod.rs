@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nftpol_ir::interpret::Packet;
-use nftpol_ir::{CtState, Hook};
+use nftpol_ir::Hook;
 use nftpol_model::{evaluate, Cluster, Connection, Decision, PodView};
 
 /// The pod CIDRs of `node`, straight from its Node object: `spec.podCIDRs`,
@@ -71,13 +71,11 @@ pub fn node_oracle(cluster: &Cluster, node: &str, connection: &Connection) -> bo
 
 /// A new connection's first packet on the forward hook.
 pub fn packet_for(connection: &Connection) -> Packet {
-    Packet {
-        hook: Hook::Forward,
-        source: connection.source,
-        destination: connection.destination,
-        l4proto: connection.protocol.number(),
-        dport: connection.port,
-        ct_state: CtState::New,
-        source_is_local: false,
-    }
+    Packet::opening(
+        Hook::Forward,
+        connection.source,
+        connection.destination,
+        connection.protocol.number(),
+        connection.port,
+    )
 }

@@ -1,0 +1,263 @@
+//! Re-judging of established flows: the mark bits flag, generations, which
+//! commits may take permission away, and reading the generation back.
+
+use nftpol_ir::diff::{diff, Change};
+use nftpol_ir::{Action, CtState, Match, Ruleset, Verdict};
+use nftpol_model::{resolve, Cluster, Direction};
+use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_ruleset::rejudge::{
+    self, Generation, MarkBits, MarkBitsError, Rejudge, DEFAULT_MARK_BITS,
+};
+
+const NODE: &str = "node-1";
+
+/// Pods a (role web) and b (role db) on node-1, pod r on node-2 whose
+/// `role` label is `{WEB}`.
+const PODS: &str = r"
+apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+spec: {podCIDRs: [10.244.1.0/24]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {role: web}}
+spec: {nodeName: node-1, containers: [{name: c}]}
+status: {phase: Running, podIP: 10.244.1.2, podIPs: [{ip: 10.244.1.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {role: db}}
+spec: {nodeName: node-1, containers: [{name: c}]}
+status: {phase: Running, podIP: 10.244.1.3, podIPs: [{ip: 10.244.1.3}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: r, namespace: x, labels: {role: '{WEB}'}}
+spec: {nodeName: node-2, containers: [{name: c}]}
+status: {phase: Running, podIP: 10.244.2.2, podIPs: [{ip: 10.244.2.2}]}
+";
+
+/// b admits pods with role web on port 5432.
+const DB_ADMITS_WEB: &str = r"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-admits-web, namespace: x}
+spec:
+  podSelector: {matchLabels: {role: db}}
+  ingress: [{from: [{podSelector: {matchLabels: {role: web}}}], ports: [{port: 5432}]}]
+";
+
+const DENY_A: &str = r"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-a, namespace: x}
+spec: {podSelector: {matchLabels: {role: web}}, policyTypes: [Egress]}
+";
+
+fn cluster(remote_role: &str, policies: &[&str]) -> Cluster {
+    let mut text = PODS.replace("{WEB}", remote_role);
+    for policy in policies {
+        text.push_str("---\n");
+        text.push_str(policy);
+    }
+    nftpol_model::manifests::parse(&text)
+        .expect("the manifests parse")
+        .cluster
+}
+
+fn options(generation: u32) -> CompileOptions {
+    let marks = MarkBits::default();
+    CompileOptions {
+        rejudge: Some(Rejudge {
+            marks,
+            generation: Generation::new(generation, marks).expect("in range"),
+        }),
+        ..CompileOptions::default()
+    }
+}
+
+fn compiled(cluster: &Cluster, generation: u32) -> Ruleset {
+    compile(&resolve(cluster, NODE), options(generation)).ruleset
+}
+
+#[test]
+fn mark_bits_accept_a_contiguous_even_run_and_say_why_not_otherwise() {
+    let cases: [(&str, &str, Result<u32, MarkBitsError>); 7] = [
+        ("default", "0xffff0000", Ok(DEFAULT_MARK_BITS)),
+        ("decimal", "3840", Ok(0xf00)),
+        ("upper-case prefix", "0X00FF0000", Ok(0x00ff_0000)),
+        (
+            "gap",
+            "0xf0f00000",
+            Err(MarkBitsError::NotContiguous(0xf0f0_0000)),
+        ),
+        ("empty", "0", Err(MarkBitsError::NotContiguous(0))),
+        ("odd width", "0x7", Err(MarkBitsError::BadWidth(0x7))),
+        (
+            "text",
+            "high",
+            Err(MarkBitsError::NotANumber("high".to_owned())),
+        ),
+    ];
+    for (name, text, want) in cases {
+        let got = text.parse::<MarkBits>().map(MarkBits::mask);
+        assert_eq!(got, want, "{name}");
+    }
+    assert_eq!(
+        "0x3".parse::<MarkBits>().map(MarkBits::mask),
+        Err(MarkBitsError::BadWidth(0x3)),
+        "two bits cannot hold two generation fields of two bits"
+    );
+}
+
+#[test]
+fn the_fields_split_the_bits_egress_low_ingress_high() {
+    let marks: MarkBits = "0x0000ff00".parse().expect("valid");
+    assert_eq!(marks.field(Direction::Egress), 0x0000_0f00);
+    assert_eq!(marks.field(Direction::Ingress), 0x0000_f000);
+    assert_eq!(marks.max_generation(), 15);
+    assert_eq!(MarkBits::default().max_generation(), 255);
+}
+
+#[test]
+fn generations_wrap_round_to_one_never_to_zero() {
+    let marks: MarkBits = "0xf".parse().expect("valid");
+    let mut generation = Generation::FIRST;
+    let mut seen = vec![generation.get()];
+    for _ in 0..4 {
+        generation = generation.next(marks);
+        seen.push(generation.get());
+    }
+    assert_eq!(seen, [1, 2, 3, 1, 2]);
+    assert_eq!(Generation::new(0, marks), None);
+    assert_eq!(Generation::new(4, marks), None);
+}
+
+#[test]
+fn every_base_chain_opens_with_the_bypass_into_the_judged_chain_and_ends_in_the_stamp() {
+    let ruleset = compiled(&cluster("web", &[DB_ADMITS_WEB]), 7);
+    let bases: Vec<_> = ruleset
+        .chains
+        .values()
+        .filter(|chain| chain.base.is_some())
+        .collect();
+    assert_eq!(bases.len(), 4);
+    for chain in bases {
+        let side = if chain.name.ends_with("egress") {
+            "egress"
+        } else {
+            "ingress"
+        };
+        let first = chain.rules.first().expect("rules");
+        assert_eq!(
+            first.matches,
+            [Match::CtState(
+                [CtState::Established, CtState::Related].into()
+            )],
+            "{}",
+            chain.name
+        );
+        assert_eq!(
+            first.action,
+            Action::Verdict(Verdict::Jump(format!("judged-{side}"))),
+            "{}",
+            chain.name
+        );
+        assert_eq!(
+            chain.rules.last().map(|rule| &rule.action),
+            Some(&Action::Verdict(Verdict::Goto(format!("stamp-{side}")))),
+            "{}",
+            chain.name
+        );
+        assert!(
+            chain
+                .rules
+                .iter()
+                .all(|rule| rule.action != Action::Verdict(Verdict::Accept)),
+            "{}: every accept stamps",
+            chain.name
+        );
+    }
+}
+
+#[test]
+fn the_generation_reads_back_and_can_be_set() {
+    let marks = MarkBits::default();
+    let mut ruleset = compiled(&cluster("web", &[DB_ADMITS_WEB]), 7);
+    assert_eq!(
+        rejudge::generation_of(&ruleset, marks).map(Generation::get),
+        Some(7)
+    );
+    assert_eq!(
+        rejudge::generation_of(&ruleset, "0xff".parse().expect("valid")),
+        None,
+        "other bits: not this generation"
+    );
+    let nine = Rejudge {
+        marks,
+        generation: Generation::new(9, marks).expect("in range"),
+    };
+    rejudge::set_generation(&mut ruleset, nine);
+    assert_eq!(ruleset, compiled(&cluster("web", &[DB_ADMITS_WEB]), 9));
+    let without = compile(
+        &resolve(&cluster("web", &[DB_ADMITS_WEB]), NODE),
+        CompileOptions::default(),
+    )
+    .ruleset;
+    assert_eq!(rejudge::generation_of(&without, marks), None);
+}
+
+#[test]
+fn only_added_allow_elements_keep_the_generation() {
+    let web = || cluster("web", &[DB_ADMITS_WEB]);
+    let api = || cluster("api", &[DB_ADMITS_WEB]);
+    let cases = [
+        ("nothing changes", web(), web(), false),
+        ("a remote pod joins the web peers", api(), web(), false),
+        ("a remote pod leaves the web peers", web(), api(), true),
+        (
+            "a new isolating policy",
+            web(),
+            cluster("web", &[DB_ADMITS_WEB, DENY_A]),
+            true,
+        ),
+        ("an allow policy goes", web(), cluster("web", &[]), true),
+    ];
+    for (name, before, after, want) in cases {
+        let previous = compiled(&before, 1);
+        let next = compiled(&after, 1);
+        let changes = diff(Some(&previous), &next);
+        assert_eq!(
+            rejudge::may_remove_permission(&changes, &next),
+            want,
+            "{name}: {:?}",
+            changes.changes
+        );
+    }
+}
+
+#[test]
+fn with_generation_moves_only_the_generation_chains_around_element_changes() {
+    let marks = MarkBits::default();
+    let previous = compiled(&cluster("web", &[DB_ADMITS_WEB]), 1);
+    let next = compiled(&cluster("api", &[DB_ADMITS_WEB]), 1);
+    let elements = diff(Some(&previous), &next);
+    assert!(elements.is_element_only());
+    let two = Rejudge {
+        marks,
+        generation: Generation::new(2, marks).expect("in range"),
+    };
+    let changes = rejudge::with_generation(elements, &previous, two);
+    let mut applied = previous.clone();
+    applied.apply(&changes).expect("the changes apply");
+    assert_eq!(applied, compiled(&cluster("api", &[DB_ADMITS_WEB]), 2));
+    assert!(matches!(
+        changes.changes.first(),
+        Some(Change::FlushChain(_))
+    ));
+    assert!(matches!(
+        changes.changes.last(),
+        Some(Change::AddRule { .. })
+    ));
+}
