@@ -4,6 +4,7 @@
 use nftpol_ir::diff::{diff, Change};
 use nftpol_ir::{Action, CtState, Match, Ruleset, Verdict};
 use nftpol_model::{resolve, Cluster, Direction};
+use nftpol_ruleset::catalogue::{ChainName, RuleRole};
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use nftpol_ruleset::rejudge::{
     self, Generation, MarkBits, MarkBitsError, Rejudge, DEFAULT_MARK_BITS,
@@ -177,6 +178,38 @@ fn every_base_chain_opens_with_the_bypass_into_the_judged_chain_and_ends_in_the_
                 .all(|rule| rule.action != Action::Verdict(Verdict::Accept)),
             "{}: every accept stamps",
             chain.name
+        );
+    }
+}
+
+#[test]
+fn the_provenance_names_every_rule_re_judging_adds() {
+    let compiled = compile(
+        &resolve(&cluster("web", &[DB_ADMITS_WEB, DENY_A]), NODE),
+        options(3),
+    );
+    for (name, chain) in &compiled.ruleset.chains {
+        let origin = compiled
+            .provenance
+            .chain(name)
+            .unwrap_or_else(|| panic!("{name} has a provenance"));
+        assert_eq!(origin.chain.name(), *name);
+        assert_eq!(
+            origin.rules.len(),
+            chain.rules.len(),
+            "{name}: a role per rule"
+        );
+    }
+    for direction in [Direction::Egress, Direction::Ingress] {
+        let judged = ChainName::Judged { direction }.name();
+        let stamp = ChainName::Stamp { direction }.name();
+        assert_eq!(
+            compiled.provenance.rule(&judged, 0).map(|(_, role)| role),
+            Some(&RuleRole::CurrentGeneration)
+        );
+        assert_eq!(
+            compiled.provenance.rule(&stamp, 0).map(|(_, role)| role),
+            Some(&RuleRole::Stamp)
         );
     }
 }
