@@ -94,11 +94,14 @@ pub struct DataplaneResult {
     pub notes: Vec<String>,
 }
 
-struct Lab {
+/// The two-node lab: client pod on node-1, server pod on node-2.
+pub(crate) struct Lab {
     /// Owns every namespace; dropping it removes them.
-    topology: Topology,
-    client: (File, Ipv4Addr),
-    server: (File, Ipv4Addr),
+    pub(crate) topology: Topology,
+    /// The client pod's namespace and address.
+    pub(crate) client: (File, Ipv4Addr),
+    /// The server pod's namespace and address.
+    pub(crate) server: (File, Ipv4Addr),
 }
 
 fn v4(addresses: &[IpAddr]) -> Result<Ipv4Addr> {
@@ -111,7 +114,7 @@ fn v4(addresses: &[IpAddr]) -> Result<Ipv4Addr> {
         .context("a lab pod without an IPv4 address")
 }
 
-fn build_lab(rt: &tokio::runtime::Runtime) -> Result<Lab> {
+pub(crate) fn build_lab(rt: &tokio::runtime::Runtime) -> Result<Lab> {
     let mut objects = Cluster {
         pods: vec![
             generate::pod(
@@ -166,7 +169,7 @@ fn enter(file: &File) -> Result<()> {
 }
 
 /// Runs `f` on a thread inside the namespace behind `file`.
-fn inside<T: Send>(file: &File, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+pub(crate) fn inside<T: Send>(file: &File, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -180,7 +183,7 @@ fn inside<T: Send>(file: &File, f: impl FnOnce() -> Result<T> + Send) -> Result<
 
 /// The generated cluster with the two lab pods in it, and lab pod CIDRs on
 /// the lab nodes (so the pods are known local pods).
-fn bench_cluster(pods: usize, policies: usize, seed: u64, lab: &Lab) -> Cluster {
+pub(crate) fn bench_cluster(pods: usize, policies: usize, seed: u64, lab: &Lab) -> Cluster {
     let mut cluster = generate::cluster(Shape {
         pods,
         policies,
@@ -218,17 +221,22 @@ fn bench_cluster(pods: usize, policies: usize, seed: u64, lab: &Lab) -> Cluster 
 
 /// Node-1's and node-2's rulesets.
 fn rulesets(cluster: &Cluster) -> [Compiled; 2] {
-    ["node-1", "node-2"].map(|node| compile(&resolve(cluster, node), CompileOptions::default()))
+    rulesets_with(cluster, CompileOptions::default())
 }
 
-fn node_files(lab: &Lab) -> Result<[File; 2]> {
+/// Node-1's and node-2's rulesets under `options`.
+pub(crate) fn rulesets_with(cluster: &Cluster, options: CompileOptions) -> [Compiled; 2] {
+    ["node-1", "node-2"].map(|node| compile(&resolve(cluster, node), options))
+}
+
+pub(crate) fn node_files(lab: &Lab) -> Result<[File; 2]> {
     Ok([
         lab.topology.node(1).file().try_clone()?,
         lab.topology.node(2).file().try_clone()?,
     ])
 }
 
-fn load_nftpol(lab: &Lab, rulesets: &[Ruleset; 2]) -> Result<f64> {
+pub(crate) fn load_nftpol(lab: &Lab, rulesets: &[Ruleset; 2]) -> Result<f64> {
     let files = node_files(lab)?;
     let mut total = 0.0;
     for (file, ruleset) in files.iter().zip(rulesets) {
@@ -256,7 +264,7 @@ fn load_linear(lab: &Lab, texts: &[String; 2]) -> Result<f64> {
     Ok(total)
 }
 
-fn unload(lab: &Lab) -> Result<()> {
+pub(crate) fn unload(lab: &Lab) -> Result<()> {
     for file in node_files(lab)? {
         inside(&file, || {
             let mut kernel = KernelDataplane::open().context("opening the netlink socket")?;
@@ -333,7 +341,7 @@ fn denied_probe(target: SocketAddr) -> String {
 }
 
 /// Sequential connects for `seconds`.
-fn connections(
+pub(crate) fn connections(
     lab: &Lab,
     seconds: f64,
     policies: usize,
@@ -378,7 +386,7 @@ fn connections(
 }
 
 /// Bulk transfer over one connection for `seconds`; Gbit/s.
-fn throughput(lab: &Lab, seconds: f64, setup: String) -> Result<Throughput> {
+pub(crate) fn throughput(lab: &Lab, seconds: f64, setup: String) -> Result<Throughput> {
     let (elapsed, bytes) = with_server(lab, |target| {
         let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(1))
             .context("connecting for the bulk transfer")?;

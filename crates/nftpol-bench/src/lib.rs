@@ -7,7 +7,9 @@
 //! Measurements: [`compile`] (model, compile, diff), [`commit`] (netlink
 //! batch against `nft -f`), [`churn`] (one-pod events through the
 //! `Reconciler` and straight to the kernel), [`dataplane`] (TCP connections
-//! through lab namespaces), [`memory`] (a real `nftpol agent` process against the fake API server).
+//! through lab namespaces), [`memory`] (a real `nftpol agent` process against the fake API server),
+//! [`rejudge`] (re-judging established flows: on against off, and the cost
+//! of one commit that takes permission away).
 //! Everything that touches the kernel runs in network namespaces it creates
 //! and removes itself; nothing touches the root namespace. Timings are
 //! reported, never asserted.
@@ -22,5 +24,6 @@ pub mod machine;
 pub mod measure;
 pub mod memory;
 pub mod netns;
+pub mod rejudge;
 pub mod report;
 pub mod run;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use nftpol_bench::generate::Shape;
-use nftpol_bench::{churn, commit, compile, dataplane, memory, report, run};
+use nftpol_bench::{churn, commit, compile, dataplane, memory, rejudge, report, run};
 
 #[derive(Parser)]
 #[command(about = "nftpol benchmarks")]
@@ -101,6 +101,24 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Measurement 6.
+    Rejudge {
+        /// Generated pods of the on/off comparison.
+        #[arg(long)]
+        pods: usize,
+        /// Generated policies of the on/off comparison.
+        #[arg(long)]
+        policies: usize,
+        /// Seconds per on/off point.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Established flow counts (repeat).
+        #[arg(long, required = true)]
+        flows: Vec<usize>,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Measurement 5 for one size.
     Memory {
         #[command(flatten)]
@@ -149,6 +167,13 @@ fn main() -> Result<()> {
             seconds,
             seed,
         } => emit(&dataplane::run(pods, &policies, seconds, seed)?),
+        Command::Rejudge {
+            pods,
+            policies,
+            seconds,
+            flows,
+            seed,
+        } => emit(&rejudge::run(pods, policies, seconds, &flows, seed)?),
         Command::Memory { size, agent } => {
             let agent = match agent {
                 Some(path) => path,

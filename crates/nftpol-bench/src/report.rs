@@ -113,6 +113,7 @@ fn markdown(results: &Results) -> String {
         );
     }
     memory_section(&mut md, results);
+    rejudge_section(&mut md, results.rejudge.as_ref());
     if !results.skipped.is_empty() {
         let _ = writeln!(md, "## Did not finish\n\n| measurement | why |\n|---|---|");
         for skipped in &results.skipped {
@@ -422,6 +423,118 @@ fn memory_section(md: &mut String, results: &Results) {
         );
     }
     md.push('\n');
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0.0), |(sum, n), value| (sum + value, n + 1.0));
+    if n > 0.0 {
+        sum / n
+    } else {
+        0.0
+    }
+}
+
+fn rejudge_section(md: &mut String, rejudge: Option<&crate::rejudge::RejudgeResult>) {
+    let _ = writeln!(
+        md,
+        "## 6. Re-judging established flows\n\n\
+         The two-node lab of section 4. (a) Re-judging on against off (`--rejudge-established`), same cluster, \
+         alternated off, on, off, on. (b) N established UDP flows (one datagram and its reply each, from raw \
+         sockets); a round sends one datagram on every flow, back to back, and takes its wall time and the \
+         machine's kernel CPU (system + softirq from `/proc/stat`, all CPUs, 10 ms resolution: other work on the \
+         machine shows up in it). Veth delivery runs both nodes' forwarding in the sender's context, so a round's \
+         wall time is the time until every flow's datagram was judged on both nodes. Rounds: every flow current \
+         (the bypass); after a commit that bumps the generation and keeps them allowed (each re-judged and \
+         stamped again); current again; after a commit that denies them (each judged and dropped on node-2; the \
+         deny rule's counter must reach N).\n"
+    );
+    let Some(result) = rejudge else {
+        let _ = writeln!(md, "Not measured in this run (see below).\n");
+        return;
+    };
+    if let Some(on_off) = &result.on_off {
+        rejudge_on_off(md, result, on_off);
+    }
+    if !result.flows.is_empty() {
+        let _ = writeln!(
+            md,
+            "(b)\n\n| flows | round | wall ms | kernel CPU ms |\n|---:|---|---:|---:|"
+        );
+        for cost in &result.flows {
+            for round in &cost.rounds {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.0} |",
+                    count(cost.flows),
+                    round.state,
+                    ms(round.wall_ms),
+                    round.kernel_cpu_ms
+                );
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\n| flows | bump commit ms | denying commit ack → every flow cut, ms | denied by node-2 |\n|---:|---:|---:|---:|"
+        );
+        for cost in &result.flows {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                count(cost.flows),
+                ms(cost.bump_commit_ms),
+                ms(cost.cut_all_ms),
+                count(usize::try_from(cost.denied).unwrap_or(usize::MAX))
+            );
+        }
+        md.push('\n');
+    }
+    for note in &result.notes {
+        let _ = writeln!(md, "Not measured: {note}\n");
+    }
+}
+
+fn rejudge_on_off(
+    md: &mut String,
+    result: &crate::rejudge::RejudgeResult,
+    on_off: &crate::rejudge::OnOff,
+) {
+    let rate =
+        |points: &[crate::dataplane::Point]| mean(points.iter().map(|p| p.connections_per_s));
+    let gbit = |label: &str| {
+        mean(
+            on_off
+                .throughput
+                .iter()
+                .filter(|t| t.setup.contains(label))
+                .map(|t| t.gbit_per_s),
+        )
+    };
+    let (off_rate, on_rate) = (rate(&on_off.off), rate(&on_off.on));
+    let (off_gbit, on_gbit) = (gbit("re-judging off"), gbit("re-judging on"));
+    let change = |on: f64, off: f64| {
+        if off > 0.0 {
+            format!("{:+.1} %", (on / off - 1.0) * 100.0)
+        } else {
+            "–".to_owned()
+        }
+    };
+    let _ = writeln!(
+        md,
+        "(a) {} pods, {} policies, {} s per point:\n\n| | re-judging off | re-judging on | on vs off |\n|---|---:|---:|---:|",
+        count(result.pods),
+        count(on_off.policies),
+        result.seconds
+    );
+    let _ = writeln!(
+        md,
+        "| new connections / s | {off_rate:.0} | {on_rate:.0} | {} |",
+        change(on_rate, off_rate)
+    );
+    let _ = writeln!(
+        md,
+        "| bulk throughput, Gbit/s | {off_gbit:.2} | {on_gbit:.2} | {} |\n",
+        change(on_gbit, off_gbit)
+    );
 }
 
 fn method(md: &mut String) {

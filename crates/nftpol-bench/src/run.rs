@@ -17,6 +17,7 @@ use crate::compile::CompileResult;
 use crate::dataplane::DataplaneResult;
 use crate::machine::{describe, Machine};
 use crate::memory::MemoryResult;
+use crate::rejudge::RejudgeResult;
 
 /// A measurement that did not produce a result, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +50,9 @@ pub struct Results {
     pub dataplane_small: Option<DataplaneResult>,
     /// Measurement 5.
     pub memory: Vec<MemoryResult>,
+    /// Measurement 6.
+    #[serde(default)]
+    pub rejudge: Option<RejudgeResult>,
     /// What did not finish.
     pub skipped: Vec<Skipped>,
 }
@@ -74,6 +78,8 @@ pub struct Plan {
     pub dataplane_small: Option<(usize, Vec<usize>, f64)>,
     /// (pods, policies) of measurement 5.
     pub memory: Vec<(usize, usize)>,
+    /// Measurement 6: pods, policies, seconds per on/off point, flow counts.
+    pub rejudge: (usize, usize, f64, Vec<usize>),
     /// Longest one measurement process may run.
     pub timeout: Duration,
     /// Compile sizes with more than this many pods × policies run last,
@@ -96,6 +102,7 @@ impl Plan {
             dataplane: (1000, vec![0, 50], 0.3),
             dataplane_small: None,
             memory: vec![(1000, 100)],
+            rejudge: (1000, 50, 0.3, vec![1000]),
             timeout: Duration::from_mins(2),
             big: usize::MAX,
             big_timeout: Duration::from_mins(2),
@@ -120,6 +127,7 @@ impl Plan {
             dataplane: (100_000, vec![0, 100, 1000], 3.0),
             dataplane_small: Some((10_000, vec![0, 100, 1000, 10_000], 3.0)),
             memory: vec![(10_000, 1000), (100_000, 1000), (100_000, 10_000)],
+            rejudge: (10_000, 1000, 3.0, vec![10_000, 100_000]),
             timeout: Duration::from_mins(10),
             big: 100_000 * 1000,
             big_timeout: Duration::from_mins(6),
@@ -228,6 +236,7 @@ pub fn run(plan: &Plan, seed: u64) -> Results {
         dataplane: None,
         dataplane_small: None,
         memory: Vec::new(),
+        rejudge: None,
         skipped: Vec::new(),
     };
     let mut big = Vec::new();
@@ -288,6 +297,7 @@ pub fn run(plan: &Plan, seed: u64) -> Results {
             &mut results.skipped,
         );
     }
+    results.rejudge = rejudge(&plan.rejudge, seed, plan.timeout, &mut results.skipped);
     for (pods, policies) in big {
         collect(
             format!("compile {pods} pods × {policies} policies"),
@@ -322,6 +332,29 @@ fn dataplane(
     let mut found = Vec::new();
     collect(
         format!("dataplane {pods} pods"),
+        &args,
+        timeout,
+        &mut found,
+        skipped,
+    );
+    found.pop()
+}
+
+fn rejudge(
+    size: &(usize, usize, f64, Vec<usize>),
+    seed: u64,
+    timeout: Duration,
+    skipped: &mut Vec<Skipped>,
+) -> Option<RejudgeResult> {
+    let (pods, policies, seconds, flows) = size;
+    let mut args = size_args("rejudge", *pods, *policies, seed);
+    args.extend(["--seconds".to_owned(), seconds.to_string()]);
+    for count in flows {
+        args.extend(["--flows".to_owned(), count.to_string()]);
+    }
+    let mut found = Vec::new();
+    collect(
+        format!("re-judging at {pods} pods × {policies} policies"),
         &args,
         timeout,
         &mut found,
