@@ -101,6 +101,17 @@ spec:
   ingress: [{from: [{podSelector: {matchLabels: {pod: a}}}]}]
 ";
 
+/// b admits pods labelled `pod: p` on the UDP port only.
+const B_ADMITS_P_ON_UDP: &str = r"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-admits-p, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: b}}
+  policyTypes: [Ingress]
+  ingress: [{from: [{podSelector: {matchLabels: {pod: p}}}], ports: [{protocol: UDP, port: 81}]}]
+";
+
 /// b also admits pods labelled `pod: PEER` (the twenty commits alternate it).
 const B_ADMITS_PEER: &str = r"
 apiVersion: networking.k8s.io/v1
@@ -591,6 +602,32 @@ fn a_pod_relabelled_out_of_a_peer_set_loses_its_established_flows() {
         flow.assert_cut_at(ack, "a relabelled out of b's peers");
         flow.stop();
     }
+}
+
+/// Relabelled from b's `pod: a` peers into its `pod: p` peers, which b admits
+/// on UDP 81 only, a keeps its UDP flow and nothing more: the TCP flow it
+/// opened under the old label is cut, not carried over by the new one.
+#[test]
+fn a_pod_relabelled_into_another_peer_set_keeps_only_what_that_set_allows() {
+    let mut lab = Lab::new(1, false);
+    let policies = [B_ADMITS_A, B_ADMITS_P_ON_UDP];
+    lab.commit(&lab.with(&policies));
+    let (tcp, mut udp) = (lab.tcp_flow(), lab.udp_flow());
+    tcp.wait_flowing();
+    udp.wait_flowing();
+    let mut relabelled = lab.with(&policies);
+    for pod in &mut relabelled.pods {
+        if pod.metadata.name.as_deref() == Some("a") {
+            pod.metadata.labels = Some([("pod".to_owned(), "p".to_owned())].into());
+        }
+    }
+    let ack = lab.commit(&relabelled);
+    tcp.wait_sent_after();
+    tcp.assert_cut_at(ack, "a relabelled into b's UDP-only peers, TCP");
+    tcp.stop();
+    udp.wait_sent_after();
+    udp.assert_nothing_lost("a relabelled into b's UDP-only peers, UDP");
+    udp.stop();
 }
 
 #[test]
