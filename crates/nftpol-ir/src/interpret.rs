@@ -3,12 +3,14 @@
 //! interval lookups, verdict maps, jump/goto/return, chain policies.
 //!
 //! `accept` ends one base chain only; `drop` and `reject` end the packet.
+//! A `log` rule records the packet and goes on: it never decides. A
+//! `limit` is taken as holding (its token bucket lives in the kernel).
 
 use std::net::IpAddr;
 
 use crate::render::render_rule;
 use crate::{
-    Action, ChainPolicy, CtState, Element, Field, Hook, Match, Rule, Ruleset, Value, Verdict,
+    Action, ChainPolicy, CtState, Element, Field, Hook, Log, Match, Rule, Ruleset, Value, Verdict,
 };
 
 /// The kernel's jump stack depth (`NFT_JUMP_STACK_SIZE`).
@@ -40,6 +42,8 @@ pub struct Trace {
     pub accepted: bool,
     /// Rendered rules whose matches held, in order.
     pub hits: Vec<String>,
+    /// The `log` statements the packet passed, in order.
+    pub logs: Vec<Log>,
 }
 
 /// An IR the kernel would not load.
@@ -69,30 +73,27 @@ pub fn interpret(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, InterpretE
         })
         .collect();
     bases.sort_by_key(|(priority, chain)| (*priority, chain.name.clone()));
-    let mut hits = Vec::new();
+    let mut trace = Trace {
+        accepted: true,
+        hits: Vec::new(),
+        logs: Vec::new(),
+    };
     for (_, chain) in bases {
-        let verdict = run_base_chain(ruleset, &chain.name, packet, &mut hits)?;
+        let verdict = run_base_chain(ruleset, &chain.name, packet, &mut trace)?;
         let policy = chain.base.map(|base| base.policy);
         match verdict {
             Some(Verdict::Drop | Verdict::Reject) => {
-                return Ok(Trace {
-                    accepted: false,
-                    hits,
-                })
+                trace.accepted = false;
+                return Ok(trace);
             }
             None if policy == Some(ChainPolicy::Drop) => {
-                return Ok(Trace {
-                    accepted: false,
-                    hits,
-                })
+                trace.accepted = false;
+                return Ok(trace);
             }
             _ => {}
         }
     }
-    Ok(Trace {
-        accepted: true,
-        hits,
-    })
+    Ok(trace)
 }
 
 /// Runs one base chain; `None` when it ends without a final verdict.
@@ -100,7 +101,7 @@ fn run_base_chain(
     ruleset: &Ruleset,
     base: &str,
     packet: &Packet,
-    hits: &mut Vec<String>,
+    trace: &mut Trace,
 ) -> Result<Option<Verdict>, InterpretError> {
     // Each frame: chain name and the index of the next rule.
     let mut stack: Vec<(String, usize)> = Vec::new();
@@ -127,9 +128,15 @@ fn run_base_chain(
         let verdict = match &rule.action {
             Action::Verdict(verdict) => Some(verdict.clone()),
             Action::VerdictMap { key, map } => map_lookup(ruleset, key, map, packet)?,
+            Action::Log(log) => {
+                trace.logs.push(log.clone());
+                None
+            }
         };
         let Some(verdict) = verdict else { continue };
-        hits.push(format!("{}: {}", chain.name, render_rule(rule)));
+        trace
+            .hits
+            .push(format!("{}: {}", chain.name, render_rule(rule)));
         match verdict {
             Verdict::Accept | Verdict::Drop | Verdict::Reject => return Ok(Some(verdict)),
             Verdict::Return => match stack.pop() {
@@ -157,6 +164,7 @@ fn rule_matches(ruleset: &Ruleset, rule: &Rule, packet: &Packet) -> Result<bool,
                     && (u16::from(*first)..=u16::from(*last)).contains(&packet.dport)
             }
             Match::SaddrIsLocal => packet.source_is_local,
+            Match::Limit(_) => true,
             Match::Lookup { key, set, negated } => match key_of(key, packet) {
                 // A field of the other family fails its `meta nfproto` dependency:
                 // the rule does not match, negated or not.
@@ -216,4 +224,119 @@ fn key_of(key: &[Field], packet: &Packet) -> Option<Vec<Value>> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{BaseChain, Chain, RateLimit, RateUnit};
+
+    fn log_rule(prefix: &str) -> Rule {
+        Rule {
+            matches: vec![
+                Match::CtState([CtState::New].into()),
+                Match::Limit(RateLimit {
+                    rate: 10,
+                    unit: RateUnit::Minute,
+                    burst: 10,
+                }),
+            ],
+            counter: false,
+            action: Action::Log(Log {
+                group: 100,
+                prefix: prefix.to_owned(),
+            }),
+            comment: None,
+        }
+    }
+
+    fn verdict_rule(verdict: Verdict) -> Rule {
+        Rule {
+            matches: vec![],
+            counter: true,
+            action: Action::Verdict(verdict),
+            comment: None,
+        }
+    }
+
+    fn base(rules: Vec<Rule>) -> Ruleset {
+        let chain = Chain {
+            name: "base".to_owned(),
+            base: Some(BaseChain {
+                hook: Hook::Forward,
+                priority: 0,
+                policy: ChainPolicy::Accept,
+            }),
+            comment: None,
+            rules,
+        };
+        Ruleset {
+            chains: BTreeMap::from([(chain.name.clone(), chain)]),
+            sets: BTreeMap::new(),
+        }
+    }
+
+    fn packet(ct_state: CtState) -> Packet {
+        Packet {
+            hook: Hook::Forward,
+            source: "10.244.1.2".parse().expect("address"),
+            destination: "10.244.1.3".parse().expect("address"),
+            l4proto: 6,
+            dport: 80,
+            ct_state,
+            source_is_local: false,
+        }
+    }
+
+    #[test]
+    fn a_log_rule_never_changes_the_verdict() {
+        let cases = [
+            (
+                "log then drop",
+                vec![log_rule("d"), verdict_rule(Verdict::Drop)],
+                CtState::New,
+                false,
+                1,
+            ),
+            (
+                "log then accept",
+                vec![log_rule("a"), verdict_rule(Verdict::Accept)],
+                CtState::New,
+                true,
+                1,
+            ),
+            ("log alone", vec![log_rule("x")], CtState::New, true, 1),
+            (
+                "established packets are not logged",
+                vec![log_rule("d"), verdict_rule(Verdict::Drop)],
+                CtState::Established,
+                false,
+                0,
+            ),
+            (
+                "nothing logged after the verdict",
+                vec![verdict_rule(Verdict::Drop), log_rule("late")],
+                CtState::New,
+                false,
+                0,
+            ),
+        ];
+        for (name, rules, state, accepted, logs) in cases {
+            let without_logs: Vec<Rule> = rules
+                .iter()
+                .filter(|rule| !matches!(rule.action, Action::Log(_)))
+                .cloned()
+                .collect();
+            let trace = interpret(&base(rules), &packet(state)).expect("interprets");
+            let plain = interpret(&base(without_logs), &packet(state)).expect("interprets");
+            assert_eq!(trace.accepted, accepted, "{name}");
+            assert_eq!(
+                trace.accepted, plain.accepted,
+                "{name}: logging changed the verdict"
+            );
+            assert_eq!(trace.logs.len(), logs, "{name}: {:?}", trace.logs);
+        }
+    }
 }

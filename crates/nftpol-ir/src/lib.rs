@@ -24,6 +24,6 @@ mod ruleset;
 pub use apply::Conflict;
 pub use object::{ElementText, Object};
 pub use ruleset::{
-    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule,
-    Ruleset, Set, Value, Verdict, TABLE_FAMILY, TABLE_NAME,
+    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Log, Match,
+    RateLimit, RateUnit, Rule, Ruleset, Set, Value, Verdict, TABLE_FAMILY, TABLE_NAME,
 };

@@ -134,6 +134,7 @@ pub fn render_rule(rule: &Rule) -> String {
     parts.push(match &rule.action {
         Action::Verdict(verdict_value) => verdict(verdict_value),
         Action::VerdictMap { key, map } => format!("{} vmap @{map}", fields(key)),
+        Action::Log(log) => format!("log prefix {} group {}", quote(&log.prefix), log.group),
     });
     if let Some(comment) = &rule.comment {
         parts.push(format!("comment {}", quote(comment)));
@@ -164,6 +165,12 @@ fn render_match(matched: &Match) -> String {
                 if *negated { "!= " } else { "" }
             )
         }
+        Match::Limit(limit) => format!(
+            "limit rate {}/{} burst {} packets",
+            limit.rate,
+            limit.unit.name(),
+            limit.burst
+        ),
     }
 }
 
