@@ -500,48 +500,48 @@ fn read_expr(name: &str, fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireEr
             result: u32_of(x::FIB_RESULT, "fib result")?,
             dreg: u32_of(x::FIB_DREG, "fib dreg")?,
         },
-        "limit" => Expr::Limit {
-            rate: be_u64(
-                get(x::LIMIT_RATE)
-                    .ok_or(WireError::Invalid { what: "limit rate" })?
-                    .value,
-                "limit rate",
-            )?,
-            unit: be_u64(
-                get(x::LIMIT_UNIT)
-                    .ok_or(WireError::Invalid { what: "limit unit" })?
-                    .value,
-                "limit unit",
-            )?,
-            burst: get(x::LIMIT_BURST)
-                .map(|attr| attr.u32("limit burst"))
-                .transpose()?
-                .unwrap_or(0),
-            kind: get(x::LIMIT_TYPE)
-                .map(|attr| attr.u32("limit type"))
-                .transpose()?
-                .unwrap_or(x::LIMIT_PKTS),
-            flags: get(x::LIMIT_FLAGS)
-                .map(|attr| attr.u32("limit flags"))
-                .transpose()?
-                .unwrap_or(0),
-        },
-        "log" => Expr::Log {
-            group: get(x::LOG_GROUP)
-                .map(|attr| {
-                    <[u8; 2]>::try_from(attr.value)
-                        .map(u16::from_be_bytes)
-                        .map_err(|_| WireError::Invalid { what: "log group" })
-                })
-                .transpose()?,
-            prefix: get(x::LOG_PREFIX)
-                .map(|attr| attr.string("log prefix"))
-                .transpose()?,
-            // The kernel dumps a snaplen or threshold only when non-zero.
-            tuned: [x::LOG_SNAPLEN, x::LOG_QTHRESHOLD, x::LOG_LEVEL]
-                .into_iter()
-                .any(|kind| get(kind).is_some()),
-        },
+        "limit" => read_limit(fields)?,
+        "log" => read_log(fields)?,
         other => Expr::Other(other.to_owned()),
+    })
+}
+
+fn read_limit(fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireError> {
+    let get = |kind: u16| fields.iter().find(|attr| attr.kind == kind);
+    let u64_of = |kind: u16, what: &'static str| -> Result<u64, WireError> {
+        be_u64(get(kind).ok_or(WireError::Invalid { what })?.value, what)
+    };
+    let u32_or = |kind: u16, what: &'static str, default: u32| -> Result<u32, WireError> {
+        get(kind)
+            .map(|attr| attr.u32(what))
+            .transpose()
+            .map(|value| value.unwrap_or(default))
+    };
+    Ok(Expr::Limit {
+        rate: u64_of(x::LIMIT_RATE, "limit rate")?,
+        unit: u64_of(x::LIMIT_UNIT, "limit unit")?,
+        burst: u32_or(x::LIMIT_BURST, "limit burst", 0)?,
+        kind: u32_or(x::LIMIT_TYPE, "limit type", x::LIMIT_PKTS)?,
+        flags: u32_or(x::LIMIT_FLAGS, "limit flags", 0)?,
+    })
+}
+
+fn read_log(fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireError> {
+    let get = |kind: u16| fields.iter().find(|attr| attr.kind == kind);
+    Ok(Expr::Log {
+        group: get(x::LOG_GROUP)
+            .map(|attr| {
+                <[u8; 2]>::try_from(attr.value)
+                    .map(u16::from_be_bytes)
+                    .map_err(|_| WireError::Invalid { what: "log group" })
+            })
+            .transpose()?,
+        prefix: get(x::LOG_PREFIX)
+            .map(|attr| attr.string("log prefix"))
+            .transpose()?,
+        // The kernel dumps a snaplen or threshold only when non-zero.
+        tuned: [x::LOG_SNAPLEN, x::LOG_QTHRESHOLD, x::LOG_LEVEL]
+            .into_iter()
+            .any(|kind| get(kind).is_some()),
     })
 }

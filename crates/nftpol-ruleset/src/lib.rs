@@ -9,6 +9,8 @@
 
 pub mod catalogue;
 pub mod compile;
+pub mod log_prefix;
 mod names;
+pub mod verdict_log;
 
 pub use catalogue::{MAX_COMMENT_LEN, MAX_NAME_LEN};

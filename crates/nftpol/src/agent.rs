@@ -87,6 +87,7 @@ impl AgentArgs {
                 Unknown::Drop => UnknownLocalPods::Drop,
                 Unknown::Allow => UnknownLocalPods::Allow,
             },
+            ..CompileOptions::default()
         };
         config.coalesce_delay = Duration::from_millis(self.coalesce_ms);
         config
