@@ -10,6 +10,8 @@ use nftpol_netlink::{Applied, ApplyError, Dataplane, ReadError};
 use nftpol_ruleset::catalogue::Provenance;
 use nftpol_ruleset::compile::{compile, pod_delta, CompileOptions};
 
+use crate::verdict_log::{Directory, LogDirectory};
+
 /// Why a reconcile did not commit. The previous ruleset stays in force.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -116,6 +118,8 @@ pub struct Reconciler<D: Dataplane> {
     remote_pods: Option<RemotePods>,
     /// The last full model's invalid object parts.
     invalid: Vec<ModelError>,
+    /// Names for the verdict log, kept up to date when logging is on.
+    log_directory: Option<LogDirectory>,
 }
 
 impl<D: Dataplane> Reconciler<D> {
@@ -132,7 +136,14 @@ impl<D: Dataplane> Reconciler<D> {
             generation: 0,
             remote_pods: None,
             invalid: Vec::new(),
+            log_directory: None,
         }
+    }
+
+    /// Keeps `directory` up to date after every commit, for the verdict
+    /// log reader.
+    pub fn set_log_directory(&mut self, directory: LogDirectory) {
+        self.log_directory = Some(directory);
     }
 
     /// The ruleset last committed, if any.
@@ -215,6 +226,9 @@ impl<D: Dataplane> Reconciler<D> {
             model.errors.clone(),
         );
         self.provenance = compiled.provenance;
+        if let Some(directory) = &self.log_directory {
+            directory.publish(Directory::new(&self.node, &self.provenance, &snapshot.pods));
+        }
         self.committed = Some(desired);
         self.remote_pods = Some(std::mem::take(&mut model.remote_pods));
         self.invalid = model.errors;
@@ -248,7 +262,8 @@ impl<D: Dataplane> Reconciler<D> {
         ) else {
             return self.reconcile(&snapshot());
         };
-        let Some(changes) = pod_delta(remote_pods, changes, committed) else {
+        let pod_changes = changes;
+        let Some(changes) = pod_delta(remote_pods, pod_changes, committed) else {
             return self.reconcile(&snapshot());
         };
         self.generation += 1;
@@ -274,6 +289,9 @@ impl<D: Dataplane> Reconciler<D> {
         // them it no longer mirrors the kernel, and the next sync reads the
         // kernel's truth.
         let mirrors_kernel = committed.apply(&changes).is_ok();
+        if let Some(directory) = &self.log_directory {
+            directory.update(|directory| directory.apply(pod_changes));
+        }
         let report = ReconcileReport::of_commit(
             self.generation,
             Sync::Pods,

@@ -38,6 +38,8 @@ enum Command {
         /// The node to compile for.
         #[arg(long)]
         node: String,
+        #[command(flatten)]
+        verdict_log: agent::VerdictLogArgs,
     },
     /// Explain whether a connection is allowed, and which policy decides.
     ///
@@ -66,6 +68,8 @@ enum Command {
         /// The node to compile for.
         #[arg(long)]
         node: String,
+        #[command(flatten)]
+        verdict_log: agent::VerdictLogArgs,
     },
     /// Check that the kernel's table equals what the manifests compile to; print differences.
     Verify {
@@ -75,6 +79,8 @@ enum Command {
         /// The node to compile for.
         #[arg(long)]
         node: String,
+        #[command(flatten)]
+        verdict_log: agent::VerdictLogArgs,
     },
     /// Delete table inet nftpol (the only way nftpol removes its ruleset).
     Cleanup,
@@ -101,14 +107,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Render { manifests, node } => {
+        Command::Render {
+            manifests,
+            node,
+            verdict_log,
+        } => {
             let cluster = manifests::load(&manifests)?;
             let model = nftpol_model::resolve(&cluster, &node);
             for error in &model.errors {
                 tracing::warn!("{error}");
             }
             print(&nftpol_ir::render::render(
-                &compile(&model, CompileOptions::default()).ruleset,
+                &compile(&model, options(&verdict_log)).ruleset,
             ))?;
         }
         Command::Explain {
@@ -124,9 +134,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let connection = manifests::connection(&cluster, &from, &to, &port)?;
             print(&nftpol_model::explain(&cluster, &connection))?;
         }
-        Command::Apply { manifests, node } => {
+        Command::Apply {
+            manifests,
+            node,
+            verdict_log,
+        } => {
             let cluster = manifests::load(&manifests)?;
-            let mut reconciler = Reconciler::new(open_kernel()?, node, CompileOptions::default());
+            let mut reconciler = Reconciler::new(open_kernel()?, node, options(&verdict_log));
             let report = reconciler.reconcile(&nftpol_model::Snapshot::from(&cluster))?;
             let summary = if report.changes == 0 {
                 "the kernel already holds this ruleset: nothing applied".to_owned()
@@ -141,11 +155,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report.rules, report.elements
             ))?;
         }
-        Command::Verify { manifests, node } => {
+        Command::Verify {
+            manifests,
+            node,
+            verdict_log,
+        } => {
             let cluster = manifests::load(&manifests)?;
             let desired = compile(
                 &nftpol_model::resolve(&cluster, &node),
-                CompileOptions::default(),
+                options(&verdict_log),
             )
             .ruleset;
             let differences = nftpol_netlink::verify(&mut open_kernel()?, &desired)?;
@@ -167,6 +185,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The agent's compiler settings for the verdict log flags (the other
+/// settings at their defaults), so these commands compile what a default
+/// agent installs.
+fn options(verdict_log: &agent::VerdictLogArgs) -> CompileOptions {
+    CompileOptions {
+        verdict_log: verdict_log.options(),
+        ..CompileOptions::default()
+    }
 }
 
 /// Opens the kernel dataplane in the current network namespace and checks
