@@ -59,6 +59,7 @@ pub struct VerdictLogConfig {
 pub struct VerdictLogReader {
     stop: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
+    listening: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -76,10 +77,12 @@ impl VerdictLogReader {
         let output = Output::open(output)?;
         let stop = Arc::new(AtomicBool::new(false));
         let reopen = Arc::new(AtomicBool::new(false));
+        let listening = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("verdict-log".to_owned())
             .spawn({
                 let (stop, reopen) = (Arc::clone(&stop), Arc::clone(&reopen));
+                let listening = Arc::clone(&listening);
                 move || {
                     if let Err(error) = enter() {
                         tracing::error!(%error, "verdict log: entering the network namespace");
@@ -94,6 +97,7 @@ impl VerdictLogReader {
                         socket: None,
                         next_bind: Instant::now(),
                         warned: false,
+                        listening,
                     };
                     reader.run(&stop, &reopen);
                 }
@@ -101,8 +105,15 @@ impl VerdictLogReader {
         Ok(Self {
             stop,
             reopen,
+            listening,
             thread: Some(thread),
         })
+    }
+
+    /// Whether the reader holds the NFLOG group (packets logged from now on
+    /// reach it).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
     }
 
     /// Asks the reader to reopen its output file (on SIGHUP).
@@ -110,7 +121,8 @@ impl VerdictLogReader {
         self.reopen.store(true, Ordering::Relaxed);
     }
 
-    /// Stops the reader after it wrote every waiting line.
+    /// Stops the reader after it read what the socket holds and wrote every
+    /// waiting line.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
@@ -136,6 +148,7 @@ struct Reader {
     socket: Option<NflogSocket>,
     next_bind: Instant,
     warned: bool,
+    listening: Arc<AtomicBool>,
 }
 
 impl Reader {
@@ -151,21 +164,25 @@ impl Reader {
             let due = self.merger.take_due(Some(Instant::now()));
             self.emit(due);
         }
+        // What the kernel queued before the stop still counts.
+        while self.socket.is_some() && self.receive() > 0 {}
         let rest = self.merger.take_due(None);
         self.emit(rest);
     }
 
-    /// One receive (or, without a socket, one bind attempt or a pause).
-    fn receive(&mut self) {
+    /// One receive (or, without a socket, one bind attempt or a pause);
+    /// returns the packets received.
+    fn receive(&mut self) -> usize {
         let Some(socket) = &mut self.socket else {
             self.bind();
-            return;
+            return 0;
         };
         match socket.receive() {
             Ok(received) => {
                 self.metrics.verdict_log.lost(received.lost);
-                if received.packets.is_empty() {
-                    return;
+                let count = received.packets.len();
+                if count == 0 {
+                    return 0;
                 }
                 let now = Instant::now();
                 let time = jiff::Timestamp::now()
@@ -183,11 +200,14 @@ impl Reader {
                         self.metrics.verdict_log.lost(1);
                     }
                 }
+                count
             }
             Err(error) => {
                 tracing::warn!(%error, "verdict log: reading NFLOG failed; binding again");
                 self.socket = None;
+                self.listening.store(false, Ordering::Relaxed);
                 self.next_bind = Instant::now() + POLL;
+                0
             }
         }
     }
@@ -205,6 +225,7 @@ impl Reader {
                     "verdict log: reading NFLOG"
                 );
                 self.socket = Some(socket);
+                self.listening.store(true, Ordering::Relaxed);
                 self.warned = false;
             }
             Err(error) => {
