@@ -369,3 +369,165 @@ fn the_reader_turns_nflog_packets_into_merged_lines_and_counts_them() {
     );
     std::fs::remove_dir_all(&dir).expect("cleans up");
 }
+
+/// A flood of denied first packets through the compiler's own log rule
+/// (default limit, 10/minute burst 10) and a counted drop: the lines
+/// report at most burst + rate × duration packets, the drop counter sees
+/// every packet (logging changed no verdict), and no line was lost.
+#[test]
+fn a_flood_of_denied_connections_logs_within_the_limit_and_drops_them_all() {
+    use nftpol_netlink::{Dataplane, KernelDataplane};
+
+    const FLOOD: usize = 1000;
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (a network namespace and NFLOG)"
+    );
+    let dir = scratch_dir();
+    let path = dir.join("flood.log");
+    let metrics = Arc::new(Metrics::new());
+    let (text, elapsed, dropped) = std::thread::spawn({
+        let (path, metrics) = (path.clone(), Arc::clone(&metrics));
+        move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            let up = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .expect("ip");
+            assert!(up.success());
+            let reader = VerdictLogReader::spawn(
+                VerdictLogConfig {
+                    group: 100,
+                    output: OutputTarget::File(path.clone()),
+                },
+                LogDirectory::default(),
+                Arc::clone(&metrics),
+                || Ok(()),
+            )
+            .expect("starts");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !reader.is_listening() {
+                assert!(Instant::now() < deadline, "the reader binds the group");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let ruleset = flood_ruleset();
+            let mut kernel = KernelDataplane::open().expect("netlink");
+            kernel
+                .apply(&nftpol_ir::diff::diff(None, &ruleset))
+                .expect("applies");
+            let started = Instant::now();
+            for _ in 0..FLOOD {
+                let socket = UdpSocket::bind("127.0.0.1:0").expect("socket");
+                // Each socket is a new connection; the drop makes the send fail.
+                let sent = socket.send_to(b"f", "127.0.0.1:9999");
+                assert_eq!(
+                    sent.map_err(|error| error.kind()),
+                    Err(std::io::ErrorKind::PermissionDenied),
+                    "the drop stands"
+                );
+            }
+            let elapsed = started.elapsed();
+            reader.stop();
+            let dropped: u64 = kernel
+                .read_counters()
+                .expect("counters")
+                .iter()
+                .map(|counter| counter.packets)
+                .sum();
+            (
+                std::fs::read_to_string(&path).expect("the output"),
+                elapsed,
+                dropped,
+            )
+        }
+    })
+    .join()
+    .expect("namespace thread");
+    assert_eq!(
+        dropped, FLOOD as u64,
+        "every packet was dropped and counted"
+    );
+    let logged: u64 = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("JSON"))
+        .filter_map(|line| line["count"].as_u64())
+        .sum();
+    let limit = default_limit_bound(elapsed);
+    assert!(
+        (1..=limit).contains(&logged),
+        "{logged} packets logged in {elapsed:?}, at most {limit}: {text}"
+    );
+    let encoded = metrics.encode();
+    assert!(
+        encoded.contains("nftpol_verdict_log_lost_total 0"),
+        "{encoded}"
+    );
+    std::fs::remove_dir_all(&dir).expect("cleans up");
+}
+
+/// What the default limit (`10/minute burst 10`) lets through in
+/// `elapsed`: burst + rate × duration, rounded up.
+fn default_limit_bound(elapsed: Duration) -> u64 {
+    let limit = nftpol_model::LogLimit::default();
+    let period_ms = u128::from(limit.period.seconds()) * 1000;
+    let refilled = (u128::from(limit.rate) * elapsed.as_millis()).div_ceil(period_ms);
+    u64::from(limit.burst) + u64::try_from(refilled).unwrap_or(u64::MAX)
+}
+
+/// Table `inet nftpol` with one output chain: the log rule the compiler
+/// puts before the unknown-pod drop (UDP to port 9999), then the drop.
+fn flood_ruleset() -> nftpol_ir::Ruleset {
+    use nftpol_ir::{
+        Action, BaseChain, Chain, ChainPolicy, Field, Match, Rule, Ruleset, Set, Verdict,
+    };
+    use nftpol_model::LogLimit;
+    use nftpol_ruleset::log_prefix::{self, LogPrefix, Subject};
+
+    // The rule the compiler puts before the unknown-pod drop, then the drop.
+    let ports = Set {
+        name: "probe-port".to_owned(),
+        key: vec![nftpol_ir::KeyType::InetService],
+        interval: false,
+        is_verdict_map: false,
+        comment: None,
+        elements: [nftpol_ir::Element::key(vec![nftpol_ir::Value::Port(9999)])].into(),
+    };
+    let matches = vec![Match::Lookup {
+        key: vec![Field::TransportDport],
+        set: ports.name.clone(),
+        negated: false,
+    }];
+    let log = VerdictLogOptions {
+        mode: VerdictLogMode::Deny,
+        group: 100,
+    }
+    .rule(
+        &matches,
+        LogLimit::default(),
+        LogPrefix {
+            verdict: log_prefix::Verdict::Drop,
+            direction: nftpol_model::Direction::Egress,
+            subject: Subject::UnknownPod,
+        },
+    );
+    let drop = Rule {
+        matches,
+        counter: true,
+        action: Action::Verdict(Verdict::Drop),
+        comment: None,
+    };
+    let chain = Chain {
+        name: "out".to_owned(),
+        base: Some(BaseChain {
+            hook: Hook::Output,
+            priority: 0,
+            policy: ChainPolicy::Accept,
+        }),
+        comment: None,
+        rules: vec![log, drop],
+    };
+    Ruleset {
+        chains: [(chain.name.clone(), chain)].into(),
+        sets: [(ports.name.clone(), ports)].into(),
+    }
+}
