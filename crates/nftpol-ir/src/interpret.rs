@@ -44,6 +44,34 @@ pub struct Trace {
     pub hits: Vec<String>,
     /// The `log` statements the packet passed, in order.
     pub logs: Vec<Log>,
+    /// Every rule the packet reached, in order, matched or not: the path
+    /// `nftpol trace` prints.
+    pub steps: Vec<Step>,
+}
+
+/// One rule a packet reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The rule's chain.
+    pub chain: String,
+    /// The rule's position in its chain, from 0.
+    pub position: usize,
+    /// The rule in nft syntax.
+    pub rule: String,
+    /// The set and map lookups evaluated, in order (a rule stops at its
+    /// first condition that fails, as the kernel does).
+    pub lookups: Vec<LookupStep>,
+    /// Whether every condition held.
+    pub matched: bool,
+}
+
+/// One set or map lookup of a [`Step`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupStep {
+    /// The set or map.
+    pub set: String,
+    /// Whether the packet's key was in it.
+    pub found: bool,
 }
 
 /// An IR the kernel would not load.
@@ -77,6 +105,7 @@ pub fn interpret(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, InterpretE
         accepted: true,
         hits: Vec::new(),
         logs: Vec::new(),
+        steps: Vec::new(),
     };
     for (_, chain) in bases {
         let verdict = run_base_chain(ruleset, &chain.name, packet, &mut trace)?;
@@ -121,18 +150,39 @@ fn run_base_chain(
                 None => return Ok(None),
             }
         };
+        let position = current.1;
         current.1 += 1;
-        if !rule_matches(ruleset, rule, packet)? {
+        let mut lookups = Vec::new();
+        let matched = rule_matches(ruleset, rule, packet, &mut lookups)?;
+        let verdict = if matched {
+            match &rule.action {
+                Action::Verdict(verdict) => Some(verdict.clone()),
+                Action::VerdictMap { key, map } => {
+                    let verdict = map_lookup(ruleset, key, map, packet)?;
+                    lookups.push(LookupStep {
+                        set: map.clone(),
+                        found: verdict.is_some(),
+                    });
+                    verdict
+                }
+                Action::Log(log) => {
+                    trace.logs.push(log.clone());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        trace.steps.push(Step {
+            chain: chain.name.clone(),
+            position,
+            rule: render_rule(rule),
+            lookups,
+            matched,
+        });
+        if !matched {
             continue;
         }
-        let verdict = match &rule.action {
-            Action::Verdict(verdict) => Some(verdict.clone()),
-            Action::VerdictMap { key, map } => map_lookup(ruleset, key, map, packet)?,
-            Action::Log(log) => {
-                trace.logs.push(log.clone());
-                None
-            }
-        };
         let Some(verdict) = verdict else { continue };
         trace
             .hits
@@ -154,7 +204,12 @@ fn run_base_chain(
     }
 }
 
-fn rule_matches(ruleset: &Ruleset, rule: &Rule, packet: &Packet) -> Result<bool, InterpretError> {
+fn rule_matches(
+    ruleset: &Ruleset,
+    rule: &Rule,
+    packet: &Packet,
+    lookups: &mut Vec<LookupStep>,
+) -> Result<bool, InterpretError> {
     for matched in &rule.matches {
         let holds = match matched {
             Match::CtState(states) => states.contains(&packet.ct_state),
@@ -169,7 +224,14 @@ fn rule_matches(ruleset: &Ruleset, rule: &Rule, packet: &Packet) -> Result<bool,
                 // A field of the other family fails its `meta nfproto` dependency:
                 // the rule does not match, negated or not.
                 None => false,
-                Some(values) => find_element(ruleset, set, &values)?.is_some() != *negated,
+                Some(values) => {
+                    let found = find_element(ruleset, set, &values)?.is_some();
+                    lookups.push(LookupStep {
+                        set: set.clone(),
+                        found,
+                    });
+                    found != *negated
+                }
             },
         };
         if !holds {
@@ -338,5 +400,64 @@ mod tests {
             );
             assert_eq!(trace.logs.len(), logs, "{name}: {:?}", trace.logs);
         }
+    }
+
+    /// Position, matched, and each lookup's set and result.
+    type PathStep = (usize, bool, Vec<(String, bool)>);
+
+    #[test]
+    fn the_path_lists_every_rule_reached_and_each_lookup() {
+        let mut ruleset = base(vec![
+            Rule {
+                matches: vec![Match::Lookup {
+                    key: vec![Field::Ipv4Saddr],
+                    set: "blocked".to_owned(),
+                    negated: false,
+                }],
+                counter: false,
+                action: Action::Verdict(Verdict::Drop),
+                comment: None,
+            },
+            log_rule("x"),
+            verdict_rule(Verdict::Accept),
+            verdict_rule(Verdict::Drop),
+        ]);
+        ruleset.sets.insert(
+            "blocked".to_owned(),
+            crate::Set {
+                name: "blocked".to_owned(),
+                key: vec![crate::KeyType::Ipv4Addr],
+                interval: false,
+                is_verdict_map: false,
+                comment: None,
+                elements: [Element::key(vec![Value::Ipv4(
+                    "10.0.0.9".parse().expect("address"),
+                )])]
+                .into(),
+            },
+        );
+        let trace = interpret(&ruleset, &packet(CtState::New)).expect("interprets");
+        assert!(trace.accepted);
+        let path: Vec<PathStep> = trace
+            .steps
+            .iter()
+            .map(|step| {
+                let lookups = step
+                    .lookups
+                    .iter()
+                    .map(|lookup| (lookup.set.clone(), lookup.found))
+                    .collect();
+                (step.position, step.matched, lookups)
+            })
+            .collect();
+        assert_eq!(
+            path,
+            [
+                (0, false, vec![("blocked".to_owned(), false)]),
+                (1, true, vec![]),
+                (2, true, vec![]),
+            ],
+            "the rule after the accept is never reached"
+        );
     }
 }

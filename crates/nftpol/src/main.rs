@@ -6,6 +6,7 @@ mod agent;
 mod lab;
 mod live;
 mod manifests;
+mod trace;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -82,6 +83,8 @@ enum Command {
         #[command(flatten)]
         verdict_log: agent::VerdictLogArgs,
     },
+    /// Walk a connection's first packet through the table the kernel holds, in this netns: the path, the verdict of each direction and the deciding policies.
+    Trace(trace::TraceArgs),
     /// Delete table inet nftpol (the only way nftpol removes its ruleset).
     Cleanup,
     /// Watch the Kubernetes API and keep this node's ruleset in step (the DaemonSet's command).
@@ -179,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Lab { command } => return lab::run(command),
         Command::Agent(args) => return agent::run(&args),
+        Command::Trace(args) => return trace::run(&args),
         Command::Cleanup => {
             open_kernel()?.delete_table()?;
             print("table inet nftpol deleted\n")?;
