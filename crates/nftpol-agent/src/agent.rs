@@ -27,6 +27,7 @@ use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::reconcile::{ReconcileReport, Reconciler};
 use crate::traffic::TrafficTracker;
+use crate::verdict_log::LogDirectory;
 use crate::watch::{self, Stores};
 use crate::Dataplane;
 
@@ -43,6 +44,9 @@ pub struct AgentConfig {
     pub retry: RetryBackoff,
     /// How often the rule counters are read into the traffic metrics.
     pub counter_interval: Duration,
+    /// Names for the verdict log reader, kept up to date after each commit
+    /// (`None` when verdict logging is off).
+    pub log_directory: Option<LogDirectory>,
 }
 
 impl AgentConfig {
@@ -55,6 +59,7 @@ impl AgentConfig {
             coalesce_delay: Duration::from_millis(20),
             retry: RetryBackoff::default(),
             counter_interval: Duration::from_secs(10),
+            log_directory: None,
         }
     }
 }
@@ -148,6 +153,9 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             progress,
         } = self;
         let mut reconciler = Reconciler::new(dataplane, config.node_name, config.compile);
+        if let Some(directory) = config.log_directory {
+            reconciler.set_log_directory(directory);
+        }
         let mut backoff = config.retry;
         let mut tracker = TrafficTracker::default();
         // The first tick is immediate: counters are read after the first commit.

@@ -38,6 +38,7 @@ pub mod metrics;
 mod reconcile;
 pub mod strip;
 pub mod traffic;
+pub mod verdict_log;
 pub mod watch;
 
 pub use agent::{Agent, AgentConfig, Progress};

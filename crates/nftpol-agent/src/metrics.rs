@@ -453,6 +453,50 @@ impl WatchMetrics {
     }
 }
 
+/// `verdict="accept|drop|reject", direction="ingress|egress"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct VerdictLabels {
+    verdict: &'static str,
+    direction: &'static str,
+}
+
+/// Verdict logs: packets the kernel logged to NFLOG, reported as lines or
+/// lost. Every logged packet lands in exactly one of the two.
+#[derive(Debug, Clone, Default)]
+pub struct VerdictLogMetrics {
+    lines: Family<VerdictLabels, Counter>,
+    lost: Counter,
+}
+
+impl VerdictLogMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "verdict_log_lines",
+            "Logged packets reported in verdict log lines (a merged line counts each of its packets)",
+            metrics.lines.clone(),
+        );
+        registry.register(
+            "verdict_log_lost",
+            "Logged packets not reported: the NFLOG socket buffer overflowed, the merge table was full, or the output failed",
+            metrics.lost.clone(),
+        );
+        metrics
+    }
+
+    /// Counts `packets` reported with `verdict` in `direction`.
+    pub fn reported(&self, verdict: &'static str, direction: &'static str, packets: u64) {
+        self.lines
+            .get_or_create(&VerdictLabels { verdict, direction })
+            .inc_by(packets);
+    }
+
+    /// Counts `packets` logged by the kernel but not reported.
+    pub fn lost(&self, packets: u64) {
+        self.lost.inc_by(packets);
+    }
+}
+
 /// Every metric of the agent, and the registry that encodes them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -467,6 +511,8 @@ pub struct Metrics {
     pub traffic: TrafficMetrics,
     /// The watches.
     pub watch: WatchMetrics,
+    /// Verdict logs.
+    pub verdict_log: VerdictLogMetrics,
 }
 
 impl Default for Metrics {
@@ -485,6 +531,7 @@ impl Metrics {
             ruleset: RulesetMetrics::register(&mut registry),
             traffic: TrafficMetrics::register(&mut registry),
             watch: WatchMetrics::register(&mut registry),
+            verdict_log: VerdictLogMetrics::register(&mut registry),
             registry,
         }
     }

@@ -11,6 +11,8 @@ use nftpol_ruleset::catalogue::Provenance;
 use nftpol_ruleset::compile::{compile, pod_delta, CompileOptions};
 use nftpol_ruleset::rejudge::{self, Rejudge};
 
+use crate::verdict_log::{Directory, LogDirectory};
+
 /// Why a reconcile did not commit. The previous ruleset stays in force.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -117,6 +119,8 @@ pub struct Reconciler<D: Dataplane> {
     remote_pods: Option<RemotePods>,
     /// The last full model's invalid object parts.
     invalid: Vec<ModelError>,
+    /// Names for the verdict log, kept up to date when logging is on.
+    log_directory: Option<LogDirectory>,
 }
 
 impl<D: Dataplane> Reconciler<D> {
@@ -133,7 +137,14 @@ impl<D: Dataplane> Reconciler<D> {
             generation: 0,
             remote_pods: None,
             invalid: Vec::new(),
+            log_directory: None,
         }
+    }
+
+    /// Keeps `directory` up to date after every commit, for the verdict
+    /// log reader.
+    pub fn set_log_directory(&mut self, directory: LogDirectory) {
+        self.log_directory = Some(directory);
     }
 
     /// The ruleset last committed, if any.
@@ -226,6 +237,9 @@ impl<D: Dataplane> Reconciler<D> {
             model.errors.clone(),
         );
         self.provenance = compiled.provenance;
+        if let Some(directory) = &self.log_directory {
+            directory.publish(Directory::new(&self.node, &self.provenance, &snapshot.pods));
+        }
         self.committed = Some(desired);
         if rejudged.is_some() {
             self.options.rejudge = rejudged;
@@ -263,7 +277,8 @@ impl<D: Dataplane> Reconciler<D> {
         ) else {
             return self.reconcile(&snapshot());
         };
-        let Some(mut changes) = pod_delta(remote_pods, changes, committed) else {
+        let pod_changes = changes;
+        let Some(mut changes) = pod_delta(remote_pods, pod_changes, committed) else {
             return self.reconcile(&snapshot());
         };
         let rejudged = next_generation(self.options.rejudge, &changes, committed);
@@ -295,6 +310,9 @@ impl<D: Dataplane> Reconciler<D> {
         let mirrors_kernel = committed.apply(&changes).is_ok();
         if rejudged.is_some() {
             self.options.rejudge = rejudged;
+        }
+        if let Some(directory) = &self.log_directory {
+            directory.update(|directory| directory.apply(pod_changes));
         }
         let report = ReconcileReport::of_commit(
             self.generation,

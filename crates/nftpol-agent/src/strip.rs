@@ -96,9 +96,17 @@ pub fn namespace(mut namespace: Namespace) -> Namespace {
     namespace
 }
 
-/// A NetworkPolicy: metadata as above and the whole spec.
+/// A NetworkPolicy: metadata as above, the annotations the model reads
+/// (its verdict-log rate, [`nftpol_model::log_limit::ANNOTATIONS`]) and the
+/// whole spec. Other annotations are dropped, so changing one queues no
+/// reconcile.
 pub fn policy(mut policy: NetworkPolicy) -> NetworkPolicy {
+    let annotations = policy.metadata.annotations.take().map(|mut all| {
+        all.retain(|key, _| nftpol_model::log_limit::ANNOTATIONS.contains(&key.as_str()));
+        all
+    });
     metadata(&mut policy.metadata);
+    policy.metadata.annotations = annotations.filter(|kept| !kept.is_empty());
     policy
 }
 
@@ -191,6 +199,55 @@ mod tests {
         assert_eq!(pod(before.clone()), pod(after.clone()));
         after.metadata.labels = Some(BTreeMap::from([("pod".into(), "b".into())]));
         assert_ne!(pod(before), pod(after));
+    }
+
+    #[test]
+    fn policy_keeps_only_the_annotations_the_model_reads() {
+        let annotations = BTreeMap::from([
+            (
+                nftpol_model::log_limit::LOG_LIMIT.to_owned(),
+                "5/second".to_owned(),
+            ),
+            (
+                nftpol_model::log_limit::KUBE_ROUTER_LOG_LIMIT_BURST.to_owned(),
+                "3".to_owned(),
+            ),
+            (
+                "kubectl.kubernetes.io/last-applied-configuration".to_owned(),
+                "{}".repeat(512),
+            ),
+        ]);
+        let stripped = policy(NetworkPolicy {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                annotations: Some(annotations),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+        });
+        let kept: Vec<&str> = stripped
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .map(|(key, _)| key.as_str())
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                nftpol_model::log_limit::KUBE_ROUTER_LOG_LIMIT_BURST,
+                nftpol_model::log_limit::LOG_LIMIT
+            ]
+        );
+        let unannotated = policy(NetworkPolicy {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                annotations: Some(BTreeMap::from([("a".into(), "b".into())])),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+        });
+        assert_eq!(unannotated.metadata.annotations, None);
     }
 
     #[test]

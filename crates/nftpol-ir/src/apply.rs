@@ -204,7 +204,7 @@ impl Ruleset {
         });
         let map = match &rule.action {
             Action::VerdictMap { key, map } => Some((key, map, true)),
-            Action::Verdict(_) | Action::SetCtMark { .. } => None,
+            Action::Verdict(_) | Action::SetCtMark { .. } | Action::Log(_) => None,
         };
         for (fields, name, is_map) in lookups.chain(map) {
             let set = self

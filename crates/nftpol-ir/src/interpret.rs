@@ -5,13 +5,15 @@
 //! `accept` ends one base chain only; `drop` and `reject` end the packet.
 //! `ct` keys read the packet's [`Conntrack`] entry, and `ct mark set` writes
 //! its mark, which later base chains (and the returned [`Trace`]) see.
+//! A `log` rule records the packet and goes on: it never decides. A
+//! `limit` is taken as holding (its token bucket lives in the kernel).
 
 use std::net::IpAddr;
 
 use crate::render::render_rule;
 use crate::{
-    Action, ChainPolicy, CtDirection, CtState, Element, Field, Hook, Match, Rule, Ruleset, Value,
-    Verdict,
+    Action, ChainPolicy, CtDirection, CtState, Element, Field, Hook, Log, Match, Rule, Ruleset,
+    Value, Verdict,
 };
 
 /// The kernel's jump stack depth (`NFT_JUMP_STACK_SIZE`).
@@ -135,6 +137,36 @@ pub struct Trace {
     pub hits: Vec<String>,
     /// The connection's mark after the packet (`None` when untracked).
     pub ct_mark: Option<u32>,
+    /// The `log` statements the packet passed, in order.
+    pub logs: Vec<Log>,
+    /// Every rule the packet reached, in order, matched or not: the path
+    /// `nftpol trace` prints.
+    pub steps: Vec<Step>,
+}
+
+/// One rule a packet reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The rule's chain.
+    pub chain: String,
+    /// The rule's position in its chain, from 0.
+    pub position: usize,
+    /// The rule in nft syntax.
+    pub rule: String,
+    /// The set and map lookups evaluated, in order (a rule stops at its
+    /// first condition that fails, as the kernel does).
+    pub lookups: Vec<LookupStep>,
+    /// Whether every condition held.
+    pub matched: bool,
+}
+
+/// One set or map lookup of a [`Step`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupStep {
+    /// The set or map.
+    pub set: String,
+    /// Whether the packet's key was in it.
+    pub found: bool,
 }
 
 /// An IR the kernel would not load.
@@ -164,10 +196,16 @@ pub fn interpret(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, InterpretE
         })
         .collect();
     bases.sort_by_key(|(priority, chain)| (*priority, chain.name.clone()));
-    let mut hits = Vec::new();
+    let mut trace = Trace {
+        accepted: true,
+        hits: Vec::new(),
+        ct_mark: None,
+        logs: Vec::new(),
+        steps: Vec::new(),
+    };
     let mut packet = *packet;
     for (_, chain) in bases {
-        let verdict = run_base_chain(ruleset, &chain.name, &mut packet, &mut hits)?;
+        let verdict = run_base_chain(ruleset, &chain.name, &mut packet, &mut trace)?;
         let policy = chain.base.map(|base| base.policy);
         let dropped = match verdict {
             Some(Verdict::Drop | Verdict::Reject) => true,
@@ -175,18 +213,12 @@ pub fn interpret(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, InterpretE
             _ => false,
         };
         if dropped {
-            return Ok(Trace {
-                accepted: false,
-                hits,
-                ct_mark: packet.conntrack.map(|entry| entry.mark),
-            });
+            trace.accepted = false;
+            break;
         }
     }
-    Ok(Trace {
-        accepted: true,
-        hits,
-        ct_mark: packet.conntrack.map(|entry| entry.mark),
-    })
+    trace.ct_mark = packet.conntrack.map(|entry| entry.mark);
+    Ok(trace)
 }
 
 /// Runs one base chain; `None` when it ends without a final verdict.
@@ -194,7 +226,7 @@ fn run_base_chain(
     ruleset: &Ruleset,
     base: &str,
     packet: &mut Packet,
-    hits: &mut Vec<String>,
+    trace: &mut Trace,
 ) -> Result<Option<Verdict>, InterpretError> {
     // Each frame: chain name and the index of the next rule.
     let mut stack: Vec<(String, usize)> = Vec::new();
@@ -214,24 +246,50 @@ fn run_base_chain(
                 None => return Ok(None),
             }
         };
+        let position = current.1;
         current.1 += 1;
-        if !rule_matches(ruleset, rule, packet)? {
-            continue;
-        }
-        let verdict = match &rule.action {
-            Action::Verdict(verdict) => Some(verdict.clone()),
-            Action::VerdictMap { key, map } => map_lookup(ruleset, key, map, packet)?,
-            Action::SetCtMark { mask, value } => {
-                // The kernel ignores `ct mark set` on an untracked packet.
-                if let Some(entry) = packet.conntrack.as_mut() {
-                    entry.mark = (entry.mark & !mask) | value;
+        let mut lookups = Vec::new();
+        let matched = rule_matches(ruleset, rule, packet, &mut lookups)?;
+        let verdict = if matched {
+            match &rule.action {
+                Action::Verdict(verdict) => Some(verdict.clone()),
+                Action::VerdictMap { key, map } => {
+                    let verdict = map_lookup(ruleset, key, map, packet)?;
+                    lookups.push(LookupStep {
+                        set: map.clone(),
+                        found: verdict.is_some(),
+                    });
+                    verdict
                 }
-                hits.push(format!("{}: {}", chain.name, render_rule(rule)));
-                None
+                Action::SetCtMark { mask, value } => {
+                    // The kernel ignores `ct mark set` on an untracked packet.
+                    if let Some(entry) = packet.conntrack.as_mut() {
+                        entry.mark = (entry.mark & !mask) | value;
+                    }
+                    trace
+                        .hits
+                        .push(format!("{}: {}", chain.name, render_rule(rule)));
+                    None
+                }
+                Action::Log(log) => {
+                    trace.logs.push(log.clone());
+                    None
+                }
             }
+        } else {
+            None
         };
+        trace.steps.push(Step {
+            chain: chain.name.clone(),
+            position,
+            rule: render_rule(rule),
+            lookups,
+            matched,
+        });
         let Some(verdict) = verdict else { continue };
-        hits.push(format!("{}: {}", chain.name, render_rule(rule)));
+        trace
+            .hits
+            .push(format!("{}: {}", chain.name, render_rule(rule)));
         match verdict {
             Verdict::Accept | Verdict::Drop | Verdict::Reject => return Ok(Some(verdict)),
             Verdict::Return => match stack.pop() {
@@ -249,7 +307,12 @@ fn run_base_chain(
     }
 }
 
-fn rule_matches(ruleset: &Ruleset, rule: &Rule, packet: &Packet) -> Result<bool, InterpretError> {
+fn rule_matches(
+    ruleset: &Ruleset,
+    rule: &Rule,
+    packet: &Packet,
+    lookups: &mut Vec<LookupStep>,
+) -> Result<bool, InterpretError> {
     for matched in &rule.matches {
         let holds = match matched {
             Match::CtState(states) => states.contains(&packet.ct_state),
@@ -266,11 +329,19 @@ fn rule_matches(ruleset: &Ruleset, rule: &Rule, packet: &Packet) -> Result<bool,
                     && (u16::from(*first)..=u16::from(*last)).contains(&packet.dport)
             }
             Match::SaddrIsLocal => packet.source_is_local,
+            Match::Limit(_) => true,
             Match::Lookup { key, set, negated } => match key_of(key, packet) {
                 // A field of the other family fails its `meta nfproto` dependency:
                 // the rule does not match, negated or not.
                 None => false,
-                Some(values) => find_element(ruleset, set, &values)?.is_some() != *negated,
+                Some(values) => {
+                    let found = find_element(ruleset, set, &values)?.is_some();
+                    lookups.push(LookupStep {
+                        set: set.clone(),
+                        found,
+                    });
+                    found != *negated
+                }
             },
         };
         if !holds {
@@ -338,5 +409,181 @@ fn value_of(field: Field, packet: &Packet) -> Option<Value> {
         Field::L4Proto => Some(Value::Proto(packet.l4proto)),
         Field::TransportDport => Some(Value::Port(packet.dport)),
         Field::TransportSport => Some(Value::Port(packet.sport)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{BaseChain, Chain, RateLimit, RateUnit};
+
+    fn log_rule(prefix: &str) -> Rule {
+        Rule {
+            matches: vec![
+                Match::CtState([CtState::New].into()),
+                Match::Limit(RateLimit {
+                    rate: 10,
+                    unit: RateUnit::Minute,
+                    burst: 10,
+                }),
+            ],
+            counter: false,
+            action: Action::Log(Log {
+                group: 100,
+                prefix: prefix.to_owned(),
+            }),
+            comment: None,
+        }
+    }
+
+    fn verdict_rule(verdict: Verdict) -> Rule {
+        Rule {
+            matches: vec![],
+            counter: true,
+            action: Action::Verdict(verdict),
+            comment: None,
+        }
+    }
+
+    fn base(rules: Vec<Rule>) -> Ruleset {
+        let chain = Chain {
+            name: "base".to_owned(),
+            base: Some(BaseChain {
+                hook: Hook::Forward,
+                priority: 0,
+                policy: ChainPolicy::Accept,
+            }),
+            comment: None,
+            rules,
+        };
+        Ruleset {
+            chains: BTreeMap::from([(chain.name.clone(), chain)]),
+            sets: BTreeMap::new(),
+        }
+    }
+
+    fn packet(ct_state: CtState) -> Packet {
+        let opening = Packet::opening(
+            Hook::Forward,
+            "10.244.1.2".parse().expect("address"),
+            "10.244.1.3".parse().expect("address"),
+            6,
+            80,
+        );
+        match ct_state {
+            CtState::Established => opening.established(CtDirection::Original, 0),
+            _ => opening,
+        }
+    }
+
+    #[test]
+    fn a_log_rule_never_changes_the_verdict() {
+        let cases = [
+            (
+                "log then drop",
+                vec![log_rule("d"), verdict_rule(Verdict::Drop)],
+                CtState::New,
+                false,
+                1,
+            ),
+            (
+                "log then accept",
+                vec![log_rule("a"), verdict_rule(Verdict::Accept)],
+                CtState::New,
+                true,
+                1,
+            ),
+            ("log alone", vec![log_rule("x")], CtState::New, true, 1),
+            (
+                "established packets are not logged",
+                vec![log_rule("d"), verdict_rule(Verdict::Drop)],
+                CtState::Established,
+                false,
+                0,
+            ),
+            (
+                "nothing logged after the verdict",
+                vec![verdict_rule(Verdict::Drop), log_rule("late")],
+                CtState::New,
+                false,
+                0,
+            ),
+        ];
+        for (name, rules, state, accepted, logs) in cases {
+            let without_logs: Vec<Rule> = rules
+                .iter()
+                .filter(|rule| !matches!(rule.action, Action::Log(_)))
+                .cloned()
+                .collect();
+            let trace = interpret(&base(rules), &packet(state)).expect("interprets");
+            let plain = interpret(&base(without_logs), &packet(state)).expect("interprets");
+            assert_eq!(trace.accepted, accepted, "{name}");
+            assert_eq!(
+                trace.accepted, plain.accepted,
+                "{name}: logging changed the verdict"
+            );
+            assert_eq!(trace.logs.len(), logs, "{name}: {:?}", trace.logs);
+        }
+    }
+
+    /// Position, matched, and each lookup's set and result.
+    type PathStep = (usize, bool, Vec<(String, bool)>);
+
+    #[test]
+    fn the_path_lists_every_rule_reached_and_each_lookup() {
+        let mut ruleset = base(vec![
+            Rule {
+                matches: vec![Match::Lookup {
+                    key: vec![Field::Ipv4Saddr],
+                    set: "blocked".to_owned(),
+                    negated: false,
+                }],
+                counter: false,
+                action: Action::Verdict(Verdict::Drop),
+                comment: None,
+            },
+            log_rule("x"),
+            verdict_rule(Verdict::Accept),
+            verdict_rule(Verdict::Drop),
+        ]);
+        ruleset.sets.insert(
+            "blocked".to_owned(),
+            crate::Set {
+                name: "blocked".to_owned(),
+                key: vec![crate::KeyType::Ipv4Addr],
+                interval: false,
+                is_verdict_map: false,
+                comment: None,
+                elements: [Element::key(vec![Value::Ipv4(
+                    "10.0.0.9".parse().expect("address"),
+                )])]
+                .into(),
+            },
+        );
+        let trace = interpret(&ruleset, &packet(CtState::New)).expect("interprets");
+        assert!(trace.accepted);
+        let path: Vec<PathStep> = trace
+            .steps
+            .iter()
+            .map(|step| {
+                let lookups = step
+                    .lookups
+                    .iter()
+                    .map(|lookup| (lookup.set.clone(), lookup.found))
+                    .collect();
+                (step.position, step.matched, lookups)
+            })
+            .collect();
+        assert_eq!(
+            path,
+            [
+                (0, false, vec![("blocked".to_owned(), false)]),
+                (1, true, vec![]),
+                (2, true, vec![]),
+            ],
+            "the rule after the accept is never reached"
+        );
     }
 }

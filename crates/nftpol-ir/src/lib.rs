@@ -25,5 +25,5 @@ pub use apply::Conflict;
 pub use object::{ElementText, Object};
 pub use ruleset::{
     Action, BaseChain, Chain, ChainPolicy, CtDirection, CtState, Element, Field, Hook, KeyType,
-    Match, Rule, Ruleset, Set, Value, Verdict, TABLE_FAMILY, TABLE_NAME,
+    Log, Match, RateLimit, RateUnit, Rule, Ruleset, Set, Value, Verdict, TABLE_FAMILY, TABLE_NAME,
 };

@@ -138,6 +138,7 @@ pub fn render_rule(rule: &Rule) -> String {
         Action::SetCtMark { mask, value } => {
             format!("ct mark set ct mark and {:#010x} or {value:#010x}", !mask)
         }
+        Action::Log(log) => format!("log prefix {} group {}", quote(&log.prefix), log.group),
     });
     if let Some(comment) = &rule.comment {
         parts.push(format!("comment {}", quote(comment)));
@@ -177,6 +178,12 @@ fn render_match(matched: &Match) -> String {
                 if *negated { "!= " } else { "" }
             )
         }
+        Match::Limit(limit) => format!(
+            "limit rate {}/{} burst {} packets",
+            limit.rate,
+            limit.unit.name(),
+            limit.burst
+        ),
     }
 }
 

@@ -201,6 +201,82 @@ pub enum Match {
         /// Whether the match is inverted (`!=`).
         negated: bool,
     },
+    /// `limit rate RATE/UNIT burst BURST packets`: holds while the rule's
+    /// token bucket has a token. Its state is the rule's own, kept by the
+    /// kernel; the interpreter takes it as holding.
+    Limit(RateLimit),
+}
+
+/// A packet rate: `rate` packets per `unit`, with `burst` packets allowed
+/// at once (the kernel's `nft_limit`, type packets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RateLimit {
+    /// Packets per unit, at least 1 (the kernel rejects 0).
+    pub rate: u64,
+    /// The time unit of `rate`.
+    pub unit: RateUnit,
+    /// Packets the bucket holds, at least 1 (the kernel turns 0 into 5).
+    pub burst: u32,
+}
+
+/// The unit of a [`RateLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RateUnit {
+    /// `/second`.
+    Second,
+    /// `/minute`.
+    Minute,
+    /// `/hour`.
+    Hour,
+    /// `/day`.
+    Day,
+}
+
+impl RateUnit {
+    /// Every unit, shortest first.
+    pub const ALL: [RateUnit; 4] = [
+        RateUnit::Second,
+        RateUnit::Minute,
+        RateUnit::Hour,
+        RateUnit::Day,
+    ];
+
+    /// The unit in seconds (`NFTA_LIMIT_UNIT`).
+    pub fn seconds(self) -> u64 {
+        match self {
+            RateUnit::Second => 1,
+            RateUnit::Minute => 60,
+            RateUnit::Hour => 3600,
+            RateUnit::Day => 86_400,
+        }
+    }
+
+    /// The unit's name in nft syntax (`second`, `minute`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            RateUnit::Second => "second",
+            RateUnit::Minute => "minute",
+            RateUnit::Hour => "hour",
+            RateUnit::Day => "day",
+        }
+    }
+}
+
+/// `log prefix PREFIX group GROUP`: the packet goes to NFLOG group `group`
+/// (nfnetlink_log, read by ulogd2, `tcpdump -i nflog:GROUP` or the agent)
+/// with `prefix` attached.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Log {
+    /// The NFLOG group.
+    pub group: u16,
+    /// The prefix; the kernel takes at most [`Log::MAX_PREFIX_LEN`] bytes.
+    pub prefix: String,
+}
+
+impl Log {
+    /// The longest prefix the kernel accepts (`NF_LOG_PREFIXLEN` 128, less
+    /// the terminating NUL).
+    pub const MAX_PREFIX_LEN: usize = 127;
 }
 
 /// A final decision or a control transfer.
@@ -241,6 +317,9 @@ pub enum Action {
         /// What they get (within `mask`).
         value: u32,
     },
+    /// `log …`: reports the packet and continues with the next rule; it
+    /// never decides a verdict.
+    Log(Log),
 }
 
 /// The data type of one field of a set key.

@@ -173,6 +173,17 @@ impl Netns {
         })
     }
 
+    /// A closure that enters this namespace from whatever thread runs it
+    /// (its own handle on the namespace, so it outlives `self`).
+    pub fn entry(&self) -> Result<impl FnOnce() -> io::Result<()> + Send + 'static, LabError> {
+        let file = self.file.try_clone().map_err(|source| LabError::Netns {
+            name: self.name.clone(),
+            operation: "dup",
+            source,
+        })?;
+        Ok(move || setns(&file, CloneFlags::CLONE_NEWNET).map_err(io::Error::from))
+    }
+
     /// Runs `f` on a helper thread inside this namespace and returns its
     /// result. Sockets created by `f` stay in this namespace wherever they
     /// are used afterwards.

@@ -24,6 +24,10 @@ pub struct Report {
     /// Whether probes went through ClusterIPs (not part of the JSON).
     #[serde(skip)]
     pub via_service: bool,
+    /// The verdict log lines the nodes wrote during the probes (with
+    /// `--verdicts`), node by node in time order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<serde_json::Value>,
 }
 
 /// A pod-to-pod probe.
@@ -95,6 +99,15 @@ impl Report {
     /// Never: a report holds only strings, numbers and booleans.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report is plain strings, numbers and bools")
+    }
+
+    /// The verdict lines, one JSON object per line, after a heading.
+    pub fn verdict_lines(&self) -> String {
+        let mut out = format!("verdict log lines: {}\n", self.verdicts.len());
+        for line in &self.verdicts {
+            let _ = writeln!(out, "{line}");
+        }
+        out
     }
 
     /// Upstream-e2e-style truth tables, one per port/protocol (rows = from,

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use nftpol_ruleset::verdict_log::VerdictLogMode;
+
 use crate::error::LabError;
 use crate::netns::{self, RunId};
 use crate::plan::{self, Plan};
@@ -18,6 +20,9 @@ pub struct RunOptions {
     pub nodes: Option<usize>,
     /// Probe through per-pod ClusterIPs (kube-proxy-style DNAT).
     pub via_service: bool,
+    /// Which verdicts the agents log; the lines are collected into the
+    /// report (default off).
+    pub verdict_log: VerdictLogMode,
 }
 
 /// Runs `scenario_yaml` in a fresh lab and returns the probe results.
@@ -56,9 +61,10 @@ pub fn run(
         elapsed_ms = started.elapsed().as_millis(),
         "lab built"
     );
-    enforce::enforce(&plan, &topology, &cluster)?;
+    let collectors = enforce::enforce(&plan, &topology, &cluster, options.verdict_log, &run)?;
     let (probes, node_probes) =
         probe::probe_all(&plan, &topology, &rt, &dial, Timeouts::default())?;
+    let verdicts = collectors.finish()?;
     drop(servers);
     topology.teardown()?;
     tracing::info!(
@@ -71,6 +77,7 @@ pub fn run(
         scenario: scenario_name.to_owned(),
         nodes: plan.nodes.len(),
         via_service: options.via_service,
+        verdicts,
     })
 }
 

@@ -43,6 +43,7 @@ fn report() -> Report {
         scenario: "demo".to_owned(),
         nodes: 2,
         via_service: false,
+        verdicts: Vec::new(),
     }
 }
 

@@ -66,10 +66,7 @@ fn agents_enforce_a_policy_in_the_lab_and_node_probes_pass() {
     let guard = NetnsGuard {
         prefix: format!("{}{}-", netns::PREFIX, std::process::id()),
     };
-    let options = RunOptions {
-        nodes: None,
-        via_service: false,
-    };
+    let options = RunOptions::default();
     let report = run(DENY_INGRESS_TO_B, "deny-ingress-to-b", &options).expect("the lab runs");
 
     assert_eq!(report.nodes, 2);

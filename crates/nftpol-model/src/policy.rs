@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::addresses::AddressSet;
 use crate::error::ModelError;
 use crate::limits::{self, Violation};
+use crate::log_limit::LogLimit;
 use crate::selector::Selector;
 use crate::vocabulary::Direction;
 use crate::vocabulary::Protocol;
@@ -49,6 +50,8 @@ pub(crate) struct Policy {
     pub(crate) ingress: Option<Vec<Rule>>,
     /// `None` when the policy does not isolate egress.
     pub(crate) egress: Option<Vec<Rule>>,
+    /// The rate of its verdict logs, from its annotations.
+    pub(crate) log_limit: LogLimit,
 }
 
 #[derive(Debug, Clone)]
@@ -163,11 +166,14 @@ impl Policy {
             let sections = rules.map(|rule| (rule.to.as_ref(), rule.ports.as_ref()));
             Rule::parse_all(&mut context, Direction::Egress, sections)
         });
+        let log_limit =
+            LogLimit::from_annotations(policy.metadata.annotations.as_ref(), &id, errors);
         Self {
             id,
             targets,
             ingress,
             egress,
+            log_limit,
         }
     }
 }

@@ -14,6 +14,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use crate::addresses::AddressSet;
 use crate::cluster::{Cluster, Snapshot};
 use crate::error::ModelError;
+use crate::log_limit::LogLimit;
 use crate::memberships::{PodMemberships, RemotePods};
 use crate::pods::{PodIndex, PodView};
 use crate::policy::{
@@ -69,6 +70,8 @@ pub struct ResolvedPolicy {
     pub ingress: Option<Vec<ResolvedRule>>,
     /// Egress rules, when the policy isolates egress.
     pub egress: Option<Vec<ResolvedRule>>,
+    /// How many of its verdict logs the kernel passes.
+    pub log_limit: LogLimit,
 }
 
 /// One rule: a connection matches when its peer matches and its port does.
@@ -262,6 +265,7 @@ fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeM
                     .map(|rule| resolver.rule(rule, NamedOn::Peers))
                     .collect()
             }),
+            log_limit: policy.log_limit,
         });
     }
     local_pods.retain(|pod| !pod.ips.is_empty());

@@ -2,7 +2,7 @@
 //! 1.0.6 writes them (attribute order included), and read back into [`Expr`].
 //!
 //! `netlink-packet-netfilter` 0.4 types only bitwise, cmp, immediate, lookup,
-//! meta and payload; ct, counter, fib, reject and byteorder exist here only, so
+//! meta and payload; ct, counter, fib, reject, byteorder, limit and log exist here only, so
 //! all expressions are handled in this one module with the constants of
 //! [`crate::uapi::expr`].
 
@@ -125,6 +125,30 @@ pub enum Expr {
         result: u32,
         /// Destination register.
         dreg: u32,
+    },
+    /// `limit rate RATE/UNIT burst BURST type TYPE flags FLAGS`.
+    Limit {
+        /// `NFTA_LIMIT_RATE`.
+        rate: u64,
+        /// `NFTA_LIMIT_UNIT`, in seconds.
+        unit: u64,
+        /// `NFTA_LIMIT_BURST`.
+        burst: u32,
+        /// `NFT_LIMIT_*` (packets or bytes).
+        kind: u32,
+        /// `NFT_LIMIT_F_*` (inversion).
+        flags: u32,
+    },
+    /// `log [prefix PREFIX] [group GROUP]`; `group` is `None` for a log to
+    /// the kernel ring buffer, and `snaplen`/`qthreshold` are NFLOG tuning
+    /// nftpol never sets.
+    Log {
+        /// `NFTA_LOG_GROUP`.
+        group: Option<u16>,
+        /// `NFTA_LOG_PREFIX`.
+        prefix: Option<String>,
+        /// Whether a snaplen, queue threshold or level was set.
+        tuned: bool,
     },
     /// Any other expression, by name.
     Other(String),
@@ -291,6 +315,27 @@ impl<'a> ExprWriter<'a> {
         self.expr("ct", |w| {
             w.put_u32(x::CT_KEY, key)?;
             w.put_u32(x::CT_SREG, sreg)
+        })
+    }
+
+    /// `limit rate RATE/UNIT burst BURST packets`, in the attribute order of
+    /// libnftnl.
+    pub fn limit(&mut self, rate: u64, unit: u64, burst: u32) -> Result<(), AttrTooLarge> {
+        self.expr("limit", |w| {
+            w.put(x::LIMIT_RATE, &rate.to_be_bytes())?;
+            w.put(x::LIMIT_UNIT, &unit.to_be_bytes())?;
+            w.put_u32(x::LIMIT_BURST, burst)?;
+            w.put_u32(x::LIMIT_TYPE, x::LIMIT_PKTS)?;
+            w.put_u32(x::LIMIT_FLAGS, 0)
+        })
+    }
+
+    /// `log prefix PREFIX group GROUP` (NFLOG), prefix first as libnftnl
+    /// writes it.
+    pub fn log(&mut self, group: u16, prefix: &str) -> Result<(), AttrTooLarge> {
+        self.expr("log", |w| {
+            w.put_str(x::LOG_PREFIX, prefix)?;
+            w.put(x::LOG_GROUP, &group.to_be_bytes())
         })
     }
 
@@ -517,6 +562,48 @@ fn read_expr(name: &str, fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireEr
             Some(attr) => format!("{name} {}", attr.string("xtables name")?),
             None => name.to_owned(),
         }),
+        "limit" => read_limit(fields)?,
+        "log" => read_log(fields)?,
         other => Expr::Other(other.to_owned()),
+    })
+}
+
+fn read_limit(fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireError> {
+    let get = |kind: u16| fields.iter().find(|attr| attr.kind == kind);
+    let u64_of = |kind: u16, what: &'static str| -> Result<u64, WireError> {
+        be_u64(get(kind).ok_or(WireError::Invalid { what })?.value, what)
+    };
+    let u32_or = |kind: u16, what: &'static str, default: u32| -> Result<u32, WireError> {
+        get(kind)
+            .map(|attr| attr.u32(what))
+            .transpose()
+            .map(|value| value.unwrap_or(default))
+    };
+    Ok(Expr::Limit {
+        rate: u64_of(x::LIMIT_RATE, "limit rate")?,
+        unit: u64_of(x::LIMIT_UNIT, "limit unit")?,
+        burst: u32_or(x::LIMIT_BURST, "limit burst", 0)?,
+        kind: u32_or(x::LIMIT_TYPE, "limit type", x::LIMIT_PKTS)?,
+        flags: u32_or(x::LIMIT_FLAGS, "limit flags", 0)?,
+    })
+}
+
+fn read_log(fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireError> {
+    let get = |kind: u16| fields.iter().find(|attr| attr.kind == kind);
+    Ok(Expr::Log {
+        group: get(x::LOG_GROUP)
+            .map(|attr| {
+                <[u8; 2]>::try_from(attr.value)
+                    .map(u16::from_be_bytes)
+                    .map_err(|_| WireError::Invalid { what: "log group" })
+            })
+            .transpose()?,
+        prefix: get(x::LOG_PREFIX)
+            .map(|attr| attr.string("log prefix"))
+            .transpose()?,
+        // The kernel dumps a snaplen or threshold only when non-zero.
+        tuned: [x::LOG_SNAPLEN, x::LOG_QTHRESHOLD, x::LOG_LEVEL]
+            .into_iter()
+            .any(|kind| get(kind).is_some()),
     })
 }

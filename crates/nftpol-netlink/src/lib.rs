@@ -22,6 +22,8 @@
 //! - **Errors name IR objects**: every message remembers its change, every
 //!   element its byte range, so the kernel's sequence number and extended-ack
 //!   offset map back to the chain, set, rule or element.
+//! - **NFLOG** (module `nflog`): the verdict logs the ruleset's `log group`
+//!   rules send, read off a socket bound to the group, with the same codec.
 //! - **No table `owner` flag**: an owned table dies with its socket, and an
 //!   agent restart would fail open.
 //! - **Element adds use `NLM_F_EXCL`** so an existing element is an error, as
@@ -39,6 +41,7 @@ mod fake;
 mod kernel;
 mod key;
 mod marks;
+pub mod nflog;
 mod nla;
 mod rule;
 mod set;

@@ -13,7 +13,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nftpol_ir::{Action, CtDirection, CtState, Field, Match, Rule, Set, Verdict};
+use nftpol_ir::{
+    Action, CtDirection, CtState, Field, Log, Match, RateLimit, RateUnit, Rule, Set, Verdict,
+};
 
 use crate::expr::{Expr, ExprWriter};
 use crate::key;
@@ -83,6 +85,7 @@ pub fn write_exprs(
                 )?;
                 w.lookup(x::REG_1, set, None, *negated)?;
             }
+            Match::Limit(limit) => w.limit(limit.rate, limit.unit.seconds(), limit.burst)?,
         }
     }
     if rule.counter {
@@ -107,6 +110,7 @@ pub fn write_exprs(
             w.bitwise(x::REG_1, &(!mask).to_ne_bytes(), &value.to_ne_bytes())?;
             w.ct_set(x::CT_MARK, x::REG_1)?;
         }
+        Action::Log(log) => w.log(log.group, &log.prefix)?,
     }
     Ok(())
 }
@@ -422,6 +426,35 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
                 if data.as_slice() == x::RTN_LOCAL.to_ne_bytes() =>
             {
                 matches.push(Match::SaddrIsLocal);
+                rest = tail;
+            }
+            [Expr::Limit {
+                rate,
+                unit,
+                burst,
+                kind: x::LIMIT_PKTS,
+                flags: 0,
+            }, tail @ ..] => {
+                let unit = RateUnit::ALL
+                    .into_iter()
+                    .find(|candidate| candidate.seconds() == *unit)
+                    .ok_or_else(|| format!("limit unit of {unit} seconds"))?;
+                matches.push(Match::Limit(RateLimit {
+                    rate: *rate,
+                    unit,
+                    burst: *burst,
+                }));
+                rest = tail;
+            }
+            [Expr::Log {
+                group: Some(group),
+                prefix,
+                tuned: false,
+            }, tail @ ..] => {
+                action = Some(Action::Log(Log {
+                    group: *group,
+                    prefix: prefix.clone().unwrap_or_default(),
+                }));
                 rest = tail;
             }
             // Values are ignored: the IR states that a counter exists.

@@ -366,6 +366,30 @@ pub mod expr {
     /// `IP_CT_DIR_REPLY`.
     pub const CT_DIR_REPLY: u8 = 1;
 
+    /// `NFTA_LIMIT_RATE` (big-endian `u64`).
+    pub const LIMIT_RATE: u16 = 1;
+    /// `NFTA_LIMIT_UNIT` (big-endian `u64`, seconds).
+    pub const LIMIT_UNIT: u16 = 2;
+    /// `NFTA_LIMIT_BURST`.
+    pub const LIMIT_BURST: u16 = 3;
+    /// `NFTA_LIMIT_TYPE`.
+    pub const LIMIT_TYPE: u16 = 4;
+    /// `NFTA_LIMIT_FLAGS`.
+    pub const LIMIT_FLAGS: u16 = 5;
+    /// `NFT_LIMIT_PKTS`.
+    pub const LIMIT_PKTS: u32 = 0;
+
+    /// `NFTA_LOG_GROUP` (big-endian `u16`).
+    pub const LOG_GROUP: u16 = 1;
+    /// `NFTA_LOG_PREFIX`.
+    pub const LOG_PREFIX: u16 = 2;
+    /// `NFTA_LOG_SNAPLEN`.
+    pub const LOG_SNAPLEN: u16 = 3;
+    /// `NFTA_LOG_QTHRESHOLD`.
+    pub const LOG_QTHRESHOLD: u16 = 4;
+    /// `NFTA_LOG_LEVEL`: present only for a kernel-log (not NFLOG) `log`.
+    pub const LOG_LEVEL: u16 = 5;
+
     /// `NFTA_FIB_DREG`.
     pub const FIB_DREG: u16 = 1;
     /// `NFTA_FIB_RESULT`.

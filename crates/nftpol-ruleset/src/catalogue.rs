@@ -333,6 +333,9 @@ pub enum RuleRole {
     EnterPolicy(PolicyId),
     /// A group chain's final deny: isolated, and no policy allowed it.
     IsolatedDeny,
+    /// The verdict log of the rule that follows it (`log group G`, first
+    /// packets only, rate-limited): never a verdict, never counted.
+    VerdictLog,
     /// An allow rule of a policy chain, from the policy's rule `rule` (its
     /// index in the chain's direction).
     Allow {

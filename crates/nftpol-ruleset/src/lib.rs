@@ -9,7 +9,9 @@
 
 pub mod catalogue;
 pub mod compile;
+pub mod log_prefix;
 mod names;
 pub mod rejudge;
+pub mod verdict_log;
 
 pub use catalogue::{MAX_COMMENT_LEN, MAX_NAME_LEN};

@@ -57,11 +57,20 @@ pub fn policy_family_set(role: &str, policy: &PolicyId, tail: &str, family: Fami
 /// The chain shared by every local pod that the same policies isolate in
 /// one direction: `<direction>-group-<HASH>`.
 pub fn hashed_group(direction: &str, policies: &[PolicyId]) -> String {
+    format!("{direction}-group-{}", group_log_id(direction, policies))
+}
+
+/// The id verdict logs of a group chain's default deny carry: the hash in
+/// the chain's name ([`hashed_group`]).
+pub fn group_log_id(direction: &str, policies: &[PolicyId]) -> String {
     let identity: Vec<String> = policies.iter().map(ToString::to_string).collect();
-    format!(
-        "{direction}-group-{}",
-        short_hash(&format!("{direction} {}", identity.join(" ")))
-    )
+    short_hash(&format!("{direction} {}", identity.join(" ")))
+}
+
+/// The id verdict logs of a policy's rules in one direction carry: the
+/// hash in its chain's name (`policy_object("policy", policy, direction)`).
+pub fn policy_log_id(policy: &PolicyId, direction: &str) -> String {
+    short_hash(&format!("policy {policy} {direction}"))
 }
 
 /// A set shared by every rule that needs the same content, named by a hash
@@ -215,6 +224,21 @@ mod tests {
             policy_object("policy", &id("x", "a;b"), "ingress")
         );
         assert_eq!(comment("a\nb\tc".to_owned()), "a b c");
+    }
+
+    #[test]
+    fn log_ids_are_the_hashes_in_chain_names() {
+        let (a, b) = (id("x", "a"), id("y", "b"));
+        let chain = policy_object("policy", &a, "egress");
+        assert_eq!(
+            chain,
+            format!("policy-{}-x/a/egress", policy_log_id(&a, "egress"))
+        );
+        assert_eq!(
+            hashed_group("ingress", &[a.clone(), b.clone()]),
+            format!("ingress-group-{}", group_log_id("ingress", &[a.clone(), b]))
+        );
+        assert_ne!(policy_log_id(&a, "egress"), policy_log_id(&a, "ingress"));
     }
 
     #[test]

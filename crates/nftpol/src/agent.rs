@@ -10,10 +10,12 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use nftpol_agent::http::{self, Health};
 use nftpol_agent::metrics::Metrics;
+use nftpol_agent::verdict_log::{LogDirectory, OutputTarget, VerdictLogConfig, VerdictLogReader};
 use nftpol_agent::{Agent, AgentConfig};
 use nftpol_netlink::KernelDataplane;
 use nftpol_ruleset::compile::{CompileOptions, DenyAction, UnknownLocalPods};
 use nftpol_ruleset::rejudge::{Generation, MarkBits, Rejudge};
+use nftpol_ruleset::verdict_log::{VerdictLogMode, VerdictLogOptions, DEFAULT_GROUP};
 use tokio::sync::watch;
 
 /// How logs are written to stderr.
@@ -57,6 +59,49 @@ pub enum Unknown {
     Allow,
 }
 
+/// `--verdict-log`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum VerdictLog {
+    /// No verdict logs.
+    Off,
+    /// Log the first packet of every denied connection.
+    Deny,
+    /// Log the first packet of every denied and every allowed connection.
+    All,
+}
+
+impl From<VerdictLog> for VerdictLogMode {
+    fn from(mode: VerdictLog) -> Self {
+        match mode {
+            VerdictLog::Off => VerdictLogMode::Off,
+            VerdictLog::Deny => VerdictLogMode::Deny,
+            VerdictLog::All => VerdictLogMode::All,
+        }
+    }
+}
+
+/// The verdict log flags, shared by `nftpol agent` and the commands that
+/// compile as it does.
+#[derive(Debug, Clone, Args)]
+pub struct VerdictLogArgs {
+    /// Which connections' first packets the kernel logs to NFLOG.
+    #[arg(long, value_enum, default_value = "deny")]
+    pub verdict_log: VerdictLog,
+    /// The NFLOG group (ulogd2 `[log1] group=100`, `tcpdump -i nflog:100`).
+    #[arg(long, default_value_t = DEFAULT_GROUP)]
+    pub nflog_group: u16,
+}
+
+impl VerdictLogArgs {
+    /// The compiler's verdict log settings.
+    pub fn options(&self) -> VerdictLogOptions {
+        VerdictLogOptions {
+            mode: self.verdict_log.into(),
+            group: self.nflog_group,
+        }
+    }
+}
+
 /// Flags of `nftpol agent`.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -83,6 +128,12 @@ pub struct AgentArgs {
     /// even number of bits (egress generation low half, ingress high half).
     #[arg(long, default_value_t = MarkBits::default(), value_parser = parse_mark_bits)]
     ct_mark_bits: MarkBits,
+    #[command(flatten)]
+    verdict_log: VerdictLogArgs,
+    /// Where verdict lines go: `stdout`, or a file opened append-only and
+    /// reopened on SIGHUP (logrotate).
+    #[arg(long, default_value = "stdout")]
+    verdict_log_output: String,
 }
 
 fn parse_mark_bits(text: &str) -> Result<MarkBits, String> {
@@ -106,6 +157,7 @@ impl AgentArgs {
                 marks: self.ct_mark_bits,
                 generation: Generation::FIRST,
             }),
+            verdict_log: self.verdict_log.options(),
         };
         config.coalesce_delay = Duration::from_millis(self.coalesce_ms);
         config
@@ -143,6 +195,16 @@ async fn terminated() -> anyhow::Result<()> {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping; the ruleset stays in place"),
         _ = int.recv() => tracing::info!("SIGINT: stopping; the ruleset stays in place"),
+    }
+    Ok(())
+}
+
+/// Reopens the verdict log output on every SIGHUP (logrotate).
+async fn reopen_on_hangup(reader: Arc<VerdictLogReader>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    while hangups.recv().await.is_some() {
+        reader.reopen();
     }
     Ok(())
 }
@@ -186,8 +248,47 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             until_stopped(stopped.clone()),
         ));
         tracing::info!(listen = %args.listen, node = %args.node_name, "nftpol agent starting");
-        let agent = Agent::new(args.config(), dataplane, metrics, health);
+        let mut config = args.config();
+        let reader = match args.verdict_log.verdict_log {
+            VerdictLog::Off => None,
+            VerdictLog::Deny | VerdictLog::All => {
+                let directory = LogDirectory::default();
+                config.log_directory = Some(directory.clone());
+                let output = match args.verdict_log_output.as_str() {
+                    "stdout" => OutputTarget::Stdout,
+                    path => OutputTarget::File(path.into()),
+                };
+                let reader = VerdictLogReader::spawn(
+                    VerdictLogConfig {
+                        group: args.verdict_log.nflog_group,
+                        output,
+                    },
+                    directory,
+                    Arc::clone(&metrics),
+                    || Ok(()),
+                )
+                .with_context(|| {
+                    format!("opening the verdict log output {}", args.verdict_log_output)
+                })?;
+                Some(Arc::new(reader))
+            }
+        };
+        let hangups = reader
+            .clone()
+            .map(|reader| tokio::spawn(reopen_on_hangup(reader)));
+        let agent = Agent::new(config, dataplane, metrics, health);
         let outcome = agent.run(client, until_stopped(stopped)).await;
+        if let Some(hangups) = hangups {
+            hangups.abort();
+            // Cancelled (or failed installing its handler, already logged
+            // nowhere else): either way it holds no reader any more.
+            if let Ok(Err(error)) = hangups.await {
+                tracing::warn!(error = %error, "SIGHUP handler");
+            }
+        }
+        if let Some(reader) = reader.and_then(Arc::into_inner) {
+            reader.stop();
+        }
         signals.abort();
         server.abort();
         outcome.context("agent")?;

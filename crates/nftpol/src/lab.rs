@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
+use nftpol_ruleset::verdict_log::VerdictLogMode;
+
 use crate::print;
 
 /// Lab subcommands.
@@ -27,6 +29,10 @@ pub enum LabCommand {
         /// Probe through per-pod ClusterIPs (kube-proxy-style DNAT).
         #[arg(long)]
         via_service: bool,
+        /// Log verdicts during the probes (`deny`, the default, or `all`)
+        /// and print the verdict lines after the truth tables.
+        #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "deny")]
+        verdicts: Option<crate::agent::VerdictLog>,
     },
     /// Remove namespaces left behind by killed lab runs.
     Cleanup,
@@ -41,6 +47,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
             nodes,
             expect,
             via_service,
+            verdicts,
         } => {
             let text = std::fs::read_to_string(&scenario)
                 .with_context(|| format!("reading {}", scenario.display()))?;
@@ -54,7 +61,11 @@ pub fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
             let name = scenario
                 .file_stem()
                 .map_or_else(|| "scenario".into(), |stem| stem.to_string_lossy());
-            let options = nftpol_lab::RunOptions { nodes, via_service };
+            let options = nftpol_lab::RunOptions {
+                nodes,
+                via_service,
+                verdict_log: verdicts.map_or(VerdictLogMode::Off, VerdictLogMode::from),
+            };
             let report = match nftpol_lab::run(&text, &name, &options) {
                 Ok(report) => report,
                 Err(error) => {
@@ -64,6 +75,8 @@ pub fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
             };
             print(&if json {
                 report.to_json() + "\n"
+            } else if verdicts.is_some() {
+                report.truth_table() + &report.verdict_lines()
             } else {
                 report.truth_table()
             })?;

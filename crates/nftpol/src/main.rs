@@ -6,6 +6,7 @@ mod agent;
 mod lab;
 mod live;
 mod manifests;
+mod trace;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
         /// The node to compile for.
         #[arg(long)]
         node: String,
+        #[command(flatten)]
+        verdict_log: agent::VerdictLogArgs,
     },
     /// Explain whether a connection is allowed, and which policy decides.
     ///
@@ -67,6 +70,8 @@ enum Command {
         /// The node to compile for.
         #[arg(long)]
         node: String,
+        #[command(flatten)]
+        verdict_log: agent::VerdictLogArgs,
     },
     /// Check that the kernel's table equals what the manifests compile to; print differences.
     Verify {
@@ -76,7 +81,11 @@ enum Command {
         /// The node to compile for.
         #[arg(long)]
         node: String,
+        #[command(flatten)]
+        verdict_log: agent::VerdictLogArgs,
     },
+    /// Walk a connection's first packet through the table the kernel holds, in this netns: the path, the verdict of each direction and the deciding policies.
+    Trace(trace::TraceArgs),
     /// Delete table inet nftpol (the only way nftpol removes its ruleset).
     Cleanup,
     /// Watch the Kubernetes API and keep this node's ruleset in step (the DaemonSet's command).
@@ -102,14 +111,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Render { manifests, node } => {
+        Command::Render {
+            manifests,
+            node,
+            verdict_log,
+        } => {
             let cluster = manifests::load(&manifests)?;
             let model = nftpol_model::resolve(&cluster, &node);
             for error in &model.errors {
                 tracing::warn!("{error}");
             }
             print(&nftpol_ir::render::render(
-                &compile(&model, agent_options()).ruleset,
+                &compile(&model, options(&verdict_log)).ruleset,
             ))?;
         }
         Command::Explain {
@@ -125,9 +138,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let connection = manifests::connection(&cluster, &from, &to, &port)?;
             print(&nftpol_model::explain(&cluster, &connection))?;
         }
-        Command::Apply { manifests, node } => {
+        Command::Apply {
+            manifests,
+            node,
+            verdict_log,
+        } => {
             let cluster = manifests::load(&manifests)?;
-            let mut reconciler = Reconciler::new(open_kernel()?, node, agent_options());
+            let mut reconciler = Reconciler::new(open_kernel()?, node, options(&verdict_log));
             let report = reconciler.reconcile(&nftpol_model::Snapshot::from(&cluster))?;
             let summary = if report.changes == 0 {
                 "the kernel already holds this ruleset: nothing applied".to_owned()
@@ -142,10 +159,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report.rules, report.elements
             ))?;
         }
-        Command::Verify { manifests, node } => {
+        Command::Verify {
+            manifests,
+            node,
+            verdict_log,
+        } => {
             let cluster = manifests::load(&manifests)?;
-            let mut desired =
-                compile(&nftpol_model::resolve(&cluster, &node), agent_options()).ruleset;
+            let mut desired = compile(
+                &nftpol_model::resolve(&cluster, &node),
+                options(&verdict_log),
+            )
+            .ruleset;
             let mut kernel = open_kernel()?;
             // The policy generation is the agent's state, not the manifests':
             // compare against the one in force.
@@ -174,6 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Lab { command } => return lab::run(command),
         Command::Agent(args) => return agent::run(&args),
+        Command::Trace(args) => return trace::run(&args),
         Command::Cleanup => {
             open_kernel()?.delete_table()?;
             print("table inet nftpol deleted\n")?;
@@ -182,11 +207,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The compile options of `nftpol agent` with its default flags, which
-/// `render`, `apply` and `verify` show and use.
-fn agent_options() -> CompileOptions {
+/// The compile options of `nftpol agent` with its default flags and the
+/// given verdict log flags, so `render`, `apply` and `verify` compile what a
+/// default agent installs.
+fn options(verdict_log: &agent::VerdictLogArgs) -> CompileOptions {
     CompileOptions {
         rejudge: Some(Rejudge::default()),
+        verdict_log: verdict_log.options(),
         ..CompileOptions::default()
     }
 }

@@ -17,8 +17,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nftpol_ir::{
-    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Match, Rule,
-    Ruleset, Set, Value, Verdict,
+    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Log, Match,
+    RateLimit, RateUnit, Rule, Ruleset, Set, Value, Verdict,
 };
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -367,6 +367,38 @@ pub fn fixture() -> Ruleset {
                 ],
                 false,
                 Action::Verdict(Verdict::Return),
+                None,
+            ),
+            rule(
+                vec![
+                    Match::CtState([CtState::New].into()),
+                    Match::Limit(RateLimit {
+                        rate: 10,
+                        unit: RateUnit::Minute,
+                        burst: 10,
+                    }),
+                ],
+                false,
+                Action::Log(Log {
+                    group: 100,
+                    prefix: "nftpol:de:iso:7q2k4mxb".to_owned(),
+                }),
+                Some("log shop/db-allow default deny"),
+            ),
+            rule(
+                vec![
+                    lookup(vec![Field::Ipv6Saddr], PEERS_V6, false),
+                    Match::Limit(RateLimit {
+                        rate: 3,
+                        unit: RateUnit::Hour,
+                        burst: 5,
+                    }),
+                ],
+                false,
+                Action::Log(Log {
+                    group: 65535,
+                    prefix: "x".repeat(Log::MAX_PREFIX_LEN),
+                }),
                 None,
             ),
             rule(

@@ -10,6 +10,7 @@ use super::{
     set, Builder, CompileOptions, UnknownLocalPods,
 };
 use crate::catalogue::{ChainName, Family, RuleRole, SetName, BASE_HOOKS};
+use crate::log_prefix::{self, LogPrefix, Subject};
 use nftpol_ir::{Element, Hook};
 
 /// The sets of this node's pods: self pairs and, when unknown local pods
@@ -81,25 +82,7 @@ pub(super) fn add_base_chains(
             ));
         }
         if options.unknown_local_pods == UnknownLocalPods::Drop {
-            for family in Family::ALL {
-                let local = local_field(direction, family);
-                rules.push((
-                    RuleRole::UnknownPodDrop,
-                    Rule {
-                        matches: vec![
-                            lookup(vec![local], &SetName::PodCidrs(family).name()),
-                            Match::Lookup {
-                                key: vec![local],
-                                set: SetName::LocalPodIps(family).name(),
-                                negated: true,
-                            },
-                        ],
-                        counter: true,
-                        action: Action::Verdict(Verdict::Drop),
-                        comment: Some("unknown pod on this node".to_owned()),
-                    },
-                ));
-            }
+            rules.extend(unknown_pod_rules(direction, options));
         }
         for family in Family::ALL {
             rules.push((
@@ -174,6 +157,47 @@ fn untracked_drops(direction: Direction) -> Vec<(RuleRole, Rule)> {
             )
         })
         .collect()
+}
+
+/// The drop of unknown local pods' traffic (fail closed at pod start),
+/// after its verdict log when deny paths log. Always a drop, whatever
+/// `--deny` says.
+fn unknown_pod_rules(direction: Direction, options: CompileOptions) -> Vec<(RuleRole, Rule)> {
+    let mut rules = Vec::new();
+    for family in Family::ALL {
+        let local = local_field(direction, family);
+        let matches = vec![
+            lookup(vec![local], &SetName::PodCidrs(family).name()),
+            Match::Lookup {
+                key: vec![local],
+                set: SetName::LocalPodIps(family).name(),
+                negated: true,
+            },
+        ];
+        if options.verdict_log.logs_denies() {
+            let prefix = LogPrefix {
+                verdict: log_prefix::Verdict::Drop,
+                direction,
+                subject: Subject::UnknownPod,
+            };
+            rules.push((
+                RuleRole::VerdictLog,
+                options
+                    .verdict_log
+                    .rule(&matches, nftpol_model::LogLimit::default(), prefix),
+            ));
+        }
+        rules.push((
+            RuleRole::UnknownPodDrop,
+            Rule {
+                matches,
+                counter: true,
+                action: Action::Verdict(Verdict::Drop),
+                comment: Some("unknown pod on this node".to_owned()),
+            },
+        ));
+    }
+    rules
 }
 
 /// The rules every base chain starts with, before any pod is looked at:

@@ -9,7 +9,9 @@ use nftpol_model::{Direction, LocalPod, NodeModel, PolicyId, ResolvedPolicy, Res
 use super::{address_type, address_value, family_of, policy, rule, set, Builder};
 use super::{CompileOptions, DenyAction};
 use crate::catalogue::{ChainName, Family, RuleRole, SetName};
+use crate::log_prefix::{LogPrefix, Subject};
 use crate::names;
+use crate::verdict_log;
 
 fn policies_of(direction: Direction, pod: &LocalPod) -> &[usize] {
     match direction {
@@ -84,7 +86,12 @@ pub(super) fn add_dispatch(
         }
         .name();
         if !builder.has_chain(&group) {
-            add_group_chain(builder, direction, ids, options);
+            let limit = verdict_log::strictest(
+                isolating
+                    .iter()
+                    .map(|index| model.policies[*index].log_limit),
+            );
+            add_group_chain(builder, direction, ids, limit, options);
         }
         used_policies.extend(isolating.iter().copied());
         for ip in &pod.ips {
@@ -111,7 +118,7 @@ pub(super) fn add_dispatch(
     for index in used_policies {
         let resolved = &model.policies[index];
         if let Some(rules) = rules_of(direction, resolved) {
-            policy::add_policy(builder, &families, &resolved.id, direction, rules);
+            policy::add_policy(builder, &families, resolved, direction, rules, options);
         }
     }
 }
@@ -122,6 +129,7 @@ fn add_group_chain(
     builder: &mut Builder,
     direction: Direction,
     policies: Vec<PolicyId>,
+    limit: nftpol_model::LogLimit,
     options: CompileOptions,
 ) {
     let listed = policies
@@ -146,6 +154,19 @@ fn add_group_chain(
         DenyAction::Drop => Verdict::Drop,
         DenyAction::Reject => Verdict::Reject,
     };
+    if options.verdict_log.logs_denies() {
+        let prefix = LogPrefix {
+            verdict: options.deny_verdict(),
+            direction,
+            subject: Subject::Isolated {
+                group: verdict_log::short_id(&names::group_log_id(direction.label(), &policies)),
+            },
+        };
+        rules.push((
+            RuleRole::VerdictLog,
+            options.verdict_log.rule(&[], limit, prefix),
+        ));
+    }
     rules.push((
         RuleRole::IsolatedDeny,
         Rule {

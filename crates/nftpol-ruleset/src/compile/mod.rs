@@ -68,8 +68,10 @@ use nftpol_ir::{
 use nftpol_model::{Direction, NodeModel};
 
 use crate::catalogue::{ChainName, ChainOrigin, Family, Provenance, RuleRole, SetName};
+use crate::log_prefix;
 use crate::names;
 use crate::rejudge::{self, Rejudge};
+use crate::verdict_log::VerdictLogOptions;
 
 mod base;
 mod dispatch;
@@ -117,6 +119,18 @@ pub struct CompileOptions {
     /// Re-judging of established flows (`None`: the conntrack bypass
     /// accepts every established flow).
     pub rejudge: Option<Rejudge>,
+    /// Which verdicts log to NFLOG, and to which group.
+    pub verdict_log: VerdictLogOptions,
+}
+
+impl CompileOptions {
+    /// The verdict the prefix of a deny path's log names.
+    fn deny_verdict(self) -> log_prefix::Verdict {
+        match self.deny {
+            DenyAction::Drop => log_prefix::Verdict::Drop,
+            DenyAction::Reject => log_prefix::Verdict::Reject,
+        }
+    }
 }
 
 /// A compiled ruleset and where each of its objects came from.

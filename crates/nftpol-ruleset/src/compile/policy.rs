@@ -4,27 +4,52 @@
 use std::collections::BTreeSet;
 
 use nftpol_ir::{Element, Field, Match, Rule};
-use nftpol_model::{Direction, Peers, PolicyId, Ports, ResolvedPeer, ResolvedRule};
+use nftpol_model::{Direction, Peers, Ports, ResolvedPeer, ResolvedPolicy, ResolvedRule};
 
 use super::{
     accept, address_elements, address_type, address_value, family_of, local_field, lookup,
-    peer_field, ports, set, Builder,
+    peer_field, ports, set, Builder, CompileOptions,
 };
 use crate::catalogue::{ChainName, Family, RuleRole, SetName};
+use crate::log_prefix::{self, LogPrefix, Subject};
 use crate::names;
+use crate::verdict_log;
 
 /// The chain of one policy in one direction: its rules' allow rules, each
 /// accepting on match and falling through otherwise.
 pub(super) fn add_policy(
     builder: &mut Builder,
     pod_families: &[Family],
-    id: &PolicyId,
+    policy: &ResolvedPolicy,
     direction: Direction,
     rules: &[ResolvedRule],
+    options: CompileOptions,
 ) {
+    let id = &policy.id;
+    let log_id = verdict_log::short_id(&names::policy_log_id(id, direction.label()));
     let mut chain_rules: Vec<(RuleRole, Rule)> = Vec::new();
     for (index, resolved) in rules.iter().enumerate() {
         let role = RuleRole::Allow { rule: index };
+        // In `all` mode each accept rule comes after its verdict log.
+        let allow =
+            |chain_rules: &mut Vec<(RuleRole, Rule)>, matches: Vec<Match>, comment: &str| {
+                if options.verdict_log.logs_allows() {
+                    let prefix = LogPrefix {
+                        verdict: log_prefix::Verdict::Accept,
+                        direction,
+                        subject: Subject::PolicyRule {
+                            policy: log_id,
+                            // At most limits::MAX_RULES (128) rules per policy.
+                            rule: u16::try_from(index).unwrap_or(u16::MAX),
+                        },
+                    };
+                    chain_rules.push((
+                        RuleRole::VerdictLog,
+                        options.verdict_log.rule(&matches, policy.log_limit, prefix),
+                    ));
+                }
+                chain_rules.push((role.clone(), accept(matches, comment)));
+            };
         let comment = format!("{id} {direction}[{index}]");
         let peers = peer_conditions(builder, pod_families, direction, &resolved.peers);
         let Ports::List {
@@ -33,11 +58,9 @@ pub(super) fn add_policy(
             has_named,
         } = &resolved.ports
         else {
-            chain_rules.extend(
-                peers
-                    .iter()
-                    .map(|peer| (role.clone(), accept(peer.matches.clone(), &comment))),
-            );
+            for peer in &peers {
+                allow(&mut chain_rules, peer.matches.clone(), &comment);
+            }
             continue;
         };
         let ports = (!ranges.is_empty()).then(|| ports::add_ports_set(builder, ranges));
@@ -62,7 +85,7 @@ pub(super) fn add_policy(
             if let Some(ports) = &ports {
                 let mut matches = peer.matches.clone();
                 matches.push(lookup(vec![Field::L4Proto, Field::TransportDport], ports));
-                chain_rules.push((role.clone(), accept(matches, &comment)));
+                allow(&mut chain_rules, matches, &comment);
             }
             for (family, name) in named_sets
                 .iter()
@@ -77,7 +100,7 @@ pub(super) fn add_policy(
                     ],
                     name,
                 ));
-                chain_rules.push((role.clone(), accept(matches, &comment)));
+                allow(&mut chain_rules, matches, &comment);
             }
         }
     }

@@ -1,0 +1,304 @@
+//! Verdict logs in the compiled ruleset: every denied first packet passes
+//! exactly one log rule whose prefix names the deciding policies, allowed
+//! packets log only in `all` mode, established packets never log, and no
+//! mode changes a verdict.
+
+mod oracle;
+mod strategies;
+
+use std::net::IpAddr;
+
+use nftpol_ir::interpret::{interpret, Packet};
+use nftpol_ir::render::render_rule;
+use nftpol_ir::{Action, CtState, Hook, Ruleset};
+use nftpol_model::{manifests, resolve, Cluster, Connection, PodView, PolicyId, Protocol};
+use nftpol_ruleset::compile::{compile, CompileOptions, DenyAction};
+use nftpol_ruleset::log_prefix::{self, LogPrefix};
+use nftpol_ruleset::verdict_log::{Decider, LogCatalogue, VerdictLogMode, VerdictLogOptions};
+use oracle::{node_oracle, packet_for};
+use proptest::prelude::*;
+
+const NODE: &str = "node-1";
+
+fn options(mode: VerdictLogMode, deny: DenyAction) -> CompileOptions {
+    CompileOptions {
+        deny,
+        verdict_log: VerdictLogOptions { mode, group: 100 },
+        ..CompileOptions::default()
+    }
+}
+
+fn prefixes(ruleset: &Ruleset, packet: &Packet) -> (bool, Vec<LogPrefix>) {
+    let trace = interpret(ruleset, packet).expect("the compiled IR is well formed");
+    let prefixes = trace
+        .logs
+        .iter()
+        .map(|log| {
+            assert_eq!(log.group, 100);
+            LogPrefix::parse(&log.prefix).expect("our own prefix decodes")
+        })
+        .collect();
+    (trace.accepted, prefixes)
+}
+
+fn addresses(cluster: &Cluster) -> Vec<IpAddr> {
+    let mut all: Vec<IpAddr> = cluster
+        .pods
+        .iter()
+        .flat_map(|pod| PodView::from_pod(pod).ips)
+        .collect();
+    all.extend(
+        strategies::OUTSIDERS
+            .iter()
+            .map(|text| text.parse::<IpAddr>().expect("valid literal")),
+    );
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn logging_never_changes_a_verdict_and_every_deny_logs_once(
+        cluster in strategies::cluster(),
+        reject in any::<bool>(),
+        picks in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(),
+            prop::sample::select(vec![Protocol::Tcp, Protocol::Udp]),
+            prop::sample::select(vec![53u16, 80, 81])), 6),
+    ) {
+        let deny = if reject { DenyAction::Reject } else { DenyAction::Drop };
+        let model = resolve(&cluster, NODE);
+        let off = compile(&model, options(VerdictLogMode::Off, deny)).ruleset;
+        let denies = compile(&model, options(VerdictLogMode::Deny, deny));
+        let catalogue = LogCatalogue::new(&denies.provenance);
+        let denies = denies.ruleset;
+        let all = compile(&model, options(VerdictLogMode::All, deny));
+        let all_catalogue = LogCatalogue::new(&all.provenance);
+        let all = all.ruleset;
+        let pool = addresses(&cluster);
+        for (source, destination, protocol, port) in picks {
+            let source = *source.get(&pool);
+            let candidates: Vec<IpAddr> = pool.iter().copied().filter(|a| a.is_ipv4() == source.is_ipv4()).collect();
+            let destination = *destination.get(&candidates);
+            let connection = Connection { source, destination, protocol, port };
+            let packet = packet_for(&connection);
+            let (accepted, none) = prefixes(&off, &packet);
+            prop_assert!(none.is_empty());
+            prop_assert_eq!(accepted, node_oracle(&cluster, NODE, &connection), "{:?}", connection);
+            let (deny_accepted, deny_logs) = prefixes(&denies, &packet);
+            let (all_accepted, all_logs) = prefixes(&all, &packet);
+            prop_assert_eq!((deny_accepted, all_accepted), (accepted, accepted), "{:?}", connection);
+            if accepted {
+                prop_assert!(deny_logs.is_empty(), "{:?}: {:?}", connection, deny_logs);
+                prop_assert!(all_logs.iter().all(|prefix| prefix.verdict == log_prefix::Verdict::Accept));
+            } else {
+                prop_assert_eq!(deny_logs.len(), 1, "{:?}", connection);
+                prop_assert_ne!(deny_logs[0].verdict, log_prefix::Verdict::Accept);
+                prop_assert_eq!(all_logs.last(), deny_logs.first());
+            }
+            for prefix in &deny_logs {
+                prop_assert_ne!(catalogue.decider(prefix), Decider::Unknown, "{}", prefix);
+            }
+            for prefix in &all_logs {
+                prop_assert_ne!(all_catalogue.decider(prefix), Decider::Unknown, "{}", prefix);
+            }
+            let established = Packet { ct_state: CtState::Established, ..packet };
+            prop_assert!(prefixes(&all, &established).1.is_empty());
+        }
+    }
+}
+
+const SCENARIO: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {ns: shop}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+spec: {podCIDRs: ["10.244.1.0/24"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {role: db}}
+spec: {nodeName: node-1, containers: [{name: c}]}
+status: {phase: Running, podIPs: [{ip: 10.244.1.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {role: web}}
+spec: {nodeName: node-1, containers: [{name: c}]}
+status: {phase: Running, podIPs: [{ip: 10.244.1.3}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other, namespace: shop, labels: {role: other}}
+spec: {nodeName: node-1, containers: [{name: c}]}
+status: {phase: Running, podIPs: [{ip: 10.244.1.4}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: db-allow
+  namespace: shop
+  annotations: {kube-router.io/netpol-nflog-limit: 2/second, nftpol.io/log-limit-burst: "4"}
+spec:
+  podSelector: {matchLabels: {role: db}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {role: other}}}]
+    ports: [{port: 443}]
+  - from: [{podSelector: {matchLabels: {role: web}}}]
+    ports: [{port: 80}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-quiet, namespace: shop, annotations: {nftpol.io/log-limit: 1/hour}}
+spec:
+  podSelector: {matchLabels: {role: db}}
+  policyTypes: [Ingress]
+"#;
+
+fn policy(name: &str) -> PolicyId {
+    PolicyId {
+        namespace: "shop".to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+fn tcp(source: &str, destination: &str, port: u16) -> Packet {
+    packet_for(&Connection {
+        source: source.parse().expect("address"),
+        destination: destination.parse().expect("address"),
+        protocol: Protocol::Tcp,
+        port,
+    })
+}
+
+#[test]
+fn prefixes_name_the_isolating_policies_the_rule_and_the_unknown_pod() {
+    let cluster = manifests::parse(SCENARIO).expect("scenario parses").cluster;
+    let model = resolve(&cluster, NODE);
+    assert!(model.errors.is_empty(), "{:?}", model.errors);
+    let isolated = Decider::Isolated {
+        policies: vec![policy("db-allow"), policy("db-quiet")],
+    };
+    let rule_1 = Decider::Rule {
+        policy: policy("db-allow"),
+        rule: 1,
+    };
+    let cases = [
+        (
+            "denied in deny mode",
+            VerdictLogMode::Deny,
+            tcp("10.244.1.4", "10.244.1.2", 80),
+            false,
+            vec![isolated.clone()],
+        ),
+        (
+            "allowed in deny mode",
+            VerdictLogMode::Deny,
+            tcp("10.244.1.3", "10.244.1.2", 80),
+            true,
+            vec![],
+        ),
+        (
+            "allowed in all mode",
+            VerdictLogMode::All,
+            tcp("10.244.1.3", "10.244.1.2", 80),
+            true,
+            vec![rule_1],
+        ),
+        (
+            "denied in all mode",
+            VerdictLogMode::All,
+            tcp("10.244.1.3", "10.244.1.2", 81),
+            false,
+            vec![isolated],
+        ),
+        (
+            "unknown pod",
+            VerdictLogMode::Deny,
+            tcp("10.244.1.99", "10.244.1.3", 80),
+            false,
+            vec![Decider::UnknownPod],
+        ),
+        (
+            "unisolated pods",
+            VerdictLogMode::All,
+            tcp("10.244.1.2", "10.244.1.3", 80),
+            true,
+            vec![],
+        ),
+    ];
+    for (name, mode, packet, want_accepted, want) in cases {
+        let compiled = compile(&model, options(mode, DenyAction::Drop));
+        let catalogue = LogCatalogue::new(&compiled.provenance);
+        let (accepted, logs) = prefixes(&compiled.ruleset, &packet);
+        assert_eq!(accepted, want_accepted, "{name}");
+        let deciders: Vec<Decider> = logs
+            .iter()
+            .map(|prefix| catalogue.decider(prefix))
+            .collect();
+        assert_eq!(deciders, want, "{name}: {logs:?}");
+    }
+}
+
+#[test]
+fn a_group_logs_at_the_strictest_rate_of_its_policies_before_its_deny() {
+    let cluster = manifests::parse(SCENARIO).expect("scenario parses").cluster;
+    let model = resolve(&cluster, NODE);
+    let ruleset = compile(&model, options(VerdictLogMode::Deny, DenyAction::Reject)).ruleset;
+    let group = ruleset
+        .chains
+        .values()
+        .find(|chain| chain.name.starts_with("ingress-group-"))
+        .expect("a group chain");
+    let id = group.name.trim_start_matches("ingress-group-");
+    let texts: Vec<String> = group.rules.iter().map(render_rule).collect();
+    assert_eq!(
+        texts[texts.len() - 2..],
+        [
+            format!("ct state new limit rate 1/hour burst 10 packets log prefix \"nftpol:ri:iso:{id}\" group 100"),
+            "counter reject with icmpx admin-prohibited comment \"ingress denied: shop/db-allow, shop/db-quiet\"".to_owned(),
+        ]
+    );
+    let all = compile(&model, options(VerdictLogMode::All, DenyAction::Drop)).ruleset;
+    let policy_chain = all
+        .chains
+        .values()
+        .find(|chain| chain.name.ends_with("shop/db-allow/ingress"))
+        .expect("the policy's chain");
+    let limits: Vec<String> = policy_chain
+        .rules
+        .iter()
+        .filter(|rule| matches!(rule.action, Action::Log(_)))
+        .map(render_rule)
+        .collect();
+    assert_eq!(limits.len(), 2, "one log rule per accept rule: {limits:?}");
+    assert!(
+        limits
+            .iter()
+            .all(|text| text.contains("limit rate 2/second burst 4 packets")),
+        "{limits:?}"
+    );
+}
+
+#[test]
+fn unknown_packets_and_established_flows_never_reach_a_log_rule() {
+    let cluster = manifests::parse(SCENARIO).expect("scenario parses").cluster;
+    let ruleset = compile(
+        &resolve(&cluster, NODE),
+        options(VerdictLogMode::All, DenyAction::Drop),
+    )
+    .ruleset;
+    for state in [CtState::Established, CtState::Related, CtState::Invalid] {
+        let packet = Packet {
+            ct_state: state,
+            hook: Hook::Forward,
+            ..tcp("10.244.1.4", "10.244.1.2", 80)
+        };
+        assert_eq!(prefixes(&ruleset, &packet).1, vec![], "{state:?}");
+    }
+}
