@@ -39,4 +39,15 @@ if [ ! -x "$helm_bin" ]; then
 fi
 export HELM="$helm_bin"
 
+# Layering: the dataplane knows nothing of Kubernetes, in the build graph and
+# not only in its `use` lines (issue 10). Normal dependencies only: the
+# netlink crate's tests may use the test kit, which links the model.
+forbidden=$(cargo tree -p nftpol-netlink -e normal --locked --prefix none |
+  grep -E '^(k8s-openapi|nftpol-model|nftpol-ruleset) ' | sort -u || true)
+if [ -n "$forbidden" ]; then
+  echo "layering: nftpol-netlink must not depend on Kubernetes types, but links:" >&2
+  echo "$forbidden" >&2
+  exit 1
+fi
+
 cargo test --workspace --all-targets --locked

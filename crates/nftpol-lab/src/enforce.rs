@@ -25,10 +25,9 @@ use nftpol_ruleset::compile::CompileOptions;
 use nftpol_ruleset::rejudge::Rejudge;
 use nftpol_ruleset::verdict_log::{VerdictLogMode, VerdictLogOptions, DEFAULT_GROUP};
 
-use crate::error::LabError;
+use crate::error::{AgentStage, LabError};
 use crate::netns::RunId;
 use crate::plan::{LabNode, Plan};
-use crate::run::error_chain;
 use crate::topology::Topology;
 
 /// How long the readers may take to bind their NFLOG groups.
@@ -142,8 +141,7 @@ pub fn enforce(
             let outcome = agent.join().unwrap_or_else(|_| {
                 Err(LabError::Agent {
                     node: node.name.clone(),
-                    stage: "reconcile",
-                    message: "the agent thread panicked".to_owned(),
+                    stage: AgentStage::Panicked,
                 })
             });
             if let Err(e) = outcome {
@@ -165,14 +163,13 @@ fn run_agent(
     topology.node(node.index).enter()?;
     let mut dataplane = KernelDataplane::open().map_err(|e| LabError::Agent {
         node: node.name.clone(),
-        stage: "open",
-        message: error_chain(&e),
+        stage: AgentStage::Open(e),
     })?;
     dataplane
         .probe_features()
-        .map_err(|e| LabError::KernelFeature {
+        .map_err(|source| LabError::KernelFeature {
             node: node.name.clone(),
-            message: error_chain(&e),
+            source,
         })?;
     let mut reconciler = Reconciler::new(dataplane, node.name.clone(), options);
     if let Some(directory) = directory {
@@ -182,8 +179,7 @@ fn run_agent(
         .reconcile(&nftpol_model::Snapshot::from(cluster))
         .map_err(|e| LabError::Agent {
             node: node.name.clone(),
-            stage: "reconcile",
-            message: error_chain(&e),
+            stage: AgentStage::Reconcile(e),
         })?;
     for invalid in &report.invalid {
         tracing::warn!(node = %node.name, "{invalid}");

@@ -8,14 +8,13 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// The scenario YAML could not be loaded.
-    #[error(
-        "scenario {scenario}: {message}; fix the YAML (it must be what `kubectl apply` accepts)"
-    )]
+    #[error("scenario {scenario}: fix the YAML (it must be what `kubectl apply` accepts)")]
     Manifest {
         /// Scenario name as given by the caller.
         scenario: String,
         /// What the loader reported.
-        message: String,
+        #[source]
+        source: nftpol_model::manifests::ManifestError,
     },
     /// An object in the scenario cannot be placed in the lab.
     #[error("{object}: {field}: {reason}; fix the scenario")]
@@ -85,22 +84,22 @@ pub enum LabError {
         source: io::Error,
     },
     /// The kernel lacks an nftables feature the agent needs.
-    #[error("{node}: kernel feature check failed: {message}; load nf_tables (modprobe nf_tables) or use a kernel that has the missing feature")]
+    #[error("{node}: kernel feature check failed (load nf_tables with `modprobe nf_tables`, or use a kernel that has the missing feature)")]
     KernelFeature {
         /// The lab node whose agent ran the check.
         node: String,
-        /// The dataplane's description of what is missing.
-        message: String,
+        /// What the dataplane found missing.
+        #[source]
+        source: nftpol_netlink::FeatureError,
     },
     /// An agent could not open its dataplane or commit its first ruleset.
-    #[error("{node}: agent {stage} failed: {message}; the ruleset could not be enforced, see the log above")]
+    #[error("{node}: the agent could not enforce the ruleset")]
     Agent {
         /// The lab node.
         node: String,
-        /// `open`, `reconcile`, …
-        stage: &'static str,
-        /// The agent's error, rendered with its causes.
-        message: String,
+        /// The stage that failed, with its cause.
+        #[source]
+        stage: AgentStage,
     },
     /// The lab's kube-proxy emulation (`--via-service`) failed.
     #[error("{node}: installing the Service DNAT rules failed: {message}; install the `nft` binary (package nftables)")]
@@ -130,6 +129,21 @@ pub enum LabError {
     Interrupted,
 }
 
+/// The stage at which a lab node's agent failed, with the agent's own error
+/// as the cause (kept typed: the binary prints the whole chain).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentStage {
+    /// Opening the kernel dataplane in the node's namespace.
+    #[error("opening its dataplane")]
+    Open(#[source] nftpol_netlink::OpenError),
+    /// Compiling and committing the node's first ruleset.
+    #[error("committing its first ruleset")]
+    Reconcile(#[source] nftpol_agent::ReconcileError),
+    /// The agent's thread panicked (its message went to stderr).
+    #[error("its thread panicked")]
+    Panicked,
+}
+
 impl LabError {
     /// The process exit code for this error: 2 for every kind (1 is
     /// reserved for probe mismatches, 0 for success).
@@ -143,5 +157,39 @@ impl LabError {
             what: what.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::{AgentStage, LabError};
+
+    #[test]
+    fn a_manifest_error_keeps_the_loader_error_as_its_typed_source() {
+        let source = nftpol_model::manifests::parse("kind: [").expect_err("malformed YAML");
+        let error = LabError::Manifest {
+            scenario: "broken".to_owned(),
+            source,
+        };
+        let cause = error.source().expect("the loader's error is the source");
+        assert!(cause
+            .downcast_ref::<nftpol_model::manifests::ManifestError>()
+            .is_some());
+    }
+
+    #[test]
+    fn an_agent_error_chains_node_stage_and_cause() {
+        let error = LabError::Agent {
+            node: "node-1".to_owned(),
+            stage: AgentStage::Panicked,
+        };
+        let stage = error.source().expect("the stage is the source");
+        assert!(matches!(
+            stage.downcast_ref::<AgentStage>(),
+            Some(AgentStage::Panicked)
+        ));
+        assert!(error.to_string().starts_with("node-1: "));
     }
 }

@@ -56,7 +56,7 @@ mod run;
 pub mod service;
 pub mod topology;
 
-pub use error::LabError;
+pub use error::{AgentStage, LabError};
 pub use netns::cleanup;
 pub use report::{compare, Mismatch, NodeProbe, Probe, Report};
 pub use run::{run, RunOptions};

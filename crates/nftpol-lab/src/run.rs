@@ -87,10 +87,11 @@ fn load(
     scenario_name: &str,
     options: &RunOptions,
 ) -> Result<(nftpol_model::Cluster, Plan), LabError> {
-    let parsed = nftpol_model::manifests::parse(scenario_yaml).map_err(|e| LabError::Manifest {
-        scenario: scenario_name.to_owned(),
-        message: error_chain(&e),
-    })?;
+    let parsed =
+        nftpol_model::manifests::parse(scenario_yaml).map_err(|source| LabError::Manifest {
+            scenario: scenario_name.to_owned(),
+            source,
+        })?;
     for warning in &parsed.warnings {
         tracing::warn!(scenario = scenario_name, "{warning}");
     }
@@ -121,16 +122,4 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, LabError> {
             what: "start the async runtime",
             source,
         })
-}
-
-/// `error: cause: cause…`, for errors whose type the lab does not own.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

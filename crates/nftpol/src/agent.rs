@@ -1,6 +1,7 @@
 //! `nftpol agent`: flags, logging format, the Kubernetes client, the kernel
 //! dataplane, the HTTP port and signal handling, wired to `nftpol_agent`.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,11 +30,14 @@ pub enum LogFormat {
 }
 
 /// Sets up `tracing` on stderr; levels come from `RUST_LOG` (default info).
+/// Colours only when stderr is a terminal: a log sent to a file or a pipe
+/// (`nftpol lab run … 2>log`, a container runtime) carries no escape codes.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),

@@ -69,8 +69,10 @@ pub fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
             let report = match nftpol_lab::run(&text, &name, &options) {
                 Ok(report) => report,
                 Err(error) => {
-                    tracing::error!("{error}");
-                    return Ok(ExitCode::from(error.exit_code()));
+                    let code = error.exit_code();
+                    // `{:#}` prints the lab's advice, then every cause.
+                    tracing::error!("{:#}", anyhow::Error::new(error));
+                    return Ok(ExitCode::from(code));
                 }
             };
             print(&if json {
