@@ -1,4 +1,7 @@
-//! Generators of random clusters and packets for the property tests.
+//! Generators of random clusters and packets for the property tests (the
+//! one `strategies` module; the fuzz targets build their inputs with
+//! `arbitrary` instead, over the same pools of names and addresses). Pods
+//! live in the address plan of [`crate::plan`].
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

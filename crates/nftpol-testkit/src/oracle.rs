@@ -3,7 +3,7 @@
 //! from the semantic evaluator and the objects, never from sets or chains.
 //!
 //! Shared by the property tests, the edge-input regression tests and the
-//! fuzz targets (`crates/nftpol-fuzz` includes this file by path).
+//! fuzz targets.
 
 use std::net::IpAddr;
 
