@@ -2,11 +2,10 @@
 //! kernel dataplane, in a fresh network namespace. Needs root (or
 //! CAP_SYS_ADMIN and CAP_NET_ADMIN).
 //!
-//! The namespace is created by `unshare(CLONE_NEWNET)` on a throwaway
-//! thread that opens the netlink sockets there; it has no name and no
-//! mount, and disappears with the last socket, even after a panic. The
-//! fake API server stays in the test's own namespace, on 127.0.0.1: only
-//! the netlink sockets live in the new one.
+//! The namespace is the test kit's guard; a thread inside it opens the
+//! netlink sockets there, and the guard removes it when the test ends, even
+//! after a panic. The fake API server stays in the test's own namespace, on
+//! 127.0.0.1: only the netlink sockets live in the new one.
 
 mod support;
 
@@ -17,24 +16,23 @@ use nftpol_agent::metrics::Metrics;
 use nftpol_agent::{Agent, AgentConfig, Dataplane};
 use nftpol_ir::Ruleset;
 use nftpol_netlink::KernelDataplane;
+use nftpol_testkit::netns::Netns;
 use serde_json::json;
 use support::apiserver::FakeApiServer;
 use support::{allows, namespace, node, pod, policy, NODE, POD_CIDR};
 
 /// Two dataplanes on one fresh network namespace: the agent's, and one to
-/// read the kernel's table independently.
-fn fresh_namespace() -> (KernelDataplane, KernelDataplane) {
-    std::thread::spawn(|| {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap_or_else(|errno| {
-            panic!("unshare(CLONE_NEWNET) failed ({errno}): this test needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
-        });
-        let open = || {
-            KernelDataplane::open().unwrap_or_else(|error| panic!("netlink socket in the new namespace: {error}"))
-        };
-        (open(), open())
-    })
-    .join()
-    .expect("namespace thread")
+/// read the kernel's table independently. The guard removes the namespace's
+/// name when the test ends; the namespace itself lives on until the last
+/// socket in it closes.
+fn fresh_namespace() -> (Netns, KernelDataplane, KernelDataplane) {
+    let netns = Netns::new();
+    let open = || {
+        KernelDataplane::open()
+            .unwrap_or_else(|error| panic!("netlink socket in the new namespace: {error}"))
+    };
+    let (dataplane, checker) = netns.run(|| (open(), open()));
+    (netns, dataplane, checker)
 }
 
 fn read(checker: &mut KernelDataplane) -> Option<Ruleset> {
@@ -43,7 +41,7 @@ fn read(checker: &mut KernelDataplane) -> Option<Ruleset> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_table_follows_the_api() {
-    let (dataplane, mut checker) = fresh_namespace();
+    let (_netns, dataplane, mut checker) = fresh_namespace();
     let server = FakeApiServer::start().await;
     server.apply(&node(NODE, POD_CIDR));
     server.apply(&namespace("x", &[("ns", "x")]));

@@ -1,7 +1,8 @@
 //! Measures one commit of a 100,000-element concatenated interval set
 //! (`ipv4_addr . inet_proto . inet_service`, the pipapo backend) through
 //! nftpol's batch, against `nft -f` of the same rendered text. Runs in a
-//! fresh network namespace; needs root. Prints to stderr.
+//! fresh network namespace (the test kit's guard); needs root. Prints to
+//! stderr.
 //!
 //! `cargo run --release -p nftpol-netlink --example bench_100k`
 
@@ -40,9 +41,8 @@ fn ruleset() -> Ruleset {
 }
 
 fn main() {
-    let handle = std::thread::spawn(|| {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .expect("unshare(CLONE_NEWNET): run as root");
+    // The test kit's guard: a fresh namespace, removed afterwards.
+    nftpol_testkit::netns::in_fresh_netns(|| {
         let ir = ruleset();
         let changes = diff(None, &ir);
         let mut kernel = KernelDataplane::open().expect("open");
@@ -77,7 +77,4 @@ fn main() {
             );
         }
     });
-    if let Err(panic) = handle.join() {
-        std::panic::resume_unwind(panic);
-    }
 }

@@ -7,13 +7,14 @@ mod common;
 
 use std::net::{Ipv4Addr, UdpSocket};
 
-use common::{fixture, in_fresh_netns, run};
+use common::{fixture, run};
 use nftpol_ir::diff::diff;
 use nftpol_ir::{
     Action, BaseChain, Chain, ChainPolicy, Element, Field, Hook, KeyType, Match, Rule, Ruleset,
     Set, Value, Verdict,
 };
 use nftpol_netlink::{Dataplane, FakeDataplane, KernelDataplane, RuleCounter};
+use nftpol_testkit::netns::in_fresh_netns;
 
 fn open() -> KernelDataplane {
     KernelDataplane::open().expect("opening the netfilter socket")

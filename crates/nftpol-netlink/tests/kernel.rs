@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use common::{fixture, in_fresh_netns, many_v4, run, DISPATCH_V4, PEERS_V4};
+use common::{fixture, many_v4, run, DISPATCH_V4, PEERS_V4};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use nftpol_ir::diff::{diff, Change, Diff};
 use nftpol_ir::render::render;
@@ -16,6 +16,7 @@ use nftpol_netlink::MarkAccess;
 use nftpol_netlink::{
     verify, ApplyError, Dataplane, Difference, FakeDataplane, KernelDataplane, Object,
 };
+use nftpol_testkit::netns::in_fresh_netns;
 
 fn open() -> KernelDataplane {
     KernelDataplane::open().expect("opening the netfilter socket")

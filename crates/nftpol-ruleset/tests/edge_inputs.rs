@@ -3,12 +3,8 @@
 //! interpreter for its flows, and judged against the semantic oracle; the
 //! model errors it must raise are listed by field.
 
-mod oracle;
-
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 
 use nftpol_ir::interpret::interpret;
 use nftpol_ir::render::render;
@@ -17,7 +13,8 @@ use nftpol_model::limits::MAX_BLOCK_ELEMENTS_PER_RULE;
 use nftpol_model::{resolve, Cluster, Connection, NodeModel, Protocol};
 use nftpol_ruleset::catalogue::{ChainName, SetKind};
 use nftpol_ruleset::compile::{compile, CompileOptions, Compiled};
-use oracle::{node_oracle, packet_for};
+use nftpol_testkit::nft;
+use nftpol_testkit::oracle::{node_oracle, packet_for};
 
 const NODE: &str = "node-1";
 
@@ -87,29 +84,6 @@ struct Case {
 }
 
 const TCP: Protocol = Protocol::Tcp;
-
-fn nft_check(text: &str) -> Result<(), String> {
-    let mut child = Command::new("unshare")
-        .args(["--net", "nft", "-c", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| {
-            panic!("cannot run `unshare --net nft` (install util-linux and nftables; needs root): {error}")
-        });
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(text.as_bytes())
-        .expect("nft reads its input");
-    let output = child.wait_with_output().expect("nft runs to the end");
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
-}
 
 fn many_labels(count: usize, extra: &str) -> String {
     let mut labels = String::from("{");
@@ -558,7 +532,7 @@ fn edge_inputs_are_enforced_as_specified_and_load() {
         let compiled = compile(&model, CompileOptions::default());
         let ruleset = &compiled.ruleset;
         let rendered = render(ruleset);
-        if let Err(error) = nft_check(&rendered) {
+        if let Err(error) = nft::check(&rendered) {
             panic!("case {}: nft rejects the rendering:\n{error}", case.name);
         }
         for (source, destination, protocol, port, want) in &case.flows {
@@ -594,5 +568,8 @@ fn nft_check_rejects_overlapping_intervals() {
     // The "merge without overlap" case relies on nft refusing overlaps.
     let overlapping = "table inet t {\n\tset s {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\t\
                        elements = { 10.0.0.0-10.0.1.255, 10.0.1.0-10.0.2.255 }\n\t}\n}\n";
-    assert!(nft_check(overlapping).is_err());
+    assert!(matches!(
+        nft::check(overlapping),
+        Err(nft::NftCheck::Rejected(_))
+    ));
 }

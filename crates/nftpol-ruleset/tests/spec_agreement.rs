@@ -2,9 +2,6 @@
 //! semantic evaluator of the spec on random clusters and packets; and any
 //! sequence of diffs ends equal to a full compile.
 
-mod oracle;
-mod strategies;
-
 use std::net::IpAddr;
 
 use nftpol_ir::diff::{diff, Change};
@@ -14,7 +11,8 @@ use nftpol_model::{resolve, Cluster, Connection, Direction, PodView, Protocol};
 use nftpol_ruleset::catalogue::{ChainName, RuleRole};
 use nftpol_ruleset::compile::{compile, CompileOptions, Compiled};
 use nftpol_ruleset::rejudge::{Generation, MarkBits, Rejudge};
-use oracle::{node_oracle, packet_for};
+use nftpol_testkit::oracle::{node_oracle, packet_for};
+use nftpol_testkit::strategies;
 use proptest::prelude::*;
 
 const NODE: &str = "node-1";

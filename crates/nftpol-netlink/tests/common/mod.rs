@@ -1,9 +1,10 @@
-//! Kernel test support: fresh network namespaces, the `nft` CLI, fixtures.
+//! Kernel test support: the `nft` CLI and IR fixtures.
 //!
-//! Each test body runs on its own thread that `unshare(CLONE_NEWNET)`s
-//! first: only that thread (and the `nft`/`ip` processes it spawns) enter the
-//! new namespace, so the root namespace's ruleset is never touched, and the
-//! namespace disappears with the thread, after a panic too.
+//! Each test body runs on a thread inside a fresh network namespace held by
+//! the test kit's guard (`nftpol_testkit::netns::in_fresh_netns`): only that thread (and the
+//! `nft`/`ip` processes it spawns) enter it, so the root namespace's ruleset
+//! is never touched, and the namespace is removed afterwards, after a panic
+//! too.
 
 #![allow(
     dead_code,
@@ -14,40 +15,11 @@ use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nftpol_ir::{
     Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Log, Match,
     RateLimit, RateUnit, Rule, Ruleset, Set, Value, Verdict,
 };
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `body` on a thread inside a fresh network namespace with `lo` up.
-pub fn in_fresh_netns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "kernel tests need root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create network namespaces); run them as root"
-    );
-    let name = format!(
-        "nftpol-test-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
-    let handle = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                .expect("unshare(CLONE_NEWNET) of the test thread");
-            run("ip", &["link", "set", "lo", "up"], None);
-            body()
-        })
-        .expect("spawning the namespace thread");
-    match handle.join() {
-        Ok(value) => value,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
 
 /// Runs a command in the calling thread's namespace; panics with its stderr on failure.
 pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> String {
