@@ -41,6 +41,7 @@ use nftpol_lab::probe::{self, Timeouts};
 use nftpol_lab::topology::Topology;
 use nftpol_model::Cluster;
 use nftpol_netlink::KernelDataplane;
+use nftpol_testkit::netns::Sweep;
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 
@@ -91,22 +92,6 @@ spec:
     ports: [{containerPort: 80}]
 ";
 
-/// Removes this process's lab namespaces on drop, panic or not.
-struct NetnsGuard {
-    prefix: String,
-}
-
-impl Drop for NetnsGuard {
-    fn drop(&mut self) {
-        // No panic here: this may run while a failed assertion unwinds.
-        for name in netns::list(&self.prefix).unwrap_or_default() {
-            if let Err(e) = netns::remove_named(&name) {
-                eprintln!("could not remove {name}: {e}; run `nftpol lab cleanup`");
-            }
-        }
-    }
-}
-
 /// Directed pod pairs (short names) that must not connect; every other
 /// pair, and every pod to itself, must.
 type Blocked<'a> = &'a [(&'a str, &'a str)];
@@ -155,11 +140,9 @@ fn open_in_node(topology: &Topology) -> (KernelDataplane, KernelDataplane) {
 }
 
 fn policy(spec: &serde_json::Value) -> NetworkPolicy {
-    serde_json::from_value(json!({
-        "metadata": { "name": POLICY, "namespace": NAMESPACE },
-        "spec": spec,
-    }))
-    .expect("a valid NetworkPolicy")
+    nftpol_testkit::fixtures::policy(NAMESPACE, POLICY)
+        .spec(spec)
+        .build()
 }
 
 fn pod_named(cluster: &Cluster, name: &str) -> Pod {
@@ -311,9 +294,7 @@ fn agent_follows_the_fake_api_in_a_lab_node_and_pods_connect_as_policies_say() {
         nix::unistd::geteuid().is_root(),
         "this test creates network namespaces and programs nftables: run it as root"
     );
-    let guard = NetnsGuard {
-        prefix: format!("{}{}-", netns::PREFIX, std::process::id()),
-    };
+    let guard = Sweep::new(format!("{}{}-", netns::PREFIX, std::process::id()));
     let rt = runtime();
     let (cluster, plan) = place();
     let topology = Topology::build(&plan, &RunId::new(), &rt).expect("the lab builds");
@@ -462,7 +443,7 @@ fn agent_follows_the_fake_api_in_a_lab_node_and_pods_connect_as_policies_say() {
     topology.teardown().expect("the lab tears down");
     rt.block_on(api.stop());
     assert_eq!(
-        netns::list(&guard.prefix).expect("list /run/netns"),
+        guard.present(),
         Vec::<String>::new(),
         "every namespace of the lab is removed"
     );

@@ -4,22 +4,7 @@
 
 use nftpol_lab::netns;
 use nftpol_lab::{compare, run, RunOptions};
-
-/// Removes this process's lab namespaces on drop, panic or not.
-struct NetnsGuard {
-    prefix: String,
-}
-
-impl Drop for NetnsGuard {
-    fn drop(&mut self) {
-        // No panic here: this may run while a failed assertion unwinds.
-        for name in netns::list(&self.prefix).unwrap_or_default() {
-            if let Err(e) = netns::remove_named(&name) {
-                eprintln!("could not remove {name}: {e}; run `nftpol lab cleanup`");
-            }
-        }
-    }
-}
+use nftpol_testkit::netns::Sweep;
 
 const DENY_INGRESS_TO_B: &str = r"
 apiVersion: v1
@@ -63,9 +48,7 @@ fn agents_enforce_a_policy_in_the_lab_and_node_probes_pass() {
         nix::unistd::geteuid().is_root(),
         "the lab run test creates network namespaces: run it as root"
     );
-    let guard = NetnsGuard {
-        prefix: format!("{}{}-", netns::PREFIX, std::process::id()),
-    };
+    let guard = Sweep::new(format!("{}{}-", netns::PREFIX, std::process::id()));
     let options = RunOptions::default();
     let report = run(DENY_INGRESS_TO_B, "deny-ingress-to-b", &options).expect("the lab runs");
 
@@ -82,7 +65,7 @@ fn agents_enforce_a_policy_in_the_lab_and_node_probes_pass() {
         report.node_probes
     );
     assert_eq!(
-        netns::list(&guard.prefix).expect("list /run/netns"),
+        guard.present(),
         Vec::<String>::new(),
         "run removes every namespace it made"
     );

@@ -6,23 +6,7 @@ use nftpol_lab::plan::{self, Plan};
 use nftpol_lab::probe::{self, Timeouts};
 use nftpol_lab::topology::Topology;
 use nftpol_lab::{service, Report};
-
-/// Removes every namespace of one run on drop, panic or not.
-struct NetnsGuard {
-    prefix: String,
-}
-
-impl Drop for NetnsGuard {
-    fn drop(&mut self) {
-        // No panic here: this may run while a failed assertion unwinds.
-        let names = netns::list(&self.prefix).unwrap_or_default();
-        for name in names {
-            if let Err(e) = netns::remove_named(&name) {
-                eprintln!("could not remove {name}: {e}; run `nftpol lab cleanup`");
-            }
-        }
-    }
-}
+use nftpol_testkit::netns::Sweep;
 
 fn require_root() {
     assert!(
@@ -49,12 +33,10 @@ fn runtime() -> tokio::runtime::Runtime {
 /// namespaces that existed while it ran.
 fn build_and_probe(plan: &Plan, via_service: bool) -> (Report, Vec<String>) {
     let run = RunId::new();
-    let guard = NetnsGuard {
-        prefix: run.netns_prefix(),
-    };
+    let guard = Sweep::new(run.netns_prefix());
     let rt = runtime();
     let topology = Topology::build(plan, &run, &rt).expect("the topology builds");
-    let present = netns::list(&guard.prefix).expect("list /run/netns");
+    let present = guard.present();
     let servers = probe::start_servers(plan, &topology, &rt).expect("servers start");
     let dial = if via_service {
         service::install(plan, &topology).expect("ClusterIP DNAT installs")
@@ -66,9 +48,7 @@ fn build_and_probe(plan: &Plan, via_service: bool) -> (Report, Vec<String>) {
     drop(servers);
     topology.teardown().expect("teardown");
     assert!(
-        netns::list(&guard.prefix)
-            .expect("list /run/netns")
-            .is_empty(),
+        guard.present().is_empty(),
         "every namespace of the run is removed"
     );
     let report = Report {
@@ -214,12 +194,8 @@ fn cleanup_removes_namespaces_of_dead_runs_and_spares_live_ones() {
     // pid_max is at most 2^22, so this "run" cannot be alive.
     let dead = "nftpol-lab-4294967-0000-n1";
     let live = RunId::new().netns_name("n1");
-    let _guard_dead = NetnsGuard {
-        prefix: dead.to_owned(),
-    };
-    let _guard_live = NetnsGuard {
-        prefix: live.clone(),
-    };
+    let _guard_dead = Sweep::new(dead.to_owned());
+    let _guard_live = Sweep::new(live.clone());
     netns::Netns::create(dead).expect("create a fake leftover");
     netns::Netns::create(&live).expect("create a namespace of this live run");
 
