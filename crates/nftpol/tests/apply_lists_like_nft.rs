@@ -1,51 +1,23 @@
 //! `nftpol apply` leaves a table that `nft list` prints exactly as it prints
 //! `nft -f` of `nftpol render` for the same input, for every scenario in
-//! `integration/`. Each side runs in its own throwaway network namespace,
-//! removed even when the test fails.
+//! `integration/`. Each side runs in its own throwaway network namespace
+//! (the test kit's guard), removed even when the test fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use nftpol_testkit::netns::Netns;
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A named network namespace deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Self {
-        let name = format!(
-            "nftpol-t{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("iproute2 is installed");
-        assert!(
-            status.success(),
-            "ip netns add {name} failed: the test needs root"
-        );
-        Self(name)
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        let mut full = vec!["netns", "exec", &self.0, program];
-        full.extend_from_slice(args);
-        Command::new("ip")
-            .args(&full)
-            .output()
-            .expect("ip netns exec runs")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Best effort: a failure here leaves a namespace the suite's final
-        // check (`ip netns list`) reports.
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+/// `program ARGS` inside `netns`.
+fn exec(netns: &Netns, program: &str, args: &[&str]) -> Output {
+    netns
+        .command(program)
+        .args(args)
+        .output()
+        .expect("ip netns exec runs")
 }
 
 fn ok(output: &Output, what: &str) -> String {
@@ -90,22 +62,30 @@ fn applied_table_lists_like_the_rendered_text_loaded_by_nft() {
 
         let by_nft = Netns::new();
         ok(
-            &by_nft.run("nft", &["-f", text_file.to_str().expect("utf-8 path")]),
+            &exec(
+                &by_nft,
+                "nft",
+                &["-f", text_file.to_str().expect("utf-8 path")],
+            ),
             "nft -f",
         );
         let by_nftpol = Netns::new();
         ok(
-            &by_nftpol.run(binary, &["apply", "--manifests", path, "--node", "node-1"]),
+            &exec(
+                &by_nftpol,
+                binary,
+                &["apply", "--manifests", path, "--node", "node-1"],
+            ),
             "nftpol apply",
         );
         let _ = std::fs::remove_file(&text_file);
 
         let want = ok(
-            &by_nft.run("nft", &["list", "table", "inet", "nftpol"]),
+            &exec(&by_nft, "nft", &["list", "table", "inet", "nftpol"]),
             "nft list",
         );
         let got = ok(
-            &by_nftpol.run("nft", &["list", "table", "inet", "nftpol"]),
+            &exec(&by_nftpol, "nft", &["list", "table", "inet", "nftpol"]),
             "nft list",
         );
         assert_eq!(
@@ -114,7 +94,11 @@ fn applied_table_lists_like_the_rendered_text_loaded_by_nft() {
             "{}: nftpol apply and nft -f of the rendering differ",
             file.display()
         );
-        let verified = by_nftpol.run(binary, &["verify", "--manifests", path, "--node", "node-1"]);
+        let verified = exec(
+            &by_nftpol,
+            binary,
+            &["verify", "--manifests", path, "--node", "node-1"],
+        );
         ok(&verified, "nftpol verify");
     }
 }

@@ -1,12 +1,12 @@
 //! `nft -c -f` accepts the rendered ruleset of every scenario in
 //! `integration/`, for each of two nodes. The check runs in a throwaway
-//! network namespace (`unshare --net`), never against the host's ruleset.
+//! network namespace (the test kit's `nft::check`, `unshare --net`), never
+//! against the host's ruleset.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_testkit::nft;
 
 fn scenario_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../integration");
@@ -21,29 +21,6 @@ fn scenario_files() -> Vec<PathBuf> {
     }
     files.sort();
     files
-}
-
-fn nft_check(text: &str) -> Result<(), String> {
-    let mut child = Command::new("unshare")
-        .args(["--net", "nft", "-c", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|error| format!("cannot run `unshare --net nft` (install util-linux and nftables; needs root): {error}"))?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(text.as_bytes())
-        .map_err(|error| error.to_string())?;
-    let output = child
-        .wait_with_output()
-        .map_err(|error| error.to_string())?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
 }
 
 #[test]
@@ -65,7 +42,7 @@ fn nft_accepts_every_rendered_scenario() {
             )
             .ruleset;
             let rendered = nftpol_ir::render::render(&ruleset);
-            if let Err(error) = nft_check(&rendered) {
+            if let Err(error) = nft::check(&rendered) {
                 panic!(
                     "{} on {node}: nft rejects the rendering:\n{error}\n{rendered}",
                     file.display()
@@ -78,5 +55,8 @@ fn nft_accepts_every_rendered_scenario() {
 #[test]
 fn nft_check_rejects_a_broken_ruleset() {
     let broken = "table inet nftpol { chain c { ip saddr @missing accept } }\n";
-    assert!(nft_check(broken).is_err());
+    assert!(matches!(
+        nft::check(broken),
+        Err(nft::NftCheck::Rejected(_))
+    ));
 }

@@ -4,24 +4,14 @@
 //! only the difference), alternating between two rulesets that both deny the
 //! flood. Not one flood packet may leave the node towards the pod.
 //!
-//! Topology, all in throwaway namespaces: client (10.0.1.2) — node — server
+//! Topology, all in throwaway namespaces of the test kit: client (10.0.1.2) — node — server
 //! pod (10.244.1.10). A separate probe table on the node counts flood packets
 //! arriving (prerouting) and leaving towards the pod (postrouting).
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Namespaces removed on drop, even when the test fails.
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            // Best effort: a leftover is reported by the suite's final `ip netns list` check.
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
+use nftpol_testkit::netns::Netns;
 
 fn run(args: &[&str]) -> Output {
     let output = Command::new(args[0])
@@ -60,12 +50,9 @@ fn counter(node: &str, chain: &str) -> u64 {
 }
 
 /// client (10.0.1.2) — node — server pod (10.244.1.10), with the probe table
-/// counting flood packets in the node.
+/// counting flood packets in the node. The three namespaces are the test
+/// kit's guards (`lo` up, removed on drop).
 fn build_topology(client: &str, node: &str, server: &str) {
-    for name in [client, node, server] {
-        run(&["ip", "netns", "add", name]);
-        run(&["ip", "-n", name, "link", "set", "lo", "up"]);
-    }
     run(&[
         "ip",
         "-n",
@@ -140,13 +127,8 @@ fn build_topology(client: &str, node: &str, server: &str) {
 
 #[test]
 fn repeated_restarts_let_no_denied_packet_through() {
-    let id = std::process::id();
-    let (client, node, server) = (
-        format!("nftpol-rc{id}"),
-        format!("nftpol-rn{id}"),
-        format!("nftpol-rs{id}"),
-    );
-    let _guard = Namespaces(vec![client.clone(), node.clone(), server.clone()]);
+    let namespaces = [Netns::new(), Netns::new(), Netns::new()];
+    let [client, node, server] = namespaces.each_ref().map(|netns| netns.name().to_owned());
     build_topology(&client, &node, &server);
 
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
