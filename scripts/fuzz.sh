@@ -9,10 +9,10 @@
 # committed corpus. To fold them in (minimised), run with FUZZ_MERGE=1 and
 # commit crates/nftpol-fuzz/corpus/ (keep it under 2 MB).
 #
-# Needs: rustup (installs the nightly toolchain if missing), crates.io
-# (installs cargo-fuzz if missing), and for the sampled `nft -c` checks root
-# with nftables and util-linux (installed here like scripts/test.sh does;
-# without them the targets skip those checks and say so).
+# Needs: cargo (stable is enough, see below), crates.io (installs cargo-fuzz
+# if missing), and for the sampled `nft -c` checks root with nftables and
+# util-linux (installed here like scripts/test.sh does; without them the
+# targets skip those checks and say so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,15 +22,21 @@ case "$seconds" in
 esac
 dir=crates/nftpol-fuzz
 
-if ! rustup toolchain list | grep -q '^nightly'; then
-  # cargo fuzz needs nightly (libFuzzer instrumentation). A machine that can
-  # neither provide nor fetch it cannot fuzz: say so loudly, fail nothing else.
-  if ! rustup toolchain install nightly --profile minimal >&2; then
-    echo "fuzz: SKIPPED: no nightly toolchain here and none can be installed" >&2
-    exit 0
-  fi
+# The fuzz crate is its own workspace and copies the root's lint table
+# (see its Cargo.toml): fail when the copy drifts, and hold it to clippy
+# like the workspace (sharing the workspace's target directory, so only
+# the fuzz crate itself is checked anew).
+lints() { sed -n '/^\[\(workspace\.\)\{0,1\}lints\./,/^$/p' "$1" | sed 's/^\[workspace\./[/' | grep -v '^$'; }
+if ! diff <(lints Cargo.toml) <(lints "$dir/Cargo.toml") >&2; then
+  echo "fuzz: the lint table of $dir/Cargo.toml differs from the root's [workspace.lints]" >&2
+  exit 1
 fi
-if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+CARGO_TARGET_DIR=$PWD/target cargo clippy --manifest-path "$dir/Cargo.toml" --all-targets -- -D warnings
+
+# cargo-fuzz passes unstable flags to rustc (-Z options, the sancov passes).
+# The stable toolchain accepts them with RUSTC_BOOTSTRAP=1, so fuzzing needs
+# no nightly toolchain (CI's machine may have none, and cannot fetch one).
+if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked >&2
 fi
 if [ "$(id -u)" -eq 0 ] && ! command -v nft >/dev/null 2>&1; then
@@ -41,7 +47,7 @@ if [ "$(id -u)" -eq 0 ] && ! command -v nft >/dev/null 2>&1; then
 fi
 
 # Safe Rust only (unsafe_code is denied), so no sanitizer: more executions.
-fuzz=(cargo +nightly fuzz)
+fuzz=(env RUSTC_BOOTSTRAP=1 cargo fuzz)
 common=(--fuzz-dir "$dir" --sanitizer none)
 "${fuzz[@]}" build "${common[@]}" >&2
 

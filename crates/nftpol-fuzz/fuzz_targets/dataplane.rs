@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use nftpol_fuzz::{Scenario, NODE};
+use nftpol_ir::diff::diff;
+use nftpol_ir::TABLE_NAME;
 use nftpol_model::resolve;
 use nftpol_netlink::batch::BatchWriter;
 use nftpol_netlink::{Dataplane, FakeDataplane};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ir::diff::diff;
-use nftpol_ir::TABLE_NAME;
 
 /// Netlink message headers (`nlmsghdr`: u32 length, u16 type, u16 flags,
 /// u32 seq, u32 pid) tile `bytes`; returns the number of messages.

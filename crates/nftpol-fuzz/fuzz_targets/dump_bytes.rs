@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use nftpol_fuzz::dump_form::{dump_of_batch, Layout};
+use nftpol_ir::diff::diff;
+use nftpol_ir::render::render;
+use nftpol_ir::TABLE_NAME;
 use nftpol_netlink::batch::BatchWriter;
 use nftpol_netlink::{decode_dump, Dump};
-use nftpol_ir::diff::diff;
-use nftpol_ir::TABLE_NAME;
-use nftpol_ir::render::render;
 
 /// Takes `n` bytes (or what is left) off the front of `data`.
 fn take<'a>(data: &mut &'a [u8], n: usize) -> &'a [u8] {

@@ -7,8 +7,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use nftpol_fuzz::{addresses, check_agreement, sample_nft_check};
-use nftpol_model::{Connection, Protocol};
 use nftpol_ir::render::render;
+use nftpol_model::{Connection, Protocol};
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(text) = std::str::from_utf8(bytes) else {

@@ -17,13 +17,13 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use nftpol_fuzz::dump_form::{dump_of_batch, Layout};
 use nftpol_fuzz::{Scenario, NODE};
+use nftpol_ir::diff::diff;
+use nftpol_ir::render::render;
+use nftpol_ir::{Ruleset, TABLE_NAME};
 use nftpol_model::resolve;
 use nftpol_netlink::batch::BatchWriter;
 use nftpol_netlink::decode_dump;
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ir::diff::diff;
-use nftpol_ir::{Ruleset, TABLE_NAME};
-use nftpol_ir::render::render;
 
 /// A scenario and how the kernel lays out its dump.
 #[derive(Debug, Arbitrary)]
@@ -78,6 +78,9 @@ fuzz_target!(|input: Input| {
     let layout = input.layout();
     check_round_trip(&compile(&resolve(&cluster, NODE), options).ruleset, layout);
     if let Some((corrupted, _, _)) = input.scenario.corrupted(&cluster) {
-        check_round_trip(&compile(&resolve(&corrupted, NODE), options).ruleset, layout);
+        check_round_trip(
+            &compile(&resolve(&corrupted, NODE), options).ruleset,
+            layout,
+        );
     }
 });

@@ -5,8 +5,8 @@
 //! becomes a [`Cluster`]: small pools of names, labels and addresses so
 //! selectors match and addresses collide, plus free-form strings anywhere a
 //! tenant could write one. The invariants every target checks live here:
-//! the compiled ruleset agrees with the semantic evaluator (the oracle of the
-//! property tests, included by path), corrupting a policy never allows more
+//! the compiled ruleset agrees with the semantic evaluator (the test kit's
+//! oracle, shared with the property tests), corrupting a policy never allows more
 //! (fail closed), and `nft -c` accepts the rendering (sampled, in a
 //! throwaway network namespace). [`dump_form`] (the netlink crate's test
 //! support, included by path) turns an encoded batch into the dump the
@@ -14,13 +14,10 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arbitrary::Arbitrary;
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Namespace, Node, NodeSpec, Pod, PodIP, PodSpec, PodStatus,
-};
+use k8s_openapi::api::core::v1::{ContainerPort, Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
@@ -29,14 +26,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use nftpol_ir::interpret::interpret;
+use nftpol_ir::render::render;
+use nftpol_ir::Ruleset;
 use nftpol_model::{limits, resolve, Cluster, Connection, PodView, Protocol};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ir::interpret::interpret;
-use nftpol_ir::Ruleset;
-use nftpol_ir::render::render;
-
-#[path = "../../nftpol-ruleset/tests/oracle/mod.rs"]
-pub mod oracle;
+use nftpol_testkit::fixtures::{meta, plan_node, pod};
+use nftpol_testkit::nft::{self, NftCheck};
+use nftpol_testkit::oracle;
 
 #[path = "../../nftpol-netlink/tests/dump_form/mod.rs"]
 pub mod dump_form;
@@ -202,8 +199,8 @@ pub struct Peer {
 #[derive(Debug, Clone, Arbitrary)]
 pub struct Port {
     protocol: u8,
-    port: Option<PortValue>,
-    end_port: Option<i32>,
+    number: Option<PortValue>,
+    end: Option<i32>,
 }
 
 /// A port number or name.
@@ -296,15 +293,6 @@ const MAX_PODS: usize = 10;
 const MAX_POLICIES: usize = 6;
 const MAX_PROBES: usize = 12;
 
-fn meta(namespace: &str, name: String, labels: Option<Vec<(String, String)>>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name),
-        namespace: Some(namespace.to_owned()),
-        labels: labels.map(|pairs| pairs.into_iter().collect()),
-        ..ObjectMeta::default()
-    }
-}
-
 fn port_value(value: &PortValue) -> IntOrString {
     match value {
         PortValue::Number(number) => IntOrString::Int(match number.rem_euclid(8) {
@@ -315,10 +303,7 @@ fn port_value(value: &PortValue) -> IntOrString {
             4 => 65_535,
             _ => *number,
         }),
-        PortValue::Name(name) => IntOrString::String(match name {
-            Text::Word(n) => ["http", "dns", "serve-80-tcp"][usize::from(*n) % 3].to_owned(),
-            Text::Free(text) => text.clone(),
-        }),
+        PortValue::Name(name) => IntOrString::String(port_name(name)),
     }
 }
 
@@ -349,8 +334,8 @@ fn build_rule(
             .map(|port| NetworkPolicyPort {
                 protocol: PROTOCOLS[usize::from(port.protocol) % PROTOCOLS.len()]
                     .map(str::to_owned),
-                port: port.port.as_ref().map(port_value),
-                end_port: port.end_port.map(|end| match end.rem_euclid(4) {
+                port: port.number.as_ref().map(port_value),
+                end_port: port.end.map(|end| match end.rem_euclid(4) {
                     0 => 81,
                     1 => 65_535,
                     _ => end,
@@ -371,14 +356,14 @@ fn build_policy(index: usize, policy: &Policy) -> NetworkPolicy {
     };
     NetworkPolicy {
         metadata: meta(
-            NAMESPACES[usize::from(policy.namespace) % NAMESPACES.len()],
-            match &policy.name {
+            Some(NAMESPACES[usize::from(policy.namespace) % NAMESPACES.len()]),
+            &match &policy.name {
                 // A pool of two names so duplicates happen.
                 Some(Text::Word(n)) => format!("policy-{}", n % 2),
                 Some(Text::Free(text)) => text.clone(),
                 None => format!("policy-{index}"),
             },
-            None,
+            &[],
         ),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(policy.selector.build()),
@@ -414,87 +399,65 @@ fn address(node: u8, choice: &Address) -> String {
     }
 }
 
-fn build_pod(index: usize, pod: &PodInput) -> Pod {
-    let node = if pod.node { 1 } else { 2 };
-    Pod {
-        metadata: meta(
-            NAMESPACES[usize::from(pod.namespace) % NAMESPACES.len()],
-            format!("pod-{index}"),
-            Some(
-                pod.labels
-                    .iter()
-                    .map(|(key, value)| (key.text(), value.text()))
-                    .collect(),
-            ),
-        ),
-        spec: Some(PodSpec {
-            node_name: Some(format!("node-{node}")),
-            host_network: Some(pod.host_network),
-            containers: vec![Container {
-                name: "c".to_owned(),
-                ports: Some(
-                    pod.ports
-                        .iter()
-                        .map(|(name, protocol, number)| ContainerPort {
-                            name: name.as_ref().map(|name| match name {
-                                Text::Word(n) => {
-                                    ["http", "dns", "serve-80-tcp"][usize::from(*n) % 3].to_owned()
-                                }
-                                Text::Free(text) => text.clone(),
-                            }),
-                            protocol: PROTOCOLS[usize::from(*protocol) % PROTOCOLS.len()]
-                                .map(str::to_owned),
-                            container_port: match number.rem_euclid(4) {
-                                0 => 80,
-                                1 => 81,
-                                2 => 53,
-                                _ => *number,
-                            },
-                            ..ContainerPort::default()
-                        })
-                        .collect(),
-                ),
-                ..Container::default()
-            }],
-            ..PodSpec::default()
-        }),
-        status: Some(PodStatus {
-            phase: Some(
-                ["Running", "Running", "Pending", "Succeeded", "Failed"]
-                    [usize::from(pod.phase) % 5]
-                    .to_owned(),
-            ),
-            pod_ips: Some(
-                pod.addresses
-                    .iter()
-                    .take(4)
-                    .map(|choice| PodIP {
-                        ip: address(node, choice),
-                    })
-                    .collect(),
-            ),
-            ..PodStatus::default()
-        }),
+fn port_name(name: &Text) -> String {
+    match name {
+        Text::Word(n) => ["http", "dns", "serve-80-tcp"][usize::from(*n) % 3].to_owned(),
+        Text::Free(text) => text.clone(),
     }
 }
 
+fn build_pod(index: usize, input: &PodInput) -> Pod {
+    let node = if input.node { 1 } else { 2 };
+    let labels: Vec<(String, String)> = input
+        .labels
+        .iter()
+        .map(|(key, value)| (key.text(), value.text()))
+        .collect();
+    let mut built = pod(
+        NAMESPACES[usize::from(input.namespace) % NAMESPACES.len()],
+        &format!("pod-{index}"),
+    )
+    .node(node)
+    .host_network(input.host_network)
+    .phase(["Running", "Running", "Pending", "Succeeded", "Failed"][usize::from(input.phase) % 5]);
+    for (key, value) in &labels {
+        built = built.label(key, value);
+    }
+    for choice in input.addresses.iter().take(4) {
+        built = built.ip(&address(node, choice));
+    }
+    let mut pod = built.build();
+    // Ports as a tenant may write them: any name, any protocol text (or
+    // none), any number; the builder's typed ports cannot say all that.
+    if let Some(container) = pod
+        .spec
+        .as_mut()
+        .and_then(|spec| spec.containers.first_mut())
+    {
+        container.ports = Some(
+            input
+                .ports
+                .iter()
+                .map(|(name, protocol, number)| ContainerPort {
+                    name: name.as_ref().map(port_name),
+                    protocol: PROTOCOLS[usize::from(*protocol) % PROTOCOLS.len()]
+                        .map(str::to_owned),
+                    container_port: match number.rem_euclid(4) {
+                        0 => 80,
+                        1 => 81,
+                        2 => 53,
+                        _ => *number,
+                    },
+                    ..ContainerPort::default()
+                })
+                .collect(),
+        );
+    }
+    pod
+}
+
 fn nodes() -> Vec<Node> {
-    (1..=2)
-        .map(|node| Node {
-            metadata: ObjectMeta {
-                name: Some(format!("node-{node}")),
-                ..ObjectMeta::default()
-            },
-            spec: Some(NodeSpec {
-                pod_cidrs: Some(vec![
-                    format!("10.244.{node}.0/24"),
-                    format!("fd00:10:244:{node}::/64"),
-                ]),
-                ..NodeSpec::default()
-            }),
-            ..Node::default()
-        })
-        .collect()
+    (1..=2).map(|k| plan_node(k).build()).collect()
 }
 
 impl Scenario {
@@ -825,7 +788,8 @@ static CHECKS: AtomicU64 = AtomicU64::new(0);
 
 /// Every `NFTPOL_FUZZ_NFT_EVERY`-th call (default 64; 0 disables), checks
 /// that `nft -c -f` accepts `text`, inside a throwaway network namespace.
-/// Skipped, with one note on stderr, when `unshare`/`nft` cannot run.
+/// Skipped, with one note on stderr, when `unshare`/`nft` cannot run (the
+/// test kit's [`nft::check`]).
 ///
 /// # Panics
 /// When nft rejects the text.
@@ -835,13 +799,13 @@ pub fn sample_nft_check(text: &str) {
         .ok()
         .and_then(|value| value.parse::<u64>().ok())
         .unwrap_or(64);
-    if every == 0 || CHECKS.fetch_add(1, Ordering::Relaxed) % every != 0 {
+    if every == 0 || !CHECKS.fetch_add(1, Ordering::Relaxed).is_multiple_of(every) {
         return;
     }
     if SKIP.load(Ordering::Relaxed) == 1 {
         return;
     }
-    match nft_check(text) {
+    match nft::check(text) {
         Ok(()) => {}
         Err(NftCheck::Unavailable(why)) => {
             SKIP.store(1, Ordering::Relaxed);
@@ -852,41 +816,5 @@ pub fn sample_nft_check(text: &str) {
             );
         }
         Err(NftCheck::Rejected(why)) => panic!("nft -c rejects the rendering: {why}\n{text}"),
-    }
-}
-
-/// Why an `nft -c` check did not pass.
-#[derive(Debug)]
-pub enum NftCheck {
-    /// `unshare --net nft` could not run here.
-    Unavailable(String),
-    /// nft ran and rejected the text.
-    Rejected(String),
-}
-
-/// Runs `unshare --net nft -c -f -` on `text`.
-pub fn nft_check(text: &str) -> Result<(), NftCheck> {
-    let mut child = Command::new("unshare")
-        .args(["--net", "nft", "-c", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|error| NftCheck::Unavailable(error.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|error| NftCheck::Unavailable(error.to_string()))?;
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|error| NftCheck::Unavailable(error.to_string()))?;
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    if output.status.success() {
-        Ok(())
-    } else if stderr.contains("unshare:") || stderr.contains("Operation not permitted") {
-        Err(NftCheck::Unavailable(stderr))
-    } else {
-        Err(NftCheck::Rejected(stderr))
     }
 }
