@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use nftpol_agent::{PodChange, Reconciler, Sync};
 use nftpol_model::{resolve_snapshot, PodView, Snapshot};
 use nftpol_netlink::FakeDataplane;
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use nftpol_ruleset::rejudge::{self, MarkBits, Rejudge};
+use nftpol_testkit::fixtures::{self, Tcp, Udp};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -20,16 +21,15 @@ const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const APPS: [&str; 3] = ["a", "b", "c"];
 
 fn namespace(name: &str, team: &str) -> Arc<Namespace> {
-    Arc::new(
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"team": team}}}))
-            .expect("a valid Namespace"),
-    )
+    Arc::new(fixtures::namespace(name).label("team", team).build())
 }
 
 fn node(name: &str, cidrs: &[&str]) -> Arc<Node> {
     Arc::new(
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"podCIDRs": cidrs}}))
-            .expect("a valid Node"),
+        cidrs
+            .iter()
+            .fold(fixtures::node(name), |node, cidr| node.pod_cidr(cidr))
+            .build(),
     )
 }
 
@@ -48,27 +48,20 @@ struct PodSpec {
 }
 
 fn pod(name: &str, spec: &PodSpec) -> Arc<PodView> {
-    let node = format!("node-{}", spec.node);
-    let v4 = format!("10.244.{}.{}", spec.node, spec.address);
-    let v6 = format!("fd00:{}::{:x}", spec.node, spec.address);
-    let mut ips = vec![json!({"ip": v4})];
+    let mut pod = fixtures::pod(NAMESPACES[spec.namespace], name)
+        .label("app", APPS[spec.app])
+        .node(spec.node)
+        .ip(&format!("10.244.{}.{}", spec.node, spec.address))
+        .named_port("http", i32::from(spec.http_port), Tcp)
+        .named_port("dns", 53, Udp)
+        .phase(spec.phase);
     if spec.dual_stack {
-        ips.push(json!({"ip": v6}));
+        pod = pod.ip(&format!("fd00:{}::{:x}", spec.node, spec.address));
     }
-    let mut labels = json!({"app": APPS[spec.app]});
     if let Some(tier) = spec.tier {
-        labels["tier"] = json!(tier);
+        pod = pod.label("tier", tier);
     }
-    let object: Pod = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": NAMESPACES[spec.namespace], "labels": labels},
-        "spec": {"nodeName": node, "containers": [{"name": "c", "ports": [
-            {"name": "http", "containerPort": spec.http_port},
-            {"name": "dns", "containerPort": 53, "protocol": "UDP"},
-        ]}]},
-        "status": {"phase": spec.phase, "podIPs": ips},
-    }))
-    .expect("a valid Pod");
-    Arc::new(PodView::from_pod(&object))
+    Arc::new(PodView::from_pod(&pod.build()))
 }
 
 fn pod_spec() -> impl Strategy<Value = PodSpec> {
@@ -174,16 +167,14 @@ fn policies(specs: &[PolicySpec]) -> Vec<Arc<NetworkPolicy>> {
                 .app
                 .map_or(json!({}), |app| json!({"matchLabels": {"app": APPS[app]}}));
             Arc::new(
-                serde_json::from_value(json!({
-                    "metadata": {"name": format!("p{index}"), "namespace": NAMESPACES[spec.namespace]},
-                    "spec": {
+                fixtures::policy(NAMESPACES[spec.namespace], &format!("p{index}"))
+                    .spec(&json!({
                         "podSelector": selector,
                         "policyTypes": ["Ingress", "Egress"],
                         "ingress": spec.ingress,
                         "egress": spec.egress,
-                    },
-                }))
-                .expect("a valid NetworkPolicy"),
+                    }))
+                    .build(),
             )
         })
         .collect()

@@ -69,13 +69,7 @@ pub fn run(shape: Shape, agent: &Path) -> Result<MemoryResult> {
         + cluster.pods.len()
         + cluster.policies.len();
     in_fresh_netns(|| {
-        let loopback = std::process::Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-            .context("running ip (iproute2)")?;
-        if !loopback.success() {
-            bail!("ip link set lo up failed in the throwaway namespace");
-        }
+        // `lo` is up: the fake API server listens on 127.0.0.1 in here.
         // One thread: the runtime's threads must stay in this namespace.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

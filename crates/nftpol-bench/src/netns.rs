@@ -1,23 +1,19 @@
-//! Throwaway network namespaces for kernel measurements.
+//! Throwaway network namespaces for kernel measurements: the test kit's
+//! guard (`nftpol_testkit::netns`, a normal dependency of this binary), its
+//! failure reported as the benchmark's error.
 //!
-//! A helper thread `unshare`s a new network namespace and runs the
-//! measurement there: the netlink sockets it opens and the `nft` processes it
-//! forks live in that namespace, which the kernel frees (with every table in
-//! it) when the thread ends. Nothing is named, mounted or left behind, and
-//! the root namespace is never touched.
+//! A helper thread enters a fresh named namespace (with `lo` up) and runs
+//! the measurement there: the netlink sockets it opens and the `nft`
+//! processes it forks live in that namespace, which is removed afterwards,
+//! also when the measurement fails or panics. The root namespace is never
+//! touched.
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{Context as _, Result};
+use nftpol_testkit::netns::Netns;
 
-/// Runs `f` on a thread inside a fresh, anonymous network namespace.
+/// Runs `f` on a thread inside a fresh network namespace.
 pub fn in_fresh_netns<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                    .context("unshare(CLONE_NEWNET): the kernel benchmarks need root")?;
-                f()
-            })
-            .join()
-            .map_err(|_| anyhow!("a measurement thread panicked"))?
-    })
+    Netns::create()
+        .context("a network namespace for the kernel measurements")?
+        .run(f)
 }

@@ -569,7 +569,7 @@ fn method(md: &mut String) {
          `endPort` range 8000–8099) and an egress policy (app-9: `203.0.113.0/24 except 203.0.113.128/25`), and a \
          cross-namespace pair. The measured node `node-1` hosts one pod of every (namespace, app) first (up to half \
          of the pods), so every policy selects a local pod; other pods spread over nodes of about 100 pods. IPv4 only.\n\n\
-         Kernel measurements run in network namespaces created for them (unshared by a thread, or nftpol-lab's \
+         Kernel measurements run in network namespaces created for them (the test kit's guard, or nftpol-lab's \
          named namespaces, removed afterwards); nothing touches the root namespace. Timings are never asserted.\n"
     );
 }

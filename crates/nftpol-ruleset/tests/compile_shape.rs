@@ -1,60 +1,36 @@
 //! Shape guarantees of the compiled ruleset: rule count independent of pods,
-//! pod churn as element-only diffs, and what every base chain starts with.
+//! pod churn as element-only diffs, what every base chain starts with, and
+//! the whole table of one small cluster in nft text.
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Namespace, Node, NodeSpec, Pod, PodIP, PodSpec, PodStatus,
-};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use nftpol_ir::diff::diff;
 use nftpol_ir::{Action, CtState, Match, Verdict};
 use nftpol_model::{resolve, Cluster};
 use nftpol_ruleset::compile::{compile, CompileOptions};
-
-fn meta(namespace: &str, name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.to_owned()),
-        namespace: Some(namespace.to_owned()),
-        labels: Some(
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        ),
-        ..Default::default()
-    }
-}
+use nftpol_testkit::assert_ruleset;
+use nftpol_testkit::fixtures::{self, Tcp};
+use nftpol_testkit::plan;
 
 fn pod(index: usize) -> Pod {
     let node = 1 + index % 2;
     let role = ["web", "db", "cache"][index % 3];
-    Pod {
-        metadata: meta("shop", &format!("pod-{index}"), &[("role", role)]),
-        spec: Some(PodSpec {
-            node_name: Some(format!("node-{node}")),
-            containers: vec![Container {
-                name: "c".to_owned(),
-                ports: Some(vec![ContainerPort {
-                    name: Some("http".to_owned()),
-                    container_port: 8080,
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        status: Some(PodStatus {
-            phase: Some("Running".to_owned()),
-            pod_ips: Some(vec![PodIP {
-                ip: format!("10.{}.{}.{}", 243 + node, index / 250, index % 250 + 2),
-            }]),
-            ..Default::default()
-        }),
-    }
+    fixtures::pod("shop", &format!("pod-{index}"))
+        .label("role", role)
+        .node_name(&format!("node-{node}"))
+        .named_port("http", 8080, Tcp)
+        .ip(&format!(
+            "10.{}.{}.{}",
+            243 + node,
+            index / 250,
+            index % 250 + 2
+        ))
+        .build()
 }
 
 fn selector(role: &str) -> LabelSelector {
@@ -66,7 +42,7 @@ fn selector(role: &str) -> LabelSelector {
 
 fn cluster(pods: usize) -> Cluster {
     let policy = |name: &str, target: &str, from: &str, port: IntOrString| NetworkPolicy {
-        metadata: meta("shop", name, &[]),
+        metadata: fixtures::meta(Some("shop"), name, &[]),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(selector(target)),
             ingress: Some(vec![NetworkPolicyIngressRule {
@@ -83,10 +59,7 @@ fn cluster(pods: usize) -> Cluster {
         }),
     };
     Cluster {
-        namespaces: vec![Namespace {
-            metadata: meta("", "shop", &[]),
-            ..Default::default()
-        }],
+        namespaces: vec![fixtures::namespace("shop").build()],
         pods: (0..pods).map(pod).collect(),
         policies: vec![
             policy("db-from-web", "db", "web", IntOrString::Int(5432)),
@@ -97,17 +70,7 @@ fn cluster(pods: usize) -> Cluster {
                 IntOrString::String("http".to_owned()),
             ),
         ],
-        nodes: vec![Node {
-            metadata: ObjectMeta {
-                name: Some("node-1".to_owned()),
-                ..Default::default()
-            },
-            spec: Some(NodeSpec {
-                pod_cidrs: Some(vec!["10.244.0.0/16".to_owned()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
+        nodes: vec![fixtures::node("node-1").pod_cidr("10.244.0.0/16").build()],
     }
 }
 
@@ -170,3 +133,185 @@ fn every_base_chain_starts_with_the_conntrack_bypass() {
         assert_eq!(first.action, Action::Verdict(Verdict::Accept));
     }
 }
+
+#[test]
+fn one_ingress_policy_compiles_to_this_table() {
+    // x/a accepts x/b on TCP 80; both run on node-1.
+    let cluster = Cluster {
+        namespaces: vec![fixtures::namespace("x").build()],
+        pods: vec![
+            fixtures::pod("x", "a")
+                .label("pod", "a")
+                .node(1)
+                .address(plan::pod_v4(1, 2))
+                .build(),
+            fixtures::pod("x", "b")
+                .label("pod", "b")
+                .node(1)
+                .address(plan::pod_v4(1, 3))
+                .build(),
+        ],
+        policies: vec![fixtures::policy("x", "web")
+            .spec(&serde_json::json!({
+                "podSelector": {"matchLabels": {"pod": "a"}},
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}],
+                             "ports": [{"port": 80}]}],
+            }))
+            .build()],
+        nodes: vec![fixtures::node("node-1")
+            .pod_cidr(&plan::pod_cidr_v4(1))
+            .build()],
+    };
+    let ruleset = compile(&resolve(&cluster, "node-1"), CompileOptions::default()).ruleset;
+    // The policy's objects first, then the static ones; the order of
+    // objects and elements is free, the order of rules is not.
+    assert_ruleset!(ruleset, EXPECTED_ONE_INGRESS_POLICY);
+}
+
+const EXPECTED_ONE_INGRESS_POLICY: &str = r#"
+    chain ingress-group-x4ezh7iu {
+        comment "pods isolated by x/web"
+        jump policy-ahxhkape-x/web/ingress
+        counter drop comment "ingress denied: x/web"
+    }
+    chain policy-ahxhkape-x/web/ingress {
+        comment "x/web ingress rules"
+        ip saddr @pods-6ubgq7hke5t7j3tq-v4 meta l4proto . th dport @ports-eg3syytnmg3yuvcn counter accept comment "x/web ingress[0]"
+    }
+    set pods-6ubgq7hke5t7j3tq-v4 {
+        type ipv4_addr
+        comment "pods of ns:x pods:pod=b"
+        elements = { 10.244.1.3 }
+    }
+    set ports-eg3syytnmg3yuvcn {
+        type inet_proto . inet_service
+        flags interval
+        comment "destination ports of policy rules"
+        elements = { tcp . 80 }
+    }
+    map ingress-dispatch-v4 {
+        type ipv4_addr : verdict
+        comment "local pods isolated for ingress: address → jump to their group chain"
+        elements = { 10.244.1.2 : jump ingress-group-x4ezh7iu }
+    }
+    set ingress-isolated-v4 {
+        type ipv4_addr
+        comment "local pods isolated for ingress: the keys of the dispatch map"
+        elements = { 10.244.1.2 }
+    }
+    map ingress-dispatch-v6 {
+        type ipv6_addr : verdict
+        comment "local pods isolated for ingress: address → jump to their group chain"
+    }
+    set ingress-isolated-v6 {
+        type ipv6_addr
+        comment "local pods isolated for ingress: the keys of the dispatch map"
+    }
+    map egress-dispatch-v4 {
+        type ipv4_addr : verdict
+        comment "local pods isolated for egress: address → jump to their group chain"
+    }
+    map egress-dispatch-v6 {
+        type ipv6_addr : verdict
+        comment "local pods isolated for egress: address → jump to their group chain"
+    }
+    set egress-isolated-v4 {
+        type ipv4_addr
+        comment "local pods isolated for egress: the keys of the dispatch map"
+    }
+    set egress-isolated-v6 {
+        type ipv6_addr
+        comment "local pods isolated for egress: the keys of the dispatch map"
+    }
+    set local-pod-ips-v4 {
+        type ipv4_addr
+        comment "addresses of the known pods on this node"
+        elements = { 10.244.1.3, 10.244.1.2 }
+    }
+    set local-pod-ips-v6 {
+        type ipv6_addr
+        comment "addresses of the known pods on this node"
+    }
+    set pod-cidrs-v4 {
+        type ipv4_addr
+        flags interval
+        comment "this node's pod CIDRs"
+        elements = { 10.244.1.0-10.244.1.255 }
+    }
+    set pod-cidrs-v6 {
+        type ipv6_addr
+        flags interval
+        comment "this node's pod CIDRs"
+    }
+    set self-pairs-v4 {
+        type ipv4_addr . ipv4_addr
+        comment "each local pod address twice: a pod reaching itself"
+        elements = { 10.244.1.2 . 10.244.1.2, 10.244.1.3 . 10.244.1.3 }
+    }
+    set self-pairs-v6 {
+        type ipv6_addr . ipv6_addr
+        comment "each local pod address twice: a pod reaching itself"
+    }
+    chain filter-forward-egress {
+        comment "egress policy of local pods, forward path"
+        type filter hook forward priority 0; policy accept;
+        ct state established,related accept
+        ct state invalid drop
+        icmpv6 type 133-137 accept
+        ip saddr . ip daddr @self-pairs-v4 accept
+        ip6 saddr . ip6 daddr @self-pairs-v6 accept
+        ip saddr @pod-cidrs-v4 ip saddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
+        ip6 saddr @pod-cidrs-v6 ip6 saddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
+        ip saddr vmap @egress-dispatch-v4
+        ip6 saddr vmap @egress-dispatch-v6
+        ip saddr @egress-isolated-v4 drop comment "isolated pod while the ruleset changes"
+        ip6 saddr @egress-isolated-v6 drop comment "isolated pod while the ruleset changes"
+    }
+    chain filter-forward-ingress {
+        comment "ingress policy of local pods, forward path"
+        type filter hook forward priority 10; policy accept;
+        ct state established,related accept
+        ct state invalid drop
+        icmpv6 type 133-137 accept
+        ip saddr . ip daddr @self-pairs-v4 accept
+        ip6 saddr . ip6 daddr @self-pairs-v6 accept
+        ip daddr @pod-cidrs-v4 ip daddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
+        ip6 daddr @pod-cidrs-v6 ip6 daddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
+        ip daddr vmap @ingress-dispatch-v4
+        ip6 daddr vmap @ingress-dispatch-v6
+        ip daddr @ingress-isolated-v4 drop comment "isolated pod while the ruleset changes"
+        ip6 daddr @ingress-isolated-v6 drop comment "isolated pod while the ruleset changes"
+    }
+    chain filter-output-egress {
+        comment "egress policy of local pods, output path"
+        type filter hook output priority 0; policy accept;
+        ct state established,related accept
+        ct state invalid drop
+        icmpv6 type 133-137 accept
+        fib saddr type local accept comment "traffic of the node itself"
+        ip saddr . ip daddr @self-pairs-v4 accept
+        ip6 saddr . ip6 daddr @self-pairs-v6 accept
+        ip saddr @pod-cidrs-v4 ip saddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
+        ip6 saddr @pod-cidrs-v6 ip6 saddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
+        ip saddr vmap @egress-dispatch-v4
+        ip6 saddr vmap @egress-dispatch-v6
+        ip saddr @egress-isolated-v4 drop comment "isolated pod while the ruleset changes"
+        ip6 saddr @egress-isolated-v6 drop comment "isolated pod while the ruleset changes"
+    }
+    chain filter-output-ingress {
+        comment "ingress policy of local pods, output path"
+        type filter hook output priority 10; policy accept;
+        ct state established,related accept
+        ct state invalid drop
+        icmpv6 type 133-137 accept
+        fib saddr type local accept comment "traffic of the node itself"
+        ip saddr . ip daddr @self-pairs-v4 accept
+        ip6 saddr . ip6 daddr @self-pairs-v6 accept
+        ip daddr @pod-cidrs-v4 ip daddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
+        ip6 daddr @pod-cidrs-v6 ip6 daddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
+        ip daddr vmap @ingress-dispatch-v4
+        ip6 daddr vmap @ingress-dispatch-v6
+        ip daddr @ingress-isolated-v4 drop comment "isolated pod while the ruleset changes"
+        ip6 daddr @ingress-isolated-v6 drop comment "isolated pod while the ruleset changes"
+    }
+"#;

@@ -226,6 +226,14 @@ impl NamespaceBuilder {
         self
     }
 
+    /// Adds every label of `pairs`.
+    #[must_use]
+    pub fn labels(self, pairs: &[(&str, &str)]) -> Self {
+        pairs
+            .iter()
+            .fold(self, |namespace, (key, value)| namespace.label(key, value))
+    }
+
     /// The namespace.
     pub fn build(self) -> Namespace {
         self.namespace

@@ -158,8 +158,12 @@ fn show(objects: &Canonical) -> Vec<String> {
     out
 }
 
+/// Lines of context shown around each difference.
+const CONTEXT: usize = 3;
+
 /// A line diff of `expected` and `actual` (longest common subsequence):
-/// ` ` both, `-` expected only, `+` actual only.
+/// ` ` both, `-` expected only, `+` actual only; only the differences and
+/// [`CONTEXT`] lines around each are shown, `…` marks what is left out.
 fn line_diff(expected: &[String], actual: &[String]) -> String {
     let (n, m) = (expected.len(), actual.len());
     // lcs[i][j]: the common subsequence length of expected[i..], actual[j..].
@@ -173,20 +177,44 @@ fn line_diff(expected: &[String], actual: &[String]) -> String {
             };
         }
     }
-    let mut out = String::new();
+    let mut lines: Vec<(char, &str)> = Vec::new();
     let (mut i, mut j) = (0, 0);
     while i < n || j < m {
         if i < n && j < m && expected[i] == actual[j] {
-            let _ = writeln!(out, "  {}", expected[i]);
+            lines.push((' ', &expected[i]));
             i += 1;
             j += 1;
         } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            let _ = writeln!(out, "+ {}", actual[j]);
+            lines.push(('+', &actual[j]));
             j += 1;
         } else {
-            let _ = writeln!(out, "- {}", expected[i]);
+            lines.push(('-', &expected[i]));
             i += 1;
         }
+    }
+    let changed: Vec<usize> = (0..lines.len())
+        .filter(|&index| lines[index].0 != ' ')
+        .collect();
+    let near = |index: usize| {
+        changed
+            .iter()
+            .any(|&change| change.abs_diff(index) <= CONTEXT)
+    };
+    let mut out = String::new();
+    let mut skipped = false;
+    for (index, (mark, line)) in lines.iter().enumerate() {
+        if near(index) {
+            if skipped {
+                out.push_str("  …\n");
+                skipped = false;
+            }
+            let _ = writeln!(out, "{mark} {line}");
+        } else {
+            skipped = true;
+        }
+    }
+    if skipped {
+        out.push_str("  …\n");
     }
     out
 }

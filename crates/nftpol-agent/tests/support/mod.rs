@@ -1,4 +1,5 @@
-//! Test support: the fake API server, object builders, a shared fake
+//! Test support: the fake API server, the agent tests' object presets (on
+//! the test kit's builders), a shared fake
 //! dataplane and a running agent that tests can wait on.
 
 #![allow(
@@ -8,16 +9,12 @@
 
 pub use nftpol_fakeapi as apiserver;
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Namespace, Node, NodeSpec, Pod, PodIP, PodSpec, PodStatus,
-};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use nftpol_agent::http::Health;
 use nftpol_agent::metrics::Metrics;
 use nftpol_agent::{Agent, AgentConfig, AgentError, Dataplane, Progress};
@@ -25,6 +22,7 @@ use nftpol_ir::diff::Diff;
 use nftpol_ir::interpret::{interpret, Packet};
 use nftpol_ir::{Hook, Ruleset};
 use nftpol_netlink::{Applied, ApplyError, FakeDataplane, ReadError, RuleCounter};
+use nftpol_testkit::fixtures::{self, Tcp};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -38,85 +36,33 @@ pub const POD_CIDR: &str = "10.244.0.0/16";
 /// a broken test from hanging.
 const PATIENCE: Duration = Duration::from_mins(1);
 
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-        .collect()
-}
-
 /// A namespace with labels.
 pub fn namespace(name: &str, pairs: &[(&str, &str)]) -> Namespace {
-    Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(labels(pairs)),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    }
+    fixtures::namespace(name).labels(pairs).build()
 }
 
 /// A running pod on `node` with address `ip` and container port 80/TCP
-/// named `serve-80-tcp` (as the kubelet reports it).
+/// named `serve-80-tcp`, with the image and annotation a real one carries
+/// (as the kubelet reports it; the agent strips what it does not need).
 pub fn pod(namespace: &str, name: &str, node: &str, ip: &str, pairs: &[(&str, &str)]) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
-            labels: Some(labels(pairs)),
-            annotations: Some(labels(&[(
-                "kubectl.kubernetes.io/last-applied-configuration",
-                "{}",
-            )])),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some(node.into()),
-            containers: vec![Container {
-                name: "serve".into(),
-                image: Some("registry.k8s.io/e2e-test-images/agnhost:2.53".into()),
-                ports: Some(vec![ContainerPort {
-                    container_port: 80,
-                    name: Some("serve-80-tcp".into()),
-                    ..ContainerPort::default()
-                }]),
-                ..Container::default()
-            }],
-            ..PodSpec::default()
-        }),
-        status: Some(PodStatus {
-            phase: Some("Running".into()),
-            pod_ip: Some(ip.into()),
-            pod_ips: Some(vec![PodIP { ip: ip.into() }]),
-            ..PodStatus::default()
-        }),
-    }
+    fixtures::pod(namespace, name)
+        .labels(pairs)
+        .annotation("kubectl.kubernetes.io/last-applied-configuration", "{}")
+        .node_name(node)
+        .image("registry.k8s.io/e2e-test-images/agnhost:2.53")
+        .named_port("serve-80-tcp", 80, Tcp)
+        .ip(ip)
+        .build()
 }
 
 /// A node with pod CIDR `cidr`.
 pub fn node(name: &str, cidr: &str) -> Node {
-    Node {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..ObjectMeta::default()
-        },
-        spec: Some(NodeSpec {
-            pod_cidr: Some(cidr.into()),
-            pod_cidrs: Some(vec![cidr.into()]),
-            ..NodeSpec::default()
-        }),
-        status: None,
-    }
+    fixtures::node(name).pod_cidr(cidr).build()
 }
 
 /// A NetworkPolicy from its spec in JSON (as a user would write it).
 pub fn policy(namespace: &str, name: &str, spec: &serde_json::Value) -> NetworkPolicy {
-    serde_json::from_value(serde_json::json!({
-        "metadata": { "name": name, "namespace": namespace },
-        "spec": spec,
-    }))
-    .expect("a valid NetworkPolicy")
+    fixtures::policy(namespace, name).spec(spec).build()
 }
 
 /// Whether a new TCP connection from `source` to `destination:port`,
