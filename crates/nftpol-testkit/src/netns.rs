@@ -130,7 +130,11 @@ impl Netns {
     /// message saying so.
     #[track_caller]
     pub fn new() -> Self {
-        Self::create().unwrap_or_else(|error| panic!("{error}"))
+        // A `match`, not a closure: the panic then names the test's line.
+        match Self::create() {
+            Ok(netns) => netns,
+            Err(error) => panic!("{error}"),
+        }
     }
 
     /// Makes a namespace, reporting failure as an error (for binaries such
