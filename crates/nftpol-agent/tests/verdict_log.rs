@@ -3,6 +3,7 @@
 //! the output file reopens; and the reader thread, in a fresh network
 //! namespace, turns real NFLOG packets into lines and counts them.
 
+use nftpol_testkit::netns::Netns;
 use std::io::Read as _;
 use std::net::{IpAddr, UdpSocket};
 use std::sync::Arc;
@@ -281,13 +282,11 @@ fn the_reader_turns_nflog_packets_into_merged_lines_and_counts_them() {
     let metrics = Arc::new(Metrics::new());
     let text = std::thread::spawn({
         let (path, metrics) = (path.clone(), Arc::clone(&metrics));
+        let netns = Netns::new();
         move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
-            let up = std::process::Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status()
-                .expect("ip");
-            assert!(up.success());
+            // The test kit's namespace (`lo` up), removed when this thread
+            // ends; the threads spawned in it keep it alive meanwhile.
+            netns.enter().expect("entering the test's network namespace");
             let directory = LogDirectory::default();
             let cluster = manifests::parse(LOCAL).expect("pods").cluster;
             directory.publish(Directory::new(
@@ -386,13 +385,13 @@ fn a_flood_of_denied_connections_logs_within_the_limit_and_drops_them_all() {
     let metrics = Arc::new(Metrics::new());
     let (text, elapsed, dropped) = std::thread::spawn({
         let (path, metrics) = (path.clone(), Arc::clone(&metrics));
+        let netns = Netns::new();
         move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
-            let up = std::process::Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status()
-                .expect("ip");
-            assert!(up.success());
+            // The test kit's namespace (`lo` up), removed when this thread
+            // ends; the threads spawned in it keep it alive meanwhile.
+            netns
+                .enter()
+                .expect("entering the test's network namespace");
             let reader = VerdictLogReader::spawn(
                 VerdictLogConfig {
                     group: 100,

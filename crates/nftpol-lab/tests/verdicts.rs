@@ -9,23 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use nftpol_lab::netns;
 use nftpol_lab::{run, Report, RunOptions};
 use nftpol_ruleset::verdict_log::VerdictLogMode;
+use nftpol_testkit::netns::Sweep;
 use serde_json::Value;
-
-/// Removes this process's lab namespaces on drop, panic or not.
-struct NetnsGuard {
-    prefix: String,
-}
-
-impl Drop for NetnsGuard {
-    fn drop(&mut self) {
-        // No panic here: this may run while a failed assertion unwinds.
-        for name in netns::list(&self.prefix).unwrap_or_default() {
-            if let Err(e) = netns::remove_named(&name) {
-                eprintln!("could not remove {name}: {e}; run `nftpol lab cleanup`");
-            }
-        }
-    }
-}
 
 /// x/a (node-1) admits x/b (node-1) on 80/TCP only; x/c is on node-2. The
 /// policy raises its log limit (kube-router's burst alias) so that no
@@ -137,9 +122,7 @@ fn denied_probes_log_once_naming_the_policy_and_allowed_ones_only_in_all_mode() 
         nix::unistd::geteuid().is_root(),
         "the lab creates network namespaces: run it as root"
     );
-    let guard = NetnsGuard {
-        prefix: format!("{}{}-", netns::PREFIX, std::process::id()),
-    };
+    let guard = Sweep::new(format!("{}{}-", netns::PREFIX, std::process::id()));
     let quiet = lab(VerdictLogMode::Off);
     assert!(quiet.verdicts.is_empty());
     let blocked = probes(&quiet, false);
@@ -195,7 +178,7 @@ fn denied_probes_log_once_naming_the_policy_and_allowed_ones_only_in_all_mode() 
         }
     }
     assert_eq!(
-        netns::list(&guard.prefix).expect("list /run/netns"),
+        guard.present(),
         Vec::<String>::new(),
         "every run removes every namespace it made"
     );

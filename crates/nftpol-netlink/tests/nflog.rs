@@ -7,8 +7,9 @@ mod common;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use common::{in_fresh_netns, run};
+use common::run;
 use nftpol_netlink::nflog::{NflogError, NflogSocket};
+use nftpol_testkit::netns::in_fresh_netns;
 
 const GROUP: u16 = 7;
 

@@ -3,9 +3,6 @@
 //! packets log only in `all` mode, established packets never log, and no
 //! mode changes a verdict.
 
-mod oracle;
-mod strategies;
-
 use std::net::IpAddr;
 
 use nftpol_ir::interpret::{interpret, Packet};
@@ -15,7 +12,8 @@ use nftpol_model::{manifests, resolve, Cluster, Connection, PodView, PolicyId, P
 use nftpol_ruleset::compile::{compile, CompileOptions, DenyAction};
 use nftpol_ruleset::log_prefix::{self, LogPrefix};
 use nftpol_ruleset::verdict_log::{Decider, LogCatalogue, VerdictLogMode, VerdictLogOptions};
-use oracle::{node_oracle, packet_for};
+use nftpol_testkit::oracle::{node_oracle, packet_for};
+use nftpol_testkit::strategies;
 use proptest::prelude::*;
 
 const NODE: &str = "node-1";
