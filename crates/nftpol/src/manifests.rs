@@ -65,6 +65,12 @@ fn endpoint(cluster: &Cluster, text: &str) -> anyhow::Result<IpAddr> {
     if let Ok(address) = text.parse() {
         return Ok(address);
     }
+    pod_address(cluster, text, None)
+}
+
+/// The address of pod `namespace/name` (`text`): its first, or its first
+/// IPv4 (`Some(true)`) or IPv6 (`Some(false)`) one.
+pub fn pod_address(cluster: &Cluster, text: &str, ipv4: Option<bool>) -> anyhow::Result<IpAddr> {
     let Some((namespace, name)) = text.split_once('/') else {
         bail!("{text:?} is neither an IP address nor namespace/pod");
     };
@@ -74,8 +80,14 @@ fn endpoint(cluster: &Cluster, text: &str) -> anyhow::Result<IpAddr> {
         .map(PodView::from_pod)
         .find(|pod| pod.namespace == namespace && pod.name == name)
         .with_context(|| format!("no pod {namespace}/{name} in the cluster read"))?;
+    let family = match ipv4 {
+        None => "IP",
+        Some(true) => "IPv4",
+        Some(false) => "IPv6",
+    };
     pod.ips
-        .first()
+        .iter()
         .copied()
-        .with_context(|| format!("pod {namespace}/{name} has no IP address"))
+        .find(|ip| ipv4.is_none_or(|wanted| ip.is_ipv4() == wanted))
+        .with_context(|| format!("pod {namespace}/{name} has no {family} address"))
 }

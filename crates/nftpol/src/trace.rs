@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use nftpol_ir::interpret::{interpret, Packet, Trace};
 use nftpol_ir::{Hook, Ruleset};
-use nftpol_model::{Cluster, PodView, Protocol};
+use nftpol_model::Protocol;
 use nftpol_netlink::Dataplane;
 
 /// `--family`.
@@ -71,10 +71,10 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
                 None => crate::live::load()?,
             });
         }
-        pod_address(
+        crate::manifests::pod_address(
             cluster.as_ref().context("the cluster was read")?,
             text,
-            args.family,
+            Some(args.family == Family::Ipv4),
         )
     };
     let source = address(&args.from)?;
@@ -94,24 +94,6 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// The address of pod `namespace/name` in `family`.
-fn pod_address(cluster: &Cluster, text: &str, family: Family) -> anyhow::Result<IpAddr> {
-    let Some((namespace, name)) = text.split_once('/') else {
-        bail!("{text:?} is neither an IP address nor namespace/pod");
-    };
-    let pod = cluster
-        .pods
-        .iter()
-        .map(PodView::from_pod)
-        .find(|pod| pod.namespace == namespace && pod.name == name)
-        .with_context(|| format!("no pod {namespace}/{name} in the cluster read"))?;
-    pod.ips
-        .iter()
-        .copied()
-        .find(|ip| ip.is_ipv4() == (family == Family::Ipv4))
-        .with_context(|| format!("pod {namespace}/{name} has no {family:?} address"))
 }
 
 /// The printed trace of `packet`, and whether every direction accepts it.
