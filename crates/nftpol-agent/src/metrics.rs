@@ -248,7 +248,7 @@ impl RulesetMetrics {
         );
         registry.register(
             "invalid_object_parts",
-            "Invalid object parts in the last reconcile (they allow nothing)",
+            "Invalid object parts in the last reconcile (each error says what applies instead: a policy part allows nothing, an annotation its default)",
             metrics.invalid.clone(),
         );
         metrics

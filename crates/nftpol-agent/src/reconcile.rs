@@ -71,7 +71,7 @@ pub struct ReconcileReport {
     pub rules: usize,
     /// Set elements in the committed ruleset.
     pub elements: usize,
-    /// Invalid parts of objects (they allow nothing).
+    /// Invalid parts of objects (each says what applies instead).
     pub invalid: Vec<ModelError>,
 }
 
@@ -191,7 +191,7 @@ impl<D: Dataplane> Reconciler<D> {
 
         let mut model = resolve_snapshot(snapshot, &self.node);
         for error in &model.errors {
-            tracing::warn!(%error, "invalid object part allows nothing");
+            tracing::warn!(%error, "invalid object part");
         }
         let compiled = compile(&model, self.options);
         let mut desired = compiled.ruleset;

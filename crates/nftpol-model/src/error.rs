@@ -1,7 +1,8 @@
 //! Errors about input objects.
 
-/// An invalid part of an object. The part allows nothing; the rest of the
-/// object still applies.
+/// An invalid part of an object; the rest of the object still applies.
+/// `problem` says what applies instead: an invalid part of a policy's rules
+/// allows nothing, a malformed annotation falls back to its default.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} {object}: {field}: {problem}")]
 pub struct ModelError {
