@@ -123,6 +123,8 @@ fn chart_values_reach_the_agent() {
         "metrics.port=9900",
         "agent.deny=reject",
         "agent.extraArgs={--coalesce-ms=50}",
+        "agent.verdictLog.mode=all",
+        "agent.verdictLog.nflogGroup=7",
         "metrics.serviceMonitor.enabled=true",
         "metrics.serviceMonitor.labels.release=prometheus",
     ]);
@@ -135,6 +137,8 @@ fn chart_values_reach_the_agent() {
         .collect();
     assert!(args.contains(&"--listen=0.0.0.0:9900"), "{args:?}");
     assert!(args.contains(&"--deny=reject"), "{args:?}");
+    assert!(args.contains(&"--verdict-log=all"), "{args:?}");
+    assert!(args.contains(&"--nflog-group=7"), "{args:?}");
     assert_eq!(args.last(), Some(&"--coalesce-ms=50"), "{args:?}");
     assert_eq!(agent["readinessProbe"]["httpGet"]["port"], 9900);
     assert_eq!(agent["livenessProbe"]["httpGet"]["port"], 9900);
