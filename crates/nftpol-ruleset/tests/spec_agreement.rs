@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use nftpol_ir::diff::{diff, Change};
 use nftpol_ir::interpret::interpret;
 use nftpol_ir::{CtDirection, Ruleset};
-use nftpol_model::{resolve, Cluster, Connection, Direction, PodView, Protocol};
+use nftpol_model::{resolve, Connection, Direction, Protocol};
 use nftpol_ruleset::catalogue::{ChainName, RuleRole};
 use nftpol_ruleset::compile::{compile, CompileOptions, Compiled};
 use nftpol_ruleset::rejudge::{Generation, MarkBits, Rejudge};
@@ -16,22 +16,6 @@ use nftpol_testkit::strategies;
 use proptest::prelude::*;
 
 const NODE: &str = "node-1";
-
-fn addresses(cluster: &Cluster) -> Vec<IpAddr> {
-    let mut all: Vec<IpAddr> = cluster
-        .pods
-        .iter()
-        .flat_map(|pod| PodView::from_pod(pod).ips)
-        .collect();
-    all.extend(
-        strategies::OUTSIDERS
-            .iter()
-            .map(|text| text.parse::<IpAddr>().expect("valid literal")),
-    );
-    all.sort_unstable();
-    all.dedup();
-    all
-}
 
 /// The provenance names every chain and set of the ruleset under the name
 /// its catalogue key spells, with one role per rule, and nothing else; allow
@@ -75,7 +59,7 @@ proptest! {
         let compiled = compile(&resolve(&cluster, NODE), CompileOptions::default());
         assert_provenance_describes(&compiled);
         let ruleset = compiled.ruleset;
-        let pool = addresses(&cluster);
+        let pool = strategies::probe_addresses(&cluster);
         for (source, destination, protocol, port) in picks {
             let source = *source.get(&pool);
             let candidates: Vec<IpAddr> = pool.iter().copied().filter(|a| a.is_ipv4() == source.is_ipv4()).collect();
@@ -129,7 +113,7 @@ proptest! {
         let options = CompileOptions { rejudge: Some(rejudge), ..CompileOptions::default() };
         let ruleset = compile(&resolve(&cluster, NODE), options).ruleset;
         let stamps = stamp(marks, rejudge.generation);
-        let pool = addresses(&cluster);
+        let pool = strategies::probe_addresses(&cluster);
         for (source, destination, protocol, port) in picks {
             let source = *source.get(&pool);
             let candidates: Vec<IpAddr> = pool.iter().copied().filter(|a| a.is_ipv4() == source.is_ipv4()).collect();

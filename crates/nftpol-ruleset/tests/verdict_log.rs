@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use nftpol_ir::interpret::{interpret, Packet};
 use nftpol_ir::render::render_rule;
 use nftpol_ir::{Action, CtState, Hook, Ruleset};
-use nftpol_model::{manifests, resolve, Cluster, Connection, PodView, PolicyId, Protocol};
+use nftpol_model::{manifests, resolve, Connection, PolicyId, Protocol};
 use nftpol_ruleset::compile::{compile, CompileOptions, DenyAction};
 use nftpol_ruleset::log_prefix::{self, LogPrefix};
 use nftpol_ruleset::verdict_log::{Decider, LogCatalogue, VerdictLogMode, VerdictLogOptions};
@@ -39,22 +39,6 @@ fn prefixes(ruleset: &Ruleset, packet: &Packet) -> (bool, Vec<LogPrefix>) {
     (trace.accepted, prefixes)
 }
 
-fn addresses(cluster: &Cluster) -> Vec<IpAddr> {
-    let mut all: Vec<IpAddr> = cluster
-        .pods
-        .iter()
-        .flat_map(|pod| PodView::from_pod(pod).ips)
-        .collect();
-    all.extend(
-        strategies::OUTSIDERS
-            .iter()
-            .map(|text| text.parse::<IpAddr>().expect("valid literal")),
-    );
-    all.sort_unstable();
-    all.dedup();
-    all
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
 
@@ -75,7 +59,7 @@ proptest! {
         let all = compile(&model, options(VerdictLogMode::All, deny));
         let all_catalogue = LogCatalogue::new(&all.provenance);
         let all = all.ruleset;
-        let pool = addresses(&cluster);
+        let pool = strategies::probe_addresses(&cluster);
         for (source, destination, protocol, port) in picks {
             let source = *source.get(&pool);
             let candidates: Vec<IpAddr> = pool.iter().copied().filter(|a| a.is_ipv4() == source.is_ipv4()).collect();

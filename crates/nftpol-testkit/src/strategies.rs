@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use nftpol_model::Cluster;
+use nftpol_model::{Cluster, PodView};
 use proptest::prelude::*;
 
 /// The namespaces every generated cluster has.
@@ -29,6 +29,27 @@ pub const OUTSIDERS: [&str; 4] = [
     "2001:db8::7",
     "fd00:10:244:1::200",
 ];
+
+/// Every pod address of `cluster` and the [`OUTSIDERS`], sorted: the pool
+/// property tests draw connection endpoints from.
+///
+/// # Panics
+/// Never: the outsiders are address literals.
+pub fn probe_addresses(cluster: &Cluster) -> Vec<IpAddr> {
+    let mut all: Vec<IpAddr> = cluster
+        .pods
+        .iter()
+        .flat_map(|pod| PodView::from_pod(pod).ips)
+        .collect();
+    all.extend(
+        OUTSIDERS
+            .iter()
+            .map(|text| text.parse::<IpAddr>().expect("valid literal")),
+    );
+    all.sort_unstable();
+    all.dedup();
+    all
+}
 
 fn labels(pairs: Vec<(&'static str, &'static str)>) -> BTreeMap<String, String> {
     pairs
