@@ -198,6 +198,7 @@ impl Stores {
                 .map(|pod| Arc::clone(&pod.view))
                 .collect(),
             policies: sorted(&self.policies),
+            cluster_policies: Vec::new(),
             nodes: sorted(&self.nodes),
         }
     }

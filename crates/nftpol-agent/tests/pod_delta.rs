@@ -205,6 +205,7 @@ fn snapshot(pods: &[Arc<PodView>], policies: &[Arc<NetworkPolicy>]) -> Snapshot 
         ],
         pods: pods.to_vec(),
         policies: policies.to_vec(),
+        cluster_policies: Vec::new(),
         nodes: vec![
             node("node-1", &["10.244.1.0/24", "fd00:1::/64"]),
             node("node-2", &["10.244.2.0/24", "fd00:2::/64"]),

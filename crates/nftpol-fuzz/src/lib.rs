@@ -499,6 +499,7 @@ impl Scenario {
                 .enumerate()
                 .map(|(index, policy)| build_policy(index, policy))
                 .collect(),
+            cluster_policies: Vec::new(),
             nodes: nodes(),
         }
     }

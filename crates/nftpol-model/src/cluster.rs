@@ -5,6 +5,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
+use crate::cluster_policy::api::ClusterNetworkPolicy;
 use crate::pods::PodView;
 
 /// A snapshot of the objects that decide enforcement.
@@ -16,7 +17,10 @@ pub struct Cluster {
     pub pods: Vec<Pod>,
     /// All network policies.
     pub policies: Vec<NetworkPolicy>,
-    /// Nodes; only the local node's `spec.podCIDRs` is used.
+    /// All ClusterNetworkPolicies (none where the CRD is not installed).
+    pub cluster_policies: Vec<ClusterNetworkPolicy>,
+    /// Nodes: the local node's `spec.podCIDRs`, and every node's labels and
+    /// `status.addresses` for ClusterNetworkPolicy `nodes` peers.
     pub nodes: Vec<Node>,
 }
 
@@ -34,7 +38,10 @@ pub struct Snapshot {
     pub pods: Vec<Arc<PodView>>,
     /// All network policies.
     pub policies: Vec<Arc<NetworkPolicy>>,
-    /// Nodes; only the local node's `spec.podCIDRs` is used.
+    /// All ClusterNetworkPolicies (none where the CRD is not installed).
+    pub cluster_policies: Vec<Arc<ClusterNetworkPolicy>>,
+    /// Nodes: the local node's `spec.podCIDRs`, and every node's labels and
+    /// `status.addresses` for ClusterNetworkPolicy `nodes` peers.
     pub nodes: Vec<Arc<Node>>,
 }
 
@@ -48,6 +55,12 @@ impl From<&Cluster> for Snapshot {
                 .map(|pod| Arc::new(PodView::from_pod(pod)))
                 .collect(),
             policies: cluster.policies.iter().cloned().map(Arc::new).collect(),
+            cluster_policies: cluster
+                .cluster_policies
+                .iter()
+                .cloned()
+                .map(Arc::new)
+                .collect(),
             nodes: cluster.nodes.iter().cloned().map(Arc::new).collect(),
         }
     }

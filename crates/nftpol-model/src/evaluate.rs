@@ -5,10 +5,17 @@
 //! pod's egress and by the destination pod's ingress. A pod is isolated in a
 //! direction when any policy of that type selects it; it is then allowed what
 //! at least one rule of one of those policies allows.
+//!
+//! ClusterNetworkPolicy (v1alpha2) wraps that per direction: the Admin tier
+//! first (the first matching rule of the first policy by priority and name
+//! decides; Accept and Deny are final, Pass skips the rest of the tier),
+//! then NetworkPolicy when it isolates the pod, then the Baseline tier, then
+//! allowed.
 
 use std::net::IpAddr;
 
 use crate::cluster::Cluster;
+use crate::cluster_policy::{self, Action, ClusterPolicy, ClusterView, NodeAddresses, Tier};
 use crate::pods::{PodIndex, PodView};
 use crate::policy::{
     labels_of, namespace_labels, parse_all, Peer, Policy, PolicyId, PortSpec, Rule,
@@ -54,12 +61,47 @@ pub enum Decision {
         /// The policies isolating the pod in this direction.
         isolated_by: Vec<PolicyId>,
     },
+    /// A ClusterNetworkPolicy rule accepted or denied it (final).
+    Cluster {
+        /// The pod, `namespace/name`.
+        pod: String,
+        /// The deciding rule.
+        rule: ClusterRuleRef,
+    },
+    /// A ClusterNetworkPolicy `Pass` rule skipped the rest of its tier;
+    /// `then` is what decided after it.
+    Passed {
+        /// The passing rule.
+        rule: ClusterRuleRef,
+        /// The decision of the tiers below.
+        then: Box<Decision>,
+    },
+}
+
+/// A ClusterNetworkPolicy rule that decided a direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRuleRef {
+    /// The policy's tier.
+    pub tier: Tier,
+    /// The policy's name.
+    pub policy: String,
+    /// The rule's index in its direction's list.
+    pub index: usize,
+    /// The rule's name, if it has one.
+    pub name: Option<String>,
+    /// Accept, Deny or Pass.
+    pub action: Action,
 }
 
 impl Decision {
     /// Whether this direction lets the connection through.
     pub fn is_allowed(&self) -> bool {
-        !matches!(self, Self::Denied { .. })
+        match self {
+            Self::Denied { .. } => false,
+            Self::Cluster { rule, .. } => rule.action == Action::Accept,
+            Self::Passed { then, .. } => then.is_allowed(),
+            Self::NotAPod | Self::NotIsolated { .. } | Self::Allowed { .. } => true,
+        }
     }
 }
 
@@ -69,10 +111,19 @@ pub fn evaluate(cluster: &Cluster, connection: &Connection) -> (Decision, Decisi
     let index = PodIndex::from_pods(&cluster.pods);
     let mut errors = Vec::new();
     let policies = parse_all(&cluster.policies, &mut errors);
+    let (cluster_policies, _) = cluster_policy::parse_all(&cluster.cluster_policies, &mut errors);
+    let namespaces = namespace_labels(&cluster.namespaces);
+    let nodes = NodeAddresses::new(&cluster.nodes);
     let evaluator = Evaluator {
         cluster,
         index: &index,
         policies: &policies,
+        cluster_policies: &cluster_policies,
+        view: ClusterView {
+            pods: &index,
+            namespaces: &namespaces,
+            nodes: &nodes,
+        },
     };
     let egress = evaluator.decide(connection, Side::Egress);
     let ingress = evaluator.decide(connection, Side::Ingress);
@@ -89,6 +140,19 @@ struct Evaluator<'a> {
     cluster: &'a Cluster,
     index: &'a PodIndex,
     policies: &'a [Policy],
+    /// In evaluation order (tier, priority, name).
+    cluster_policies: &'a [ClusterPolicy],
+    view: ClusterView<'a>,
+}
+
+/// What one ClusterNetworkPolicy tier made of a direction.
+enum TierOutcome {
+    /// Accept or Deny: final.
+    Decided(ClusterRuleRef),
+    /// A Pass rule: on to the next tier.
+    Passed(ClusterRuleRef),
+    /// No rule matched.
+    NoMatch,
 }
 
 impl Evaluator<'_> {
@@ -100,6 +164,81 @@ impl Evaluator<'_> {
         let Some(pod) = self.index.owner(own) else {
             return Decision::NotAPod;
         };
+        let mut passes = Vec::new();
+        for tier in [Tier::Admin, Tier::Baseline] {
+            if tier == Tier::Baseline {
+                let decision = self.network_policy_decides(pod, other, connection, side);
+                if !matches!(decision, Decision::NotIsolated { .. }) {
+                    return wrap(passes, decision);
+                }
+            }
+            match self.tier_decides(tier, pod, other, connection, side) {
+                TierOutcome::Decided(rule) => {
+                    return wrap(
+                        passes,
+                        Decision::Cluster {
+                            pod: pod.key(),
+                            rule,
+                        },
+                    )
+                }
+                TierOutcome::Passed(rule) => passes.push(rule),
+                TierOutcome::NoMatch => {}
+            }
+        }
+        wrap(passes, Decision::NotIsolated { pod: pod.key() })
+    }
+
+    fn tier_decides(
+        &self,
+        tier: Tier,
+        pod: &PodView,
+        other: IpAddr,
+        connection: &Connection,
+        side: Side,
+    ) -> TierOutcome {
+        let direction = match side {
+            Side::Egress => crate::Direction::Egress,
+            Side::Ingress => crate::Direction::Ingress,
+        };
+        let selecting = self
+            .cluster_policies
+            .iter()
+            .filter(|policy| policy.tier == tier && self.view.subject_selects(policy, pod));
+        for policy in selecting {
+            for rule in policy.rules(direction) {
+                if !self.view.rule_matches(
+                    rule,
+                    other,
+                    connection.destination,
+                    connection.protocol,
+                    connection.port,
+                ) {
+                    continue;
+                }
+                let decided = ClusterRuleRef {
+                    tier,
+                    policy: policy.name.clone(),
+                    index: rule.index,
+                    name: rule.name.clone(),
+                    action: rule.action,
+                };
+                return match rule.action {
+                    Action::Pass => TierOutcome::Passed(decided),
+                    Action::Accept | Action::Deny => TierOutcome::Decided(decided),
+                };
+            }
+        }
+        TierOutcome::NoMatch
+    }
+
+    fn network_policy_decides(
+        &self,
+        pod: &PodView,
+        other: IpAddr,
+        connection: &Connection,
+        side: Side,
+    ) -> Decision {
         let mut isolated_by = Vec::new();
         for policy in self.policies {
             if policy.id.namespace != pod.namespace || !policy.targets.selects(&pod.labels) {
@@ -131,7 +270,20 @@ impl Evaluator<'_> {
             }
         }
     }
+}
 
+/// `decision`, behind the Pass rules that led to it (outermost first).
+fn wrap(passes: Vec<ClusterRuleRef>, decision: Decision) -> Decision {
+    passes
+        .into_iter()
+        .rev()
+        .fold(decision, |then, rule| Decision::Passed {
+            rule,
+            then: Box::new(then),
+        })
+}
+
+impl Evaluator<'_> {
     fn rule_allows(&self, rule: &Rule, peer_address: IpAddr, connection: &Connection) -> bool {
         let peer_matches = rule.peers.as_ref().is_none_or(|peers| {
             peers

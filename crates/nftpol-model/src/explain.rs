@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::cluster::Cluster;
-use crate::evaluate::{evaluate, Connection, Decision};
+use crate::evaluate::{evaluate, ClusterRuleRef, Connection, Decision};
 
 /// Explains whether `connection` is allowed: the source's egress and the
 /// destination's ingress, which policies isolate each side and which rule
@@ -45,7 +45,31 @@ fn describe(decision: &Decision) -> String {
                 names.join(", ")
             )
         }
+        Decision::Cluster { pod, rule } => {
+            let verdict = if decision.is_allowed() {
+                "allowed"
+            } else {
+                "denied"
+            };
+            format!("{pod}: {}: {verdict}", describe_rule(rule))
+        }
+        Decision::Passed { rule, then } => {
+            format!("{} → {}", describe_rule(rule), describe(then))
+        }
     }
+}
+
+/// `Admin cnp/deny-imds rule 0 "block-metadata" Deny`.
+fn describe_rule(rule: &ClusterRuleRef) -> String {
+    let name = rule
+        .name
+        .as_ref()
+        .map(|name| format!(" {name:?}"))
+        .unwrap_or_default();
+    format!(
+        "{} cnp/{} rule {}{name} {}",
+        rule.tier, rule.policy, rule.index, rule.action
+    )
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! semantic evaluator that answers straight from the objects and the spec.
 //!
 //! In: k8s-openapi `Namespace`, `Pod`, `NetworkPolicy` and `Node` objects
-//! (a [`Cluster`]). Out: for one node, a [`NodeModel`] that names every pod on
+//! and ClusterNetworkPolicies ([`cluster_policy::api`]) (a [`Cluster`]). Out: for one node, a [`NodeModel`] that names every pod on
 //! the node, which policies isolate it in each direction, and each policy
 //! rule's peers and ports resolved to addresses and port ranges.
 //!
@@ -29,6 +29,7 @@
 
 mod addresses;
 mod cluster;
+pub mod cluster_policy;
 mod error;
 mod evaluate;
 mod explain;
@@ -45,7 +46,7 @@ mod vocabulary;
 pub use addresses::{AddressSet, Ipv4Range, Ipv6Range};
 pub use cluster::{Cluster, Snapshot};
 pub use error::ModelError;
-pub use evaluate::{evaluate, Connection, Decision};
+pub use evaluate::{evaluate, ClusterRuleRef, Connection, Decision};
 pub use explain::explain;
 pub use log_limit::{LogLimit, RatePeriod};
 pub use memberships::{Membership, MembershipDelta, PodChange, PodMemberships, RemotePods};

@@ -119,6 +119,10 @@ fn add(parsed: &mut Parsed, number: usize, value: &Value) -> Result<(), Manifest
             let object = decode(&mut parsed.warnings, number, value).map_err(decode_error)?;
             parsed.cluster.policies.push(object);
         }
+        ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy") => {
+            let object = decode(&mut parsed.warnings, number, value).map_err(decode_error)?;
+            parsed.cluster.cluster_policies.push(object);
+        }
         _ => parsed.warnings.push(format!(
             "document {number}: ignoring {api_version} {kind} {name}"
         )),

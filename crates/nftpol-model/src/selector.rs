@@ -5,8 +5,8 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-/// A validated label selector. `{}` selects everything.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A validated label selector. `{}` (the default) selects everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Selector {
     requirements: Vec<Requirement>,
 }

@@ -70,6 +70,7 @@ fn cluster(pods: usize) -> Cluster {
                 IntOrString::String("http".to_owned()),
             ),
         ],
+        cluster_policies: Vec::new(),
         nodes: vec![fixtures::node("node-1").pod_cidr("10.244.0.0/16").build()],
     }
 }
@@ -158,6 +159,7 @@ fn one_ingress_policy_compiles_to_this_table() {
                              "ports": [{"port": 80}]}],
             }))
             .build()],
+        cluster_policies: Vec::new(),
         nodes: vec![fixtures::node("node-1")
             .pod_cidr(&plan::pod_cidr_v4(1))
             .build()],

@@ -369,6 +369,7 @@ pub fn cluster() -> impl Strategy<Value = Cluster> {
                 .collect(),
             pods,
             policies,
+            cluster_policies: Vec::new(),
             nodes: (1..=2)
                 .map(|node| Node {
                     metadata: ObjectMeta {

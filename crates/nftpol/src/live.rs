@@ -31,6 +31,7 @@ pub fn load() -> anyhow::Result<Cluster> {
                 namespaces: list::<Namespace>(&client).await?,
                 pods: list::<Pod>(&client).await?,
                 policies: list::<NetworkPolicy>(&client).await?,
+                cluster_policies: Vec::new(),
                 nodes: Vec::new(),
             })
         })
