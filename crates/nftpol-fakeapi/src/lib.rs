@@ -1,9 +1,11 @@
 //! A fake Kubernetes API server — a TEST DOUBLE, not an API server.
 //!
 //! It speaks just enough of the list/watch protocol for kube-runtime's
-//! watcher, over plain HTTP on 127.0.0.1, for the four kinds the agent
-//! reads: Pods, Namespaces, NetworkPolicies (all cluster-wide) and Nodes
-//! (with a `metadata.name=` field selector).
+//! watcher, over plain HTTP on 127.0.0.1, for the kinds the agent reads:
+//! Pods, Namespaces, NetworkPolicies, Nodes (all cluster-wide, Nodes also
+//! with a `metadata.name=` field selector) and ClusterNetworkPolicies
+//! (`policy.networking.k8s.io/v1alpha2`, with the group's discovery
+//! document, while its CRD counts as installed).
 //!
 //! - Every object and list carries `metadata.resourceVersion` from one
 //!   global counter; every object carries `kind` and `apiVersion`.
@@ -14,7 +16,9 @@
 //!   watch from an older resourceVersion), `disconnect` (closes every watch
 //!   stream), `stop`/`start` (an API server restart: open connections are
 //!   reset, new ones refused, the stored objects survive as in etcd),
-//!   `fail_lists` (one kind's lists return 500).
+//!   `fail_lists` (one kind's lists return 500), `install_cluster_policy_crd`
+//!   (the ClusterNetworkPolicy CRD absent: its discovery and resource paths
+//!   answer 404, as a real API server without the CRD does).
 //! - It applies the defaults the real API server applies (see
 //!   `shared/notes/kube-watch.md`): the namespace name label, NetworkPolicy
 //!   `policyTypes` and port `protocol`, empty lists dropped, Pod phase
@@ -51,7 +55,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// The four kinds served.
+/// The kinds served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     /// `/api/v1/pods`.
@@ -62,11 +66,22 @@ pub enum Kind {
     NetworkPolicy,
     /// `/api/v1/nodes`.
     Node,
+    /// `/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies`.
+    ClusterNetworkPolicy,
 }
+
+/// The discovery path of the ClusterNetworkPolicy group version.
+const CLUSTER_POLICY_DISCOVERY: &str = "/apis/policy.networking.k8s.io/v1alpha2";
 
 impl Kind {
     /// Every kind served.
-    pub const ALL: [Kind; 4] = [Kind::Pod, Kind::Namespace, Kind::NetworkPolicy, Kind::Node];
+    pub const ALL: [Kind; 5] = [
+        Kind::Pod,
+        Kind::Namespace,
+        Kind::NetworkPolicy,
+        Kind::Node,
+        Kind::ClusterNetworkPolicy,
+    ];
 
     fn path(self) -> &'static str {
         match self {
@@ -74,6 +89,9 @@ impl Kind {
             Kind::Namespace => "/api/v1/namespaces",
             Kind::NetworkPolicy => "/apis/networking.k8s.io/v1/networkpolicies",
             Kind::Node => "/api/v1/nodes",
+            Kind::ClusterNetworkPolicy => {
+                "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies"
+            }
         }
     }
 
@@ -83,13 +101,15 @@ impl Kind {
             Kind::Namespace => "Namespace",
             Kind::NetworkPolicy => "NetworkPolicy",
             Kind::Node => "Node",
+            Kind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
             Kind::NetworkPolicy => "networking.k8s.io/v1",
-            _ => "v1",
+            Kind::ClusterNetworkPolicy => "policy.networking.k8s.io/v1alpha2",
+            Kind::Pod | Kind::Namespace | Kind::Node => "v1",
         }
     }
 
@@ -103,6 +123,7 @@ impl Kind {
             Some("Namespace") => Kind::Namespace,
             Some("NetworkPolicy") => Kind::NetworkPolicy,
             Some("Node") => Kind::Node,
+            Some("ClusterNetworkPolicy") => Kind::ClusterNetworkPolicy,
             other => panic!("the fake API server does not serve kind {other:?}"),
         }
     }
@@ -112,9 +133,9 @@ impl Kind {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Requests {
     /// List requests (pages included) by kind.
-    pub lists: [u64; 4],
+    pub lists: [u64; 5],
     /// Watch requests by kind.
-    pub watches: [u64; 4],
+    pub watches: [u64; 5],
     /// Requests refused with an error.
     pub errors: u64,
 }
@@ -126,6 +147,7 @@ impl Requests {
             Kind::Namespace => 1,
             Kind::NetworkPolicy => 2,
             Kind::Node => 3,
+            Kind::ClusterNetworkPolicy => 4,
         }
     }
 
@@ -157,6 +179,8 @@ struct Etcd {
     snapshots: HashMap<String, (u64, Vec<Value>)>,
     next_snapshot: u64,
     failing: Vec<Kind>,
+    /// Whether the ClusterNetworkPolicy CRD counts as absent.
+    without_cluster_policy_crd: bool,
 }
 
 struct Shared {
@@ -299,7 +323,7 @@ fn apply_defaults(kind: Kind, object: &mut Value) {
                 }
             }
         }
-        Kind::Node => {}
+        Kind::Node | Kind::ClusterNetworkPolicy => {}
     }
 }
 
@@ -425,8 +449,41 @@ fn field_name(params: &HashMap<String, String>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The discovery document of the ClusterNetworkPolicy group version.
+fn cluster_policy_discovery() -> Value {
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "policy.networking.k8s.io/v1alpha2",
+        "resources": [{
+            "name": "clusternetworkpolicies",
+            "singularName": "clusternetworkpolicy",
+            "namespaced": false,
+            "kind": "ClusterNetworkPolicy",
+            "shortNames": ["cnp"],
+            "verbs": ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"],
+        }],
+    })
+}
+
 async fn handle(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
-    let Some(kind) = Kind::ALL.into_iter().find(|kind| kind.path() == uri.path()) else {
+    let without_crd = shared
+        .etcd
+        .lock()
+        .expect("fake etcd lock")
+        .without_cluster_policy_crd;
+    if uri.path() == CLUSTER_POLICY_DISCOVERY && !without_crd {
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            cluster_policy_discovery().to_string(),
+        )
+            .into_response();
+    }
+    let Some(kind) = Kind::ALL
+        .into_iter()
+        .find(|kind| kind.path() == uri.path())
+        .filter(|kind| !(without_crd && *kind == Kind::ClusterNetworkPolicy))
+    else {
         return (StatusCode::NOT_FOUND, "not served by the fake").into_response();
     };
     let params = query(&uri);
@@ -714,6 +771,19 @@ impl FakeApiServer {
         etcd.failing.retain(|other| *other != kind);
         if failing {
             etcd.failing.push(kind);
+        }
+    }
+
+    /// Installs (or removes) the ClusterNetworkPolicy CRD. Without it the
+    /// group's discovery and resource paths answer 404 and its open watches
+    /// end; the stored objects stay, as they would not on a real server
+    /// (deleting a CRD deletes its objects), which tests do not rely on.
+    pub fn install_cluster_policy_crd(&self, installed: bool) {
+        let mut etcd = self.etcd();
+        etcd.without_cluster_policy_crd = !installed;
+        if !installed {
+            etcd.watchers
+                .retain(|watcher| watcher.kind != Kind::ClusterNetworkPolicy);
         }
     }
 

@@ -53,7 +53,8 @@ pub use memberships::{Membership, MembershipDelta, PodChange, PodMemberships, Re
 pub use pods::{ContainerPort, PodView};
 pub use policy::PolicyId;
 pub use resolve::{
-    resolve, resolve_snapshot, LocalPod, NamedPortEndpoint, NodeModel, Peers, PortRange, Ports,
-    ResolvedPeer, ResolvedPolicy, ResolvedRule,
+    resolve, resolve_snapshot, ClusterTraffic, LocalPod, NamedPortEndpoint, NodeModel, Peers,
+    PortRange, Ports, ResolvedClusterPolicy, ResolvedClusterRule, ResolvedPeer, ResolvedPolicy,
+    ResolvedRule,
 };
 pub use vocabulary::{Direction, Protocol};

@@ -21,8 +21,9 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use crate::cluster_policy::{ClusterPeer, ClusterPolicy, ClusterPort, Traffic};
 use crate::pods::PodView;
-use crate::policy::{labels_of, peer_identity, Peer, Policy, PolicyId, PortSpec};
+use crate::policy::{labels_of, peer_identity, NamespaceScope, Peer, Policy, PolicyId, PortSpec};
 use crate::vocabulary::Protocol;
 
 /// One set a pod's addresses belong to.
@@ -67,6 +68,10 @@ pub struct PodMemberships {
     /// Distinct selector peers (`Peer::Pods`) with their identities.
     peers: Vec<(Peer, String)>,
     named_egress: Vec<NamedEgressRule>,
+    /// Whether a ClusterNetworkPolicy egress rule has named ports: its
+    /// per-destination sets are not tracked here, so every remote change
+    /// takes the full model.
+    cluster_named_egress: bool,
 }
 
 impl PodMemberships {
@@ -122,7 +127,44 @@ impl PodMemberships {
                 .map(|(identity, peer)| (peer, identity))
                 .collect(),
             named_egress,
+            cluster_named_egress: false,
         }
+    }
+
+    /// Adds the selector peers of the ClusterNetworkPolicies a model of
+    /// this node resolved (they share the pod-address sets of equal
+    /// NetworkPolicy peers).
+    pub(crate) fn with_cluster_policies(mut self, policies: &[&ClusterPolicy]) -> Self {
+        let mut known: BTreeSet<String> = self
+            .peers
+            .iter()
+            .map(|(_, identity)| identity.clone())
+            .collect();
+        for policy in policies {
+            for rule in policy.ingress.iter().chain(&policy.egress) {
+                let Traffic::Matching { peers, .. } = &rule.traffic else {
+                    continue;
+                };
+                for peer in peers {
+                    if let ClusterPeer::Pods { namespaces, pods } = peer {
+                        let scope = NamespaceScope::Matching(namespaces.clone());
+                        let identity = peer_identity(&scope, pods);
+                        if known.insert(identity.clone()) {
+                            let peer = Peer::Pods {
+                                namespaces: scope,
+                                pods: pods.clone(),
+                            };
+                            self.peers.push((peer, identity));
+                        }
+                    }
+                }
+            }
+            self.cluster_named_egress |= policy.egress.iter().any(|rule| {
+                matches!(&rule.traffic, Traffic::Matching { protocols: Some(ports), .. }
+                    if ports.iter().any(|port| matches!(port, ClusterPort::Named(_))))
+            });
+        }
+        self
     }
 
     /// Whether `pod` is this node's business beyond its addresses: scheduled
@@ -247,6 +289,9 @@ impl RemotePods {
     /// needs the full model (see the module doc). On `Some`, the state
     /// counts the changes; on `None` it is unchanged.
     pub fn apply(&mut self, changes: &[PodChange]) -> Option<MembershipDelta> {
+        if self.memberships.cluster_named_egress {
+            return None;
+        }
         let mut claim_deltas: HashMap<IpAddr, i64> = HashMap::new();
         let mut delta = MembershipDelta::default();
         for change in changes {

@@ -153,6 +153,11 @@ impl PodIndex {
         }
     }
 
+    /// Whether any counted pod has an address `test` holds for.
+    pub(crate) fn any_address(&self, test: impl Fn(&IpAddr) -> bool) -> bool {
+        self.pods.iter().flat_map(|pod| &pod.ips).any(test)
+    }
+
     /// The pod owning `address`, if any.
     pub(crate) fn owner(&self, address: IpAddr) -> Option<&PodView> {
         self.owners

@@ -13,6 +13,11 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use crate::addresses::AddressSet;
 use crate::cluster::{Cluster, Snapshot};
+use crate::cluster_policy::api::ClusterNetworkPolicy;
+use crate::cluster_policy::{
+    self, Action, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, ClusterView, NodeAddresses,
+    PriorityTie, Tier, Traffic,
+};
 use crate::error::ModelError;
 use crate::log_limit::LogLimit;
 use crate::memberships::{PodMemberships, RemotePods};
@@ -36,6 +41,12 @@ pub struct NodeModel {
     pub local_pods: Vec<LocalPod>,
     /// Policies that isolate at least one local pod, sorted by id.
     pub policies: Vec<ResolvedPolicy>,
+    /// ClusterNetworkPolicies whose subject holds at least one local pod, in
+    /// evaluation order: tier (Admin first), priority, name.
+    pub cluster_policies: Vec<ResolvedClusterPolicy>,
+    /// ClusterNetworkPolicies of one tier sharing a priority (ordered by
+    /// name, which the spec leaves undefined), cluster-wide.
+    pub priority_ties: Vec<PriorityTie>,
     /// Invalid parts of objects, cluster-wide.
     pub errors: Vec<ModelError>,
     /// Whether any counted pod in the cluster has an IPv4 address.
@@ -58,6 +69,75 @@ pub struct LocalPod {
     pub ingress: Vec<usize>,
     /// Policies isolating its egress (indices into [`NodeModel::policies`]).
     pub egress: Vec<usize>,
+    /// ClusterNetworkPolicies applying to it with ingress rules, in
+    /// evaluation order (indices into [`NodeModel::cluster_policies`]).
+    pub cluster_ingress: Vec<usize>,
+    /// ClusterNetworkPolicies applying to it with egress rules, in
+    /// evaluation order (indices into [`NodeModel::cluster_policies`]).
+    pub cluster_egress: Vec<usize>,
+}
+
+impl LocalPod {
+    /// A pod no policy selects (yet).
+    fn unselected(key: String, ips: Vec<IpAddr>) -> Self {
+        Self {
+            key,
+            ips,
+            ingress: Vec::new(),
+            egress: Vec::new(),
+            cluster_ingress: Vec::new(),
+            cluster_egress: Vec::new(),
+        }
+    }
+}
+
+/// A ClusterNetworkPolicy with its rules resolved for this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedClusterPolicy {
+    /// The policy's name (cluster-scoped).
+    pub name: String,
+    /// Admin or Baseline.
+    pub tier: Tier,
+    /// Its priority in the tier.
+    pub priority: u16,
+    /// Ingress rules, in precedence order.
+    pub ingress: Vec<ResolvedClusterRule>,
+    /// Egress rules, in precedence order.
+    pub egress: Vec<ResolvedClusterRule>,
+}
+
+impl ResolvedClusterPolicy {
+    /// The rules of `direction`.
+    pub fn rules(&self, direction: crate::Direction) -> &[ResolvedClusterRule] {
+        match direction {
+            crate::Direction::Ingress => &self.ingress,
+            crate::Direction::Egress => &self.egress,
+        }
+    }
+}
+
+/// One ClusterNetworkPolicy rule, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedClusterRule {
+    /// Its index in its direction's list.
+    pub index: usize,
+    /// Its name, if any.
+    pub name: Option<String>,
+    /// Accept, Deny or Pass.
+    pub action: Action,
+    /// What it matches.
+    pub traffic: ClusterTraffic,
+}
+
+/// What a ClusterNetworkPolicy rule matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterTraffic {
+    /// Every connection of its direction (a rule failed closed to Deny).
+    All,
+    /// Connections whose peer and port match, as a NetworkPolicy rule's do
+    /// (`nodes` peers resolve to the selected Nodes' addresses, `networks`
+    /// to address blocks).
+    Matching(ResolvedRule),
 }
 
 /// A policy with its rules resolved; a direction is `None` when the policy
@@ -174,6 +254,7 @@ pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
     let objects = Objects {
         namespaces: cluster.namespaces.iter().collect(),
         policies: cluster.policies.iter().collect(),
+        cluster_policies: cluster.cluster_policies.iter().collect(),
         nodes: cluster.nodes.iter().collect(),
     };
     resolve_indexed(&PodIndex::from_pods(&cluster.pods), &objects, node)
@@ -184,6 +265,11 @@ pub fn resolve_snapshot(snapshot: &Snapshot, node: &str) -> NodeModel {
     let objects = Objects {
         namespaces: snapshot.namespaces.iter().map(AsRef::as_ref).collect(),
         policies: snapshot.policies.iter().map(AsRef::as_ref).collect(),
+        cluster_policies: snapshot
+            .cluster_policies
+            .iter()
+            .map(AsRef::as_ref)
+            .collect(),
         nodes: snapshot.nodes.iter().map(AsRef::as_ref).collect(),
     };
     resolve_indexed(
@@ -197,6 +283,7 @@ pub fn resolve_snapshot(snapshot: &Snapshot, node: &str) -> NodeModel {
 struct Objects<'a> {
     namespaces: Vec<&'a Namespace>,
     policies: Vec<&'a NetworkPolicy>,
+    cluster_policies: Vec<&'a ClusterNetworkPolicy>,
     nodes: Vec<&'a Node>,
 }
 
@@ -214,12 +301,7 @@ fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeM
         .collect();
     let mut local_pods: Vec<LocalPod> = locals
         .iter()
-        .map(|pod| LocalPod {
-            key: pod.key(),
-            ips: index.owned_ips(pod).collect(),
-            ingress: vec![],
-            egress: vec![],
-        })
+        .map(|pod| LocalPod::unselected(pod.key(), index.owned_ips(pod).collect()))
         .collect();
     let mut locals_by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (position, pod) in locals.iter().enumerate() {
@@ -268,6 +350,15 @@ fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeM
             log_limit: policy.log_limit,
         });
     }
+    let (cluster_parsed, priority_ties) =
+        cluster_policy::parse_all(objects.cluster_policies.iter().copied(), &mut errors);
+    let (cluster_policies, cluster_used) = resolve_cluster_policies(
+        &cluster_parsed,
+        objects,
+        (index, &namespaces),
+        &resolver,
+        (&locals, &mut local_pods),
+    );
     local_pods.retain(|pod| !pod.ips.is_empty());
     let resolved_ids: BTreeSet<&PolicyId> = resolved.iter().map(|policy| &policy.id).collect();
     let memberships = PodMemberships::new(
@@ -277,26 +368,74 @@ fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeM
         policies
             .iter()
             .filter(|policy| resolved_ids.contains(&policy.id)),
-    );
+    )
+    .with_cluster_policies(&cluster_used);
     let remote_pods = RemotePods::new(memberships, index.pods.iter().map(AsRef::as_ref));
     NodeModel {
         remote_pods,
-        cluster_has_ipv4_pods: index
-            .pods
-            .iter()
-            .flat_map(|pod| &pod.ips)
-            .any(IpAddr::is_ipv4),
-        cluster_has_ipv6_pods: index
-            .pods
-            .iter()
-            .flat_map(|pod| &pod.ips)
-            .any(IpAddr::is_ipv6),
+        cluster_has_ipv4_pods: index.any_address(IpAddr::is_ipv4),
+        cluster_has_ipv6_pods: index.any_address(IpAddr::is_ipv6),
         node: node.to_owned(),
         pod_cidrs,
         local_pods,
         policies: resolved,
+        cluster_policies,
+        priority_ties,
         errors,
     }
+}
+
+/// The ClusterNetworkPolicies whose subject holds a local pod, resolved,
+/// each local pod's lists filled in; and the parsed policies they came from.
+fn resolve_cluster_policies<'p>(
+    parsed: &'p [ClusterPolicy],
+    objects: &Objects<'_>,
+    (index, namespaces): (&PodIndex, &BTreeMap<String, BTreeMap<String, String>>),
+    resolver: &Resolver<'_>,
+    (locals, local_pods): (&[&PodView], &mut [LocalPod]),
+) -> (Vec<ResolvedClusterPolicy>, Vec<&'p ClusterPolicy>) {
+    let node_addresses = NodeAddresses::new(objects.nodes.iter().copied());
+    let view = ClusterView {
+        pods: index,
+        namespaces,
+        nodes: &node_addresses,
+    };
+    let mut resolved = Vec::new();
+    let mut used = Vec::new();
+    for policy in parsed {
+        let subjects: Vec<usize> = (0..locals.len())
+            .filter(|position| view.subject_selects(policy, locals[*position]))
+            .collect();
+        if subjects.is_empty() || (policy.ingress.is_empty() && policy.egress.is_empty()) {
+            continue;
+        }
+        let number = resolved.len();
+        for &position in &subjects {
+            if !policy.ingress.is_empty() {
+                local_pods[position].cluster_ingress.push(number);
+            }
+            if !policy.egress.is_empty() {
+                local_pods[position].cluster_egress.push(number);
+            }
+        }
+        let subject_pods: Vec<&PodView> =
+            subjects.iter().map(|position| locals[*position]).collect();
+        let rules = |rules: &[ClusterRule], named_on: NamedOn<'_>| -> Vec<ResolvedClusterRule> {
+            rules
+                .iter()
+                .map(|rule| resolver.cluster_rule(rule, named_on, view.nodes))
+                .collect()
+        };
+        resolved.push(ResolvedClusterPolicy {
+            name: policy.name.clone(),
+            tier: policy.tier,
+            priority: policy.priority,
+            ingress: rules(&policy.ingress, NamedOn::Targets(&subject_pods)),
+            egress: rules(&policy.egress, NamedOn::Peers),
+        });
+        used.push(policy);
+    }
+    (resolved, used)
 }
 
 fn node_pod_cidrs(nodes: &[&Node], node: &str, errors: &mut Vec<ModelError>) -> Vec<IpNet> {
@@ -487,6 +626,91 @@ impl<'a> Resolver<'a> {
             }
         };
         ResolvedRule { peers, ports }
+    }
+
+    fn cluster_rule(
+        &self,
+        rule: &ClusterRule,
+        named_on: NamedOn<'_>,
+        nodes: &NodeAddresses,
+    ) -> ResolvedClusterRule {
+        let traffic = match &rule.traffic {
+            Traffic::All => ClusterTraffic::All,
+            Traffic::Matching { peers, protocols } => {
+                let peers = Peers::List(
+                    peers
+                        .iter()
+                        .map(|peer| match peer {
+                            ClusterPeer::Pods { namespaces, pods } => {
+                                let scope = NamespaceScope::Matching(namespaces.clone());
+                                ResolvedPeer::Pods {
+                                    identity: peer_identity(&scope, pods),
+                                    addresses: self.peer_addresses(&scope, pods),
+                                }
+                            }
+                            ClusterPeer::Networks(blocks) => ResolvedPeer::Block(blocks.clone()),
+                            ClusterPeer::Nodes(selector) => {
+                                let mut addresses = AddressSet::default();
+                                addresses.extend(nodes.selected_by(selector));
+                                ResolvedPeer::Block(addresses)
+                            }
+                        })
+                        .collect(),
+                );
+                let ports = match protocols {
+                    None => Ports::Any,
+                    Some(entries) => self.cluster_ports(entries, named_on, &peers),
+                };
+                ClusterTraffic::Matching(ResolvedRule { peers, ports })
+            }
+        };
+        ResolvedClusterRule {
+            index: rule.index,
+            name: rule.name.clone(),
+            action: rule.action,
+            traffic,
+        }
+    }
+
+    fn cluster_ports(
+        &self,
+        entries: &[ClusterPort],
+        named_on: NamedOn<'_>,
+        peers: &Peers,
+    ) -> Ports {
+        let mut ranges = Vec::new();
+        let mut named = Vec::new();
+        for entry in entries {
+            match entry {
+                ClusterPort::Range {
+                    protocol,
+                    first,
+                    last,
+                } => ranges.push(PortRange {
+                    protocol: *protocol,
+                    first: *first,
+                    last: *last,
+                }),
+                // A named port carries no protocol: whatever the
+                // destination pod declares the name for.
+                ClusterPort::Named(name) => {
+                    for protocol in Protocol::ALL {
+                        named.extend(self.named_endpoints(named_on, peers, name, protocol));
+                    }
+                }
+            }
+        }
+        ranges.sort_unstable();
+        ranges.dedup();
+        named.sort_unstable();
+        named.dedup();
+        Ports::List {
+            ranges,
+            named,
+            has_named: entries
+                .iter()
+                .any(|entry| matches!(entry, ClusterPort::Named(_))),
+        }
     }
 
     fn named_endpoints(

@@ -57,6 +57,9 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol.
+    pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
     /// Parses a `protocol` field; absent means TCP, unknown is `None`.
     pub fn parse(text: Option<&str>) -> Option<Self> {
         match text {

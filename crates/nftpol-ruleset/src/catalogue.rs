@@ -14,6 +14,9 @@
 //! | [`ChainName::Base`] | `filter-<hook>-<direction>` | the per-hook, per-direction entry point |
 //! | [`ChainName::Group`] | `<direction>-group-<HASH>` | pods isolated by one distinct list of policies |
 //! | [`ChainName::Policy`] | `policy-<HASH>-<ns>/<name>/<direction>` | one policy's allow rules in one direction |
+//! | [`ChainName::ClusterList`] | `<direction>-<admin\|baseline>-<HASH>` | pods one distinct list of ClusterNetworkPolicies of a tier selects |
+//! | [`ChainName::ClusterPolicy`] | `cnp-<HASH>-<name>/<direction>` | one ClusterNetworkPolicy's rules in one direction |
+//! | [`ChainName::BelowAdmin`] | `<direction>-below-admin` | where an Admin `Pass` goes: the NetworkPolicy tier, then Baseline |
 //! | [`ChainName::Judged`] | `judged-<direction>` | accepts established flows judged under the current policy generation |
 //! | [`ChainName::Stamp`] | `stamp-<direction>` | stamps an accepted flow with the current generation, accepts it |
 //! | [`SetName::SelfPairs`] | `self-pairs-v4` | each local pod address twice |
@@ -21,18 +24,18 @@
 //! | [`SetName::PodCidrs`] | `pod-cidrs-v4` | this node's pod CIDRs |
 //! | [`SetName::Dispatch`] | `<direction>-dispatch-v4` | isolated local pod → jump to its group chain |
 //! | [`SetName::Isolated`] | `<direction>-isolated-v4` | the keys of the dispatch map |
+//! | [`SetName::ClusterDispatch`] | `<direction>-<admin\|baseline>-dispatch-v4` | local pod → jump to its ClusterNetworkPolicy list chain |
 //! | [`SetName::PodPeers`] | `pods-<HASH16>-v4` | addresses of one distinct selector peer, cluster-wide |
 //! | [`SetName::IpBlock`] | `block-<HASH16>-v4` | one distinct `ipBlock` minus `except` |
 //! | [`SetName::Ports`] | `ports-<HASH16>` | one distinct list of `proto . port` ranges |
 //! | [`SetName::NamedPorts`] | `named-<HASH>-<ns>/<name>/<direction><rule>-v4` | a rule's named ports per destination pod |
-//!
-//! Room for the tiers to come: ClusterNetworkPolicy chains and sets become
-//! new variants here, so every reader learns of them from the compiler.
+//! | [`SetName::ClusterNamedPorts`] | `cnamed-<HASH>-<name>/<direction><rule>-v4` | a ClusterNetworkPolicy rule's named ports per destination pod |
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use nftpol_ir::Hook;
+use nftpol_model::cluster_policy::{Action, Tier};
 use nftpol_model::{Direction, PolicyId};
 
 use crate::names;
@@ -88,6 +91,29 @@ pub enum ChainName {
         /// The direction of its rules.
         direction: Direction,
     },
+    /// The chain of every local pod the same ClusterNetworkPolicies of one
+    /// tier select: a jump into each policy's chain, in evaluation order.
+    ClusterList {
+        /// Admin or Baseline.
+        tier: Tier,
+        /// The direction of the policies' rules.
+        direction: Direction,
+        /// The policies' names, in evaluation order.
+        policies: Vec<String>,
+    },
+    /// One ClusterNetworkPolicy's rules in one direction.
+    ClusterPolicy {
+        /// The policy's name.
+        policy: String,
+        /// The direction of its rules.
+        direction: Direction,
+    },
+    /// What follows the Admin tier in a base chain (NetworkPolicy, then
+    /// Baseline, then allowed): where an Admin `Pass` continues.
+    BelowAdmin {
+        /// The direction.
+        direction: Direction,
+    },
     /// The bypass of established flows judged under the current policy
     /// generation (see [`crate::rejudge`]).
     Judged {
@@ -115,6 +141,15 @@ impl ChainName {
             ChainName::Policy { policy, direction } => {
                 names::policy_object("policy", policy, direction.label())
             }
+            ChainName::ClusterList {
+                tier,
+                direction,
+                policies,
+            } => names::hashed_cluster_list(direction.label(), &tier_label(*tier), policies),
+            ChainName::ClusterPolicy { policy, direction } => {
+                names::cluster_object("cnp", policy, direction.label())
+            }
+            ChainName::BelowAdmin { direction } => format!("{}-below-admin", direction.label()),
             ChainName::Judged { direction } => format!("judged-{}", direction.label()),
             ChainName::Stamp { direction } => format!("stamp-{}", direction.label()),
         }
@@ -126,10 +161,18 @@ impl ChainName {
             ChainName::Base { direction, .. }
             | ChainName::Group { direction, .. }
             | ChainName::Policy { direction, .. }
+            | ChainName::ClusterList { direction, .. }
+            | ChainName::ClusterPolicy { direction, .. }
+            | ChainName::BelowAdmin { direction }
             | ChainName::Judged { direction }
             | ChainName::Stamp { direction } => *direction,
         }
     }
+}
+
+/// `admin` or `baseline`: the tier's word in object names.
+fn tier_label(tier: Tier) -> String {
+    tier.as_str().to_ascii_lowercase()
 }
 
 /// A set or verdict map of the catalogue.
@@ -151,6 +194,16 @@ pub enum SetName {
     /// The keys of the dispatch map, for the mid-commit drop.
     Isolated {
         /// The direction the pods are isolated in.
+        direction: Direction,
+        /// The address family.
+        family: Family,
+    },
+    /// Local pod address → jump to the list chain of the
+    /// ClusterNetworkPolicies of one tier that select it.
+    ClusterDispatch {
+        /// Admin or Baseline.
+        tier: Tier,
+        /// The direction of the policies' rules.
         direction: Direction,
         /// The address family.
         family: Family,
@@ -185,6 +238,18 @@ pub enum SetName {
         /// The address family.
         family: Family,
     },
+    /// A ClusterNetworkPolicy rule's named ports resolved per destination
+    /// pod address.
+    ClusterNamedPorts {
+        /// The policy's name.
+        policy: String,
+        /// The direction of the rule.
+        direction: Direction,
+        /// The rule's index in its direction.
+        rule: usize,
+        /// The address family.
+        family: Family,
+    },
 }
 
 impl SetName {
@@ -200,6 +265,14 @@ impl SetName {
             SetName::Isolated { direction, family } => {
                 names::static_set(&format!("{}-isolated", direction.label()), *family)
             }
+            SetName::ClusterDispatch {
+                tier,
+                direction,
+                family,
+            } => names::static_set(
+                &format!("{}-{}-dispatch", direction.label(), tier_label(*tier)),
+                *family,
+            ),
             SetName::PodPeers { identity, family } => {
                 names::shared_set("pods", identity, Some(*family))
             }
@@ -214,6 +287,17 @@ impl SetName {
                 family,
             } => names::policy_family_set(
                 "named",
+                policy,
+                &format!("{}{rule}", direction.label()),
+                *family,
+            ),
+            SetName::ClusterNamedPorts {
+                policy,
+                direction,
+                rule,
+                family,
+            } => names::cluster_family_set(
+                "cnamed",
                 policy,
                 &format!("{}{rule}", direction.label()),
                 *family,
@@ -233,6 +317,8 @@ impl SetName {
             SetName::IpBlock { .. } => SetKind::IpBlocks,
             SetName::Ports { .. } => SetKind::Ports,
             SetName::NamedPorts { .. } => SetKind::NamedPorts,
+            SetName::ClusterDispatch { .. } => SetKind::ClusterDispatch,
+            SetName::ClusterNamedPorts { .. } => SetKind::ClusterNamedPorts,
         }
     }
 }
@@ -258,11 +344,15 @@ pub enum SetKind {
     Ports,
     /// [`SetName::NamedPorts`].
     NamedPorts,
+    /// [`SetName::ClusterDispatch`].
+    ClusterDispatch,
+    /// [`SetName::ClusterNamedPorts`].
+    ClusterNamedPorts,
 }
 
 impl SetKind {
     /// Every kind.
-    pub const ALL: [SetKind; 9] = [
+    pub const ALL: [SetKind; 11] = [
         SetKind::LocalPodIps,
         SetKind::Dispatch,
         SetKind::Isolated,
@@ -272,6 +362,8 @@ impl SetKind {
         SetKind::NamedPorts,
         SetKind::PodCidrs,
         SetKind::SelfPairs,
+        SetKind::ClusterDispatch,
+        SetKind::ClusterNamedPorts,
     ];
 
     /// The metric label (`local_pod_ips`, `pod_peers`, …).
@@ -286,6 +378,8 @@ impl SetKind {
             SetKind::IpBlocks => "ip_blocks",
             SetKind::Ports => "ports",
             SetKind::NamedPorts => "named_ports",
+            SetKind::ClusterDispatch => "cluster_dispatch",
+            SetKind::ClusterNamedPorts => "cluster_named_ports",
         }
     }
 }
@@ -341,6 +435,18 @@ pub enum RuleRole {
     Allow {
         /// The rule's index in its direction of the policy.
         rule: usize,
+    },
+    /// A base chain's lookup of a ClusterNetworkPolicy tier's dispatch map.
+    ClusterDispatch(Tier),
+    /// A list chain's jump into one ClusterNetworkPolicy's chain.
+    EnterClusterPolicy(String),
+    /// A rule of a ClusterNetworkPolicy chain, from the policy's rule
+    /// `rule` (its index in the chain's direction).
+    ClusterRule {
+        /// The rule's index in its direction of the policy.
+        rule: usize,
+        /// What it does on a match.
+        action: Action,
     },
 }
 

@@ -54,6 +54,41 @@ pub fn policy_family_set(role: &str, policy: &PolicyId, tail: &str, family: Fami
     format!("{readable}-{}", family.suffix())
 }
 
+/// A chain or set belonging to one ClusterNetworkPolicy (cluster-scoped,
+/// so no namespace): `<role>-<HASH>-<name>/<tail>`.
+pub fn cluster_object(role: &str, policy: &str, tail: &str) -> String {
+    let identity = format!("{role} cnp/{policy} {tail}");
+    truncate(
+        format!(
+            "{role}-{}-{}",
+            short_hash(&identity),
+            readable(&format!("{policy}/{tail}"))
+        ),
+        MAX_NAME_LEN,
+    )
+}
+
+/// A per-family set of one ClusterNetworkPolicy: `<role>-<HASH>-<name>/<tail>-v4`.
+pub fn cluster_family_set(role: &str, policy: &str, tail: &str, family: Family) -> String {
+    let identity = format!("{role} cnp/{policy} {tail} {}", family.suffix());
+    let readable = truncate(
+        format!(
+            "{role}-{}-{}",
+            short_hash(&identity),
+            readable(&format!("{policy}/{tail}"))
+        ),
+        MAX_NAME_LEN - 3,
+    );
+    format!("{readable}-{}", family.suffix())
+}
+
+/// The chain shared by every local pod that the same ClusterNetworkPolicies
+/// of one tier select in one direction: `<direction>-<tier>-<HASH>`.
+pub fn hashed_cluster_list(direction: &str, tier: &str, policies: &[String]) -> String {
+    let identity = format!("{direction} {tier} {}", policies.join(" "));
+    format!("{direction}-{tier}-{}", short_hash(&identity))
+}
+
 /// The chain shared by every local pod that the same policies isolate in
 /// one direction: `<direction>-group-<HASH>`.
 pub fn hashed_group(direction: &str, policies: &[PolicyId]) -> String {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Namespace, Node, NodeSpec, Pod, PodIP, PodSpec, PodStatus,
+    Container, ContainerPort, Namespace, Node, NodeAddress, NodeSpec, NodeStatus, Pod, PodIP,
+    PodSpec, PodStatus,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -17,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use nftpol_model::cluster_policy::api::{self as cnp, ClusterNetworkPolicy};
 use nftpol_model::{Cluster, PodView};
 use proptest::prelude::*;
 
@@ -30,8 +32,8 @@ pub const OUTSIDERS: [&str; 4] = [
     "fd00:10:244:1::200",
 ];
 
-/// Every pod address of `cluster` and the [`OUTSIDERS`], sorted: the pool
-/// property tests draw connection endpoints from.
+/// Every pod and node address of `cluster` and the [`OUTSIDERS`], sorted:
+/// the pool property tests draw connection endpoints from.
 ///
 /// # Panics
 /// Never: the outsiders are address literals.
@@ -41,6 +43,14 @@ pub fn probe_addresses(cluster: &Cluster) -> Vec<IpAddr> {
         .iter()
         .flat_map(|pod| PodView::from_pod(pod).ips)
         .collect();
+    all.extend(
+        cluster
+            .nodes
+            .iter()
+            .filter_map(|node| node.status.as_ref()?.addresses.as_ref())
+            .flatten()
+            .filter_map(|address| address.address.parse::<IpAddr>().ok()),
+    );
     all.extend(
         OUTSIDERS
             .iter()
@@ -386,5 +396,211 @@ pub fn cluster() -> impl Strategy<Value = Cluster> {
                     ..Default::default()
                 })
                 .collect(),
+        })
+}
+
+/// The node addresses [`cluster_with_tiers`] gives its Nodes (`node-k` gets
+/// the k-th of each family).
+pub const NODE_ADDRESSES: [[&str; 2]; 2] = [["172.18.0.2", "fc00::2"], ["172.18.0.3", "fc00::3"]];
+
+fn cluster_peer() -> impl Strategy<Value = cnp::Peer> {
+    let namespaces = selector().prop_map(|namespaces| cnp::Peer {
+        namespaces: Some(namespaces),
+        ..Default::default()
+    });
+    let pods = (selector(), selector()).prop_map(|(namespaces, pods)| cnp::Peer {
+        pods: Some(cnp::NamespacedPod {
+            namespace_selector: Some(namespaces),
+            pod_selector: Some(pods),
+        }),
+        ..Default::default()
+    });
+    let networks = prop::collection::vec(
+        prop::sample::select(vec![
+            "10.244.1.0/25",
+            "10.244.2.0/24",
+            "0.0.0.0/0",
+            "::/0",
+            "fd00:10:244:2::/64",
+            "203.0.113.0/24",
+            "172.18.0.2/32",
+            "bogus",
+        ]),
+        1..3,
+    )
+    .prop_map(|networks| cnp::Peer {
+        networks: Some(networks.into_iter().map(str::to_owned).collect()),
+        ..Default::default()
+    });
+    let nodes = selector().prop_map(|nodes| cnp::Peer {
+        nodes: Some(nodes),
+        ..Default::default()
+    });
+    // No field this version knows, or one it does not enforce: the spec's
+    // unknown peer (and, in ingress, what the API server leaves of an
+    // egress-only field).
+    let unknown = prop::sample::select(vec![
+        cnp::Peer::default(),
+        cnp::Peer {
+            domain_names: Some(vec!["example.com".to_owned()]),
+            ..Default::default()
+        },
+    ]);
+    prop_oneof![
+        3 => namespaces,
+        3 => pods,
+        2 => networks,
+        2 => nodes,
+        1 => unknown,
+    ]
+}
+
+fn cluster_protocol() -> impl Strategy<Value = cnp::ProtocolMatch> {
+    let port = prop_oneof![
+        prop::sample::select(vec![53i64, 80, 81, 0]).prop_map(|number| cnp::Port {
+            number: Some(number),
+            range: None,
+        }),
+        prop::sample::select(vec![(79i64, 81i64), (80, 83), (82, 80)]).prop_map(|(start, end)| {
+            cnp::Port {
+                number: None,
+                range: Some(cnp::PortRange {
+                    start: Some(start),
+                    end: Some(end),
+                }),
+            }
+        }),
+    ];
+    prop_oneof![
+        (prop::sample::select(vec!["tcp", "udp", "sctp"]), port).prop_map(|(protocol, port)| {
+            let matched = Some(cnp::PortMatch {
+                destination_port: Some(port),
+            });
+            match protocol {
+                "tcp" => cnp::ProtocolMatch {
+                    tcp: matched,
+                    ..Default::default()
+                },
+                "udp" => cnp::ProtocolMatch {
+                    udp: matched,
+                    ..Default::default()
+                },
+                _ => cnp::ProtocolMatch {
+                    sctp: matched,
+                    ..Default::default()
+                },
+            }
+        }),
+        prop::sample::select(vec!["http", "dns"]).prop_map(|name| cnp::ProtocolMatch {
+            destination_named_port: Some(name.to_owned()),
+            ..Default::default()
+        }),
+    ]
+}
+
+type ClusterRule = (
+    &'static str,
+    Vec<cnp::Peer>,
+    Option<Vec<cnp::ProtocolMatch>>,
+);
+
+fn cluster_rule() -> impl Strategy<Value = ClusterRule> {
+    (
+        prop::sample::select(vec!["Accept", "Deny", "Pass", "Accept", "Deny", "Bogus"]),
+        prop::collection::vec(cluster_peer(), 1..3),
+        prop::option::of(prop::collection::vec(cluster_protocol(), 1..3)),
+    )
+}
+
+fn cluster_policy(index: usize) -> impl Strategy<Value = ClusterNetworkPolicy> {
+    (
+        prop::sample::select(vec!["Admin", "Admin", "Baseline", "Baseline", "Middle"]),
+        prop::sample::select(vec![0i64, 1, 1, 2, 1001]),
+        prop_oneof![
+            selector().prop_map(|namespaces| cnp::Subject {
+                namespaces: Some(namespaces),
+                pods: None,
+            }),
+            (selector(), selector()).prop_map(|(namespaces, pods)| cnp::Subject {
+                namespaces: None,
+                pods: Some(cnp::NamespacedPod {
+                    namespace_selector: Some(namespaces),
+                    pod_selector: Some(pods),
+                }),
+            }),
+        ],
+        prop::collection::vec(cluster_rule(), 0..3),
+        prop::collection::vec(cluster_rule(), 0..3),
+    )
+        .prop_map(move |(tier, priority, subject, ingress, egress)| {
+            let name = |position: usize| Some(format!("rule-{position}"));
+            ClusterNetworkPolicy::new(
+                &format!("cnp-{index}"),
+                cnp::ClusterNetworkPolicySpec {
+                    tier: Some(tier.to_owned()),
+                    priority: Some(priority),
+                    subject: Some(subject),
+                    ingress: Some(
+                        ingress
+                            .into_iter()
+                            .enumerate()
+                            .map(|(position, (action, from, protocols))| cnp::IngressRule {
+                                name: name(position),
+                                action: Some(action.to_owned()),
+                                from: Some(from),
+                                protocols,
+                            })
+                            .collect(),
+                    ),
+                    egress: Some(
+                        egress
+                            .into_iter()
+                            .enumerate()
+                            .map(|(position, (action, to, protocols))| cnp::EgressRule {
+                                name: name(position),
+                                action: Some(action.to_owned()),
+                                to: Some(to),
+                                protocols,
+                            })
+                            .collect(),
+                    ),
+                },
+            )
+        })
+}
+
+/// A random cluster of two nodes with NetworkPolicies and
+/// ClusterNetworkPolicies of both tiers (valid and invalid ones, equal
+/// priorities, unknown peers); its Nodes carry labels and the addresses of
+/// [`NODE_ADDRESSES`].
+pub fn cluster_with_tiers() -> impl Strategy<Value = Cluster> {
+    (
+        cluster(),
+        (0usize..4).prop_flat_map(|count| (0..count).map(cluster_policy).collect::<Vec<_>>()),
+        prop::collection::vec(label_pairs(), 2),
+    )
+        .prop_map(|(mut cluster, cluster_policies, node_labels)| {
+            cluster.cluster_policies = cluster_policies;
+            for ((node, addresses), pairs) in cluster
+                .nodes
+                .iter_mut()
+                .zip(NODE_ADDRESSES)
+                .zip(node_labels)
+            {
+                node.metadata.labels = Some(labels(pairs));
+                node.status = Some(NodeStatus {
+                    addresses: Some(
+                        addresses
+                            .iter()
+                            .map(|address| NodeAddress {
+                                type_: "InternalIP".to_owned(),
+                                address: (*address).to_owned(),
+                            })
+                            .collect(),
+                    ),
+                    ..Default::default()
+                });
+            }
+            cluster
         })
 }

@@ -72,8 +72,8 @@ impl NodeAddresses {
         Self { nodes }
     }
 
-    /// The addresses of the Nodes `peer` selects.
-    fn selected_by<'a>(
+    /// The addresses of the Nodes `selector` selects.
+    pub(crate) fn selected_by<'a>(
         &'a self,
         selector: &'a crate::selector::Selector,
     ) -> impl Iterator<Item = IpAddr> + 'a {

@@ -60,7 +60,7 @@ impl fmt::Display for Tier {
 }
 
 /// What a matching rule does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub enum Action {
     /// Allowed in this direction; no later rule of any tier is read.
     Accept,

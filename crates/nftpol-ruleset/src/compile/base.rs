@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use nftpol_ir::{Action, BaseChain, ChainPolicy, CtState, Match, Rule, Verdict};
 use nftpol_model::{Direction, NodeModel};
 
+use super::cluster::{self, TierRules};
 use super::{
     address_elements, address_type, address_value, family_of, local_field, lookup, priority, rule,
     set, Builder, CompileOptions, UnknownLocalPods,
@@ -59,12 +60,27 @@ pub(super) fn add_pod_sets(builder: &mut Builder, model: &NodeModel, options: Co
     }
 }
 
-/// The base chains of `direction`, one per hook.
+/// The base chains of `direction`, one per hook, with the tiers' entry
+/// rules; and, when an Admin tier exists, the chain its Pass continues in.
 pub(super) fn add_base_chains(
     builder: &mut Builder,
     direction: Direction,
     options: CompileOptions,
+    tiers: &TierRules,
 ) {
+    if cluster::has_admin_tier(tiers) {
+        let mut rules = below_admin(direction, options, tiers);
+        rules.push((
+            RuleRole::NotIsolated,
+            rule(vec![], Action::Verdict(Verdict::Accept), None),
+        ));
+        builder.add_chain(
+            ChainName::BelowAdmin { direction },
+            None,
+            format!("{direction} after an Admin Pass: NetworkPolicy, then Baseline"),
+            rules,
+        );
+    }
     for hook in BASE_HOOKS {
         let mut rules = opening_rules(hook);
         for family in Family::ALL {
@@ -84,43 +100,8 @@ pub(super) fn add_base_chains(
         if options.unknown_local_pods == UnknownLocalPods::Drop {
             rules.extend(unknown_pod_rules(direction, options));
         }
-        for family in Family::ALL {
-            rules.push((
-                RuleRole::Dispatch,
-                rule(
-                    vec![],
-                    Action::VerdictMap {
-                        key: vec![local_field(direction, family)],
-                        map: SetName::Dispatch { direction, family }.name(),
-                    },
-                    None,
-                ),
-            ));
-        }
-        // A group chain always ends in a verdict, so an isolated pod's packet
-        // comes back here only while a commit is changing the ruleset: a
-        // packet that started this chain in the old generation can look up
-        // the dispatch map in the new one and jump to a group chain created
-        // by that commit, whose old-generation rules are empty. Without this
-        // rule it would fall through to `policy accept` (measured by the
-        // restart test: about one packet in 20,000 during rule swaps).
-        for family in Family::ALL {
-            let local = local_field(direction, family);
-            rules.push((
-                RuleRole::MidCommitDrop,
-                rule(
-                    vec![lookup(
-                        vec![local],
-                        &SetName::Isolated { direction, family }.name(),
-                    )],
-                    Action::Verdict(Verdict::Drop),
-                    Some("isolated pod while the ruleset changes".to_owned()),
-                ),
-            ));
-        }
-        if options.rejudge.is_some() {
-            rules.extend(untracked_drops(direction));
-        }
+        rules.extend(tiers.admin.iter().cloned());
+        rules.extend(below_admin(direction, options, tiers));
         let key = ChainName::Base { hook, direction };
         let comment = format!("{direction} policy of local pods, {} path", hook.name());
         builder.add_chain(
@@ -134,6 +115,55 @@ pub(super) fn add_base_chains(
             rules,
         );
     }
+}
+
+/// What follows the Admin tier: the NetworkPolicy dispatch, its mid-commit
+/// drop and the Baseline tier.
+fn below_admin(
+    direction: Direction,
+    options: CompileOptions,
+    tiers: &TierRules,
+) -> Vec<(RuleRole, Rule)> {
+    let mut rules = Vec::new();
+    for family in Family::ALL {
+        rules.push((
+            RuleRole::Dispatch,
+            rule(
+                vec![],
+                Action::VerdictMap {
+                    key: vec![local_field(direction, family)],
+                    map: SetName::Dispatch { direction, family }.name(),
+                },
+                None,
+            ),
+        ));
+    }
+    // A group chain always ends in a verdict, so an isolated pod's packet
+    // comes back here only while a commit is changing the ruleset: a
+    // packet that started this chain in the old generation can look up
+    // the dispatch map in the new one and jump to a group chain created
+    // by that commit, whose old-generation rules are empty. Without this
+    // rule it would fall through to `policy accept` (measured by the
+    // restart test: about one packet in 20,000 during rule swaps).
+    for family in Family::ALL {
+        let local = local_field(direction, family);
+        rules.push((
+            RuleRole::MidCommitDrop,
+            rule(
+                vec![lookup(
+                    vec![local],
+                    &SetName::Isolated { direction, family }.name(),
+                )],
+                Action::Verdict(Verdict::Drop),
+                Some("isolated pod while the ruleset changes".to_owned()),
+            ),
+        ));
+    }
+    if options.rejudge.is_some() {
+        rules.extend(untracked_drops(direction));
+    }
+    rules.extend(tiers.baseline.iter().cloned());
+    rules
 }
 
 /// Re-judging keys the rules on the conntrack tuple, which an untracked

@@ -31,7 +31,7 @@ fn rules_of(direction: Direction, policy: &ResolvedPolicy) -> Option<&Vec<Resolv
 /// addresses exist only for these (an IPv4-only cluster holds no empty IPv6
 /// pod sets, which keeps the set count, and the kernel's cost of adding sets,
 /// down).
-fn pod_families(model: &NodeModel) -> Vec<Family> {
+pub(super) fn pod_families(model: &NodeModel) -> Vec<Family> {
     let mut families = Vec::new();
     if model.cluster_has_ipv4_pods {
         families.push(Family::V4);

@@ -49,15 +49,12 @@
 //! - [`policy`]: each policy's chain of allow rules and its peer sets;
 //! - [`ports`]: port sets and named-port sets;
 //! - [`remote`]: remote pods' changes as element-only diffs;
+//! - [`cluster`]: the ClusterNetworkPolicy Admin tier before the dispatch
+//!   map, the Baseline tier after it (reached only by pods no
+//!   NetworkPolicy isolates in that direction);
 //! - [`crate::rejudge`]: with re-judging, the bypass accepts only flows
 //!   judged under the current policy generation, the judging rules key on
 //!   the conntrack tuple and every accept stamps the generation.
-//!
-//! Room for the roadmap: a ClusterNetworkPolicy Admin tier slots into each
-//! base chain right before the dispatch map (its Pass falls through to the
-//! dispatch), and a Baseline tier after it, reached only by pods that no
-//! NetworkPolicy isolates: each a module of its own here, its objects new
-//! variants of [`crate::catalogue`].
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -74,6 +71,7 @@ use crate::rejudge::{self, Rejudge};
 use crate::verdict_log::VerdictLogOptions;
 
 mod base;
+mod cluster;
 mod dispatch;
 mod policy;
 mod ports;
@@ -147,8 +145,10 @@ pub struct Compiled {
 pub fn compile(model: &NodeModel, options: CompileOptions) -> Compiled {
     let mut builder = Builder::default();
     base::add_pod_sets(&mut builder, model, options);
+    let families = dispatch::pod_families(model);
     for direction in [Direction::Egress, Direction::Ingress] {
-        base::add_base_chains(&mut builder, direction, options);
+        let tiers = cluster::add_tiers(&mut builder, model, direction, &families, options);
+        base::add_base_chains(&mut builder, direction, options, &tiers);
         dispatch::add_dispatch(&mut builder, model, direction, options);
     }
     if let Some(settings) = options.rejudge {

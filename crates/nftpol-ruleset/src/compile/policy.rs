@@ -51,57 +51,21 @@ pub(super) fn add_policy(
                 chain_rules.push((role.clone(), accept(matches, comment)));
             };
         let comment = format!("{id} {direction}[{index}]");
-        let peers = peer_conditions(builder, pod_families, direction, &resolved.peers);
-        let Ports::List {
-            ranges,
-            named,
-            has_named,
-        } = &resolved.ports
-        else {
-            for peer in &peers {
-                allow(&mut chain_rules, peer.matches.clone(), &comment);
-            }
-            continue;
+        let named_set = |family| SetName::NamedPorts {
+            policy: id.clone(),
+            direction,
+            rule: index,
+            family,
         };
-        let ports = (!ranges.is_empty()).then(|| ports::add_ports_set(builder, ranges));
-        let named_sets: Vec<(Family, String)> = if *has_named {
-            pod_families
-                .iter()
-                .map(|&family| {
-                    let key = SetName::NamedPorts {
-                        policy: id.clone(),
-                        direction,
-                        rule: index,
-                        family,
-                    };
-                    ports::add_named_set(builder, &key, family, named, &comment);
-                    (family, key.name())
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        for peer in &peers {
-            if let Some(ports) = &ports {
-                let mut matches = peer.matches.clone();
-                matches.push(lookup(vec![Field::L4Proto, Field::TransportDport], ports));
-                allow(&mut chain_rules, matches, &comment);
-            }
-            for (family, name) in named_sets
-                .iter()
-                .filter(|(family, _)| peer.family.is_none_or(|only| only == *family))
-            {
-                let mut matches = peer.matches.clone();
-                matches.push(lookup(
-                    vec![
-                        local_field(Direction::Ingress, *family),
-                        Field::L4Proto,
-                        Field::TransportDport,
-                    ],
-                    name,
-                ));
-                allow(&mut chain_rules, matches, &comment);
-            }
+        for matches in rule_alternatives(
+            builder,
+            pod_families,
+            direction,
+            resolved,
+            named_set,
+            &comment,
+        ) {
+            allow(&mut chain_rules, matches, &comment);
         }
     }
     let key = ChainName::Policy {
@@ -110,6 +74,66 @@ pub(super) fn add_policy(
     };
     let comment = names::comment(format!("{id} {direction} rules"));
     builder.add_chain(key, None, comment, chain_rules);
+}
+
+/// The match lists of the nft rules one policy rule becomes: one per peer
+/// condition and port alternative (a ports set, a named-port set per
+/// family). A connection matches the policy rule when it matches one of
+/// them; none means the rule matches nothing.
+pub(super) fn rule_alternatives(
+    builder: &mut Builder,
+    pod_families: &[Family],
+    direction: Direction,
+    resolved: &ResolvedRule,
+    named_set: impl Fn(Family) -> SetName,
+    comment: &str,
+) -> Vec<Vec<Match>> {
+    let peers = peer_conditions(builder, pod_families, direction, &resolved.peers);
+    let Ports::List {
+        ranges,
+        named,
+        has_named,
+    } = &resolved.ports
+    else {
+        return peers.into_iter().map(|peer| peer.matches).collect();
+    };
+    let ports = (!ranges.is_empty()).then(|| ports::add_ports_set(builder, ranges));
+    let named_sets: Vec<(Family, String)> = if *has_named {
+        pod_families
+            .iter()
+            .map(|&family| {
+                let key = named_set(family);
+                ports::add_named_set(builder, &key, family, named, comment);
+                (family, key.name())
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut alternatives = Vec::new();
+    for peer in &peers {
+        if let Some(ports) = &ports {
+            let mut matches = peer.matches.clone();
+            matches.push(lookup(vec![Field::L4Proto, Field::TransportDport], ports));
+            alternatives.push(matches);
+        }
+        for (family, name) in named_sets
+            .iter()
+            .filter(|(family, _)| peer.family.is_none_or(|only| only == *family))
+        {
+            let mut matches = peer.matches.clone();
+            matches.push(lookup(
+                vec![
+                    local_field(Direction::Ingress, *family),
+                    Field::L4Proto,
+                    Field::TransportDport,
+                ],
+                name,
+            ));
+            alternatives.push(matches);
+        }
+    }
+    alternatives
 }
 
 /// A peer condition: matches to prepend, and the family they restrict to.
