@@ -120,14 +120,7 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
         let (stores, writers) = watch::stores();
         let (trigger, coalescer) = coalesce::channel(self.config.coalesce_delay);
         // Dropping the set aborts the watch tasks when the loop ends.
-        let _watches = watch::spawn(
-            &client,
-            &self.config.node_name,
-            writers,
-            &trigger,
-            &self.metrics,
-            &self.progress,
-        );
+        let _watches = watch::spawn(&client, writers, &trigger, &self.metrics, &self.progress);
         drop(trigger);
         self.run_with(&stores, coalescer, shutdown).await
     }
@@ -280,6 +273,9 @@ mod tests {
         writers.namespaces.apply_watcher_event(&Event::InitDone);
         writers.policies.apply_watcher_event(&Event::InitDone);
         writers.nodes.apply_watcher_event(&Event::InitDone);
+        writers
+            .cluster_policies
+            .apply_watcher_event(&Event::InitDone);
         stores
     }
 

@@ -439,7 +439,7 @@ impl WatchMetrics {
     }
 
     /// Records the store sizes a reconcile works from.
-    pub fn record(&self, counts: [(&'static str, usize); 4]) {
+    pub fn record(&self, counts: [(&'static str, usize); 5]) {
         for (kind, count) in counts {
             self.objects
                 .get_or_create(&KindLabel { kind })

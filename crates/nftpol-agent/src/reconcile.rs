@@ -193,6 +193,9 @@ impl<D: Dataplane> Reconciler<D> {
         for error in &model.errors {
             tracing::warn!(%error, "invalid object part");
         }
+        for tie in &model.priority_ties {
+            tracing::warn!(%tie, "ClusterNetworkPolicies share a priority");
+        }
         let compiled = compile(&model, self.options);
         let mut desired = compiled.ruleset;
         if sync == Sync::Full {

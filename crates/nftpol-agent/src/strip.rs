@@ -11,11 +11,12 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, NodeStatus, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Lookup;
 use kube::Resource;
+use nftpol_model::cluster_policy::api::ClusterNetworkPolicy;
 use nftpol_model::PodView;
 
 /// Keeps name, namespace, labels and uid.
@@ -110,7 +111,10 @@ pub fn policy(mut policy: NetworkPolicy) -> NetworkPolicy {
     policy
 }
 
-/// A Node: name, `spec.podCIDR` and `spec.podCIDRs`.
+/// A Node: name, labels, `spec.podCIDR(s)` (this node's fail-closed
+/// range) and `status.addresses` (ClusterNetworkPolicy `nodes` peers).
+/// Heartbeats, conditions and images are dropped, so a kubelet status
+/// update queues no reconcile.
 pub fn node(mut node: Node) -> Node {
     metadata(&mut node.metadata);
     node.spec = node.spec.take().map(|spec| NodeSpec {
@@ -118,8 +122,21 @@ pub fn node(mut node: Node) -> Node {
         pod_cidrs: spec.pod_cidrs,
         ..NodeSpec::default()
     });
-    node.status = None;
+    node.status = node
+        .status
+        .take()
+        .and_then(|status| status.addresses)
+        .map(|addresses| NodeStatus {
+            addresses: Some(addresses),
+            ..NodeStatus::default()
+        });
     node
+}
+
+/// A ClusterNetworkPolicy: metadata as above and the whole spec.
+pub fn cluster_policy(mut policy: ClusterNetworkPolicy) -> ClusterNetworkPolicy {
+    metadata(&mut policy.metadata);
+    policy
 }
 
 #[cfg(test)]

@@ -1,5 +1,11 @@
 //! Reflectors: list-then-watch for Pods (all namespaces), Namespaces,
-//! NetworkPolicies and this Node, each into a store of stripped objects.
+//! NetworkPolicies, Nodes and ClusterNetworkPolicies, each into a store of
+//! stripped objects.
+//!
+//! The ClusterNetworkPolicy CRD may be absent: the agent then enforces
+//! NetworkPolicy only (its store counts as a complete, empty list), says so
+//! once, and checks discovery again with backoff, starting the watch when
+//! the CRD appears, without a restart.
 //!
 //! Each watch runs in its own task: kube-runtime's watcher (list with
 //! `limit=500` pages, then watch with bookmarks; a 410 Gone relists, a
@@ -26,6 +32,7 @@ use kube::runtime::reflector::{self, Lookup, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
+use nftpol_model::cluster_policy::api::{self as cnp_api, ClusterNetworkPolicy};
 use nftpol_model::Snapshot;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
@@ -98,7 +105,7 @@ impl ChangeLog {
     }
 }
 
-/// Read handles on the four stores.
+/// Read handles on the stores.
 #[derive(Debug, Clone)]
 pub struct Stores {
     changes: ChangeLog,
@@ -106,9 +113,10 @@ pub struct Stores {
     namespaces: Store<Namespace>,
     policies: Store<NetworkPolicy>,
     nodes: Store<Node>,
+    cluster_policies: Store<ClusterNetworkPolicy>,
 }
 
-/// Write handles on the four stores: fed by [`spawn`], or directly by tests.
+/// Write handles on the stores: fed by [`spawn`], or directly by tests.
 #[derive(Debug)]
 pub struct Writers {
     /// What changed, for the reconcile loop.
@@ -119,11 +127,13 @@ pub struct Writers {
     pub namespaces: reflector::store::Writer<Namespace>,
     /// NetworkPolicies, all namespaces.
     pub policies: reflector::store::Writer<NetworkPolicy>,
-    /// This node only.
+    /// Every Node.
     pub nodes: reflector::store::Writer<Node>,
+    /// ClusterNetworkPolicies (a complete empty list while the CRD is absent).
+    pub cluster_policies: reflector::store::Writer<ClusterNetworkPolicy>,
 }
 
-/// Four empty stores; none is ready until its writer sees a complete list.
+/// Empty stores; none is ready until its writer sees a complete list.
 pub fn stores() -> (Stores, Writers) {
     let writers = Writers {
         changes: ChangeLog::default(),
@@ -131,6 +141,7 @@ pub fn stores() -> (Stores, Writers) {
         namespaces: reflector::store::Writer::default(),
         policies: reflector::store::Writer::default(),
         nodes: reflector::store::Writer::default(),
+        cluster_policies: reflector::store::Writer::default(),
     };
     let stores = Stores {
         changes: writers.changes.clone(),
@@ -138,6 +149,7 @@ pub fn stores() -> (Stores, Writers) {
         namespaces: writers.namespaces.as_reader(),
         policies: writers.policies.as_reader(),
         nodes: writers.nodes.as_reader(),
+        cluster_policies: writers.cluster_policies.as_reader(),
     };
     (stores, writers)
 }
@@ -159,15 +171,17 @@ where
 impl Stores {
     /// Waits until every store has seen its initial list.
     pub async fn wait_until_ready(&self) -> Result<(), AgentError> {
-        let (pods, namespaces, policies, nodes) = tokio::join!(
+        let (pods, namespaces, policies, nodes, cluster_policies) = tokio::join!(
             self.pods.wait_until_ready(),
             self.namespaces.wait_until_ready(),
             self.policies.wait_until_ready(),
             self.nodes.wait_until_ready(),
+            self.cluster_policies.wait_until_ready(),
         );
         pods.and(namespaces)
             .and(policies)
             .and(nodes)
+            .and(cluster_policies)
             .map_err(AgentError::WatchEnded)
     }
 
@@ -176,13 +190,14 @@ impl Stores {
         self.changes.take()
     }
 
-    /// The object counts of the stores: pods, namespaces, policies, nodes.
-    pub fn counts(&self) -> [(&'static str, usize); 4] {
+    /// The object counts of the stores by kind.
+    pub fn counts(&self) -> [(&'static str, usize); 5] {
         [
             ("pod", self.pods.len()),
             ("namespace", self.namespaces.len()),
             ("networkpolicy", self.policies.len()),
             ("node", self.nodes.len()),
+            ("clusternetworkpolicy", self.cluster_policies.len()),
         ]
     }
 
@@ -198,23 +213,21 @@ impl Stores {
                 .map(|pod| Arc::clone(&pod.view))
                 .collect(),
             policies: sorted(&self.policies),
-            cluster_policies: Vec::new(),
+            cluster_policies: sorted(&self.cluster_policies),
             nodes: sorted(&self.nodes),
         }
     }
 }
 
-/// Starts the four watches; they run until the returned set is dropped.
+/// Starts the watches; they run until the returned set is dropped.
 pub fn spawn(
     client: &Client,
-    node_name: &str,
     writers: Writers,
     trigger: &Trigger,
     metrics: &Arc<Metrics>,
     progress: &Arc<tokio::sync::watch::Sender<Progress>>,
 ) -> JoinSet<()> {
     let config = watcher::Config::default();
-    let node_config = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
     let mut tasks = JoinSet::new();
     tasks.spawn(drive(
         "pods",
@@ -242,7 +255,7 @@ pub fn spawn(
     ));
     tasks.spawn(drive(
         "networkpolicies",
-        watcher(Api::all(client.clone()), config),
+        watcher(Api::all(client.clone()), config.clone()),
         writers.policies,
         (strip::policy, record_structural),
         Observers {
@@ -252,9 +265,11 @@ pub fn spawn(
             changes: writers.changes.clone(),
         },
     ));
+    // Every Node: `nodes` peers match any node's addresses; only this
+    // node's pod CIDRs are read from its own.
     tasks.spawn(drive(
         "nodes",
-        watcher(Api::all(client.clone()), node_config),
+        watcher(Api::all(client.clone()), config.clone()),
         writers.nodes,
         (strip::node, record_structural),
         Observers {
@@ -264,7 +279,91 @@ pub fn spawn(
             changes: writers.changes.clone(),
         },
     ));
+    tasks.spawn(cluster_policies(
+        client.clone(),
+        config,
+        writers.cluster_policies,
+        Observers {
+            trigger: trigger.clone(),
+            metrics: Arc::clone(metrics),
+            progress: Some(Arc::clone(progress)),
+            changes: writers.changes.clone(),
+        },
+    ));
     tasks
+}
+
+/// How long the agent waits before asking discovery again for an absent
+/// ClusterNetworkPolicy CRD: doubling from the first, up to the last.
+const CRD_RECHECK: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_mins(1),
+);
+
+/// Whether the API server serves ClusterNetworkPolicy: `Ok(false)` for a
+/// 404 on the group version's discovery document.
+async fn cluster_policies_served(client: &Client) -> Result<bool, kube::Error> {
+    let group_version = format!("{}/{}", cnp_api::GROUP, cnp_api::VERSION);
+    match client.list_api_group_resources(&group_version).await {
+        Ok(resources) => Ok(resources
+            .resources
+            .iter()
+            .any(|resource| resource.name == cnp_api::PLURAL)),
+        // By code: an API server without the group answers a plain-text
+        // "404 page not found", which kube turns into a Status whose reason
+        // is its own parse failure, not NotFound.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// The ClusterNetworkPolicy reflector: waits for the CRD (see the module
+/// doc), then feeds its watch into the store like any other.
+async fn cluster_policies(
+    client: Client,
+    config: watcher::Config,
+    mut writer: reflector::store::Writer<ClusterNetworkPolicy>,
+    observers: Observers,
+) {
+    let mut wait = CRD_RECHECK.0;
+    let mut reported = false;
+    loop {
+        match cluster_policies_served(&client).await {
+            Ok(true) => break,
+            Ok(false) => {
+                if !reported {
+                    tracing::info!(
+                        crd = "clusternetworkpolicies.policy.networking.k8s.io",
+                        "the ClusterNetworkPolicy CRD is not installed: enforcing NetworkPolicy \
+                         only; the watch starts when it appears"
+                    );
+                    // A complete, empty list: the agent need not wait for it.
+                    writer.apply_watcher_event(&Event::Init);
+                    writer.apply_watcher_event(&Event::InitDone);
+                    reported = true;
+                }
+            }
+            Err(error) => {
+                observers.metrics.watch.error("clusternetworkpolicies");
+                tracing::warn!(%error, "ClusterNetworkPolicy discovery failed; retrying");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(CRD_RECHECK.1);
+    }
+    if reported {
+        tracing::info!(
+            "the ClusterNetworkPolicy CRD is installed: watching ClusterNetworkPolicies"
+        );
+    }
+    drive(
+        "clusternetworkpolicies",
+        watcher(Api::all(client), config),
+        writer,
+        (strip::cluster_policy, record_structural),
+        observers,
+    )
+    .await;
 }
 
 /// The watcher with backoff: see the module doc.

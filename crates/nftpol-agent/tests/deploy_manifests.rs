@@ -264,7 +264,7 @@ fn probes_use_the_agent_http_port() {
 }
 
 #[test]
-fn cluster_role_is_read_only_on_the_four_kinds() {
+fn cluster_role_is_read_only_on_the_kinds_the_agent_watches() {
     let documents = documents();
     let (name, document) = documents
         .iter()
@@ -281,6 +281,12 @@ fn cluster_role_is_read_only_on_the_four_kinds() {
     resources.sort();
     assert_eq!(
         resources,
-        ["namespaces", "networkpolicies", "nodes", "pods"]
+        [
+            "clusternetworkpolicies",
+            "namespaces",
+            "networkpolicies",
+            "nodes",
+            "pods"
+        ]
     );
 }

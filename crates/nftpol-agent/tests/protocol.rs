@@ -71,8 +71,8 @@ async fn pod_create_and_delete_change_enforcement() {
         "{page}"
     );
     assert!(
-        page.contains("nftpol_watched_objects{kind=\"node\"} 1"),
-        "only this node is watched:\n{page}"
+        page.contains("nftpol_watched_objects{kind=\"node\"} 2"),
+        "every node is watched (ClusterNetworkPolicy nodes peers):\n{page}"
     );
 
     server.apply(&policy("x", "allow-b", &allow_from_b(80)));
