@@ -105,18 +105,35 @@ pub struct Results {
     /// Measurement 3.
     pub churn: Vec<ChurnResult>,
     /// Measurement 4, one per pod count.
+    #[serde(deserialize_with = "dataplane_results")]
     pub dataplane: Vec<DataplaneResult>,
     /// Measurement 5.
     pub memory: Vec<MemoryResult>,
     /// Measurement 6.
     pub rejudge: Option<RejudgeResult>,
     /// Measurement 7.
+    #[serde(default)]
     pub features: Option<FeaturesResult>,
     /// What did not finish.
     pub skipped: Vec<Skipped>,
     /// Measurements rerun later into these results, oldest first.
     #[serde(default)]
     pub reruns: Vec<Rerun>,
+}
+
+/// Measurement 4 as written since #11, one result per pod count. The
+/// single result written before (its rate over wall time, with 4-tuples
+/// reused) reads as none, so `--only dataplane` can replace it.
+fn dataplane_results<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<DataplaneResult>, D::Error> {
+    use serde::de::Error as _;
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if value.is_array() {
+        serde_json::from_value(value).map_err(D::Error::custom)
+    } else {
+        Ok(Vec::new())
+    }
 }
 
 /// Sizes and limits of a run.
@@ -539,4 +556,95 @@ pub fn load(path: &Path) -> Result<Results> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty(commit: &str) -> Results {
+        Results {
+            machine: Machine {
+                commit: commit.to_owned(),
+                ..Machine::default()
+            },
+            mode: "full".to_owned(),
+            seed: 1,
+            compile: Vec::new(),
+            commit: Vec::new(),
+            churn: Vec::new(),
+            dataplane: Vec::new(),
+            memory: Vec::new(),
+            rejudge: None,
+            features: None,
+            skipped: Vec::new(),
+            reruns: Vec::new(),
+        }
+    }
+
+    fn skip(what: &str) -> Skipped {
+        Skipped {
+            what: what.to_owned(),
+            reason: "timeout".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_rerun_replaces_only_its_measurements_and_their_skips() {
+        let mut previous = empty("old");
+        previous.rejudge = Some(RejudgeResult {
+            flows: Vec::new(),
+            notes: vec!["kept".to_owned()],
+        });
+        previous.skipped = vec![
+            skip("dataplane 100000 pods"),
+            skip("memory 100000 pods × 10000 policies"),
+        ];
+        let mut fresh = empty("new");
+        fresh.skipped = vec![skip("features 10000 pods × 100 policies")];
+        fresh.rejudge = None;
+        let merged = merge(
+            previous,
+            fresh,
+            &[
+                Measurement::Features,
+                Measurement::Dataplane,
+                Measurement::Features,
+            ],
+        );
+        assert_eq!(merged.machine.commit, "old");
+        assert!(merged.rejudge.is_some(), "rejudge was not rerun");
+        let skipped: Vec<&str> = merged.skipped.iter().map(|s| s.what.as_str()).collect();
+        assert_eq!(
+            skipped,
+            [
+                "memory 100000 pods × 10000 policies",
+                "features 10000 pods × 100 policies"
+            ]
+        );
+        assert_eq!(
+            merged.reruns,
+            [Rerun {
+                measurements: vec![Measurement::Dataplane, Measurement::Features],
+                commit: "new".to_owned(),
+                date: String::new(),
+            }]
+        );
+    }
+
+    #[test]
+    fn results_before_the_rebuilt_dataplane_still_load() {
+        let mut old = serde_json::to_value(empty("old")).unwrap();
+        old["dataplane"] = serde_json::json!({"pods": 100_000, "seconds": 3.0});
+        old.as_object_mut().unwrap().remove("features");
+        old.as_object_mut().unwrap().remove("reruns");
+        let loaded: Results = serde_json::from_value(old).unwrap();
+        assert!(loaded.dataplane.is_empty());
+        assert!(loaded.features.is_none());
+        let current = serde_json::to_value(empty("new")).unwrap();
+        assert_eq!(
+            serde_json::from_value::<Results>(current).unwrap(),
+            empty("new")
+        );
+    }
 }
