@@ -40,10 +40,10 @@ struct Size {
 #[derive(clap::Args, Clone, Copy)]
 struct Traffic {
     /// Interleaved rounds over every setup.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 7)]
     rounds: usize,
     /// New connections per setup and round.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 1000)]
     connections: usize,
     /// Seconds of bulk transfer per setup and round (where measured).
     #[arg(long, default_value_t = 2.0)]
