@@ -69,6 +69,17 @@ impl Measurement {
     }
 }
 
+/// Measurement 4 as an earlier run found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviousDataplane {
+    /// Commit measured.
+    pub commit: String,
+    /// When (UTC).
+    pub date: String,
+    /// One per pod count.
+    pub results: Vec<DataplaneResult>,
+}
+
 /// Measurements rerun into an earlier run's results (`all --only`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rerun {
@@ -107,6 +118,10 @@ pub struct Results {
     /// Measurement 4, one per pod count.
     #[serde(deserialize_with = "dataplane_results")]
     pub dataplane: Vec<DataplaneResult>,
+    /// Measurement 4 of the run that a rerun (`--only dataplane`)
+    /// replaced, to show how well the figures repeat.
+    #[serde(default)]
+    pub dataplane_previous: Option<PreviousDataplane>,
     /// Measurement 5.
     pub memory: Vec<MemoryResult>,
     /// Measurement 6.
@@ -348,6 +363,7 @@ pub fn run(plan: &Plan, seed: u64, only: &[Measurement]) -> Results {
         commit: Vec::new(),
         churn: Vec::new(),
         dataplane: Vec::new(),
+        dataplane_previous: None,
         memory: Vec::new(),
         rejudge: None,
         features: None,
@@ -520,7 +536,30 @@ pub fn merge(mut previous: Results, fresh: Results, only: &[Measurement]) -> Res
             Measurement::Compile => previous.compile.clone_from(&fresh.compile),
             Measurement::Commit => previous.commit.clone_from(&fresh.commit),
             Measurement::Churn => previous.churn.clone_from(&fresh.churn),
-            Measurement::Dataplane => previous.dataplane.clone_from(&fresh.dataplane),
+            Measurement::Dataplane => {
+                let (commit, date) = previous
+                    .reruns
+                    .iter()
+                    .rev()
+                    .find(|rerun| rerun.measurements.contains(&Measurement::Dataplane))
+                    .map_or_else(
+                        || {
+                            (
+                                previous.machine.commit.clone(),
+                                previous.machine.date.clone(),
+                            )
+                        },
+                        |rerun| (rerun.commit.clone(), rerun.date.clone()),
+                    );
+                let replaced = std::mem::replace(&mut previous.dataplane, fresh.dataplane.clone());
+                if !replaced.is_empty() {
+                    previous.dataplane_previous = Some(PreviousDataplane {
+                        commit,
+                        date,
+                        results: replaced,
+                    });
+                }
+            }
             Measurement::Memory => previous.memory.clone_from(&fresh.memory),
             Measurement::Rejudge => previous.rejudge.clone_from(&fresh.rejudge),
             Measurement::Features => previous.features.clone_from(&fresh.features),
@@ -577,6 +616,7 @@ mod tests {
             commit: Vec::new(),
             churn: Vec::new(),
             dataplane: Vec::new(),
+            dataplane_previous: None,
             memory: Vec::new(),
             rejudge: None,
             features: None,
@@ -616,6 +656,7 @@ mod tests {
             ],
         );
         assert_eq!(merged.machine.commit, "old");
+        assert_eq!(merged.dataplane_previous, None, "nothing measured before");
         assert!(merged.rejudge.is_some(), "rejudge was not rerun");
         let skipped: Vec<&str> = merged.skipped.iter().map(|s| s.what.as_str()).collect();
         assert_eq!(
@@ -632,6 +673,37 @@ mod tests {
                 commit: "new".to_owned(),
                 date: String::new(),
             }]
+        );
+    }
+
+    #[test]
+    fn a_dataplane_rerun_keeps_the_run_it_replaces() {
+        let point = |pods| crate::dataplane::DataplaneResult {
+            pods,
+            schedule: Schedule {
+                rounds: 1,
+                connections: 1,
+                seconds: 1.0,
+            },
+            points: Vec::new(),
+            notes: Vec::new(),
+        };
+        let mut first = empty("first");
+        first.dataplane = vec![point(1)];
+        let mut second = empty("second");
+        second.dataplane = vec![point(2)];
+        let mut third = empty("third");
+        third.dataplane = vec![point(3)];
+        let twice = merge(
+            merge(first, second, &[Measurement::Dataplane]),
+            third,
+            &[Measurement::Dataplane],
+        );
+        assert_eq!(twice.dataplane, [point(3)]);
+        let previous = twice.dataplane_previous.unwrap();
+        assert_eq!(
+            (previous.commit.as_str(), previous.results),
+            ("second", vec![point(2)])
         );
     }
 

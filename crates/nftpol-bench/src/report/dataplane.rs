@@ -12,7 +12,7 @@ use crate::dataplane::DataplaneResult;
 use crate::features::FeaturesResult;
 use crate::measure::Spread;
 use crate::rounds::{Point, Setup};
-use crate::run::Results;
+use crate::run::{PreviousDataplane, Results};
 
 /// Target of #11: nftpol's connect latency p50 and p99 at most this much
 /// above conntrack-only's, at every size.
@@ -146,8 +146,14 @@ pub(super) fn headline(md: &mut String, results: &Results) {
     }
 }
 
-/// Section 4: one table per pod count.
-pub(super) fn section(md: &mut String, results: &[DataplaneResult], plot: &str) {
+/// Section 4: one table per pod count, and how it compares with the run a
+/// rerun replaced.
+pub(super) fn section(
+    md: &mut String,
+    results: &[DataplaneResult],
+    previous: Option<&PreviousDataplane>,
+    plot: &str,
+) {
     let _ = writeln!(
         md,
         "## 4. Dataplane: new TCP connections between two pods on different nodes\n\n\
@@ -180,6 +186,57 @@ pub(super) fn section(md: &mut String, results: &[DataplaneResult], plot: &str) 
         table(md, d);
     }
     let _ = writeln!(md, "![connect latency p50](results/{plot})\n");
+    if let Some(previous) = previous {
+        repeatability(md, results, previous);
+    }
+}
+
+/// Each setup's medians against the same setup's in the replaced run.
+fn repeatability(md: &mut String, results: &[DataplaneResult], previous: &PreviousDataplane) {
+    let _ = writeln!(
+        md,
+        "### Against the previous run\n\n\
+         The same measurement as the run this one replaced (commit `{}`, {}): how well the medians repeat.\n\n\
+         | pods | setup | policies | p50 µs now / before | change | p99 µs now / before | change |\n\
+         |---:|---|---:|---:|---:|---:|---:|",
+        previous.commit, previous.date
+    );
+    let mut worst: f64 = 0.0;
+    for d in results {
+        let Some(before) = previous.results.iter().find(|b| b.pods == d.pods) else {
+            continue;
+        };
+        for p in &d.points {
+            let Some(b) = before
+                .points
+                .iter()
+                .find(|b| b.setup == p.setup && b.policies == p.policies)
+            else {
+                continue;
+            };
+            if b.p50_ms.median > 0.0 {
+                worst = worst.max((p.p50_ms.median / b.p50_ms.median - 1.0).abs());
+            }
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} / {} | {} | {} / {} | {} |",
+                count(d.pods),
+                p.setup,
+                count(p.policies),
+                us(p.p50_ms.median),
+                us(b.p50_ms.median),
+                change(p.p50_ms.median, b.p50_ms.median),
+                us(p.p99_ms.median),
+                us(b.p99_ms.median),
+                change(p.p99_ms.median, b.p99_ms.median)
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nLargest p50 change between the two runs: {:.1} %.\n",
+        worst * 100.0
+    );
 }
 
 fn table(md: &mut String, d: &DataplaneResult) {

@@ -113,7 +113,12 @@ fn markdown(results: &Results) -> String {
     compile_section(&mut md, results);
     commit_section(&mut md, results);
     churn_section(&mut md, results);
-    dataplane::section(&mut md, &results.dataplane, "dataplane.svg");
+    dataplane::section(
+        &mut md,
+        &results.dataplane,
+        results.dataplane_previous.as_ref(),
+        "dataplane.svg",
+    );
     memory_section(&mut md, results);
     rejudge_section(&mut md, results.rejudge.as_ref());
     dataplane::features_section(&mut md, results.features.as_ref());
