@@ -51,11 +51,11 @@ struct Traffic {
 }
 
 impl From<Traffic> for Schedule {
-    fn from(rounds: Traffic) -> Self {
+    fn from(traffic: Traffic) -> Self {
         Schedule {
-            rounds: rounds.rounds,
-            connections: rounds.connections,
-            seconds: rounds.seconds,
+            rounds: traffic.rounds,
+            connections: traffic.connections,
+            seconds: traffic.seconds,
         }
     }
 }
@@ -128,7 +128,7 @@ enum Command {
         #[arg(long, required = true)]
         policies: Vec<usize>,
         #[command(flatten)]
-        rounds: Traffic,
+        traffic: Traffic,
         /// Seed of the generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -145,7 +145,7 @@ enum Command {
         #[command(flatten)]
         size: Size,
         #[command(flatten)]
-        rounds: Traffic,
+        traffic: Traffic,
     },
     /// Measurement 5 for one size.
     Memory {
@@ -205,14 +205,14 @@ fn main() -> Result<()> {
         Command::Dataplane {
             pods,
             policies,
-            rounds,
+            traffic,
             seed,
-        } => emit(&dataplane::run(pods, &policies, rounds.into(), seed)?),
+        } => emit(&dataplane::run(pods, &policies, traffic.into(), seed)?),
         Command::Rejudge { flows } => emit(&rejudge::run(&flows)?),
-        Command::Features { size, rounds } => emit(&features::run(
+        Command::Features { size, traffic } => emit(&features::run(
             size.pods,
             size.policies,
-            rounds.into(),
+            traffic.into(),
             size.seed,
         )?),
         Command::Memory { size, agent } => {
