@@ -13,6 +13,10 @@
 //! was used. Every socket is closed with RST (`SO_LINGER 0`), so no
 //! TIME_WAIT piles up; every loop is bounded by a deadline.
 //!
+//! Nothing accepts a sample's connections: each handshake completes in the
+//! kernel and waits in the listener's queue (one sample fits in it), so no
+//! server thread wakes up and competes with the client for the CPUs.
+//!
 //! A sample's rate is over the time spent connecting (the sum of the
 //! connect latencies), not wall time: socket setup, scheduling pauses of a
 //! busy machine and the accept loop are not the dataplane's.
@@ -137,12 +141,13 @@ fn serve(listener: &TcpListener, stop: &AtomicBool) -> u64 {
     total
 }
 
-/// Backlog of the server's listening socket (the kernel caps it at
-/// `net.core.somaxconn`, 4096 by default): the server thread is not timed
-/// and may fall behind the client on a busy machine, so completed
-/// handshakes wait in the queue instead of a full queue dropping a SYN
-/// (a one-second retransmission inside the sample).
+/// Backlog asked for the server's listening socket; the kernel caps it at
+/// `net.core.somaxconn`.
 const BACKLOG: i32 = 65_535;
+/// Most connections of one sample: `net.core.somaxconn`'s default (4096
+/// since Linux 5.4, per namespace), the accept queue they all wait in; a
+/// full queue would drop a SYN (a one-second retransmission in the sample).
+const QUEUED: usize = 4096;
 
 /// The server's listening socket.
 fn listen(address: SocketAddr) -> Result<TcpListener> {
@@ -197,8 +202,16 @@ pub(crate) fn connections(
     if count > usize::from(PORT_RANGE) {
         bail!("{count} connections need more source ports than the {PORT_RANGE} there are");
     }
+    if count > QUEUED {
+        bail!("{count} connections would overflow the server's accept queue of {QUEUED}");
+    }
     let client = lab.client.1;
-    let (sample, _) = with_server(lab, ports, |target, ports| {
+    let target = SocketAddr::from((lab.server.1, HTTP_PORT));
+    // Nothing accepts: the handshakes complete in the kernel and wait in the
+    // queue (reset by the client already) until the listener closes, so no
+    // server thread wakes up and competes for the two CPUs mid-sample.
+    let listener = inside(&lab.server.0, || listen(target))?;
+    let sample = inside(&lab.client.0, || {
         let deadline = Duration::from_secs_f64(seconds);
         let mut latencies = Vec::with_capacity(count);
         let mut cpu = Vec::with_capacity(count);
@@ -234,8 +247,9 @@ pub(crate) fn connections(
             softirq_ms,
             wall_ms,
         })
-    })?;
-    Ok(sample)
+    });
+    drop(listener);
+    sample
 }
 
 /// What a connect to a port no policy allows does: `refused` (no
