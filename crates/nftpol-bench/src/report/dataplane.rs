@@ -167,7 +167,8 @@ pub(super) fn section(
          Every setup is loaded, measured and removed again in each of several **interleaved rounds** (order reversed \
          every other round). A round's sample is sequential connects from one client thread, each from a **source port \
          of its own** (one cursor over 64,512 ports for the whole run: no 4-tuple repeats inside a sample, and a port \
-         returns only after all others were used), each closed with RST. Latency is `connect()` to the handshake's \
+         returns only after all others were used), each closed with RST; the server pod's kernel completes each \
+         handshake and nothing accepts, so no server thread competes for the CPUs mid-sample. Latency is `connect()` to the handshake's \
          end; figures are the **median over rounds of each round's p50 and p99, with the range** in brackets. The \
          rate is connections per second of time spent connecting (the sum of the latencies), not of wall time. \
          CPU is the client thread's CPU time inside `connect()` (`CLOCK_THREAD_CPUTIME_ID`, median of each round): \
