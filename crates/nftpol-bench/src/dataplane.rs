@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lab::{self, Lab, Tables};
 use crate::linear::render_linear;
+use crate::machine::{load_average, Load};
 use crate::rounds::{self, Point, Schedule, Setup, Trial};
 
 /// Most linear rules loaded with `nft -f` (larger texts take minutes and
@@ -39,6 +40,9 @@ pub struct DataplaneResult {
     pub points: Vec<Point>,
     /// Setups that could not be measured, and why.
     pub notes: Vec<String>,
+    /// The machine's load around the measurement.
+    #[serde(default)]
+    pub load: Load,
 }
 
 impl DataplaneResult {
@@ -112,6 +116,7 @@ pub fn run(
     schedule: Schedule,
     seed: u64,
 ) -> Result<DataplaneResult> {
+    let start = load_average();
     let rt = lab::runtime()?;
     let lab = lab::build(&rt)?;
     let mut notes = Vec::new();
@@ -147,6 +152,10 @@ pub fn run(
         schedule,
         points,
         notes,
+        load: Load {
+            start,
+            end: load_average(),
+        },
     };
     let baseline = result.of(Setup::NoTable).next();
     if !baseline.is_some_and(|point| point.denied_port == "refused" && point.connections > 0) {

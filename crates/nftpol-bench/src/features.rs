@@ -25,6 +25,7 @@ use nftpol_ruleset::verdict_log::{VerdictLogMode, VerdictLogOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::lab::{self, Tables};
+use crate::machine::{load_average, Load};
 use crate::rounds::{self, Point, Schedule, Setup, Trial};
 
 /// What measurement 7 found.
@@ -40,6 +41,9 @@ pub struct FeaturesResult {
     pub points: Vec<Point>,
     /// What could not be measured, and why.
     pub notes: Vec<String>,
+    /// The machine's load around the measurement.
+    #[serde(default)]
+    pub load: Load,
 }
 
 impl FeaturesResult {
@@ -71,6 +75,7 @@ fn options(rejudge: bool, verdict_log_deny: bool) -> CompileOptions {
 
 /// Runs measurement 7.
 pub fn run(pods: usize, policies: usize, schedule: Schedule, seed: u64) -> Result<FeaturesResult> {
+    let start = load_average();
     let rt = lab::runtime()?;
     let lab = lab::build(&rt)?;
     eprintln!("nftpol-bench: compiling {pods} pods × {policies} policies four ways …");
@@ -114,6 +119,10 @@ pub fn run(pods: usize, policies: usize, schedule: Schedule, seed: u64) -> Resul
         schedule,
         points,
         notes,
+        load: Load {
+            start,
+            end: load_average(),
+        },
     })
 }
 

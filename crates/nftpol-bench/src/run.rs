@@ -687,6 +687,7 @@ mod tests {
             },
             points: Vec::new(),
             notes: Vec::new(),
+            load: crate::machine::Load::default(),
         };
         let mut first = empty("first");
         first.dataplane = vec![point(1)];

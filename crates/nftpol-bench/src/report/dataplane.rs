@@ -10,6 +10,7 @@ use plotters::prelude::*;
 use super::{count, met, ms, svg_error, usize_f64};
 use crate::dataplane::DataplaneResult;
 use crate::features::FeaturesResult;
+use crate::machine::Load;
 use crate::measure::Spread;
 use crate::rounds::{Point, Setup};
 use crate::run::{PreviousDataplane, Results};
@@ -33,6 +34,15 @@ fn spread(spread: &Spread, show: fn(f64) -> String) -> String {
         show(spread.median),
         show(spread.min),
         show(spread.max)
+    )
+}
+
+/// The machine's load around a measurement, in words.
+fn load(load: &Load) -> String {
+    format!(
+        "Load average {:.2} at the start, {:.2} at the end: above a few tenths, other work shared the CPUs, \
+         and the lower end of each range is nearer the uncontended figure.",
+        load.start, load.end
     )
 }
 
@@ -243,11 +253,12 @@ fn repeatability(md: &mut String, results: &[DataplaneResult], previous: &Previo
 fn table(md: &mut String, d: &DataplaneResult) {
     let _ = writeln!(
         md,
-        "### {} pods\n\n{} rounds × {} connections per setup; throughput {} s per round.\n",
+        "### {} pods\n\n{} rounds × {} connections per setup; throughput {} s per round. {}\n",
         count(d.pods),
         d.schedule.rounds,
         count(d.schedule.connections),
-        d.schedule.seconds
+        d.schedule.seconds,
+        load(&d.load)
     );
     let _ = writeln!(md, "| setup | policies | rules | load ms | connect p50 µs | p99 µs | p50 / p99 vs conntrack only | conn/s connecting | CPU µs/connect | softirq µs/conn | failures | denied |");
     let _ = writeln!(
@@ -363,12 +374,13 @@ pub(super) fn features_section(md: &mut String, features: Option<&FeaturesResult
     };
     let _ = writeln!(
         md,
-        "{} pods, {} policies; {} rounds × {} connections and {} s of stream per setup.\n",
+        "{} pods, {} policies; {} rounds × {} connections and {} s of stream per setup. {}\n",
         count(f.pods),
         count(f.policies),
         f.schedule.rounds,
         count(f.schedule.connections),
-        f.schedule.seconds
+        f.schedule.seconds,
+        load(&f.load)
     );
     let Some(base) = f.baseline() else {
         for note in &f.notes {
@@ -590,6 +602,7 @@ mod tests {
         let d = DataplaneResult {
             pods: 1000,
             schedule: SCHEDULE,
+            load: Load::default(),
             points: vec![
                 point(Setup::NoTable, 0, 40.0, 80.0, 0.0, 0.0),
                 point(Setup::ConntrackOnly, 0, 50.0, 100.0, 0.0, 0.0),
@@ -615,6 +628,7 @@ mod tests {
             pods: 1000,
             policies: 10,
             schedule: SCHEDULE,
+            load: Load::default(),
             points: vec![
                 point(Setup::NFTPOL, 10, 50.0, 100.0, 20_000.0, 10.0),
                 point(rejudge, 10, 55.0, 100.0, 19_000.0, 9.9),
