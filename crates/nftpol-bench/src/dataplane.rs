@@ -59,7 +59,8 @@ impl DataplaneResult {
     }
 }
 
-fn counts(rulesets: &[Ruleset; 2]) -> usize {
+/// Set elements on node-1 plus node-2.
+fn elements(rulesets: &[Ruleset; 2]) -> usize {
     rulesets.iter().map(Ruleset::element_count).sum()
 }
 
@@ -78,13 +79,14 @@ fn trials_at(
     let compiled = lab::rulesets_with(&cluster, CompileOptions::default());
     drop(cluster);
     let rulesets = compiled.clone().map(|compiled| compiled.ruleset);
-    let elements = counts(&rulesets);
+    let elements = elements(&rulesets);
     let nftpol = Tables::Nftpol(Box::new(rulesets));
+    let rules = nftpol.rules(0);
     let mut trials = vec![Trial::new(
         Setup::NFTPOL,
         policies,
-        nftpol.clone(),
-        (nftpol.rules(0), elements),
+        nftpol,
+        (rules, elements),
         throughput,
     )];
     let (texts, linear_rules): (Vec<String>, Vec<usize>) =

@@ -196,7 +196,7 @@ pub(crate) fn node_files(lab: &Lab) -> Result<[File; 2]> {
 }
 
 /// What one setup puts on the two routers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Tables {
     /// Nothing: no table, no conntrack.
     None,
