@@ -5,6 +5,12 @@
 #   scripts/bench.sh            full sizes (1k–100k pods × 100–10k policies; tens of minutes on 2 cores)
 #   scripts/bench.sh --smoke    seconds-long sizes that keep the bench code working (CI);
 #                               writes to a scratch directory unless --out is given
+#   scripts/bench.sh --only dataplane,features
+#                               reruns only those measurements (any of compile, commit,
+#                               churn, dataplane, memory, rejudge, features) at full size
+#                               and replaces them in the existing results.json, then
+#                               rewrites BENCHMARKS.md and every plot: for rerunning the
+#                               dataplane measurements on a quiet machine
 #
 # Builds the nftpol binary too: measurement 5 runs the real agent process.
 # Needs root: every kernel measurement runs in network namespaces it creates
@@ -15,11 +21,13 @@ cd "$(dirname "$0")/.."
 
 smoke=0
 out=""
+only=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
     --out) out="$2"; shift ;;
-    *) echo "usage: scripts/bench.sh [--smoke] [--out DIR]" >&2; exit 2 ;;
+    --only) only=(--only "$2"); shift ;;
+    *) echo "usage: scripts/bench.sh [--smoke] [--out DIR] [--only MEASUREMENT,...]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -46,7 +54,7 @@ if [ "$smoke" -eq 1 ]; then
     out="$(mktemp -d)"
     trap 'rm -rf "$out"' EXIT
   fi
-  "$bin" all --smoke --out "$out"
+  "$bin" all --smoke --out "$out" "${only[@]}"
   test -s "$out/BENCHMARKS.md" && test -s "$out/results/results.json" && test -s "$out/results/dataplane.svg"
   echo "bench smoke: report written to $out"
 else
@@ -57,7 +65,12 @@ else
   # previous report in place.
   fresh="$(mktemp -d)"
   trap 'rm -rf "$fresh"' EXIT
-  "$bin" all --out "$fresh"
+  if [ ${#only[@]} -gt 0 ]; then
+    # The measurements not rerun come from the report in place.
+    mkdir -p "$fresh/results"
+    cp "$out/results/results.json" "$fresh/results/"
+  fi
+  "$bin" all --out "$fresh" "${only[@]}"
   mkdir -p "$out/results"
   rm -f "$out/BENCHMARKS.md" "$out"/results/*.svg "$out/results/results.json"
   cp "$fresh/BENCHMARKS.md" "$out/"

@@ -6,10 +6,14 @@
 //!
 //! Measurements: [`compile`] (model, compile, diff), [`commit`] (netlink
 //! batch against `nft -f`), [`churn`] (one-pod events through the
-//! `Reconciler` and straight to the kernel), [`dataplane`] (TCP connections
-//! through lab namespaces), [`memory`] (a real `nftpol agent` process against the fake API server),
-//! [`rejudge`] (re-judging established flows: on against off, and the cost
-//! of one commit that takes permission away).
+//! `Reconciler` and straight to the kernel), [`dataplane`] (new TCP
+//! connections through the routers of lab namespaces: no table,
+//! conntrack only, nftpol, linear rules), [`memory`] (a real `nftpol agent`
+//! process against the fake API server), [`rejudge`] (the cost of one
+//! commit that takes permission away from established flows), [`features`]
+//! (re-judging and the verdict log on against off). The dataplane
+//! measurements share the lab ([`lab`]), the traffic ([`probe`]) and the
+//! interleaved rounds ([`rounds`]).
 //! Everything that touches the kernel runs in network namespaces it creates
 //! and removes itself; nothing touches the root namespace. Timings are
 //! reported, never asserted.
@@ -18,12 +22,16 @@ pub mod churn;
 pub mod commit;
 pub mod compile;
 pub mod dataplane;
+pub mod features;
 pub mod generate;
+pub mod lab;
 pub mod linear;
 pub mod machine;
 pub mod measure;
 pub mod memory;
 pub mod netns;
+pub mod probe;
 pub mod rejudge;
 pub mod report;
+pub mod rounds;
 pub mod run;

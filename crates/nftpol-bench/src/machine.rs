@@ -59,3 +59,22 @@ pub fn describe() -> Machine {
         date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
     }
 }
+
+/// The machine's 1-minute load average (`/proc/loadavg`; 0 if unreadable):
+/// recorded around the dataplane measurements, whose figures only mean
+/// something on a machine that does nothing else.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The load average before and after a measurement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    /// 1-minute load average when the measurement started.
+    pub start: f64,
+    /// 1-minute load average when it ended.
+    pub end: f64,
+}

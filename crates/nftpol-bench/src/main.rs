@@ -1,8 +1,11 @@
 //! `nftpol-bench`: the benchmark driver (see the crate docs and `scripts/bench.sh`).
 //!
 //! `nftpol-bench all [--smoke] --out DIR` runs every measurement, each in
-//! its own process, writes `DIR/results/results.json`, then the report.
-//! The other subcommands run one measurement and print its JSON on stdout.
+//! its own process, writes `DIR/results/results.json`, then the report;
+//! with `--only dataplane,features` it runs those alone and replaces them in
+//! the `results.json` already there (so they can be rerun on a quiet
+//! machine). The other subcommands run one measurement and print its JSON
+//! on stdout.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -10,7 +13,9 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use nftpol_bench::generate::Shape;
-use nftpol_bench::{churn, commit, compile, dataplane, memory, rejudge, report, run};
+use nftpol_bench::rounds::Schedule;
+use nftpol_bench::run::Measurement;
+use nftpol_bench::{churn, commit, compile, dataplane, features, memory, rejudge, report, run};
 
 #[derive(Parser)]
 #[command(about = "nftpol benchmarks")]
@@ -30,6 +35,29 @@ struct Size {
     /// Seed of the generator.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+#[derive(clap::Args, Clone, Copy)]
+struct Traffic {
+    /// Interleaved rounds over every setup.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// New connections per setup and round.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Seconds of bulk transfer per setup and round (where measured).
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+}
+
+impl From<Traffic> for Schedule {
+    fn from(traffic: Traffic) -> Self {
+        Schedule {
+            rounds: traffic.rounds,
+            connections: traffic.connections,
+            seconds: traffic.seconds,
+        }
+    }
 }
 
 impl From<Size> for Shape {
@@ -55,6 +83,10 @@ enum Command {
         /// Seed of every generated cluster.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Runs only these measurements and replaces them in the
+        /// results.json already in `--out` (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<Measurement>,
     },
     /// Rewrites BENCHMARKS.md and the plots from results.json.
     Report {
@@ -86,7 +118,8 @@ enum Command {
         #[arg(long)]
         kernel_events: usize,
     },
-    /// Measurement 4.
+    /// Measurement 4 at one pod count: no table, conntrack only, nftpol
+    /// and linear rules, interleaved.
     Dataplane {
         /// Generated pods.
         #[arg(long)]
@@ -94,30 +127,25 @@ enum Command {
         /// Policy counts (repeat).
         #[arg(long, required = true)]
         policies: Vec<usize>,
-        /// Seconds per point.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
+        #[command(flatten)]
+        traffic: Traffic,
         /// Seed of the generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Measurement 6.
+    /// Measurement 6: re-judging N established flows after one commit.
     Rejudge {
-        /// Generated pods of the on/off comparison.
-        #[arg(long)]
-        pods: usize,
-        /// Generated policies of the on/off comparison.
-        #[arg(long)]
-        policies: usize,
-        /// Seconds per on/off point.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
         /// Established flow counts (repeat).
         #[arg(long, required = true)]
         flows: Vec<usize>,
-        /// Seed of the generator.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+    },
+    /// Measurement 7: re-judging and the verdict log on against off,
+    /// interleaved, at one size.
+    Features {
+        #[command(flatten)]
+        size: Size,
+        #[command(flatten)]
+        traffic: Traffic,
     },
     /// Measurement 5 for one size.
     Memory {
@@ -138,14 +166,27 @@ fn emit(value: &impl serde::Serialize) -> Result<()> {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::All { smoke, out, seed } => {
+        Command::All {
+            smoke,
+            out,
+            seed,
+            only,
+        } => {
             let plan = if smoke {
                 run::Plan::smoke()
             } else {
                 run::Plan::full()
             };
-            let results = run::run(&plan, seed);
-            run::save(&results, &report::results_path(&out))?;
+            let path = report::results_path(&out);
+            let results = if only.is_empty() {
+                run::run(&plan, seed, Measurement::ALL)
+            } else {
+                let previous = run::load(&path).with_context(|| {
+                    format!("--only replaces measurements in {}", path.display())
+                })?;
+                run::merge(previous, run::run(&plan, seed, &only), &only)
+            };
+            run::save(&results, &path)?;
             report::write(&results, &out)
         }
         Command::Report { out } => report::write(&run::load(&report::results_path(&out))?, &out),
@@ -164,16 +205,16 @@ fn main() -> Result<()> {
         Command::Dataplane {
             pods,
             policies,
-            seconds,
+            traffic,
             seed,
-        } => emit(&dataplane::run(pods, &policies, seconds, seed)?),
-        Command::Rejudge {
-            pods,
-            policies,
-            seconds,
-            flows,
-            seed,
-        } => emit(&rejudge::run(pods, policies, seconds, &flows, seed)?),
+        } => emit(&dataplane::run(pods, &policies, traffic.into(), seed)?),
+        Command::Rejudge { flows } => emit(&rejudge::run(&flows)?),
+        Command::Features { size, traffic } => emit(&features::run(
+            size.pods,
+            size.policies,
+            traffic.into(),
+            size.seed,
+        )?),
         Command::Memory { size, agent } => {
             let agent = match agent {
                 Some(path) => path,

@@ -1,13 +1,8 @@
 //! Measurement 6: what re-judging established flows costs, in the two-node
-//! lab of [`crate::dataplane`] (client pod on node-1, server pod on node-2).
-//!
-//! (a) The everyday price, re-judging on against off in the same run, at the
-//! same generated cluster: new TCP connections per second and bulk
-//! throughput over one established connection, the two setups alternated
-//! (off, on, off, on) so drift hits both.
-//!
-//! (b) The price of one commit that takes permission away, with N
-//! established UDP flows (client ports from `FIRST_PORT`, server ports from
+//! lab of [`crate::lab`] (client pod on node-1, server pod on node-2). The
+//! everyday price, re-judging on against off in the same run, is part of
+//! the feature costs ([`crate::features`]). This is the price of one commit
+//! that takes permission away, with N established UDP flows (client ports from `FIRST_PORT`, server ports from
 //! `FLOW_PORT`, each opened by one datagram and its reply, sent from raw
 //! sockets so N flows need no N sockets). One round sends one datagram on every
 //! flow, as fast as the client can, and takes the wall time and the
@@ -35,8 +30,8 @@ use nftpol_ruleset::rejudge::{self, Generation, MarkBits, Rejudge};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::dataplane::{self, Point, Throughput};
-use crate::measure::timed;
+use crate::lab::{self, Lab};
+use crate::measure::{kernel_cpu, timed, KernelCpu};
 
 /// The first server port of the UDP flows.
 const FLOW_PORT: u16 = 9;
@@ -46,19 +41,6 @@ const FLOW_PORTS: u16 = 4;
 const FIRST_PORT: u16 = 1024;
 /// Flows per server port (client ports `FIRST_PORT..FIRST_PORT + PER_PORT`).
 const PER_PORT: usize = 60_000;
-
-/// (a) at one policy count.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OnOff {
-    /// Policies in the generated cluster.
-    pub policies: usize,
-    /// New connections, re-judging off, each run.
-    pub off: Vec<Point>,
-    /// New connections, re-judging on, each run.
-    pub on: Vec<Point>,
-    /// Bulk throughput, off then on, alternated.
-    pub throughput: Vec<Throughput>,
-}
 
 /// One round of one datagram per flow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +53,7 @@ pub struct Round {
     pub kernel_cpu_ms: f64,
 }
 
-/// (b) at one flow count.
+/// One flow count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowCost {
     /// Established flows.
@@ -90,13 +72,7 @@ pub struct FlowCost {
 /// What measurement 6 found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RejudgeResult {
-    /// Generated pods of (a).
-    pub pods: usize,
-    /// Seconds per point of (a).
-    pub seconds: f64,
-    /// (a).
-    pub on_off: Option<OnOff>,
-    /// (b), one per flow count.
+    /// One per flow count.
     pub flows: Vec<FlowCost>,
     /// What could not be measured, and why.
     pub notes: Vec<String>,
@@ -110,42 +86,22 @@ fn on() -> CompileOptions {
 }
 
 /// Runs measurement 6.
-pub fn run(
-    pods: usize,
-    policies: usize,
-    seconds: f64,
-    flow_counts: &[usize],
-    seed: u64,
-) -> Result<RejudgeResult> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("a runtime for the lab")?;
-    nftpol_lab::netns::install_signal_teardown().map_err(|e| anyhow!("signal teardown: {e}"))?;
-    let lab = dataplane::build_lab(&rt)?;
+pub fn run(flow_counts: &[usize]) -> Result<RejudgeResult> {
+    let rt = lab::runtime()?;
+    let lab = lab::build(&rt)?;
     let mut result = RejudgeResult {
-        pods,
-        seconds,
-        on_off: None,
         flows: Vec::new(),
         notes: Vec::new(),
     };
-    eprintln!("nftpol-bench: re-judging on against off at {policies} policies …");
-    match on_off(&lab, pods, policies, seconds, seed) {
-        Ok(found) => result.on_off = Some(found),
-        Err(error) => {
-            result.notes.push(format!("on/off: {error:#}"));
-            // Leaves the lab clean for (b); a table may be absent.
-            let _ = dataplane::unload(&lab);
-        }
-    }
     for &flows in flow_counts {
         eprintln!("nftpol-bench: re-judging {flows} established flows …");
         match flow_cost(&lab, flows) {
             Ok(found) => result.flows.push(found),
             Err(error) => {
                 result.notes.push(format!("{flows} flows: {error:#}"));
-                let _ = dataplane::unload(&lab);
+                // Leaves the lab clean for the next count; the table may
+                // be absent.
+                let _ = lab::unload(&lab);
             }
         }
     }
@@ -155,52 +111,9 @@ pub fn run(
     Ok(result)
 }
 
-fn on_off(
-    lab: &dataplane::Lab,
-    pods: usize,
-    policies: usize,
-    seconds: f64,
-    seed: u64,
-) -> Result<OnOff> {
-    let cluster = dataplane::bench_cluster(pods, policies, seed, lab);
-    let tables = |options| {
-        dataplane::rulesets_with(&cluster, options).map(|compiled: Compiled| compiled.ruleset)
-    };
-    let (off_tables, on_tables) = (tables(CompileOptions::default()), tables(on()));
-    let mut found = OnOff {
-        policies,
-        off: Vec::new(),
-        on: Vec::new(),
-        throughput: Vec::new(),
-    };
-    for _ in 0..2 {
-        for (label, rulesets) in [("off", &off_tables), ("on", &on_tables)] {
-            let load_ms = dataplane::load_nftpol(lab, rulesets)?;
-            let rules = rulesets.iter().map(Ruleset::rule_count).sum();
-            let elements = rulesets.iter().map(Ruleset::element_count).sum();
-            let point = dataplane::connections(lab, seconds, policies, rules, elements, load_ms)?;
-            if point.denied_port != "dropped" {
-                bail!("re-judging {label}: a denied port was not dropped: {point:?}");
-            }
-            if label == "off" {
-                found.off.push(point);
-            } else {
-                found.on.push(point);
-            }
-            found.throughput.push(dataplane::throughput(
-                lab,
-                seconds,
-                format!("nftpol, re-judging {label}, {policies} policies"),
-            )?);
-            dataplane::unload(lab)?;
-        }
-    }
-    Ok(found)
-}
-
 /// The two lab pods, node pod CIDRs, and the server's ingress policy:
 /// admitting the client on UDP `FLOW_PORT`, or nothing.
-fn flow_cluster(lab: &dataplane::Lab, admit: bool) -> Result<Cluster> {
+fn flow_cluster(lab: &Lab, admit: bool) -> Result<Cluster> {
     let from = if admit {
         format!(
             "ingress: [{{from: [{{podSelector: {{matchLabels: {{app: app-0}}}}}}], ports: [{{port: {FLOW_PORT}, endPort: {last}, protocol: UDP}}]}}]",
@@ -255,7 +168,7 @@ spec:
 
 /// A raw UDP socket in the namespace behind `file` (no socket per flow).
 fn raw_udp(file: &std::fs::File) -> Result<Socket> {
-    dataplane::inside(file, || {
+    lab::inside(file, || {
         Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).context("a raw UDP socket")
     })
 }
@@ -276,24 +189,13 @@ fn send(
     socket.send_to(&datagram, &to).map(|_| ())
 }
 
-/// Kernel CPU time so far (system + softirq over all CPUs), ms.
-fn kernel_cpu_ms() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    let line = stat.lines().next().context("an empty /proc/stat")?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|field| field.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq: system is 2, softirq 6.
-    let jiffies = fields.get(2).copied().unwrap_or(0) + fields.get(6).copied().unwrap_or(0);
-    // USER_HZ is 100 on Linux: a jiffy here is 10 ms.
-    #[expect(clippy::cast_precision_loss, reason = "jiffies far below 2^52")]
-    Ok(jiffies as f64 * 10.0)
+/// System plus softirq time.
+fn kernel_cpu_ms(cpu: KernelCpu) -> f64 {
+    cpu.system_ms + cpu.softirq_ms
 }
 
 fn round(state: &str, client: &Socket, server: Ipv4Addr, flows: usize) -> Result<Round> {
-    let before = kernel_cpu_ms()?;
+    let before = kernel_cpu()?;
     let (sent, wall_ms) = timed(|| -> Result<()> {
         for (client_port, server_port) in ports(flows) {
             send(client, server, client_port, server_port).context("sending a datagram")?;
@@ -304,7 +206,7 @@ fn round(state: &str, client: &Socket, server: Ipv4Addr, flows: usize) -> Result
     Ok(Round {
         state: state.to_owned(),
         wall_ms,
-        kernel_cpu_ms: kernel_cpu_ms()? - before,
+        kernel_cpu_ms: kernel_cpu_ms(kernel_cpu()?) - kernel_cpu_ms(before),
     })
 }
 
@@ -318,11 +220,11 @@ fn ports(flows: usize) -> impl Iterator<Item = (u16, u16)> {
 }
 
 /// Commits `next` over `previous` on both nodes; ms.
-fn commit(lab: &dataplane::Lab, previous: &[Ruleset; 2], next: &[Ruleset; 2]) -> Result<f64> {
-    let files = dataplane::node_files(lab)?;
+fn commit(lab: &Lab, previous: &[Ruleset; 2], next: &[Ruleset; 2]) -> Result<f64> {
+    let files = lab::node_files(lab)?;
     let mut total = 0.0;
     for ((file, previous), next) in files.iter().zip(previous).zip(next) {
-        total += dataplane::inside(file, || {
+        total += lab::inside(file, || {
             let mut kernel = KernelDataplane::open().context("opening the netlink socket")?;
             let changes = diff(Some(previous), next);
             let (applied, elapsed) = timed(|| kernel.apply(&changes));
@@ -334,9 +236,9 @@ fn commit(lab: &dataplane::Lab, previous: &[Ruleset; 2], next: &[Ruleset; 2]) ->
 }
 
 /// Packets node-2's isolated-deny rules counted.
-fn denied(lab: &dataplane::Lab, node_2: &Compiled) -> Result<u64> {
-    let files = dataplane::node_files(lab)?;
-    let counters = dataplane::inside(&files[1], || {
+fn denied(lab: &Lab, node_2: &Compiled) -> Result<u64> {
+    let files = lab::node_files(lab)?;
+    let counters = lab::inside(&files[1], || {
         KernelDataplane::open()
             .context("opening the netlink socket")?
             .read_counters()
@@ -354,13 +256,13 @@ fn denied(lab: &dataplane::Lab, node_2: &Compiled) -> Result<u64> {
         .sum())
 }
 
-fn flow_cost(lab: &dataplane::Lab, flows: usize) -> Result<FlowCost> {
+fn flow_cost(lab: &Lab, flows: usize) -> Result<FlowCost> {
     if flows > PER_PORT * usize::from(FLOW_PORTS) {
         bail!("{flows} flows need more server ports than the policy admits");
     }
     let marks = MarkBits::default();
     let at = |generation: u32, admit: bool| -> Result<[Compiled; 2]> {
-        let mut compiled = dataplane::rulesets_with(&flow_cluster(lab, admit)?, on());
+        let mut compiled = lab::rulesets_with(&flow_cluster(lab, admit)?, on());
         let settings = Rejudge {
             marks,
             generation: Generation::new(generation, marks).context("a generation")?,
@@ -372,7 +274,7 @@ fn flow_cost(lab: &dataplane::Lab, flows: usize) -> Result<FlowCost> {
     };
     let tables = |compiled: &[Compiled; 2]| compiled.clone().map(|table| table.ruleset);
     let first = at(1, true)?;
-    dataplane::load_nftpol(lab, &tables(&first))?;
+    lab::load_nftpol(lab, &tables(&first))?;
     let client = raw_udp(&lab.client.0)?;
     let server = raw_udp(&lab.server.0)?;
     // Open every flow: a datagram and its reply.
@@ -391,7 +293,7 @@ fn flow_cost(lab: &dataplane::Lab, flows: usize) -> Result<FlowCost> {
     let cut_all_ms = cut_round.wall_ms;
     rounds.push(cut_round);
     let denied = denied(lab, &cut[1])?;
-    dataplane::unload(lab)?;
+    lab::unload(lab)?;
     Ok(FlowCost {
         flows,
         rounds,

@@ -15,9 +15,81 @@ use crate::churn::ChurnResult;
 use crate::commit::CommitResult;
 use crate::compile::CompileResult;
 use crate::dataplane::DataplaneResult;
+use crate::features::FeaturesResult;
 use crate::machine::{describe, Machine};
 use crate::memory::MemoryResult;
 use crate::rejudge::RejudgeResult;
+use crate::rounds::Schedule;
+
+/// One measurement of a run (`--only` picks some).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Measurement {
+    /// 1: model, compile, diff.
+    Compile,
+    /// 2: full commit against `nft -f`.
+    Commit,
+    /// 3: one-pod churn.
+    Churn,
+    /// 4: new connections through the lab's routers.
+    Dataplane,
+    /// 5: agent memory.
+    Memory,
+    /// 6: re-judging established flows after one commit.
+    Rejudge,
+    /// 7: feature costs.
+    Features,
+}
+
+impl Measurement {
+    /// Every measurement, in report order.
+    pub const ALL: &[Self] = &[
+        Self::Compile,
+        Self::Commit,
+        Self::Churn,
+        Self::Dataplane,
+        Self::Memory,
+        Self::Rejudge,
+        Self::Features,
+    ];
+
+    /// The subcommand that runs it (and starts the name of its skips).
+    pub fn subcommand(self) -> &'static str {
+        match self {
+            Self::Compile => "compile",
+            Self::Commit => "commit",
+            Self::Churn => "churn",
+            Self::Dataplane => "dataplane",
+            Self::Memory => "memory",
+            Self::Rejudge => "rejudge",
+            Self::Features => "features",
+        }
+    }
+}
+
+/// Measurement 4 as an earlier run found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviousDataplane {
+    /// Commit measured.
+    pub commit: String,
+    /// When (UTC).
+    pub date: String,
+    /// One per pod count.
+    pub results: Vec<DataplaneResult>,
+}
+
+/// Measurements rerun into an earlier run's results (`all --only`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rerun {
+    /// Which.
+    pub measurements: Vec<Measurement>,
+    /// Commit measured.
+    pub commit: String,
+    /// When (UTC).
+    pub date: String,
+}
 
 /// A measurement that did not produce a result, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,18 +115,40 @@ pub struct Results {
     pub commit: Vec<CommitResult>,
     /// Measurement 3.
     pub churn: Vec<ChurnResult>,
-    /// Measurement 4 at the largest size.
-    pub dataplane: Option<DataplaneResult>,
-    /// Measurement 4 at a size where the linear contrast still loads.
+    /// Measurement 4, one per pod count.
+    #[serde(deserialize_with = "dataplane_results")]
+    pub dataplane: Vec<DataplaneResult>,
+    /// Measurement 4 of the run that a rerun (`--only dataplane`)
+    /// replaced, to show how well the figures repeat.
     #[serde(default)]
-    pub dataplane_small: Option<DataplaneResult>,
+    pub dataplane_previous: Option<PreviousDataplane>,
     /// Measurement 5.
     pub memory: Vec<MemoryResult>,
     /// Measurement 6.
-    #[serde(default)]
     pub rejudge: Option<RejudgeResult>,
+    /// Measurement 7.
+    #[serde(default)]
+    pub features: Option<FeaturesResult>,
     /// What did not finish.
     pub skipped: Vec<Skipped>,
+    /// Measurements rerun later into these results, oldest first.
+    #[serde(default)]
+    pub reruns: Vec<Rerun>,
+}
+
+/// Measurement 4 as written since #11, one result per pod count. The
+/// single result written before (its rate over wall time, with 4-tuples
+/// reused) reads as none, so `--only dataplane` can replace it.
+fn dataplane_results<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<DataplaneResult>, D::Error> {
+    use serde::de::Error as _;
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if value.is_array() {
+        serde_json::from_value(value).map_err(D::Error::custom)
+    } else {
+        Ok(Vec::new())
+    }
 }
 
 /// Sizes and limits of a run.
@@ -72,14 +166,16 @@ pub struct Plan {
     pub commit_runs: usize,
     /// (pods, policies, reconciler events, reconciler budget s, kernel events).
     pub churn: Vec<(usize, usize, usize, f64, usize)>,
-    /// Measurement 4: pods, policy counts, seconds per point.
-    pub dataplane: (usize, Vec<usize>, f64),
-    /// Measurement 4 again at a size where linear rules still load.
-    pub dataplane_small: Option<(usize, Vec<usize>, f64)>,
+    /// Measurement 4: pods and policy counts, one lab each.
+    pub dataplane: Vec<(usize, Vec<usize>)>,
+    /// Rounds and traffic of measurement 4.
+    pub dataplane_schedule: Schedule,
     /// (pods, policies) of measurement 5.
     pub memory: Vec<(usize, usize)>,
-    /// Measurement 6: pods, policies, seconds per on/off point, flow counts.
-    pub rejudge: (usize, usize, f64, Vec<usize>),
+    /// Measurement 6: established flow counts.
+    pub rejudge: Vec<usize>,
+    /// Measurement 7: pods, policies, rounds and traffic.
+    pub features: (usize, usize, Schedule),
     /// Longest one measurement process may run.
     pub timeout: Duration,
     /// Compile sizes with more than this many pods × policies run last,
@@ -99,10 +195,23 @@ impl Plan {
             commit: vec![(1000, 100)],
             commit_runs: 1,
             churn: vec![(1000, 100, 15, 5.0, 15)],
-            dataplane: (1000, vec![0, 50], 0.3),
-            dataplane_small: None,
+            dataplane: vec![(1000, vec![0, 50])],
+            dataplane_schedule: Schedule {
+                rounds: 2,
+                connections: 100,
+                seconds: 0.2,
+            },
             memory: vec![(1000, 100)],
-            rejudge: (1000, 50, 0.3, vec![1000]),
+            rejudge: vec![1000],
+            features: (
+                1000,
+                50,
+                Schedule {
+                    rounds: 2,
+                    connections: 100,
+                    seconds: 0.2,
+                },
+            ),
             timeout: Duration::from_mins(2),
             big: usize::MAX,
             big_timeout: Duration::from_mins(2),
@@ -124,10 +233,30 @@ impl Plan {
                 (100_000, 100, 1002, 40.0, 3000),
                 (100_000, 1000, 1002, 40.0, 3000),
             ],
-            dataplane: (100_000, vec![0, 100, 1000], 3.0),
-            dataplane_small: Some((10_000, vec![0, 100, 1000, 10_000], 3.0)),
+            dataplane: vec![
+                (1000, vec![0, 100, 1000, 10_000]),
+                (10_000, vec![0, 100, 1000, 10_000]),
+                (100_000, vec![0, 100, 1000]),
+            ],
+            // Many short rounds rather than a few long ones: on a shared
+            // machine the noise comes in bursts of seconds, which the
+            // median over rounds then leaves out.
+            dataplane_schedule: Schedule {
+                rounds: 7,
+                connections: 1000,
+                seconds: 2.0,
+            },
             memory: vec![(10_000, 1000), (100_000, 1000), (100_000, 10_000)],
-            rejudge: (10_000, 1000, 3.0, vec![10_000, 100_000]),
+            rejudge: vec![10_000, 100_000],
+            features: (
+                10_000,
+                100,
+                Schedule {
+                    rounds: 9,
+                    connections: 1000,
+                    seconds: 2.0,
+                },
+            ),
             timeout: Duration::from_mins(10),
             big: 100_000 * 1000,
             big_timeout: Duration::from_mins(6),
@@ -224,8 +353,8 @@ fn collect<T: DeserializeOwned>(
     }
 }
 
-/// Runs `plan` and returns the results.
-pub fn run(plan: &Plan, seed: u64) -> Results {
+/// Runs the measurements of `plan` in `only` and returns the results.
+pub fn run(plan: &Plan, seed: u64, only: &[Measurement]) -> Results {
     let mut results = Results {
         machine: describe(),
         mode: plan.mode.to_owned(),
@@ -233,12 +362,86 @@ pub fn run(plan: &Plan, seed: u64) -> Results {
         compile: Vec::new(),
         commit: Vec::new(),
         churn: Vec::new(),
-        dataplane: None,
-        dataplane_small: None,
+        dataplane: Vec::new(),
+        dataplane_previous: None,
         memory: Vec::new(),
         rejudge: None,
+        features: None,
         skipped: Vec::new(),
+        reruns: Vec::new(),
     };
+    let big = if only.contains(&Measurement::Compile) {
+        compile(plan, seed, &mut results)
+    } else {
+        Vec::new()
+    };
+    if only.contains(&Measurement::Commit) {
+        for &(pods, policies) in &plan.commit {
+            let mut args = size_args("commit", pods, policies, seed);
+            args.extend(["--runs".to_owned(), plan.commit_runs.to_string()]);
+            collect(
+                format!("commit {pods} pods × {policies} policies"),
+                &args,
+                plan.timeout,
+                &mut results.commit,
+                &mut results.skipped,
+            );
+        }
+    }
+    if only.contains(&Measurement::Churn) {
+        churn(plan, seed, &mut results);
+    }
+    if only.contains(&Measurement::Dataplane) {
+        dataplane(plan, seed, &mut results);
+    }
+    if only.contains(&Measurement::Memory) {
+        for &(pods, policies) in &plan.memory {
+            collect(
+                format!("memory {pods} pods × {policies} policies"),
+                &size_args("memory", pods, policies, seed),
+                plan.timeout,
+                &mut results.memory,
+                &mut results.skipped,
+            );
+        }
+    }
+    if only.contains(&Measurement::Rejudge) {
+        let mut args = vec!["rejudge".to_owned()];
+        for count in &plan.rejudge {
+            args.extend(["--flows".to_owned(), count.to_string()]);
+        }
+        results.rejudge = one(
+            "rejudge: established flows".to_owned(),
+            &args,
+            plan.timeout,
+            &mut results.skipped,
+        );
+    }
+    if only.contains(&Measurement::Features) {
+        let (pods, policies, schedule) = &plan.features;
+        let mut args = size_args("features", *pods, *policies, seed);
+        args.extend(schedule_args(schedule));
+        results.features = one(
+            format!("features {pods} pods × {policies} policies"),
+            &args,
+            plan.timeout,
+            &mut results.skipped,
+        );
+    }
+    for (pods, policies) in big {
+        collect(
+            format!("compile {pods} pods × {policies} policies"),
+            &size_args("compile", pods, policies, seed),
+            plan.big_timeout,
+            &mut results.compile,
+            &mut results.skipped,
+        );
+    }
+    results
+}
+
+/// Measurement 1 up to [`Plan::big`]; returns the sizes past it.
+fn compile(plan: &Plan, seed: u64, results: &mut Results) -> Vec<(usize, usize)> {
     let mut big = Vec::new();
     for &policies in &plan.compile_policies {
         for &pods in &plan.compile_pods {
@@ -255,17 +458,34 @@ pub fn run(plan: &Plan, seed: u64) -> Results {
             );
         }
     }
-    for &(pods, policies) in &plan.commit {
-        let mut args = size_args("commit", pods, policies, seed);
-        args.extend(["--runs".to_owned(), plan.commit_runs.to_string()]);
+    big
+}
+
+/// Measurement 4, one process per pod count.
+fn dataplane(plan: &Plan, seed: u64, results: &mut Results) {
+    for (pods, policies) in &plan.dataplane {
+        let mut args = vec![
+            "dataplane".to_owned(),
+            "--pods".to_owned(),
+            pods.to_string(),
+            "--seed".to_owned(),
+            seed.to_string(),
+        ];
+        args.extend(schedule_args(&plan.dataplane_schedule));
+        for count in policies {
+            args.extend(["--policies".to_owned(), count.to_string()]);
+        }
         collect(
-            format!("commit {pods} pods × {policies} policies"),
+            format!("dataplane {pods} pods"),
             &args,
             plan.timeout,
-            &mut results.commit,
+            &mut results.dataplane,
             &mut results.skipped,
         );
     }
+}
+
+fn churn(plan: &Plan, seed: u64, results: &mut Results) {
     for &(pods, policies, events, budget, kernel) in &plan.churn {
         let mut args = size_args("churn", pods, policies, seed);
         args.extend([
@@ -284,83 +504,84 @@ pub fn run(plan: &Plan, seed: u64) -> Results {
             &mut results.skipped,
         );
     }
-    results.dataplane = dataplane(&plan.dataplane, seed, plan.timeout, &mut results.skipped);
-    if let Some(small) = &plan.dataplane_small {
-        results.dataplane_small = dataplane(small, seed, plan.timeout, &mut results.skipped);
-    }
-    for &(pods, policies) in &plan.memory {
-        collect(
-            format!("memory {pods} pods × {policies} policies"),
-            &size_args("memory", pods, policies, seed),
-            plan.timeout,
-            &mut results.memory,
-            &mut results.skipped,
-        );
-    }
-    results.rejudge = rejudge(&plan.rejudge, seed, plan.timeout, &mut results.skipped);
-    for (pods, policies) in big {
-        collect(
-            format!("compile {pods} pods × {policies} policies"),
-            &size_args("compile", pods, policies, seed),
-            plan.big_timeout,
-            &mut results.compile,
-            &mut results.skipped,
-        );
-    }
-    results
 }
 
-fn dataplane(
-    size: &(usize, Vec<usize>, f64),
-    seed: u64,
-    timeout: Duration,
-    skipped: &mut Vec<Skipped>,
-) -> Option<DataplaneResult> {
-    let (pods, policies, seconds) = size;
-    let mut args = vec![
-        "dataplane".to_owned(),
-        "--pods".to_owned(),
-        pods.to_string(),
+fn schedule_args(schedule: &Schedule) -> [String; 6] {
+    [
+        "--rounds".to_owned(),
+        schedule.rounds.to_string(),
+        "--connections".to_owned(),
+        schedule.connections.to_string(),
         "--seconds".to_owned(),
-        seconds.to_string(),
-        "--seed".to_owned(),
-        seed.to_string(),
-    ];
-    for count in policies {
-        args.extend(["--policies".to_owned(), count.to_string()]);
-    }
+        schedule.seconds.to_string(),
+    ]
+}
+
+fn one<T: DeserializeOwned>(
+    what: String,
+    args: &[String],
+    timeout: Duration,
+    skipped: &mut Vec<Skipped>,
+) -> Option<T> {
     let mut found = Vec::new();
-    collect(
-        format!("dataplane {pods} pods"),
-        &args,
-        timeout,
-        &mut found,
-        skipped,
-    );
+    collect(what, args, timeout, &mut found, skipped);
     found.pop()
 }
 
-fn rejudge(
-    size: &(usize, usize, f64, Vec<usize>),
-    seed: u64,
-    timeout: Duration,
-    skipped: &mut Vec<Skipped>,
-) -> Option<RejudgeResult> {
-    let (pods, policies, seconds, flows) = size;
-    let mut args = size_args("rejudge", *pods, *policies, seed);
-    args.extend(["--seconds".to_owned(), seconds.to_string()]);
-    for count in flows {
-        args.extend(["--flows".to_owned(), count.to_string()]);
+/// `previous` with the measurements in `only` replaced by `fresh`'s (and
+/// what of them did not finish), the rerun recorded.
+pub fn merge(mut previous: Results, fresh: Results, only: &[Measurement]) -> Results {
+    for measurement in only {
+        match measurement {
+            Measurement::Compile => previous.compile.clone_from(&fresh.compile),
+            Measurement::Commit => previous.commit.clone_from(&fresh.commit),
+            Measurement::Churn => previous.churn.clone_from(&fresh.churn),
+            Measurement::Dataplane => {
+                let (commit, date) = previous
+                    .reruns
+                    .iter()
+                    .rev()
+                    .find(|rerun| rerun.measurements.contains(&Measurement::Dataplane))
+                    .map_or_else(
+                        || {
+                            (
+                                previous.machine.commit.clone(),
+                                previous.machine.date.clone(),
+                            )
+                        },
+                        |rerun| (rerun.commit.clone(), rerun.date.clone()),
+                    );
+                let replaced = std::mem::replace(&mut previous.dataplane, fresh.dataplane.clone());
+                if !replaced.is_empty() {
+                    previous.dataplane_previous = Some(PreviousDataplane {
+                        commit,
+                        date,
+                        results: replaced,
+                    });
+                }
+            }
+            Measurement::Memory => previous.memory.clone_from(&fresh.memory),
+            Measurement::Rejudge => previous.rejudge.clone_from(&fresh.rejudge),
+            Measurement::Features => previous.features.clone_from(&fresh.features),
+        }
     }
-    let mut found = Vec::new();
-    collect(
-        format!("re-judging at {pods} pods × {policies} policies"),
-        &args,
-        timeout,
-        &mut found,
-        skipped,
-    );
-    found.pop()
+    // A skip is named after its measurement's subcommand ("dataplane 1000
+    // pods"): the old skips of a rerun measurement go, its new ones stay.
+    previous.skipped.retain(|skip| {
+        !only
+            .iter()
+            .any(|measurement| skip.what.starts_with(measurement.subcommand()))
+    });
+    previous.skipped.extend(fresh.skipped);
+    let mut measurements = only.to_vec();
+    measurements.sort_unstable();
+    measurements.dedup();
+    previous.reruns.push(Rerun {
+        measurements,
+        commit: fresh.machine.commit,
+        date: fresh.machine.date,
+    });
+    previous
 }
 
 /// Writes `results` as pretty JSON to `path`.
@@ -377,4 +598,129 @@ pub fn load(path: &Path) -> Result<Results> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty(commit: &str) -> Results {
+        Results {
+            machine: Machine {
+                commit: commit.to_owned(),
+                ..Machine::default()
+            },
+            mode: "full".to_owned(),
+            seed: 1,
+            compile: Vec::new(),
+            commit: Vec::new(),
+            churn: Vec::new(),
+            dataplane: Vec::new(),
+            dataplane_previous: None,
+            memory: Vec::new(),
+            rejudge: None,
+            features: None,
+            skipped: Vec::new(),
+            reruns: Vec::new(),
+        }
+    }
+
+    fn skip(what: &str) -> Skipped {
+        Skipped {
+            what: what.to_owned(),
+            reason: "timeout".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_rerun_replaces_only_its_measurements_and_their_skips() {
+        let mut previous = empty("old");
+        previous.rejudge = Some(RejudgeResult {
+            flows: Vec::new(),
+            notes: vec!["kept".to_owned()],
+        });
+        previous.skipped = vec![
+            skip("dataplane 100000 pods"),
+            skip("memory 100000 pods × 10000 policies"),
+        ];
+        let mut fresh = empty("new");
+        fresh.skipped = vec![skip("features 10000 pods × 100 policies")];
+        fresh.rejudge = None;
+        let merged = merge(
+            previous,
+            fresh,
+            &[
+                Measurement::Features,
+                Measurement::Dataplane,
+                Measurement::Features,
+            ],
+        );
+        assert_eq!(merged.machine.commit, "old");
+        assert_eq!(merged.dataplane_previous, None, "nothing measured before");
+        assert!(merged.rejudge.is_some(), "rejudge was not rerun");
+        let skipped: Vec<&str> = merged.skipped.iter().map(|s| s.what.as_str()).collect();
+        assert_eq!(
+            skipped,
+            [
+                "memory 100000 pods × 10000 policies",
+                "features 10000 pods × 100 policies"
+            ]
+        );
+        assert_eq!(
+            merged.reruns,
+            [Rerun {
+                measurements: vec![Measurement::Dataplane, Measurement::Features],
+                commit: "new".to_owned(),
+                date: String::new(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_dataplane_rerun_keeps_the_run_it_replaces() {
+        let point = |pods| crate::dataplane::DataplaneResult {
+            pods,
+            schedule: Schedule {
+                rounds: 1,
+                connections: 1,
+                seconds: 1.0,
+            },
+            points: Vec::new(),
+            notes: Vec::new(),
+            load: crate::machine::Load::default(),
+        };
+        let mut first = empty("first");
+        first.dataplane = vec![point(1)];
+        let mut second = empty("second");
+        second.dataplane = vec![point(2)];
+        let mut third = empty("third");
+        third.dataplane = vec![point(3)];
+        let twice = merge(
+            merge(first, second, &[Measurement::Dataplane]),
+            third,
+            &[Measurement::Dataplane],
+        );
+        assert_eq!(twice.dataplane, [point(3)]);
+        let previous = twice.dataplane_previous.unwrap();
+        assert_eq!(
+            (previous.commit.as_str(), previous.results),
+            ("second", vec![point(2)])
+        );
+    }
+
+    #[test]
+    fn results_before_the_rebuilt_dataplane_still_load() {
+        let mut old = serde_json::to_value(empty("old")).unwrap();
+        old["dataplane"] = serde_json::json!({"pods": 100_000, "seconds": 3.0});
+        old.as_object_mut().unwrap().remove("features");
+        old.as_object_mut().unwrap().remove("reruns");
+        let loaded: Results = serde_json::from_value(old).unwrap();
+        assert!(loaded.dataplane.is_empty());
+        assert!(loaded.features.is_none());
+        let current = serde_json::to_value(empty("new")).unwrap();
+        assert_eq!(
+            serde_json::from_value::<Results>(current).unwrap(),
+            empty("new")
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! `results.json` → `BENCHMARKS.md` and SVG plots (plotters).
+//! `results.json` → `BENCHMARKS.md` and SVG plots (plotters); the
+//! dataplane and feature-cost sections are in [`dataplane`].
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -6,8 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context as _, Result};
 use plotters::prelude::*;
 
-use crate::dataplane::DataplaneResult;
 use crate::run::Results;
+
+mod dataplane;
 
 /// Where `results.json` lives under the bench crate's directory.
 pub fn results_path(out: &Path) -> PathBuf {
@@ -67,11 +69,7 @@ pub fn write(results: &Results, out: &Path) -> Result<()> {
     std::fs::create_dir_all(&plots)?;
     plot_compile(results, &plots.join("compile.svg"))?;
     plot_commit(results, &plots.join("commit.svg"))?;
-    plot_dataplane(results.dataplane.as_ref(), &plots.join("dataplane.svg"))?;
-    plot_dataplane(
-        results.dataplane_small.as_ref(),
-        &plots.join("dataplane-small.svg"),
-    )?;
+    dataplane::plot(&results.dataplane, &plots.join("dataplane.svg"))?;
     let text = markdown(results);
     std::fs::write(out.join("BENCHMARKS.md"), text).context("writing BENCHMARKS.md")
 }
@@ -91,6 +89,17 @@ fn markdown(results: &Results) -> String {
         machine.commit,
         machine.date
     );
+    for rerun in &results.reruns {
+        let names: Vec<&str> = rerun.measurements.iter().map(|m| m.subcommand()).collect();
+        let _ = writeln!(
+            md,
+            "Rerun later into these results (`scripts/bench.sh --only {}`): commit `{}`, {}; their \
+             comparisons are within that rerun.\n",
+            names.join(","),
+            rerun.commit,
+            rerun.date
+        );
+    }
     let _ = writeln!(md, "| machine | |\n|---|---|");
     let _ = writeln!(md, "| CPUs (nproc) | {} × {} |", machine.nproc, machine.cpu);
     let _ = writeln!(
@@ -104,16 +113,15 @@ fn markdown(results: &Results) -> String {
     compile_section(&mut md, results);
     commit_section(&mut md, results);
     churn_section(&mut md, results);
-    dataplane_section(&mut md, results.dataplane.as_ref(), "dataplane.svg");
-    if results.dataplane_small.is_some() {
-        dataplane_section(
-            &mut md,
-            results.dataplane_small.as_ref(),
-            "dataplane-small.svg",
-        );
-    }
+    dataplane::section(
+        &mut md,
+        &results.dataplane,
+        results.dataplane_previous.as_ref(),
+        "dataplane.svg",
+    );
     memory_section(&mut md, results);
     rejudge_section(&mut md, results.rejudge.as_ref());
+    dataplane::features_section(&mut md, results.features.as_ref());
     if !results.skipped.is_empty() {
         let _ = writeln!(md, "## Did not finish\n\n| measurement | why |\n|---|---|");
         for skipped in &results.skipped {
@@ -175,19 +183,7 @@ fn headline(md: &mut String, results: &Results) {
             met(big.peak_rss_mib <= MEMORY_TARGET_MIB && big.pods >= 100_000 && big.policies >= 10_000)
         );
     }
-    for dataplane in [&results.dataplane, &results.dataplane_small]
-        .into_iter()
-        .flatten()
-    {
-        if let (Some(ours), Some(theirs)) = (dataplane.nftpol.last(), dataplane.linear.last()) {
-            let _ = writeln!(
-                md,
-                "| dataplane (no target) | {} pods: nftpol {:.0} conn/s at {} policies, linear {:.0} conn/s at {} policies ({}), no table {:.0} conn/s | |",
-                count(dataplane.pods), ours.connections_per_s, count(ours.policies), theirs.connections_per_s, count(theirs.policies),
-                ratio(ours.connections_per_s, theirs.connections_per_s), dataplane.baseline.connections_per_s
-            );
-        }
-    }
+    dataplane::headline(md, results);
     md.push('\n');
 }
 
@@ -325,77 +321,6 @@ fn churn_section(md: &mut String, results: &Results) {
     md.push('\n');
 }
 
-fn dataplane_section(md: &mut String, dataplane: Option<&DataplaneResult>, plot: &str) {
-    let Some(d) = dataplane else {
-        let _ = writeln!(
-            md,
-            "## 4. Dataplane\n\nNot measured in this run (see below).\n"
-        );
-        return;
-    };
-    let _ = writeln!(
-        md,
-        "## 4. Dataplane at {} pods: new TCP connections between two pods on different nodes\n\n\
-         nftpol-lab namespaces (fabric, two nodes, two pods; removed afterwards). The client pod (app-0 on node-1) \
-         connects to the server pod (app-1 on node-2) on port 8080, allowed by the generated policies; {} generated pods \
-         are set elements. One client thread, sequential connects for {} s per point, each closed with RST. \
-         `denied` is what a connect to a port no policy allows did (refused: no filtering; dropped: enforced). \
-         (a) no table; (b) nftpol; (c) the same allow-list as linear rules (one rule per peer address and per \
-         local pod, as iptables-based agents generate), loaded with `nft -f` (up to 400,000 rules). Rules and elements are node-1 + node-2.\n",
-        count(d.pods), count(d.pods), d.seconds
-    );
-    let _ = writeln!(md, "| setup | policies | rules | load ms | conn/s | vs no table | connect p50 ms | p99 ms | max ms | failures | denied |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    let base = d.baseline.connections_per_s;
-    let mut row = |setup: &str, p: &crate::dataplane::Point| {
-        let _ = writeln!(
-            md,
-            "| {setup} | {} | {} | {} | {:.0} | {:.0}% | {} | {} | {} | {} | {} |",
-            count(p.policies),
-            count(p.rules),
-            ms(p.load_ms),
-            p.connections_per_s,
-            if base > 0.0 {
-                100.0 * p.connections_per_s / base
-            } else {
-                0.0
-            },
-            ms(p.connect.p50),
-            ms(p.connect.p99),
-            ms(p.connect.max),
-            p.failures,
-            p.denied_port
-        );
-    };
-    row("(a) no table", &d.baseline);
-    for p in &d.nftpol {
-        row("(b) nftpol", p);
-    }
-    for p in &d.linear {
-        row("(c) linear", p);
-    }
-    for note in &d.notes {
-        let _ = writeln!(md, "\nNot measured: {note}.");
-    }
-    let _ = writeln!(md, "\n![connections per second](results/{plot})\n");
-    let _ = writeln!(md, "Bulk throughput of one established flow (conntrack bypass: the first rule accepts established packets):\n\n| setup | Gbit/s | vs no table |\n|---|---:|---:|");
-    let base = d.throughput.first().map_or(0.0, |t| t.gbit_per_s);
-    for t in &d.throughput {
-        let _ = writeln!(
-            md,
-            "| {} | {:.2} | {:.0}% |",
-            t.setup,
-            t.gbit_per_s,
-            if base > 0.0 {
-                100.0 * t.gbit_per_s / base
-            } else {
-                0.0
-            }
-        );
-    }
-    md.push('\n');
-}
-
 fn memory_section(md: &mut String, results: &Results) {
     let settle_s = crate::memory::SETTLE.as_secs();
     let _ = writeln!(
@@ -425,21 +350,12 @@ fn memory_section(md: &mut String, results: &Results) {
     md.push('\n');
 }
 
-fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = values.fold((0.0, 0.0), |(sum, n), value| (sum + value, n + 1.0));
-    if n > 0.0 {
-        sum / n
-    } else {
-        0.0
-    }
-}
-
 fn rejudge_section(md: &mut String, rejudge: Option<&crate::rejudge::RejudgeResult>) {
     let _ = writeln!(
         md,
         "## 6. Re-judging established flows\n\n\
-         The two-node lab of section 4. (a) Re-judging on against off (`--rejudge-established`), same cluster, \
-         alternated off, on, off, on. (b) N established UDP flows (one datagram and its reply each, from raw \
+         The two-node lab of section 4 (re-judging on against off in everyday traffic: section 7). \
+         N established UDP flows (one datagram and its reply each, from raw \
          sockets); a round sends one datagram on every flow, back to back, and takes its wall time and the \
          machine's kernel CPU (system + softirq from `/proc/stat`, all CPUs, 10 ms resolution: other work on the \
          machine shows up in it). Veth delivery runs both nodes' forwarding in the sender's context, so a round's \
@@ -452,13 +368,10 @@ fn rejudge_section(md: &mut String, rejudge: Option<&crate::rejudge::RejudgeResu
         let _ = writeln!(md, "Not measured in this run (see below).\n");
         return;
     };
-    if let Some(on_off) = &result.on_off {
-        rejudge_on_off(md, result, on_off);
-    }
     if !result.flows.is_empty() {
         let _ = writeln!(
             md,
-            "(b)\n\n| flows | round | wall ms | kernel CPU ms |\n|---:|---|---:|---:|"
+            "| flows | round | wall ms | kernel CPU ms |\n|---:|---|---:|---:|"
         );
         for cost in &result.flows {
             for round in &cost.rounds {
@@ -490,71 +403,6 @@ fn rejudge_section(md: &mut String, rejudge: Option<&crate::rejudge::RejudgeResu
     }
     for note in &result.notes {
         let _ = writeln!(md, "Not measured: {note}\n");
-    }
-}
-
-fn rejudge_on_off(
-    md: &mut String,
-    result: &crate::rejudge::RejudgeResult,
-    on_off: &crate::rejudge::OnOff,
-) {
-    let rate =
-        |points: &[crate::dataplane::Point]| mean(points.iter().map(|p| p.connections_per_s));
-    let gbit = |label: &str| {
-        mean(
-            on_off
-                .throughput
-                .iter()
-                .filter(|t| t.setup.contains(label))
-                .map(|t| t.gbit_per_s),
-        )
-    };
-    let (off_rate, on_rate) = (rate(&on_off.off), rate(&on_off.on));
-    let (off_gbit, on_gbit) = (gbit("re-judging off"), gbit("re-judging on"));
-    let change = |on: f64, off: f64| {
-        if off > 0.0 {
-            format!("{:+.1} %", (on / off - 1.0) * 100.0)
-        } else {
-            "–".to_owned()
-        }
-    };
-    let _ = writeln!(
-        md,
-        "(a) {} pods, {} policies, {} s per point:\n\n| | re-judging off | re-judging on | on vs off |\n|---|---:|---:|---:|",
-        count(result.pods),
-        count(on_off.policies),
-        result.seconds
-    );
-    let _ = writeln!(
-        md,
-        "| new connections / s | {off_rate:.0} | {on_rate:.0} | {} |",
-        change(on_rate, off_rate)
-    );
-    let p50 = |points: &[crate::dataplane::Point]| mean(points.iter().map(|p| p.connect.p50));
-    let (off_p50, on_p50) = (p50(&on_off.off), p50(&on_off.on));
-    let _ = writeln!(
-        md,
-        "| connect p50, ms | {off_p50:.3} | {on_p50:.3} | {} |",
-        change(on_p50, off_p50)
-    );
-    let failures: usize = on_off
-        .off
-        .iter()
-        .chain(&on_off.on)
-        .map(|p| p.failures)
-        .sum();
-    let _ = writeln!(
-        md,
-        "| bulk throughput, Gbit/s | {off_gbit:.2} | {on_gbit:.2} | {} |\n",
-        change(on_gbit, off_gbit)
-    );
-    if failures > 0 {
-        let _ = writeln!(
-            md,
-            "{failures} connects failed (each waits out a 1 s timeout inside the measured window, \
-             so the connection rate of a short point says more about when that happened than about the \
-             ruleset; the p50 latency does not suffer from it).\n"
-        );
     }
 }
 
@@ -707,99 +555,6 @@ fn plot_commit(results: &Results, path: &Path) -> Result<()> {
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(svg_error)?;
-    root.present().map_err(svg_error)
-}
-
-fn plot_dataplane(dataplane: Option<&DataplaneResult>, path: &Path) -> Result<()> {
-    let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
-    root.fill(&WHITE).map_err(svg_error)?;
-    let Some(d) = dataplane else {
-        return root.present().map_err(svg_error);
-    };
-    let ticks: Vec<usize> = d.nftpol.iter().map(|p| p.policies).collect();
-    let top = d
-        .nftpol
-        .iter()
-        .chain(&d.linear)
-        .map(|p| p.connections_per_s)
-        .fold(d.baseline.connections_per_s, f64::max)
-        * 1.2;
-    let labels = ticks.clone();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "new TCP connections/s vs policies ({} pods as set elements)",
-                d.pods
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(-0.3..(usize_f64(ticks.len()) - 0.7), 0.0..top.max(1.0))
-        .map_err(svg_error)?;
-    chart
-        .configure_mesh()
-        .x_desc("policies")
-        .y_desc("connections per second")
-        .x_labels(ticks.len().max(2))
-        .x_label_formatter(&move |x| {
-            let rounded = x.round();
-            if (x - rounded).abs() > 0.05 || rounded < 0.0 {
-                return String::new();
-            }
-            #[expect(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                reason = "a small non-negative tick index"
-            )]
-            let index = rounded as usize;
-            labels
-                .get(index)
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        })
-        .draw()
-        .map_err(svg_error)?;
-    let base = d.baseline.connections_per_s;
-    let last = usize_f64(ticks.len()) - 1.0;
-    chart
-        .draw_series(LineSeries::new(
-            vec![(-0.3, base), (last + 0.3, base)],
-            BLACK.stroke_width(1),
-        ))
-        .map_err(svg_error)?
-        .label("(a) no table")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1)));
-    for (label, points, color) in [
-        ("(b) nftpol", &d.nftpol, BLUE),
-        ("(c) linear rules, nft -f", &d.linear, RED),
-    ] {
-        let series: Vec<(f64, f64)> = points
-            .iter()
-            .filter_map(|p| {
-                let index = ticks.iter().position(|tick| *tick == p.policies)?;
-                Some((usize_f64(index), p.connections_per_s))
-            })
-            .collect();
-        chart
-            .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))
-            .map_err(svg_error)?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(series.iter().map(|p| Circle::new(*p, 4, color.filled())))
-            .map_err(svg_error)?;
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .position(SeriesLabelPosition::LowerLeft)
         .draw()
         .map_err(svg_error)?;
     root.present().map_err(svg_error)

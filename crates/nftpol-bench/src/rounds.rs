@@ -1,0 +1,268 @@
+//! Setups measured in interleaved rounds, shared by the dataplane
+//! ([`crate::dataplane`]) and feature-cost ([`crate::features`])
+//! measurements.
+//!
+//! One round loads every setup in turn into the lab's routers, takes one
+//! sample of new connections (and, where asked, one bulk transfer), and
+//! removes it again; rounds alternate their order ([`round_order`]). A
+//! setup's figures are the median over the rounds, with the range, so a
+//! stall in one round shows as spread instead of moving the result, and
+//! drift over the run weighs on every setup alike.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lab::{Lab, Tables};
+use crate::measure::{round_order, Spread};
+use crate::probe::{self, Ports, Sample};
+
+/// Longest one sample of new connections may take, s (a bound, never hit
+/// on a working lab: a sample is a few thousand connects of ~0.1 ms).
+const SAMPLE_BOUND_S: f64 = 20.0;
+
+/// What the lab's two routers hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Setup {
+    /// No table at all: no filtering, no conntrack.
+    NoTable,
+    /// A table of its own with only `ct state established,related accept`.
+    ConntrackOnly,
+    /// nftpol's ruleset, compiled with the given agent flags.
+    Nftpol {
+        /// `--rejudge-established`.
+        rejudge: bool,
+        /// `--verdict-log=deny` (else `off`).
+        verdict_log_deny: bool,
+    },
+    /// nftpol's allow-list as linear rules, loaded with `nft -f`.
+    Linear,
+}
+
+impl Setup {
+    /// nftpol with both features off.
+    pub const NFTPOL: Self = Self::Nftpol {
+        rejudge: false,
+        verdict_log_deny: false,
+    };
+}
+
+impl fmt::Display for Setup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoTable => f.write_str("no table"),
+            Self::ConntrackOnly => f.write_str("conntrack only"),
+            Self::Nftpol {
+                rejudge,
+                verdict_log_deny,
+            } => {
+                f.write_str("nftpol")?;
+                match (rejudge, verdict_log_deny) {
+                    (false, false) => f.write_str(", re-judging off, verdict log off"),
+                    (true, false) => f.write_str(", re-judging on"),
+                    (false, true) => f.write_str(", verdict log deny"),
+                    (true, true) => f.write_str(", re-judging on + verdict log deny"),
+                }
+            }
+            Self::Linear => f.write_str("linear rules"),
+        }
+    }
+}
+
+/// One setup to measure, and what its rounds found so far.
+pub(crate) struct Trial {
+    /// The setup.
+    pub(crate) setup: Setup,
+    /// Policies of the generated cluster.
+    pub(crate) policies: usize,
+    /// Rules on node-1 plus node-2.
+    pub(crate) rules: usize,
+    /// Set elements on node-1 plus node-2.
+    pub(crate) elements: usize,
+    /// What it loads.
+    pub(crate) tables: Tables,
+    /// Whether each round also measures bulk throughput.
+    pub(crate) throughput: bool,
+    loads: Vec<f64>,
+    samples: Vec<Sample>,
+    gbit: Vec<f64>,
+    denied: Option<String>,
+    failed: bool,
+}
+
+impl Trial {
+    /// A setup not measured yet.
+    pub(crate) fn new(
+        setup: Setup,
+        policies: usize,
+        tables: Tables,
+        (rules, elements): (usize, usize),
+        throughput: bool,
+    ) -> Self {
+        Self {
+            setup,
+            policies,
+            rules,
+            elements,
+            tables,
+            throughput,
+            loads: Vec::new(),
+            samples: Vec::new(),
+            gbit: Vec::new(),
+            denied: None,
+            failed: false,
+        }
+    }
+
+    fn round(
+        &mut self,
+        lab: &Lab,
+        ports: &mut Ports,
+        schedule: &Schedule,
+        first: bool,
+    ) -> anyhow::Result<()> {
+        self.loads.push(self.tables.load(lab)?);
+        self.samples.push(probe::connections(
+            lab,
+            ports,
+            schedule.connections,
+            SAMPLE_BOUND_S,
+        )?);
+        if self.throughput {
+            self.gbit
+                .push(probe::throughput(lab, ports, schedule.seconds)?);
+        }
+        if first {
+            self.denied = Some(probe::denied_port(lab, ports)?);
+        }
+        self.tables.unload(lab)
+    }
+
+    fn point(&self) -> Point {
+        let spread = |figure: fn(&Sample) -> f64| {
+            Spread::of(&self.samples.iter().map(figure).collect::<Vec<_>>())
+        };
+        let connections: usize = self.samples.iter().map(|s| s.connect.n).sum();
+        let softirq_ms: f64 = self.samples.iter().map(|s| s.softirq_ms).sum();
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "connection counts far below 2^52"
+        )]
+        let softirq_us_per_connection = if connections > 0 {
+            softirq_ms * 1000.0 / connections as f64
+        } else {
+            0.0
+        };
+        Point {
+            setup: self.setup,
+            policies: self.policies,
+            rules: self.rules,
+            elements: self.elements,
+            load_ms: Spread::of(&self.loads),
+            p50_ms: spread(|s| s.connect.p50),
+            p99_ms: spread(|s| s.connect.p99),
+            per_s: spread(|s| s.per_s),
+            cpu_us: spread(|s| s.connect_cpu_us.p50),
+            connections,
+            failures: self.samples.iter().map(|s| s.failures).sum(),
+            softirq_us_per_connection,
+            gbit_per_s: self.throughput.then(|| Spread::of(&self.gbit)),
+            denied_port: self.denied.clone().unwrap_or_default(),
+            samples: self.samples.clone(),
+        }
+    }
+}
+
+/// How many rounds, and how much traffic per round.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Rounds over every setup.
+    pub rounds: usize,
+    /// New connections per setup and round.
+    pub connections: usize,
+    /// Seconds of bulk transfer per setup and round (where measured).
+    pub seconds: f64,
+}
+
+/// One setup over every round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// The setup.
+    pub setup: Setup,
+    /// Policies of the generated cluster.
+    pub policies: usize,
+    /// Rules on node-1 plus node-2.
+    pub rules: usize,
+    /// Set elements on node-1 plus node-2.
+    pub elements: usize,
+    /// Loading both nodes' tables, ms.
+    pub load_ms: Spread,
+    /// Connect latency p50 of each round, ms: median and range.
+    pub p50_ms: Spread,
+    /// Connect latency p99 of each round, ms: median and range.
+    pub p99_ms: Spread,
+    /// Connections per second of time spent connecting, per round.
+    pub per_s: Spread,
+    /// The client thread's CPU time per `connect()`, median of each round, µs.
+    pub cpu_us: Spread,
+    /// Completed connections over all rounds.
+    pub connections: usize,
+    /// Failed connects over all rounds.
+    pub failures: usize,
+    /// The machine's softirq CPU per completed connection over all rounds, µs.
+    pub softirq_us_per_connection: f64,
+    /// Bulk throughput of one established flow per round, Gbit/s.
+    pub gbit_per_s: Option<Spread>,
+    /// What a connect to a port no policy allows did in the first round:
+    /// `refused` (no filtering), `dropped` (enforced).
+    pub denied_port: String,
+    /// Every round's sample, in round order.
+    pub samples: Vec<Sample>,
+}
+
+/// Measures `trials` over `schedule.rounds` interleaved rounds. A setup
+/// that fails is reported in the notes and left out of later rounds and of
+/// the points.
+pub(crate) fn run(
+    lab: &Lab,
+    trials: &mut [Trial],
+    schedule: &Schedule,
+) -> (Vec<Point>, Vec<String>) {
+    let mut ports = Ports::default();
+    let mut notes = Vec::new();
+    for round in 0..schedule.rounds {
+        eprintln!(
+            "nftpol-bench: round {} of {} over {} setups …",
+            round + 1,
+            schedule.rounds,
+            trials.len()
+        );
+        for index in round_order(trials.len(), round) {
+            let trial = &mut trials[index];
+            if trial.failed {
+                continue;
+            }
+            if let Err(error) = trial.round(lab, &mut ports, schedule, round == 0) {
+                let what = format!(
+                    "{} at {} policies, round {}: {error:#}",
+                    trial.setup,
+                    trial.policies,
+                    round + 1
+                );
+                eprintln!("nftpol-bench: {what}");
+                notes.push(what);
+                trial.failed = true;
+                // Leaves the routers clean for the next setup; the table
+                // may be absent, which is what unloading is for.
+                let _ = trial.tables.unload(lab);
+            }
+        }
+    }
+    let points = trials
+        .iter()
+        .filter(|trial| !trial.failed)
+        .map(Trial::point)
+        .collect();
+    (points, notes)
+}
