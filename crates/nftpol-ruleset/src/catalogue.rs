@@ -25,6 +25,7 @@
 //! | [`SetName::Dispatch`] | `<direction>-dispatch-v4` | isolated local pod → jump to its group chain |
 //! | [`SetName::Isolated`] | `<direction>-isolated-v4` | the keys of the dispatch map |
 //! | [`SetName::ClusterDispatch`] | `<direction>-<admin\|baseline>-dispatch-v4` | local pod → jump to its ClusterNetworkPolicy list chain |
+//! | [`SetName::ClusterSelected`] | `<direction>-<admin\|baseline>-selected-v4` | the keys of that dispatch map |
 //! | [`SetName::PodPeers`] | `pods-<HASH16>-v4` | addresses of one distinct selector peer, cluster-wide |
 //! | [`SetName::IpBlock`] | `block-<HASH16>-v4` | one distinct `ipBlock` minus `except` |
 //! | [`SetName::Ports`] | `ports-<HASH16>` | one distinct list of `proto . port` ranges |
@@ -208,6 +209,16 @@ pub enum SetName {
         /// The address family.
         family: Family,
     },
+    /// The keys of a ClusterNetworkPolicy dispatch map, for the mid-commit
+    /// drop.
+    ClusterSelected {
+        /// Admin or Baseline.
+        tier: Tier,
+        /// The direction of the policies' rules.
+        direction: Direction,
+        /// The address family.
+        family: Family,
+    },
     /// The pod addresses of one distinct selector peer, cluster-wide.
     PodPeers {
         /// The peer's selector identity, as the model gives it.
@@ -273,6 +284,14 @@ impl SetName {
                 &format!("{}-{}-dispatch", direction.label(), tier_label(*tier)),
                 *family,
             ),
+            SetName::ClusterSelected {
+                tier,
+                direction,
+                family,
+            } => names::static_set(
+                &format!("{}-{}-selected", direction.label(), tier_label(*tier)),
+                *family,
+            ),
             SetName::PodPeers { identity, family } => {
                 names::shared_set("pods", identity, Some(*family))
             }
@@ -318,6 +337,7 @@ impl SetName {
             SetName::Ports { .. } => SetKind::Ports,
             SetName::NamedPorts { .. } => SetKind::NamedPorts,
             SetName::ClusterDispatch { .. } => SetKind::ClusterDispatch,
+            SetName::ClusterSelected { .. } => SetKind::ClusterSelected,
             SetName::ClusterNamedPorts { .. } => SetKind::ClusterNamedPorts,
         }
     }
@@ -346,13 +366,15 @@ pub enum SetKind {
     NamedPorts,
     /// [`SetName::ClusterDispatch`].
     ClusterDispatch,
+    /// [`SetName::ClusterSelected`].
+    ClusterSelected,
     /// [`SetName::ClusterNamedPorts`].
     ClusterNamedPorts,
 }
 
 impl SetKind {
     /// Every kind.
-    pub const ALL: [SetKind; 11] = [
+    pub const ALL: [SetKind; 12] = [
         SetKind::LocalPodIps,
         SetKind::Dispatch,
         SetKind::Isolated,
@@ -363,6 +385,7 @@ impl SetKind {
         SetKind::PodCidrs,
         SetKind::SelfPairs,
         SetKind::ClusterDispatch,
+        SetKind::ClusterSelected,
         SetKind::ClusterNamedPorts,
     ];
 
@@ -379,6 +402,7 @@ impl SetKind {
             SetKind::Ports => "ports",
             SetKind::NamedPorts => "named_ports",
             SetKind::ClusterDispatch => "cluster_dispatch",
+            SetKind::ClusterSelected => "cluster_selected",
             SetKind::ClusterNamedPorts => "cluster_named_ports",
         }
     }
@@ -440,6 +464,11 @@ pub enum RuleRole {
     ClusterDispatch(Tier),
     /// A list chain's jump into one ClusterNetworkPolicy's chain.
     EnterClusterPolicy(String),
+    /// A list chain's last rule, reached when no rule of the tier matched:
+    /// on to the rest of the base chain (Admin) or the default (Baseline).
+    /// A list chain thus always ends in a verdict, so a packet back in the
+    /// base chain after its dispatch met a commit mid-way.
+    TierUnmatched(Tier),
     /// A rule of a ClusterNetworkPolicy chain, from the policy's rule
     /// `rule` (its index in the chain's direction).
     ClusterRule {

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use nftpol_ir::diff::diff;
 use nftpol_ir::{Action, CtState, Match, Verdict};
+use nftpol_model::cluster_policy::api::ClusterNetworkPolicy;
 use nftpol_model::{resolve, Cluster};
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use nftpol_testkit::assert_ruleset;
@@ -96,6 +97,66 @@ fn rule_count_does_not_grow_with_pods() {
         large.element_count(),
         small.element_count()
     );
+}
+
+/// `cluster(pods)` with ClusterNetworkPolicies of both tiers: an Admin Deny
+/// into db from cache, an Admin Pass to web's named port, a Baseline Deny of
+/// egress to a network.
+fn cluster_with_tiers(pods: usize) -> Cluster {
+    let cnp = |name: &str, spec: serde_json::Value| {
+        ClusterNetworkPolicy::new(name, serde_json::from_value(spec).expect("a valid spec"))
+    };
+    let mut cluster = cluster(pods);
+    cluster.cluster_policies = vec![
+        cnp(
+            "db-not-from-cache",
+            serde_json::json!({"tier": "Admin", "priority": 1,
+                "subject": {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"role": "db"}}}},
+                "ingress": [{"action": "Deny", "from": [{"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"role": "cache"}}}}]}]}),
+        ),
+        cnp(
+            "web-http-passes",
+            serde_json::json!({"tier": "Admin", "priority": 2,
+                "subject": {"namespaces": {}},
+                "ingress": [{"action": "Pass", "from": [{"namespaces": {}}], "protocols": [{"destinationNamedPort": "http"}]}]}),
+        ),
+        cnp(
+            "no-egress-outside",
+            serde_json::json!({"tier": "Baseline", "priority": 0,
+                "subject": {"namespaces": {}},
+                "egress": [{"action": "Deny", "to": [{"networks": ["203.0.113.0/24"]}]}]}),
+        ),
+    ];
+    cluster
+}
+
+#[test]
+fn cluster_policy_rule_count_does_not_grow_with_pods() {
+    let options = CompileOptions::default();
+    let small = compile(&resolve(&cluster_with_tiers(10), "node-1"), options).ruleset;
+    let large = compile(&resolve(&cluster_with_tiers(1_000), "node-1"), options).ruleset;
+    assert!(
+        small.chains.keys().any(|name| name.starts_with("cnp-")),
+        "the tiers are compiled"
+    );
+    assert_eq!(small.rule_count(), large.rule_count());
+    assert_eq!(small.chains.len(), large.chains.len());
+    assert_eq!(small.sets.len(), large.sets.len());
+    assert!(large.element_count() >= small.element_count() * 50);
+}
+
+#[test]
+fn cluster_policy_pod_churn_changes_elements_only() {
+    let options = CompileOptions::default();
+    let before = compile(&resolve(&cluster_with_tiers(30), "node-1"), options).ruleset;
+    let mut grown = cluster_with_tiers(30);
+    grown.pods.push(pod(30));
+    grown.pods.push(pod(33));
+    grown.pods.remove(4);
+    let after = compile(&resolve(&grown, "node-1"), options).ruleset;
+    let changes = diff(Some(&before), &after);
+    assert!(!changes.is_empty());
+    assert!(changes.is_element_only(), "{changes:#?}");
 }
 
 #[test]

@@ -8,8 +8,10 @@
 //!   ip saddr @egress-isolated-v4 drop
 //!   ip saddr vmap @egress-baseline-dispatch-v4   local pod → jump egress-baseline-HASH
 //!   (policy accept)                              default: allowed
+//!   ip saddr @egress-admin-selected-v4 drop      reached only mid-commit (see below)
 //! egress-admin-HASH                              one per distinct ordered list of Admin CNPs
 //!   jump cnp-HASH-name/egress …                  in evaluation order (priority, then name)
+//!   goto egress-below-admin                      no Admin rule matched
 //! cnp-HASH-name/egress                           one nft rule per peer/port alternative of a rule:
 //!   ip daddr @pods-… meta l4proto . th dport @ports-… counter accept | drop | goto egress-below-admin
 //! egress-below-admin                             where an Admin Pass goes: the rest of the base chain
@@ -23,6 +25,14 @@
 //! a copy of what follows the Admin tier in the base chain, and a Baseline
 //! Pass, after which only the default remains, accepts. Each policy's rules
 //! exist once per direction whatever the number of lists that use it.
+//!
+//! Why every list chain ends in a verdict (`goto …-below-admin`, or the
+//! default `accept` for Baseline) and the `…-selected` drop after each
+//! dispatch: a packet that started its base chain in the old generation can
+//! look up the dispatch map in the new one and jump to a list chain created
+//! by that commit, whose old-generation rules are empty; it comes back to
+//! the base chain, which only that can do, and is dropped instead of
+//! skipping an Admin Deny (the NetworkPolicy dispatch has the same guard).
 //!
 //! Per-packet work is the policies selecting the local pod: one map lookup
 //! per tier, then their rules. Rule count grows with CNP rules and distinct
@@ -38,7 +48,7 @@ use nftpol_model::cluster_policy::{self, Tier};
 use nftpol_model::{ClusterTraffic, Direction, LocalPod, NodeModel, ResolvedClusterPolicy};
 
 use super::policy::rule_alternatives;
-use super::{address_type, address_value, family_of, local_field, rule, set, Builder};
+use super::{address_type, address_value, family_of, local_field, lookup, rule, set, Builder};
 use super::{CompileOptions, DenyAction};
 use crate::catalogue::{ChainName, Family, RuleRole, SetName};
 use crate::names;
@@ -100,6 +110,13 @@ fn add_tier(
             (family, map)
         })
         .collect();
+    let mut selected: BTreeMap<Family, Set> = Family::ALL
+        .into_iter()
+        .map(|family| {
+            let comment = format!("local pods {tier} ClusterNetworkPolicies select for {direction}: the keys of the dispatch map");
+            (family, set(vec![address_type(family)], false, comment))
+        })
+        .collect();
     let mut used = BTreeSet::new();
     for pod in &model.local_pods {
         let selecting: Vec<usize> = policies_of(direction, pod)
@@ -121,7 +138,7 @@ fn add_tier(
         };
         let list_name = list.name();
         if !builder.has_chain(&list_name) {
-            add_list_chain(builder, list, &names, direction);
+            add_list_chain(builder, list, &names, tier, direction);
         }
         used.extend(selecting);
         for ip in &pod.ips {
@@ -130,6 +147,9 @@ fn add_tier(
                     vec![address_value(*ip)],
                     Verdict::Jump(list_name.clone()),
                 ));
+            }
+            if let Some(keys) = selected.get_mut(&family_of(*ip)) {
+                keys.elements.insert(Element::key(vec![address_value(*ip)]));
             }
         }
     }
@@ -156,6 +176,22 @@ fn add_tier(
         ));
         builder.add_set(&key, map);
     }
+    for (family, keys) in selected {
+        let key = SetName::ClusterSelected {
+            tier,
+            direction,
+            family,
+        };
+        base_rules.push((
+            RuleRole::MidCommitDrop,
+            rule(
+                vec![lookup(vec![local_field(direction, family)], &key.name())],
+                Action::Verdict(Verdict::Drop),
+                Some(format!("{tier}-selected pod while the ruleset changes")),
+            ),
+        ));
+        builder.add_set(&key, keys);
+    }
     for index in used {
         add_policy_chain(
             builder,
@@ -168,11 +204,17 @@ fn add_tier(
     base_rules
 }
 
-/// A list chain: a jump into each selecting policy's chain, in order; a
-/// chain that decides never returns, so reaching the end means no rule of
-/// the tier matched.
-fn add_list_chain(builder: &mut Builder, key: ChainName, names: &[String], direction: Direction) {
-    let rules = names
+/// A list chain: a jump into each selecting policy's chain, in order (a
+/// chain that decides never returns), then what follows when no rule of the
+/// tier matched.
+fn add_list_chain(
+    builder: &mut Builder,
+    key: ChainName,
+    names: &[String],
+    tier: Tier,
+    direction: Direction,
+) {
+    let mut rules: Vec<(RuleRole, Rule)> = names
         .iter()
         .map(|name| {
             let target = ChainName::ClusterPolicy {
@@ -185,6 +227,14 @@ fn add_list_chain(builder: &mut Builder, key: ChainName, names: &[String], direc
             )
         })
         .collect();
+    let unmatched = match tier {
+        Tier::Admin => Verdict::Goto(ChainName::BelowAdmin { direction }.name()),
+        Tier::Baseline => Verdict::Accept,
+    };
+    rules.push((
+        RuleRole::TierUnmatched(tier),
+        rule(vec![], Action::Verdict(unmatched), None),
+    ));
     let listed = names
         .iter()
         .map(|name| format!("cnp/{name}"))
