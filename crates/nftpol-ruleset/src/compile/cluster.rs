@@ -156,6 +156,29 @@ fn add_tier(
     if used.is_empty() {
         return Vec::new();
     }
+    let base_rules = add_dispatch_sets(builder, tier, direction, maps, selected);
+    for index in used {
+        add_policy_chain(
+            builder,
+            &model.cluster_policies[index],
+            direction,
+            pod_families,
+            options,
+        );
+    }
+    base_rules
+}
+
+/// Adds a tier's dispatch maps and their key sets; returns the base-chain
+/// rules that look them up: the dispatch of each family, then each
+/// family's mid-commit drop.
+fn add_dispatch_sets(
+    builder: &mut Builder,
+    tier: Tier,
+    direction: Direction,
+    maps: BTreeMap<Family, Set>,
+    selected: BTreeMap<Family, Set>,
+) -> Vec<(RuleRole, Rule)> {
     let mut base_rules = Vec::new();
     for (family, map) in maps {
         let key = SetName::ClusterDispatch {
@@ -191,15 +214,6 @@ fn add_tier(
             ),
         ));
         builder.add_set(&key, keys);
-    }
-    for index in used {
-        add_policy_chain(
-            builder,
-            &model.cluster_policies[index],
-            direction,
-            pod_families,
-            options,
-        );
     }
     base_rules
 }
