@@ -25,7 +25,9 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::reconcile::{ReconcileError, ReconcileReport, Sync};
-use crate::traffic::{policy_series, Increments, PolicyDirection};
+use crate::traffic::{
+    cluster_rule_series, policy_series, ClusterRuleKey, Increments, PolicyDirection,
+};
 
 /// `sync="full|partial"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -59,6 +61,28 @@ impl From<&PolicyDirection> for PolicyLabels {
             namespace: owner.policy.namespace.clone(),
             policy: owner.policy.name.clone(),
             direction: owner.direction.label(),
+        }
+    }
+}
+
+/// `tier, policy, rule, action, direction` of one ClusterNetworkPolicy rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClusterRuleLabels {
+    tier: &'static str,
+    policy: String,
+    rule: String,
+    action: &'static str,
+    direction: &'static str,
+}
+
+impl From<&ClusterRuleKey> for ClusterRuleLabels {
+    fn from(key: &ClusterRuleKey) -> Self {
+        Self {
+            tier: key.tier.as_str(),
+            policy: key.policy.clone(),
+            rule: key.rule.to_string(),
+            action: key.action.as_str(),
+            direction: key.direction.label(),
         }
     }
 }
@@ -286,8 +310,12 @@ pub struct TrafficMetrics {
     denied_packets: Family<DenyLabels, Counter>,
     denied_bytes: Family<DenyLabels, Counter>,
     read_errors: Family<KindLabel, Counter>,
+    cluster_rule_packets: Family<ClusterRuleLabels, Counter>,
+    cluster_rule_bytes: Family<ClusterRuleLabels, Counter>,
     /// The per-policy series that exist: those of the committed ruleset.
     series: Mutex<BTreeSet<PolicyDirection>>,
+    /// The per-ClusterNetworkPolicy-rule series that exist.
+    cluster_series: Mutex<BTreeSet<ClusterRuleKey>>,
 }
 
 impl TrafficMetrics {
@@ -325,6 +353,17 @@ impl TrafficMetrics {
             "Bytes denied, once each: isolated pods' traffic no policy allowed, or traffic of unknown local pods",
             Unit::Bytes,
             metrics.denied_bytes.clone(),
+        );
+        registry.register(
+            "cnp_rule_packets",
+            "Packets a ClusterNetworkPolicy rule matched (accepted, denied or passed on)",
+            metrics.cluster_rule_packets.clone(),
+        );
+        registry.register_with_unit(
+            "cnp_rule",
+            "Bytes a ClusterNetworkPolicy rule matched (accepted, denied or passed on)",
+            Unit::Bytes,
+            metrics.cluster_rule_bytes.clone(),
         );
         registry.register(
             "counter_read_errors",
@@ -365,6 +404,23 @@ impl TrafficMetrics {
             }
         }
         *series = now;
+        drop(series);
+        let now = cluster_rule_series(provenance);
+        let mut series = self
+            .cluster_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for gone in series.difference(&now) {
+            let labels = ClusterRuleLabels::from(gone);
+            self.cluster_rule_packets.remove(&labels);
+            self.cluster_rule_bytes.remove(&labels);
+        }
+        for new in now.difference(&series) {
+            let labels = ClusterRuleLabels::from(new);
+            drop(self.cluster_rule_packets.get_or_create(&labels));
+            drop(self.cluster_rule_bytes.get_or_create(&labels));
+        }
+        *series = now;
     }
 
     /// Adds the traffic counted since the previous read. Increments of a
@@ -389,6 +445,22 @@ impl TrafficMetrics {
                     .get_or_create(&labels)
                     .inc_by(traffic.packets);
                 self.policy_denied_bytes
+                    .get_or_create(&labels)
+                    .inc_by(traffic.bytes);
+            }
+        }
+        drop(series);
+        let series = self
+            .cluster_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (key, traffic) in &increments.cluster_rules {
+            if series.contains(key) {
+                let labels = ClusterRuleLabels::from(key);
+                self.cluster_rule_packets
+                    .get_or_create(&labels)
+                    .inc_by(traffic.packets);
+                self.cluster_rule_bytes
                     .get_or_create(&labels)
                     .inc_by(traffic.bytes);
             }

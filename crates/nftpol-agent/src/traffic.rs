@@ -10,7 +10,9 @@
 //!   policy isolating a set of pods): traffic denied to those pods, counted
 //!   for each of the group's policies and once in the per-direction total;
 //! - the unknown-pod drop of a base chain: traffic of unknown pods on this
-//!   node.
+//!   node;
+//! - a rule of a ClusterNetworkPolicy chain: that policy rule's traffic
+//!   (accepted, denied or passed on), summed over the nft rules it became.
 //!
 //! Kernel counters start from 0 whenever a rule is (re-)added: a chain whose
 //! rules change is flushed and refilled, a group chain disappears with its
@@ -21,6 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use nftpol_model::cluster_policy::{Action, Tier};
 use nftpol_model::{Direction, PolicyId};
 use nftpol_netlink::RuleCounter;
 use nftpol_ruleset::catalogue::{ChainName, Provenance, RuleRole};
@@ -51,6 +54,52 @@ pub struct PolicyDirection {
     pub policy: PolicyId,
     /// The direction.
     pub direction: Direction,
+}
+
+/// One ClusterNetworkPolicy rule in one direction: the key of its series.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterRuleKey {
+    /// The policy's tier.
+    pub tier: Tier,
+    /// The policy's name.
+    pub policy: String,
+    /// The rule's index in its direction.
+    pub rule: usize,
+    /// What the rule does.
+    pub action: Action,
+    /// The direction.
+    pub direction: Direction,
+}
+
+/// Every ClusterNetworkPolicy rule with a counter in the ruleset
+/// `provenance` describes: the per-rule series that exist.
+pub fn cluster_rule_series(provenance: &Provenance) -> BTreeSet<ClusterRuleKey> {
+    provenance
+        .chains
+        .values()
+        .flat_map(|origin| {
+            origin
+                .rules
+                .iter()
+                .filter_map(move |role| cluster_rule_key(&origin.chain, role))
+        })
+        .collect()
+}
+
+fn cluster_rule_key(chain: &ChainName, role: &RuleRole) -> Option<ClusterRuleKey> {
+    match (chain, role) {
+        (
+            ChainName::ClusterPolicy { policy, direction },
+            RuleRole::ClusterRule { tier, rule, action },
+        ) => Some(ClusterRuleKey {
+            tier: *tier,
+            policy: policy.clone(),
+            rule: *rule,
+            action: *action,
+            direction: *direction,
+        }),
+        _ => None,
+    }
 }
 
 /// Packets and bytes.
@@ -94,6 +143,8 @@ pub struct Increments {
     pub policy_denied: BTreeMap<PolicyDirection, Traffic>,
     /// Denied, once per packet.
     pub denied: BTreeMap<(Direction, DenyReason), Traffic>,
+    /// Matched by a ClusterNetworkPolicy rule.
+    pub cluster_rules: BTreeMap<ClusterRuleKey, Traffic>,
 }
 
 /// Successive counter reads → increments that never go backwards.
@@ -172,6 +223,11 @@ impl TrafficTracker {
                         .entry((*direction, DenyReason::UnknownPod))
                         .or_default()
                         .add(delta);
+                }
+                Some((chain, role)) if cluster_rule_key(chain, role).is_some() => {
+                    if let Some(key) = cluster_rule_key(chain, role) {
+                        increments.cluster_rules.entry(key).or_default().add(delta);
+                    }
                 }
                 other => {
                     tracing::debug!(chain = %counter.chain, rule = counter.rule, role = ?other, "counter of no known owner");
@@ -355,7 +411,23 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{ports: [{port
 
     #[test]
     fn every_counter_of_a_compiled_ruleset_has_an_owner() {
-        let cluster = manifests::parse(CLUSTER).expect("manifests parse").cluster;
+        let with_tiers = format!(
+            "{CLUSTER}---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {{name: guard}}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {{namespaces: {{}}}}
+  ingress:
+  - {{action: Deny, from: [{{namespaces: {{matchLabels: {{team: red}}}}}}]}}
+  - {{action: Pass, from: [{{namespaces: {{}}}}], protocols: [{{tcp: {{destinationPort: {{number: 80}}}}}}, {{udp: {{destinationPort: {{number: 53}}}}}}]}}
+"
+        );
+        let cluster = manifests::parse(&with_tiers)
+            .expect("manifests parse")
+            .cluster;
         let model = resolve(&cluster, "node-1");
         assert!(
             model.policies.len() >= 2,
@@ -381,13 +453,25 @@ spec: {podSelector: {}, policyTypes: [Ingress, Egress], ingress: [{ports: [{port
             .allowed
             .values()
             .chain(increments.denied.values())
+            .chain(increments.cluster_rules.values())
             .map(|traffic| traffic.packets)
             .sum();
         assert_eq!(
             attributed,
             counters.len() as u64,
-            "every counter is attributed to a policy or a deny reason exactly once"
+            "every counter is attributed to a policy, a deny reason or a cluster rule exactly once"
         );
+        let guard: Vec<(usize, Action, u64)> = increments
+            .cluster_rules
+            .iter()
+            .map(|(key, traffic)| (key.rule, key.action, traffic.packets))
+            .collect();
+        assert_eq!(
+            guard,
+            [(0, Action::Deny, 2), (1, Action::Pass, 2)],
+            "one series per CNP rule, summing the nft rules it became (one per address family here)"
+        );
+        assert_eq!(cluster_rule_series(&compiled.provenance).len(), 2);
         let directions: BTreeSet<Direction> = policy_series(&compiled.provenance)
             .into_iter()
             .map(|owner| owner.direction)

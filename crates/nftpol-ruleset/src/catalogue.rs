@@ -472,6 +472,9 @@ pub enum RuleRole {
     /// A rule of a ClusterNetworkPolicy chain, from the policy's rule
     /// `rule` (its index in the chain's direction).
     ClusterRule {
+        /// The policy's tier (the chain's name does not carry it: a policy
+        /// may change tier under one name).
+        tier: Tier,
         /// The rule's index in its direction of the policy.
         rule: usize,
         /// What it does on a match.

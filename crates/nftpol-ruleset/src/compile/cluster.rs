@@ -323,6 +323,7 @@ fn add_policy_chain(
             }
         };
         let role = RuleRole::ClusterRule {
+            tier: policy.tier,
             rule: resolved.index,
             action: resolved.action,
         };
