@@ -40,6 +40,9 @@ pub struct Packet {
     pub conntrack: Option<Conntrack>,
     /// Whether the source address belongs to this host (`fib saddr type local`).
     pub source_is_local: bool,
+    /// Whether the destination address belongs to this host (`fib daddr
+    /// type local`).
+    pub destination_is_local: bool,
 }
 
 /// The source port [`Packet::opening`] gives: any ephemeral port.
@@ -47,8 +50,9 @@ const EPHEMERAL_PORT: u16 = 40_000;
 
 impl Packet {
     /// The first packet of a new connection from `source` to
-    /// `destination:dport` (from an ephemeral port, not from this host),
-    /// with the conntrack entry it creates.
+    /// `destination:dport` (from an ephemeral port, not from this host; to
+    /// this host exactly when it traverses `input`), with the conntrack
+    /// entry it creates.
     pub fn opening(
         hook: Hook,
         source: IpAddr,
@@ -66,6 +70,7 @@ impl Packet {
             ct_state: CtState::New,
             conntrack: Some(Conntrack::opened(source, destination)),
             source_is_local: false,
+            destination_is_local: hook == Hook::Input,
         }
     }
 
@@ -329,6 +334,7 @@ fn rule_matches(
                     && (u16::from(*first)..=u16::from(*last)).contains(&packet.dport)
             }
             Match::SaddrIsLocal => packet.source_is_local,
+            Match::DaddrIsLocal => packet.destination_is_local,
             Match::Limit(_) => true,
             Match::Lookup { key, set, negated } => match key_of(key, packet) {
                 // A field of the other family fails its `meta nfproto` dependency:

@@ -171,6 +171,7 @@ fn render_match(matched: &Match) -> String {
         Match::CtMark { mask, value } => format!("ct mark and {mask:#010x} == {value:#010x}"),
         Match::Icmpv6TypeRange { first, last } => format!("icmpv6 type {first}-{last}"),
         Match::SaddrIsLocal => "fib saddr type local".to_owned(),
+        Match::DaddrIsLocal => "fib daddr type local".to_owned(),
         Match::Lookup { key, set, negated } => {
             format!(
                 "{} {}@{set}",

@@ -192,6 +192,8 @@ pub enum Match {
     },
     /// `fib saddr type local`: the source address belongs to this host.
     SaddrIsLocal,
+    /// `fib daddr type local`: the destination address belongs to this host.
+    DaddrIsLocal,
     /// `KEY @set` or `KEY != @set`: the concatenation of `key` is (not) in `set`.
     Lookup {
         /// Fields concatenated in order.

@@ -61,6 +61,13 @@ pub enum Decision {
         /// The policies isolating the pod in this direction.
         isolated_by: Vec<PolicyId>,
     },
+    /// Between a pod and its own node (by the Node's `status.addresses`):
+    /// NetworkPolicy always allows it, and ingress from the node (kubelet
+    /// probes) always passes.
+    OwnNode {
+        /// The pod, `namespace/name`.
+        pod: String,
+    },
     /// A ClusterNetworkPolicy rule accepted or denied it (final).
     Cluster {
         /// The pod, `namespace/name`.
@@ -100,7 +107,10 @@ impl Decision {
             Self::Denied { .. } => false,
             Self::Cluster { rule, .. } => rule.action == Action::Accept,
             Self::Passed { then, .. } => then.is_allowed(),
-            Self::NotAPod | Self::NotIsolated { .. } | Self::Allowed { .. } => true,
+            Self::NotAPod
+            | Self::NotIsolated { .. }
+            | Self::Allowed { .. }
+            | Self::OwnNode { .. } => true,
         }
     }
 }
@@ -164,11 +174,23 @@ impl Evaluator<'_> {
         let Some(pod) = self.index.owner(own) else {
             return Decision::NotAPod;
         };
+        let own_node = self
+            .view
+            .nodes
+            .is_address_of(pod.node_name.as_deref(), other);
+        if own_node && matches!(side, Side::Ingress) {
+            return Decision::OwnNode { pod: pod.key() };
+        }
         let mut passes = Vec::new();
         for tier in [Tier::Admin, Tier::Baseline] {
             if tier == Tier::Baseline {
                 let decision = self.network_policy_decides(pod, other, connection, side);
                 if !matches!(decision, Decision::NotIsolated { .. }) {
+                    let decision = if own_node {
+                        Decision::OwnNode { pod: pod.key() }
+                    } else {
+                        decision
+                    };
                     return wrap(passes, decision);
                 }
             }

@@ -45,6 +45,9 @@ fn describe(decision: &Decision) -> String {
                 names.join(", ")
             )
         }
+        Decision::OwnNode { pod } => {
+            format!("{pod} and its own node: NetworkPolicy always allows it")
+        }
         Decision::Cluster { pod, rule } => {
             let verdict = if decision.is_allowed() {
                 "allowed"

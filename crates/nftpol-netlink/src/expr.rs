@@ -339,10 +339,11 @@ impl<'a> ExprWriter<'a> {
         })
     }
 
-    /// `fib saddr type => reg DREG`.
-    pub fn fib_saddr_type(&mut self, dreg: u32) -> Result<(), AttrTooLarge> {
+    /// `fib saddr type => reg DREG` (`flags` [`x::FIB_F_SADDR`]) or
+    /// `fib daddr type` ([`x::FIB_F_DADDR`]).
+    pub fn fib_addr_type(&mut self, flags: u32, dreg: u32) -> Result<(), AttrTooLarge> {
         self.expr("fib", |w| {
-            w.put_u32(x::FIB_FLAGS, x::FIB_F_SADDR)?;
+            w.put_u32(x::FIB_FLAGS, flags)?;
             w.put_u32(x::FIB_RESULT, x::FIB_RESULT_ADDRTYPE)?;
             w.put_u32(x::FIB_DREG, dreg)
         })

@@ -72,8 +72,13 @@ pub fn write_exprs(
                 w.cmp(x::REG_1, x::CMP_GTE, &[*first])?;
                 w.cmp(x::REG_1, x::CMP_LTE, &[*last])?;
             }
-            Match::SaddrIsLocal => {
-                w.fib_saddr_type(x::REG_1)?;
+            Match::SaddrIsLocal | Match::DaddrIsLocal => {
+                let flags = if matched == &Match::SaddrIsLocal {
+                    x::FIB_F_SADDR
+                } else {
+                    x::FIB_F_DADDR
+                };
+                w.fib_addr_type(flags, x::REG_1)?;
                 w.cmp(x::REG_1, x::CMP_EQ, &x::RTN_LOCAL.to_ne_bytes())?;
             }
             Match::Lookup { key, set, negated } => {
@@ -415,7 +420,7 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
                 rest = tail;
             }
             [Expr::Fib {
-                flags: x::FIB_F_SADDR,
+                flags: flags @ (x::FIB_F_SADDR | x::FIB_F_DADDR),
                 result: x::FIB_RESULT_ADDRTYPE,
                 dreg: x::REG_1,
             }, Expr::Cmp {
@@ -425,7 +430,11 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
             }, tail @ ..]
                 if data.as_slice() == x::RTN_LOCAL.to_ne_bytes() =>
             {
-                matches.push(Match::SaddrIsLocal);
+                matches.push(if *flags == x::FIB_F_SADDR {
+                    Match::SaddrIsLocal
+                } else {
+                    Match::DaddrIsLocal
+                });
                 rest = tail;
             }
             [Expr::Limit {

@@ -400,6 +400,8 @@ pub mod expr {
     pub const FIB_RESULT_ADDRTYPE: u32 = 3;
     /// `NFTA_FIB_F_SADDR`.
     pub const FIB_F_SADDR: u32 = 1;
+    /// `NFTA_FIB_F_DADDR`.
+    pub const FIB_F_DADDR: u32 = 2;
     /// `RTN_LOCAL`.
     pub const RTN_LOCAL: u32 = 2;
 }

@@ -17,6 +17,7 @@
 //! | [`ChainName::ClusterList`] | `<direction>-<admin\|baseline>-<HASH>` | pods one distinct list of ClusterNetworkPolicies of a tier selects |
 //! | [`ChainName::ClusterPolicy`] | `cnp-<HASH>-<name>/<direction>` | one ClusterNetworkPolicy's rules in one direction |
 //! | [`ChainName::BelowAdmin`] | `<direction>-below-admin` | where an Admin `Pass` goes: the NetworkPolicy tier, then Baseline |
+//! | [`ChainName::OwnNode`] | `<direction>-own-node` | a pod's traffic to its own node after the Admin tier: NetworkPolicy allows it, Baseline judges the rest |
 //! | [`ChainName::Judged`] | `judged-<direction>` | accepts established flows judged under the current policy generation |
 //! | [`ChainName::Stamp`] | `stamp-<direction>` | stamps an accepted flow with the current generation, accepts it |
 //! | [`SetName::SelfPairs`] | `self-pairs-v4` | each local pod address twice |
@@ -66,6 +67,8 @@ impl Family {
 }
 
 /// The hooks of the base chains: see [`crate::compile`] for why these.
+/// An egress base chain on `input` joins them while an egress
+/// ClusterNetworkPolicy tier exists (a pod's traffic to its own node).
 pub const BASE_HOOKS: [Hook; 2] = [Hook::Forward, Hook::Output];
 
 /// A chain of the catalogue.
@@ -115,6 +118,13 @@ pub enum ChainName {
         /// The direction.
         direction: Direction,
     },
+    /// What follows the Admin tier for a pod's traffic to its own node (the
+    /// `input` hook): NetworkPolicy always allows it, so only the Baseline
+    /// tier judges a pod no NetworkPolicy isolates.
+    OwnNode {
+        /// The direction (egress: a pod sending to its node).
+        direction: Direction,
+    },
     /// The bypass of established flows judged under the current policy
     /// generation (see [`crate::rejudge`]).
     Judged {
@@ -151,6 +161,7 @@ impl ChainName {
                 names::cluster_object("cnp", policy, direction.label())
             }
             ChainName::BelowAdmin { direction } => format!("{}-below-admin", direction.label()),
+            ChainName::OwnNode { direction } => format!("{}-own-node", direction.label()),
             ChainName::Judged { direction } => format!("judged-{}", direction.label()),
             ChainName::Stamp { direction } => format!("stamp-{}", direction.label()),
         }
@@ -165,6 +176,7 @@ impl ChainName {
             | ChainName::ClusterList { direction, .. }
             | ChainName::ClusterPolicy { direction, .. }
             | ChainName::BelowAdmin { direction }
+            | ChainName::OwnNode { direction }
             | ChainName::Judged { direction }
             | ChainName::Stamp { direction } => *direction,
         }
@@ -464,6 +476,13 @@ pub enum RuleRole {
     ClusterDispatch(Tier),
     /// A list chain's jump into one ClusterNetworkPolicy's chain.
     EnterClusterPolicy(String),
+    /// The way to [`ChainName::OwnNode`]: from the `input` base chain after
+    /// the Admin tier, and first in [`ChainName::BelowAdmin`] for traffic to
+    /// this node (`fib daddr type local`).
+    ToOwnNode,
+    /// NetworkPolicy's exemption of a pod's traffic to its own node: an
+    /// isolated pod's packet is accepted (Baseline never sees it).
+    OwnNodeExempt,
     /// A list chain's last rule, reached when no rule of the tier matched:
     /// on to the rest of the base chain (Admin) or the default (Baseline).
     /// A list chain thus always ends in a verdict, so a packet back in the

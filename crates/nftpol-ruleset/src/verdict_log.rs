@@ -177,6 +177,7 @@ impl LogCatalogue {
                 | ChainName::ClusterList { .. }
                 | ChainName::ClusterPolicy { .. }
                 | ChainName::BelowAdmin { .. }
+                | ChainName::OwnNode { .. }
                 | ChainName::Judged { .. }
                 | ChainName::Stamp { .. } => {}
             }

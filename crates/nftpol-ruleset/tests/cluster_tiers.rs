@@ -12,7 +12,7 @@ use nftpol_ir::{CtDirection, Ruleset};
 use nftpol_model::{resolve, Connection, Protocol};
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use nftpol_ruleset::rejudge::Rejudge;
-use nftpol_testkit::oracle::{node_oracle, packet_for};
+use nftpol_testkit::oracle::{node_oracle, packet_on};
 use nftpol_testkit::strategies;
 use proptest::prelude::*;
 
@@ -65,7 +65,7 @@ proptest! {
         let ruleset = compile(&resolve(&cluster, NODE), CompileOptions::default()).ruleset;
         let pool = strategies::probe_addresses(&cluster);
         for connection in connections(&pool, picks) {
-            let trace = interpret(&ruleset, &packet_for(&connection)).expect("the compiled IR is well formed");
+            let trace = interpret(&ruleset, &packet_on(&cluster, NODE, &connection)).expect("the compiled IR is well formed");
             let want = node_oracle(&cluster, NODE, &connection);
             prop_assert_eq!(
                 trace.accepted, want,
@@ -90,7 +90,7 @@ proptest! {
         let pool = strategies::probe_addresses(&cluster);
         for connection in connections(&pool, picks) {
             let want = node_oracle(&cluster, NODE, &connection);
-            let first = packet_for(&connection);
+            let first = packet_on(&cluster, NODE, &connection);
             let opened = interpret(&ruleset, &first).expect("well formed");
             prop_assert_eq!(opened.accepted, want, "new {:?}\nhits: {:#?}", connection, opened.hits);
             for direction in [CtDirection::Original, CtDirection::Reply] {

@@ -50,8 +50,9 @@ fn local_owner(cluster: &Cluster, node: &str, address: IpAddr) -> Option<PodView
 
 /// Whether `node`'s ruleset must pass `connection`: the spec, limited to the
 /// node's scope (egress of its own pods, ingress of its own pods), plus its
-/// fail-closed rule for unknown addresses in its pod CIDRs and the
-/// always-allowed pod-to-itself.
+/// fail-closed rule for unknown addresses in its pod CIDRs, the
+/// always-allowed pod-to-itself and the node's own traffic (from its
+/// `status.addresses`).
 pub fn node_oracle(cluster: &Cluster, node: &str, connection: &Connection) -> bool {
     let cidrs = pod_cidrs(cluster, node);
     let in_pod_cidrs = |address: IpAddr| cidrs.iter().any(|net| net.contains(&address));
@@ -60,13 +61,57 @@ pub fn node_oracle(cluster: &Cluster, node: &str, connection: &Connection) -> bo
     {
         return true;
     }
+    let own = node_addresses(cluster, node);
+    // The node's own traffic always passes (`fib saddr type local`).
+    if own.contains(&connection.source) {
+        return true;
+    }
     let (egress, ingress) = evaluate(cluster, connection);
+    // To the node itself (`input`) only a local pod's egress is judged:
+    // no unknown-pod drop there, and the node has no ingress policy.
+    let to_node = own.contains(&connection.destination);
     let side_allows =
         |address: IpAddr, decision: &Decision| match local_owner(cluster, node, address) {
             Some(_) => decision.is_allowed(),
-            None => !in_pod_cidrs(address),
+            None => to_node || !in_pod_cidrs(address),
         };
     side_allows(connection.source, &egress) && side_allows(connection.destination, &ingress)
+}
+
+/// The addresses of Node `node`'s `status.addresses`.
+fn node_addresses(cluster: &Cluster, node: &str) -> Vec<IpAddr> {
+    cluster
+        .nodes
+        .iter()
+        .filter(|candidate| candidate.metadata.name.as_deref() == Some(node))
+        .filter_map(|found| found.status.as_ref()?.addresses.as_ref())
+        .flatten()
+        .filter_map(|address| address.address.parse().ok())
+        .collect()
+}
+
+/// A new connection's first packet where it crosses `node`: `output` from
+/// one of the node's own addresses, `input` to one of them, `forward`
+/// otherwise (the hooks nftpol's base chains sit on).
+pub fn packet_on(cluster: &Cluster, node: &str, connection: &Connection) -> Packet {
+    let own = node_addresses(cluster, node);
+    if own.contains(&connection.source) {
+        let mut packet = Packet {
+            hook: Hook::Output,
+            ..packet_for(connection)
+        };
+        packet.source_is_local = true;
+        packet.destination_is_local = own.contains(&connection.destination);
+        packet
+    } else if own.contains(&connection.destination) {
+        Packet {
+            hook: Hook::Input,
+            destination_is_local: true,
+            ..packet_for(connection)
+        }
+    } else {
+        packet_for(connection)
+    }
 }
 
 /// A new connection's first packet on the forward hook.

@@ -48,7 +48,8 @@ pub fn validate<'a>(objects: impl IntoIterator<Item = &'a ClusterNetworkPolicy>)
 /// The labels and addresses of every Node, for `nodes` peers.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NodeAddresses {
-    nodes: Vec<(BTreeMap<String, String>, Vec<IpAddr>)>,
+    /// Name, labels and addresses of each Node.
+    nodes: Vec<(String, BTreeMap<String, String>, Vec<IpAddr>)>,
 }
 
 impl NodeAddresses {
@@ -66,7 +67,8 @@ impl NodeAddresses {
                     .flatten()
                     .filter_map(|address| address.address.trim().parse().ok())
                     .collect();
-                (labels, addresses)
+                let name = node.metadata.name.clone().unwrap_or_default();
+                (name, labels, addresses)
             })
             .collect();
         Self { nodes }
@@ -79,8 +81,15 @@ impl NodeAddresses {
     ) -> impl Iterator<Item = IpAddr> + 'a {
         self.nodes
             .iter()
-            .filter(|(labels, _)| selector.matches(labels))
-            .flat_map(|(_, addresses)| addresses.iter().copied())
+            .filter(|(_, labels, _)| selector.matches(labels))
+            .flat_map(|(_, _, addresses)| addresses.iter().copied())
+    }
+
+    /// Whether `address` is one of node `name`'s.
+    pub(crate) fn is_address_of(&self, name: Option<&str>, address: IpAddr) -> bool {
+        self.nodes
+            .iter()
+            .any(|(node, _, addresses)| Some(node.as_str()) == name && addresses.contains(&address))
     }
 }
 

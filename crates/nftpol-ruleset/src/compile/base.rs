@@ -68,8 +68,23 @@ pub(super) fn add_base_chains(
     options: CompileOptions,
     tiers: &TierRules,
 ) {
+    let own_node = direction == Direction::Egress && cluster::has_any_tier(tiers);
+    if own_node {
+        add_own_node_chains(builder, tiers);
+    }
     if cluster::has_admin_tier(tiers) {
-        let mut rules = below_admin(direction, options, tiers);
+        let mut rules = Vec::new();
+        if own_node {
+            rules.push((
+                RuleRole::ToOwnNode,
+                rule(
+                    vec![Match::DaddrIsLocal],
+                    Action::Verdict(Verdict::Goto(ChainName::OwnNode { direction }.name())),
+                    Some("to this node: NetworkPolicy allows it".to_owned()),
+                ),
+            ));
+        }
+        rules.extend(below_admin(direction, options, tiers));
         rules.push((
             RuleRole::NotIsolated,
             rule(vec![], Action::Verdict(Verdict::Accept), None),
@@ -115,6 +130,70 @@ pub(super) fn add_base_chains(
             rules,
         );
     }
+}
+
+/// A pod's traffic to its own node enters `input`, which NetworkPolicy
+/// leaves alone (pod ↔ own node always passes) but ClusterNetworkPolicy
+/// egress rules judge (`nodes` and `networks` peers match node addresses):
+/// the egress base chain on `input` runs the Admin tier, then
+/// `egress-own-node`: isolated pods pass (NetworkPolicy's exemption, final),
+/// the others meet the Baseline tier. No unknown-pod drop here: a pod
+/// reaching its node before its object arrives (DNS on the node, say)
+/// passes as it always did.
+fn add_own_node_chains(builder: &mut Builder, tiers: &TierRules) {
+    let direction = Direction::Egress;
+    let own_node = ChainName::OwnNode { direction };
+    let mut rules: Vec<(RuleRole, Rule)> = Family::ALL
+        .into_iter()
+        .map(|family| {
+            (
+                RuleRole::OwnNodeExempt,
+                rule(
+                    vec![lookup(
+                        vec![local_field(direction, family)],
+                        &SetName::Isolated { direction, family }.name(),
+                    )],
+                    Action::Verdict(Verdict::Accept),
+                    Some("isolated pod to its own node: NetworkPolicy allows it".to_owned()),
+                ),
+            )
+        })
+        .collect();
+    rules.extend(tiers.baseline.iter().cloned());
+    rules.push((
+        RuleRole::NotIsolated,
+        rule(vec![], Action::Verdict(Verdict::Accept), None),
+    ));
+    builder.add_chain(
+        own_node.clone(),
+        None,
+        "egress to this node after the Admin tier: NetworkPolicy allows it, Baseline judges the rest"
+            .to_owned(),
+        rules,
+    );
+    let mut base = opening_rules(Hook::Input);
+    base.extend(tiers.admin.iter().cloned());
+    base.push((
+        RuleRole::ToOwnNode,
+        rule(
+            vec![],
+            Action::Verdict(Verdict::Goto(own_node.name())),
+            None,
+        ),
+    ));
+    builder.add_chain(
+        ChainName::Base {
+            hook: Hook::Input,
+            direction,
+        },
+        Some(BaseChain {
+            hook: Hook::Input,
+            priority: priority(direction),
+            policy: ChainPolicy::Accept,
+        }),
+        "egress policy of local pods to this node, input path".to_owned(),
+        base,
+    );
 }
 
 /// What follows the Admin tier: the NetworkPolicy dispatch, its mid-commit

@@ -349,3 +349,8 @@ fn add_policy_chain(
 pub(super) fn has_admin_tier(tiers: &TierRules) -> bool {
     !tiers.admin.is_empty()
 }
+
+/// Whether `direction` has a tier at all here.
+pub(super) fn has_any_tier(tiers: &TierRules) -> bool {
+    !tiers.admin.is_empty() || !tiers.baseline.is_empty()
+}
