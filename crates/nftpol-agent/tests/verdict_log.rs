@@ -486,6 +486,7 @@ fn flood_ruleset() -> nftpol_ir::Ruleset {
         key: vec![nftpol_ir::KeyType::InetService],
         interval: false,
         is_verdict_map: false,
+        dynamic: None,
         comment: None,
         elements: [nftpol_ir::Element::key(vec![nftpol_ir::Value::Port(9999)])].into(),
     };

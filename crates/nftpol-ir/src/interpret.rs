@@ -6,14 +6,16 @@
 //! `ct` keys read the packet's [`Conntrack`] entry, and `ct mark set` writes
 //! its mark, which later base chains (and the returned [`Trace`]) see.
 //! A `log` rule records the packet and goes on: it never decides. A
-//! `limit` is taken as holding (its token bucket lives in the kernel).
+//! `limit` is taken as holding (its token bucket lives in the kernel). A
+//! dynamic map `update` is a side effect the trace records; the map's
+//! elements are the kernel's, so the interpreter never reads them back.
 
 use std::net::IpAddr;
 
 use crate::render::render_rule;
 use crate::{
     Action, ChainPolicy, CtDirection, CtState, Element, Field, Hook, Log, Match, Rule, Ruleset,
-    Value, Verdict,
+    SetUpdate, Value, Verdict,
 };
 
 /// The kernel's jump stack depth (`NFT_JUMP_STACK_SIZE`).
@@ -113,6 +115,9 @@ pub struct Conntrack {
     pub reply_source: IpAddr,
     /// The connection's mark.
     pub mark: u32,
+    /// The destination address and port the connection was opened to
+    /// before DNAT (a Service address), when it was DNATed (`ct status dnat`).
+    pub dnat: Option<(IpAddr, u16)>,
 }
 
 impl Conntrack {
@@ -124,6 +129,7 @@ impl Conntrack {
             original_source: source,
             reply_source: destination,
             mark: 0,
+            dnat: None,
         }
     }
 }
@@ -139,6 +145,8 @@ pub struct Trace {
     pub ct_mark: Option<u32>,
     /// The `log` statements the packet passed, in order.
     pub logs: Vec<Log>,
+    /// The dynamic map updates the packet made, in order.
+    pub updates: Vec<SetUpdate>,
     /// Every rule the packet reached, in order, matched or not: the path
     /// `nftpol trace` prints.
     pub steps: Vec<Step>,
@@ -201,6 +209,7 @@ pub fn interpret(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, InterpretE
         hits: Vec::new(),
         ct_mark: None,
         logs: Vec::new(),
+        updates: Vec::new(),
         steps: Vec::new(),
     };
     let mut packet = *packet;
@@ -275,6 +284,16 @@ fn run_base_chain(
                     trace.logs.push(log.clone());
                     None
                 }
+                Action::Update(update) => {
+                    // The kernel's dynset breaks the rule when a key or data
+                    // field is missing; the rule has no verdict either way.
+                    if key_of(&update.key, packet).is_some()
+                        && key_of(&update.data, packet).is_some()
+                    {
+                        trace.updates.push(update.clone());
+                    }
+                    None
+                }
             }
         } else {
             None
@@ -329,6 +348,7 @@ fn rule_matches(
                     && (u16::from(*first)..=u16::from(*last)).contains(&packet.dport)
             }
             Match::SaddrIsLocal => packet.source_is_local,
+            Match::CtStatusDnat => packet.conntrack.is_some_and(|entry| entry.dnat.is_some()),
             Match::Limit(_) => true,
             Match::Lookup { key, set, negated } => match key_of(key, packet) {
                 // A field of the other family fails its `meta nfproto` dependency:
@@ -397,6 +417,15 @@ fn value_of(field: Field, packet: &Packet) -> Option<Value> {
         _ => None,
     };
     let entry = packet.conntrack;
+    // The connection's original destination: before DNAT, the far end of
+    // an original-direction packet, the near end of a reply.
+    let original_destination = || {
+        let entry = entry?;
+        Some(entry.dnat.unwrap_or(match entry.direction {
+            CtDirection::Original => (packet.destination, packet.dport),
+            CtDirection::Reply => (packet.source, packet.sport),
+        }))
+    };
     match field {
         Field::Ipv4Saddr => address(packet.source, true),
         Field::Ipv4Daddr => address(packet.destination, true),
@@ -406,6 +435,9 @@ fn value_of(field: Field, packet: &Packet) -> Option<Value> {
         Field::CtReplyIpv4Saddr => address(entry?.reply_source, true),
         Field::CtOriginalIpv6Saddr => address(entry?.original_source, false),
         Field::CtReplyIpv6Saddr => address(entry?.reply_source, false),
+        Field::CtOriginalIpv4Daddr => address(original_destination()?.0, true),
+        Field::CtOriginalIpv6Daddr => address(original_destination()?.0, false),
+        Field::CtOriginalProtoDst => Some(Value::Port(original_destination()?.1)),
         Field::L4Proto => Some(Value::Proto(packet.l4proto)),
         Field::TransportDport => Some(Value::Port(packet.dport)),
         Field::TransportSport => Some(Value::Port(packet.sport)),
@@ -555,6 +587,7 @@ mod tests {
                 key: vec![crate::KeyType::Ipv4Addr],
                 interval: false,
                 is_verdict_map: false,
+                dynamic: None,
                 comment: None,
                 elements: [Element::key(vec![Value::Ipv4(
                     "10.0.0.9".parse().expect("address"),

@@ -293,6 +293,7 @@ fn set(key: Vec<KeyType>, interval: bool, comment: String) -> Set {
         key,
         interval,
         is_verdict_map: false,
+        dynamic: None,
         comment: Some(names::comment(comment)),
         elements: BTreeSet::new(),
     }
