@@ -619,4 +619,56 @@ mod tests {
             "the rule after the accept is never reached"
         );
     }
+
+    #[test]
+    fn a_record_rule_updates_only_for_a_dnated_first_packet() {
+        let record = Rule {
+            matches: vec![Match::CtState([CtState::New].into()), Match::CtStatusDnat],
+            counter: false,
+            action: Action::Update(SetUpdate {
+                set: "origins-v4".to_owned(),
+                key: vec![Field::Ipv4Saddr, Field::TransportSport],
+                data: vec![Field::CtOriginalIpv4Daddr, Field::CtOriginalProtoDst],
+                timeout: std::time::Duration::from_secs(10),
+            }),
+            comment: None,
+        };
+        let ruleset = base(vec![record, verdict_rule(Verdict::Drop)]);
+        let plain = packet(CtState::New);
+        let service: IpAddr = "10.96.0.10".parse().expect("address");
+        let dnated = Packet {
+            conntrack: plain.conntrack.map(|entry| Conntrack {
+                dnat: Some((service, 8080)),
+                ..entry
+            }),
+            ..plain
+        };
+        let cases = [
+            ("untranslated", plain, 0),
+            ("dnated", dnated, 1),
+            (
+                "dnated, established",
+                dnated.established(CtDirection::Original, 0),
+                0,
+            ),
+        ];
+        for (name, packet, updates) in cases {
+            let trace = interpret(&ruleset, &packet).expect("interprets");
+            assert!(!trace.accepted, "{name}: an update is no verdict");
+            assert_eq!(trace.updates.len(), updates, "{name}");
+        }
+        assert_eq!(
+            value_of(Field::CtOriginalIpv4Daddr, &dnated),
+            Some(Value::Ipv4("10.96.0.10".parse().expect("address")))
+        );
+        assert_eq!(
+            value_of(Field::CtOriginalProtoDst, &dnated),
+            Some(Value::Port(8080))
+        );
+        assert_eq!(
+            value_of(Field::CtOriginalProtoDst, &plain),
+            Some(Value::Port(80)),
+            "untranslated: the packet's own destination"
+        );
+    }
 }

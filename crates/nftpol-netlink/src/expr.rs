@@ -598,25 +598,33 @@ fn read_expr(name: &str, fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireEr
         }),
         "limit" => read_limit(fields)?,
         "log" => read_log(fields)?,
-        "dynset" => Expr::Dynset {
-            set: get(x::DYNSET_SET_NAME)
-                .ok_or(WireError::Invalid { what: "dynset set" })?
-                .string("dynset set")?,
-            op: u32_of(x::DYNSET_OP, "dynset op")?,
-            sreg_key: u32_of(x::DYNSET_SREG_KEY, "dynset key register")?,
-            sreg_data: get(x::DYNSET_SREG_DATA)
-                .map(|attr| attr.u32("dynset data register"))
-                .transpose()?,
-            timeout_ms: get(x::DYNSET_TIMEOUT)
-                .map(|attr| be_u64(attr.value, "dynset timeout"))
-                .transpose()?
-                .unwrap_or(0),
-            flags: get(x::DYNSET_FLAGS)
-                .map(|attr| attr.u32("dynset flags"))
-                .transpose()?
-                .unwrap_or(0),
-        },
+        "dynset" => read_dynset(fields)?,
         other => Expr::Other(other.to_owned()),
+    })
+}
+
+fn read_dynset(fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireError> {
+    let get = |kind: u16| fields.iter().find(|attr| attr.kind == kind);
+    let u32_of = |kind: u16, what: &'static str| -> Result<u32, WireError> {
+        get(kind).ok_or(WireError::Invalid { what })?.u32(what)
+    };
+    Ok(Expr::Dynset {
+        set: get(x::DYNSET_SET_NAME)
+            .ok_or(WireError::Invalid { what: "dynset set" })?
+            .string("dynset set")?,
+        op: u32_of(x::DYNSET_OP, "dynset op")?,
+        sreg_key: u32_of(x::DYNSET_SREG_KEY, "dynset key register")?,
+        sreg_data: get(x::DYNSET_SREG_DATA)
+            .map(|attr| attr.u32("dynset data register"))
+            .transpose()?,
+        timeout_ms: get(x::DYNSET_TIMEOUT)
+            .map(|attr| be_u64(attr.value, "dynset timeout"))
+            .transpose()?
+            .unwrap_or(0),
+        flags: get(x::DYNSET_FLAGS)
+            .map(|attr| attr.u32("dynset flags"))
+            .transpose()?
+            .unwrap_or(0),
     })
 }
 

@@ -267,7 +267,7 @@ impl KernelDataplane {
     ) -> Result<Option<Vec<Value>>, ReadError> {
         let invalid = |reason: String| {
             ReadError::Decode(crate::error::DecodeError::unexpected(
-                &format!("set {:?}", set.name),
+                format!("set {:?}", set.name),
                 reason,
             ))
         };

@@ -735,9 +735,11 @@ fn read_update(
     })
 }
 
-/// Reads consecutive field loads; returns the fields, their registers and
-/// what follows them.
-fn read_loads(exprs: &[Expr]) -> Result<(Vec<Field>, Vec<u32>, &[Expr]), String> {
+/// Fields loaded, their registers, and the expressions after the loads.
+type Loads<'a> = (Vec<Field>, Vec<u32>, &'a [Expr]);
+
+/// Reads consecutive field loads.
+fn read_loads(exprs: &[Expr]) -> Result<Loads<'_>, String> {
     let mut fields = Vec::new();
     let mut dregs = Vec::new();
     let mut rest = exprs;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ fn origins(name: &str, address: KeyType) -> Set {
             size: 64,
         }),
         comment: None,
-        elements: Default::default(),
+        elements: BTreeSet::default(),
     }
 }
 
