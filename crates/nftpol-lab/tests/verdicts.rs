@@ -104,14 +104,14 @@ fn lines_by_probe<'a>(report: &'a Report, verdict: &str) -> BTreeMap<Key, Vec<&'
 }
 
 fn lab(mode: VerdictLogMode) -> Report {
-    lab_with(RunOptions {
+    lab_with(&RunOptions {
         verdict_log: mode,
         ..RunOptions::default()
     })
 }
 
-fn lab_with(options: RunOptions) -> Report {
-    run(SCENARIO, "verdicts", &options).expect("the lab runs")
+fn lab_with(options: &RunOptions) -> Report {
+    run(SCENARIO, "verdicts", options).expect("the lab runs")
 }
 
 /// Every line of a probe is one connection (one source port): a dropped
@@ -215,7 +215,7 @@ fn a_denied_probe_through_a_service_names_the_service_address() {
         .expect("the scenario parses")
         .cluster;
     let cluster_ips = service::cluster_ips(&plan::place(&mut cluster, None).expect("a plan"));
-    let report = lab_with(RunOptions {
+    let report = lab_with(&RunOptions {
         via_service: true,
         verdict_log: VerdictLogMode::Deny,
         ..RunOptions::default()
