@@ -4,11 +4,12 @@
 //! probe of three integration scenarios (one dual-stack), in every address
 //! family the two pods share.
 //!
-//! A probe crosses the forward hook of its source pod's node and, across
-//! nodes, of its destination pod's node: the connection passes when every
-//! crossed node's trace accepts it (each node judges the direction whose
-//! pod it hosts, and passes the other). The scenarios have no hostNetwork
-//! pods, whose traffic would cross the output and input hooks instead.
+//! A probe crosses its source pod's node and, across nodes, its destination
+//! pod's node; the connection passes when every crossed node's trace
+//! accepts it (each node judges the direction whose pod it hosts, and
+//! passes the other). On each node trace picks the hook as the kernel
+//! does: forward for pod traffic passing through, output for a hostNetwork
+//! pod's own traffic, input for traffic to one (no nftpol chain there).
 //! Alone in its test binary, so every namespace named after this process's
 //! pid belongs to this test.
 
@@ -21,20 +22,33 @@ use nftpol_lab::{netns, run_inspected, Inspection, RunOptions};
 use nftpol_model::{explain, Connection, Protocol};
 use nftpol_testkit::netns::Sweep;
 
-const SCENARIOS: [&str; 3] = [
+const SCENARIOS: [&str; 4] = [
     "dual-stack-ipv4-only-allow-leaves-ipv6-closed",
     "egress-to-pod-same-node-vs-other-node",
     "ingress-and-egress-policies-both-must-allow",
+    "hostnetwork-pods-as-egress-destinations",
 ];
+
+/// What trace and explain said of one probe.
+#[derive(Clone, Copy)]
+struct Verdicts {
+    traced: bool,
+    explained: bool,
+    /// From a pod to a hostNetwork pod on the pod's own node: traffic
+    /// between a pod and its own node always passes (no nftpol chain on
+    /// the input hook), which `nftpol explain` does not model.
+    to_own_node: bool,
+}
 
 /// One connection of a probe in one family.
 struct Traced {
     probe: usize,
+    to_own_node: bool,
     source: IpAddr,
     destination: IpAddr,
     protocol: Protocol,
     port: u16,
-    /// The nodes whose forward hook it crosses.
+    /// The nodes it crosses.
     nodes: Vec<usize>,
 }
 
@@ -53,10 +67,6 @@ fn connections(lab: &Inspection<'_>) -> Vec<Traced> {
             continue;
         }
         let (from, to) = (pod(&probe.from), pod(&probe.to));
-        assert!(
-            !from.host_network && !to.host_network,
-            "hostNetwork pods cross other hooks"
-        );
         let protocol = Protocol::parse(Some(&probe.protocol)).expect("a probed protocol");
         let mut nodes = vec![from.node];
         if to.node != from.node {
@@ -67,6 +77,7 @@ fn connections(lab: &Inspection<'_>) -> Vec<Traced> {
                 if source.is_ipv4() == destination.is_ipv4() {
                     traced.push(Traced {
                         probe: index,
+                        to_own_node: to.host_network && !from.host_network && to.node == from.node,
                         source: *source,
                         destination: *destination,
                         protocol,
@@ -119,9 +130,10 @@ fn trace_on_node(lab: &Inspection<'_>, k: usize, connections: &[&Traced]) -> Vec
     exits
 }
 
-/// For each probe: (traced, explained) verdicts, each the conjunction over
-/// the probe's families (and, for traces, the nodes crossed).
-fn verdicts(lab: &Inspection<'_>) -> Vec<Option<(bool, bool)>> {
+/// For each probe: the traced and explained verdicts, each the
+/// conjunction over the probe's families (and, for traces, the nodes
+/// crossed).
+fn verdicts(lab: &Inspection<'_>) -> Vec<Option<Verdicts>> {
     let connections = connections(lab);
     let mut traced = vec![true; connections.len()];
     for (k, _) in lab.nodes.iter().enumerate().map(|(i, node)| (i + 1, node)) {
@@ -135,7 +147,7 @@ fn verdicts(lab: &Inspection<'_>) -> Vec<Option<(bool, bool)>> {
             traced[*index] &= accepted;
         }
     }
-    let mut verdicts: Vec<Option<(bool, bool)>> = vec![None; lab.probes.len()];
+    let mut verdicts: Vec<Option<Verdicts>> = vec![None; lab.probes.len()];
     for (connection, traced) in connections.iter().zip(traced) {
         let explained = explain(
             lab.cluster,
@@ -151,9 +163,13 @@ fn verdicts(lab: &Inspection<'_>) -> Vec<Option<(bool, bool)>> {
             Some("DENIED") => false,
             other => panic!("explain said {other:?}: {explained}"),
         };
-        let entry = verdicts[connection.probe].get_or_insert((true, true));
-        entry.0 &= traced;
-        entry.1 &= allowed;
+        let entry = verdicts[connection.probe].get_or_insert(Verdicts {
+            traced: true,
+            explained: true,
+            to_own_node: connection.to_own_node,
+        });
+        entry.traced &= traced;
+        entry.explained &= allowed;
     }
     verdicts
 }
@@ -169,19 +185,38 @@ fn trace_on_each_lab_node_agrees_with_the_probes_and_explain() {
             .expect("the lab runs (as root: it creates network namespaces)");
         let mut checked = 0;
         let mut blocked = 0;
+        let mut own_node = 0;
         for (probe, verdict) in report.probes.iter().zip(verdicts) {
-            let Some((traced, explained)) = verdict else {
+            let Some(verdict) = verdict else {
                 continue;
             };
             let what = format!(
                 "{name}: {} -> {} {}/{}",
                 probe.from, probe.to, probe.port, probe.protocol
             );
-            assert_eq!(traced, probe.connected, "{what}: trace vs the probe");
-            assert_eq!(explained, probe.connected, "{what}: explain vs the probe");
+            assert_eq!(
+                verdict.traced, probe.connected,
+                "{what}: trace vs the probe"
+            );
+            if verdict.to_own_node {
+                // Known gap of explain (see `Verdicts::to_own_node`): the
+                // lab connects, trace agrees, explain judges the egress.
+                assert!(probe.connected, "{what}: a pod reaches its own node");
+                own_node += 1;
+            } else {
+                assert_eq!(
+                    verdict.explained, probe.connected,
+                    "{what}: explain vs the probe"
+                );
+            }
             checked += 1;
             blocked += usize::from(!probe.connected);
         }
+        assert_eq!(
+            own_node > 0,
+            name.starts_with("hostnetwork"),
+            "{name}: probes to a pod's own node"
+        );
         assert!(
             checked > 50 && blocked > 0 && blocked < checked,
             "{name}: {checked} probes checked, {blocked} blocked"
