@@ -11,7 +11,7 @@
 //! kernel keeps).
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::IpAddr;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -82,7 +82,7 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     };
     let source = address(&args.from)?;
     let destination = address(&args.to)?;
-    let hook = hook_of(source, destination);
+    let hook = hook_of(source, destination)?;
     let packet = Packet {
         source_is_local: hook == Hook::Output,
         ..Packet::opening(hook, source, destination, protocol.number(), port)
@@ -106,16 +106,30 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
 /// The hook a connection's first packet crosses in this network namespace:
 /// output when it leaves from one of this namespace's addresses, input
 /// when it arrives at one, forward when it only passes through.
-fn hook_of(source: IpAddr, destination: IpAddr) -> Hook {
-    // Binding succeeds exactly for an address of this namespace.
-    let is_local = |address: IpAddr| UdpSocket::bind(SocketAddr::new(address, 0)).is_ok();
-    if is_local(source) {
+fn hook_of(source: IpAddr, destination: IpAddr) -> anyhow::Result<Hook> {
+    let local = local_addresses()?;
+    Ok(if local.contains(&source) {
         Hook::Output
-    } else if is_local(destination) {
+    } else if local.contains(&destination) {
         Hook::Input
     } else {
         Hook::Forward
-    }
+    })
+}
+
+/// The addresses of this network namespace's interfaces.
+fn local_addresses() -> anyhow::Result<Vec<IpAddr>> {
+    let addresses =
+        nix::ifaddrs::getifaddrs().context("listing the addresses of this network namespace")?;
+    Ok(addresses
+        .filter_map(|interface| interface.address)
+        .filter_map(|address| {
+            address
+                .as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        })
+        .collect())
 }
 
 /// The printed trace of `packet`, and whether every direction accepts it.
