@@ -382,7 +382,7 @@ pub enum SetKind {
 
 impl SetKind {
     /// Every kind.
-    pub const ALL: [SetKind; 12] = [
+    pub const ALL: [SetKind; 13] = [
         SetKind::LocalPodIps,
         SetKind::Dispatch,
         SetKind::Isolated,
