@@ -471,13 +471,15 @@ fn default_limit_bound(elapsed: Duration) -> u64 {
     u64::from(limit.burst) + u64::try_from(refilled).unwrap_or(u64::MAX)
 }
 
-/// Table `inet nftpol` with one output chain: the log rule the compiler
-/// puts before the unknown-pod drop (UDP to port 9999), then the drop.
+/// Table `inet nftpol` with one output chain: the record and log rules the
+/// compiler puts before the unknown-pod drop (UDP to port 9999), then the
+/// drop, and the maps the record rules write.
 fn flood_ruleset() -> nftpol_ir::Ruleset {
     use nftpol_ir::{
         Action, BaseChain, Chain, ChainPolicy, Field, Match, Rule, Ruleset, Set, Verdict,
     };
     use nftpol_model::LogLimit;
+    use nftpol_ruleset::catalogue::Family;
     use nftpol_ruleset::log_prefix::{self, LogPrefix, Subject};
 
     // The rule the compiler puts before the unknown-pod drop, then the drop.
@@ -486,6 +488,7 @@ fn flood_ruleset() -> nftpol_ir::Ruleset {
         key: vec![nftpol_ir::KeyType::InetService],
         interval: false,
         is_verdict_map: false,
+        dynamic: None,
         comment: None,
         elements: [nftpol_ir::Element::key(vec![nftpol_ir::Value::Port(9999)])].into(),
     };
@@ -494,11 +497,11 @@ fn flood_ruleset() -> nftpol_ir::Ruleset {
         set: ports.name.clone(),
         negated: false,
     }];
-    let log = VerdictLogOptions {
+    let mut rules: Vec<Rule> = VerdictLogOptions {
         mode: VerdictLogMode::Deny,
         group: 100,
     }
-    .rule(
+    .rules(
         &matches,
         LogLimit::default(),
         LogPrefix {
@@ -506,13 +509,16 @@ fn flood_ruleset() -> nftpol_ir::Ruleset {
             direction: nftpol_model::Direction::Egress,
             subject: Subject::UnknownPod,
         },
-    );
-    let drop = Rule {
+    )
+    .into_iter()
+    .map(|(_, rule)| rule)
+    .collect();
+    rules.push(Rule {
         matches,
         counter: true,
         action: Action::Verdict(Verdict::Drop),
         comment: None,
-    };
+    });
     let chain = Chain {
         name: "out".to_owned(),
         base: Some(BaseChain {
@@ -521,10 +527,14 @@ fn flood_ruleset() -> nftpol_ir::Ruleset {
             policy: ChainPolicy::Accept,
         }),
         comment: None,
-        rules: vec![log, drop],
+        rules,
     };
+    let origins = Family::ALL.map(nftpol_ruleset::verdict_log::origin_map);
     Ruleset {
         chains: [(chain.name.clone(), chain)].into(),
-        sets: [(ports.name.clone(), ports)].into(),
+        sets: std::iter::once(ports)
+            .chain(origins)
+            .map(|set| (set.name.clone(), set))
+            .collect(),
     }
 }

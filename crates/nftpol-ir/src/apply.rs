@@ -204,6 +204,7 @@ impl Ruleset {
         });
         let map = match &rule.action {
             Action::VerdictMap { key, map } => Some((key, map, true)),
+            Action::Update(update) => Some((&update.key, &update.set, false)),
             Action::Verdict(_) | Action::SetCtMark { .. } | Action::Log(_) => None,
         };
         for (fields, name, is_map) in lookups.chain(map) {
@@ -216,7 +217,19 @@ impl Ruleset {
                     .iter()
                     .zip(&set.key)
                     .all(|(field, key_type)| field.key_type() == *key_type);
-            if !fits || (is_map && !set.is_verdict_map) {
+            let data_fits = match (&rule.action, &set.dynamic) {
+                (Action::Update(update), Some(dynamic)) if *name == update.set => {
+                    update.data.len() == dynamic.data.len()
+                        && update
+                            .data
+                            .iter()
+                            .zip(&dynamic.data)
+                            .all(|(field, key_type)| field.key_type() == *key_type)
+                }
+                (Action::Update(update), None) => *name != update.set,
+                _ => true,
+            };
+            if !fits || !data_fits || (is_map && !set.is_verdict_map) {
                 return Err(Conflict::KeyMismatch(object()));
             }
         }

@@ -6,14 +6,16 @@
 //! `ct` keys read the packet's [`Conntrack`] entry, and `ct mark set` writes
 //! its mark, which later base chains (and the returned [`Trace`]) see.
 //! A `log` rule records the packet and goes on: it never decides. A
-//! `limit` is taken as holding (its token bucket lives in the kernel).
+//! `limit` is taken as holding (its token bucket lives in the kernel). A
+//! dynamic map `update` is a side effect the trace records; the map's
+//! elements are the kernel's, so the interpreter never reads them back.
 
 use std::net::IpAddr;
 
 use crate::render::render_rule;
 use crate::{
     Action, ChainPolicy, CtDirection, CtState, Element, Field, Hook, Log, Match, Rule, Ruleset,
-    Value, Verdict,
+    SetUpdate, Value, Verdict,
 };
 
 /// The kernel's jump stack depth (`NFT_JUMP_STACK_SIZE`).
@@ -118,6 +120,9 @@ pub struct Conntrack {
     pub reply_source: IpAddr,
     /// The connection's mark.
     pub mark: u32,
+    /// The destination address and port the connection was opened to
+    /// before DNAT (a Service address), when it was DNATed (`ct status dnat`).
+    pub dnat: Option<(IpAddr, u16)>,
 }
 
 impl Conntrack {
@@ -129,6 +134,7 @@ impl Conntrack {
             original_source: source,
             reply_source: destination,
             mark: 0,
+            dnat: None,
         }
     }
 }
@@ -144,6 +150,8 @@ pub struct Trace {
     pub ct_mark: Option<u32>,
     /// The `log` statements the packet passed, in order.
     pub logs: Vec<Log>,
+    /// The dynamic map updates the packet made, in order.
+    pub updates: Vec<SetUpdate>,
     /// Every rule the packet reached, in order, matched or not: the path
     /// `nftpol trace` prints.
     pub steps: Vec<Step>,
@@ -206,6 +214,7 @@ pub fn interpret(ruleset: &Ruleset, packet: &Packet) -> Result<Trace, InterpretE
         hits: Vec::new(),
         ct_mark: None,
         logs: Vec::new(),
+        updates: Vec::new(),
         steps: Vec::new(),
     };
     let mut packet = *packet;
@@ -280,6 +289,16 @@ fn run_base_chain(
                     trace.logs.push(log.clone());
                     None
                 }
+                Action::Update(update) => {
+                    // The kernel's dynset breaks the rule when a key or data
+                    // field is missing; the rule has no verdict either way.
+                    if key_of(&update.key, packet).is_some()
+                        && key_of(&update.data, packet).is_some()
+                    {
+                        trace.updates.push(update.clone());
+                    }
+                    None
+                }
             }
         } else {
             None
@@ -335,6 +354,7 @@ fn rule_matches(
             }
             Match::SaddrIsLocal => packet.source_is_local,
             Match::DaddrIsLocal => packet.destination_is_local,
+            Match::CtStatusDnat => packet.conntrack.is_some_and(|entry| entry.dnat.is_some()),
             Match::Limit(_) => true,
             Match::Lookup { key, set, negated } => match key_of(key, packet) {
                 // A field of the other family fails its `meta nfproto` dependency:
@@ -403,6 +423,15 @@ fn value_of(field: Field, packet: &Packet) -> Option<Value> {
         _ => None,
     };
     let entry = packet.conntrack;
+    // The connection's original destination: before DNAT, the far end of
+    // an original-direction packet, the near end of a reply.
+    let original_destination = || {
+        let entry = entry?;
+        Some(entry.dnat.unwrap_or(match entry.direction {
+            CtDirection::Original => (packet.destination, packet.dport),
+            CtDirection::Reply => (packet.source, packet.sport),
+        }))
+    };
     match field {
         Field::Ipv4Saddr => address(packet.source, true),
         Field::Ipv4Daddr => address(packet.destination, true),
@@ -412,6 +441,9 @@ fn value_of(field: Field, packet: &Packet) -> Option<Value> {
         Field::CtReplyIpv4Saddr => address(entry?.reply_source, true),
         Field::CtOriginalIpv6Saddr => address(entry?.original_source, false),
         Field::CtReplyIpv6Saddr => address(entry?.reply_source, false),
+        Field::CtOriginalIpv4Daddr => address(original_destination()?.0, true),
+        Field::CtOriginalIpv6Daddr => address(original_destination()?.0, false),
+        Field::CtOriginalProtoDst => Some(Value::Port(original_destination()?.1)),
         Field::L4Proto => Some(Value::Proto(packet.l4proto)),
         Field::TransportDport => Some(Value::Port(packet.dport)),
         Field::TransportSport => Some(Value::Port(packet.sport)),
@@ -561,6 +593,7 @@ mod tests {
                 key: vec![crate::KeyType::Ipv4Addr],
                 interval: false,
                 is_verdict_map: false,
+                dynamic: None,
                 comment: None,
                 elements: [Element::key(vec![Value::Ipv4(
                     "10.0.0.9".parse().expect("address"),
@@ -590,6 +623,58 @@ mod tests {
                 (2, true, vec![]),
             ],
             "the rule after the accept is never reached"
+        );
+    }
+
+    #[test]
+    fn a_record_rule_updates_only_for_a_dnated_first_packet() {
+        let record = Rule {
+            matches: vec![Match::CtState([CtState::New].into()), Match::CtStatusDnat],
+            counter: false,
+            action: Action::Update(SetUpdate {
+                set: "origins-v4".to_owned(),
+                key: vec![Field::Ipv4Saddr, Field::TransportSport],
+                data: vec![Field::CtOriginalIpv4Daddr, Field::CtOriginalProtoDst],
+                timeout: std::time::Duration::from_secs(10),
+            }),
+            comment: None,
+        };
+        let ruleset = base(vec![record, verdict_rule(Verdict::Drop)]);
+        let plain = packet(CtState::New);
+        let service: IpAddr = "10.96.0.10".parse().expect("address");
+        let dnated = Packet {
+            conntrack: plain.conntrack.map(|entry| Conntrack {
+                dnat: Some((service, 8080)),
+                ..entry
+            }),
+            ..plain
+        };
+        let cases = [
+            ("untranslated", plain, 0),
+            ("dnated", dnated, 1),
+            (
+                "dnated, established",
+                dnated.established(CtDirection::Original, 0),
+                0,
+            ),
+        ];
+        for (name, packet, updates) in cases {
+            let trace = interpret(&ruleset, &packet).expect("interprets");
+            assert!(!trace.accepted, "{name}: an update is no verdict");
+            assert_eq!(trace.updates.len(), updates, "{name}");
+        }
+        assert_eq!(
+            value_of(Field::CtOriginalIpv4Daddr, &dnated),
+            Some(Value::Ipv4("10.96.0.10".parse().expect("address")))
+        );
+        assert_eq!(
+            value_of(Field::CtOriginalProtoDst, &dnated),
+            Some(Value::Port(8080))
+        );
+        assert_eq!(
+            value_of(Field::CtOriginalProtoDst, &plain),
+            Some(Value::Port(80)),
+            "untranslated: the packet's own destination"
         );
     }
 }

@@ -24,6 +24,7 @@ mod ruleset;
 pub use apply::Conflict;
 pub use object::{ElementText, Object};
 pub use ruleset::{
-    Action, BaseChain, Chain, ChainPolicy, CtDirection, CtState, Element, Field, Hook, KeyType,
-    Log, Match, RateLimit, RateUnit, Rule, Ruleset, Set, Value, Verdict, TABLE_FAMILY, TABLE_NAME,
+    Action, BaseChain, Chain, ChainPolicy, CtDirection, CtState, DynamicMap, Element, Field, Hook,
+    KeyType, Log, Match, RateLimit, RateUnit, Rule, Ruleset, Set, SetUpdate, Value, Verdict,
+    TABLE_FAMILY, TABLE_NAME,
 };

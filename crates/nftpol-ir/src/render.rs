@@ -33,11 +33,20 @@ fn quote(text: &str) -> String {
 }
 
 fn render_set(out: &mut String, set: &Set) {
-    let kind = if set.is_verdict_map { "map" } else { "set" };
+    let kind = if set.is_verdict_map || set.dynamic.is_some() {
+        "map"
+    } else {
+        "set"
+    };
     let key: Vec<&str> = set.key.iter().map(|key| key_type(*key)).collect();
     let _ = writeln!(out, "\t{kind} {} {{", set.name);
     if set.is_verdict_map {
         let _ = writeln!(out, "\t\ttype {} : verdict", key.join(" . "));
+    } else if let Some(dynamic) = &set.dynamic {
+        let data: Vec<&str> = dynamic.data.iter().map(|key| key_type(*key)).collect();
+        let _ = writeln!(out, "\t\ttype {} : {}", key.join(" . "), data.join(" . "));
+        let _ = writeln!(out, "\t\tsize {}", dynamic.size);
+        out.push_str("\t\tflags dynamic,timeout\n");
     } else {
         let _ = writeln!(out, "\t\ttype {}", key.join(" . "));
     }
@@ -139,6 +148,13 @@ pub fn render_rule(rule: &Rule) -> String {
             format!("ct mark set ct mark and {:#010x} or {value:#010x}", !mask)
         }
         Action::Log(log) => format!("log prefix {} group {}", quote(&log.prefix), log.group),
+        Action::Update(update) => format!(
+            "update @{} {{ {} timeout {}s : {} }}",
+            update.set,
+            fields(&update.key),
+            update.timeout.as_secs(),
+            fields(&update.data)
+        ),
     });
     if let Some(comment) = &rule.comment {
         parts.push(format!("comment {}", quote(comment)));
@@ -172,6 +188,7 @@ fn render_match(matched: &Match) -> String {
         Match::Icmpv6TypeRange { first, last } => format!("icmpv6 type {first}-{last}"),
         Match::SaddrIsLocal => "fib saddr type local".to_owned(),
         Match::DaddrIsLocal => "fib daddr type local".to_owned(),
+        Match::CtStatusDnat => "ct status dnat".to_owned(),
         Match::Lookup { key, set, negated } => {
             format!(
                 "{} {}@{set}",
@@ -202,6 +219,9 @@ pub fn field_text(field: Field) -> &'static str {
         Field::CtReplyIpv4Saddr => "ct reply ip saddr",
         Field::CtOriginalIpv6Saddr => "ct original ip6 saddr",
         Field::CtReplyIpv6Saddr => "ct reply ip6 saddr",
+        Field::CtOriginalIpv4Daddr => "ct original ip daddr",
+        Field::CtOriginalIpv6Daddr => "ct original ip6 daddr",
+        Field::CtOriginalProtoDst => "ct original proto-dst",
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 /// The table's family, fixed by design: one `inet` table serves both IPv4 and IPv6.
 pub const TABLE_FAMILY: &str = "inet";
@@ -148,6 +149,14 @@ pub enum Field {
     CtOriginalIpv6Saddr,
     /// `ct reply ip6 saddr`.
     CtReplyIpv6Saddr,
+    /// `ct original ip daddr`: the IPv4 address the connection was opened
+    /// to, before destination NAT (a Service address).
+    CtOriginalIpv4Daddr,
+    /// `ct original ip6 daddr`.
+    CtOriginalIpv6Daddr,
+    /// `ct original proto-dst`: the port the connection was opened to,
+    /// before destination NAT.
+    CtOriginalProtoDst,
 }
 
 impl Field {
@@ -157,13 +166,17 @@ impl Field {
             Field::Ipv4Saddr
             | Field::Ipv4Daddr
             | Field::CtOriginalIpv4Saddr
-            | Field::CtReplyIpv4Saddr => KeyType::Ipv4Addr,
+            | Field::CtReplyIpv4Saddr
+            | Field::CtOriginalIpv4Daddr => KeyType::Ipv4Addr,
             Field::Ipv6Saddr
             | Field::Ipv6Daddr
             | Field::CtOriginalIpv6Saddr
-            | Field::CtReplyIpv6Saddr => KeyType::Ipv6Addr,
+            | Field::CtReplyIpv6Saddr
+            | Field::CtOriginalIpv6Daddr => KeyType::Ipv6Addr,
             Field::L4Proto => KeyType::InetProto,
-            Field::TransportDport | Field::TransportSport => KeyType::InetService,
+            Field::TransportDport | Field::TransportSport | Field::CtOriginalProtoDst => {
+                KeyType::InetService
+            }
         }
     }
 }
@@ -194,6 +207,9 @@ pub enum Match {
     SaddrIsLocal,
     /// `fib daddr type local`: the destination address belongs to this host.
     DaddrIsLocal,
+    /// `ct status dnat`: the connection's destination was translated (a
+    /// Service address DNATed to a backend).
+    CtStatusDnat,
     /// `KEY @set` or `KEY != @set`: the concatenation of `key` is (not) in `set`.
     Lookup {
         /// Fields concatenated in order.
@@ -322,6 +338,23 @@ pub enum Action {
     /// `log …`: reports the packet and continues with the next rule; it
     /// never decides a verdict.
     Log(Log),
+    /// `update @map { KEY timeout T : DATA }`: the packet path records
+    /// `data` under `key` in a [`DynamicMap`] (the kernel's `dynset`) and
+    /// evaluation goes on with the next rule; never a verdict.
+    Update(SetUpdate),
+}
+
+/// An element the packet path writes into a dynamic map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetUpdate {
+    /// The map's name; it has a [`DynamicMap`] shape.
+    pub set: String,
+    /// Fields of the key, concatenated in order.
+    pub key: Vec<Field>,
+    /// Fields of the data, concatenated in order.
+    pub data: Vec<Field>,
+    /// How long the element lives (refreshed by each update).
+    pub timeout: Duration,
 }
 
 /// The data type of one field of a set key.
@@ -348,10 +381,24 @@ pub struct Set {
     pub interval: bool,
     /// Whether each element maps to a [`Verdict`].
     pub is_verdict_map: bool,
+    /// A map the packet path fills ([`Action::Update`]): its elements are
+    /// the kernel's, with timeouts, never the compiler's, so `elements`
+    /// stays empty and read-back leaves them out.
+    pub dynamic: Option<DynamicMap>,
     /// What the set holds, for people reading `nft list`.
     pub comment: Option<String>,
     /// The elements.
     pub elements: BTreeSet<Element>,
+}
+
+/// The shape of a map the packet path fills (`flags dynamic,timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamicMap {
+    /// Data field types; more than one is a concatenation.
+    pub data: Vec<KeyType>,
+    /// The most elements it holds (`size`): an update beyond it fails, and
+    /// the rule ends there.
+    pub size: u32,
 }
 
 /// One value of one key field.

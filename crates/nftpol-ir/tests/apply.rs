@@ -184,6 +184,7 @@ fn build(
                 key: shape.key(),
                 interval: matches!(shape, Shape::AddressRanges | Shape::PortRanges),
                 is_verdict_map: is_map,
+                dynamic: None,
                 comment: None,
                 elements: shape.elements(points, &jumps),
             },

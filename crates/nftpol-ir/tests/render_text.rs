@@ -21,6 +21,7 @@ fn ruleset(peers: &[u8], verdict: Verdict) -> Ruleset {
         key: vec![KeyType::Ipv4Addr],
         interval: false,
         is_verdict_map: false,
+        dynamic: None,
         comment: Some("peers".to_owned()),
         elements: peers
             .iter()

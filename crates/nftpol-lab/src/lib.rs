@@ -59,4 +59,4 @@ pub mod topology;
 pub use error::{AgentStage, LabError};
 pub use netns::cleanup;
 pub use report::{compare, Mismatch, NodeProbe, Probe, Report};
-pub use run::{run, RunOptions};
+pub use run::{run, run_inspected, Inspection, RunOptions};

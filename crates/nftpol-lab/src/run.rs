@@ -9,7 +9,7 @@ use crate::error::LabError;
 use crate::netns::{self, RunId};
 use crate::plan::{self, Plan};
 use crate::probe::{self, Timeouts};
-use crate::report::Report;
+use crate::report::{Probe, Report};
 use crate::topology::Topology;
 use crate::{enforce, service};
 
@@ -36,6 +36,32 @@ pub fn run(
     scenario_name: &str,
     options: &RunOptions,
 ) -> Result<Report, LabError> {
+    run_inspected(scenario_yaml, scenario_name, options, |_| ()).map(|(report, ())| report)
+}
+
+/// The lab as it stands after the probes, while every agent's table is
+/// still installed: for tests that look at a node's kernel state.
+#[derive(Debug)]
+pub struct Inspection<'a> {
+    /// The placed scenario: pods with the addresses the lab gave them.
+    pub cluster: &'a nftpol_model::Cluster,
+    /// The plan the lab was built from.
+    pub plan: &'a Plan,
+    /// The probes' results.
+    pub probes: &'a [Probe],
+    /// Each node's name (`node-<k>`) and network namespace name, for
+    /// `ip netns exec`.
+    pub nodes: Vec<(String, String)>,
+}
+
+/// [`run`], calling `inspect` after the probes and before the teardown (a
+/// panic in it still removes the lab: the namespaces go with their guards).
+pub fn run_inspected<T>(
+    scenario_yaml: &str,
+    scenario_name: &str,
+    options: &RunOptions,
+    inspect: impl FnOnce(&Inspection<'_>) -> T,
+) -> Result<(Report, T), LabError> {
     let started = Instant::now();
     let (cluster, plan) = load(scenario_yaml, scenario_name, options)?;
     require_root()?;
@@ -64,6 +90,21 @@ pub fn run(
     let collectors = enforce::enforce(&plan, &topology, &cluster, options.verdict_log, &run)?;
     let (probes, node_probes) =
         probe::probe_all(&plan, &topology, &rt, &dial, Timeouts::default())?;
+    let inspected = inspect(&Inspection {
+        cluster: &cluster,
+        plan: &plan,
+        probes: &probes,
+        nodes: plan
+            .nodes
+            .iter()
+            .map(|node| {
+                (
+                    node.name.clone(),
+                    topology.node(node.index).name().to_owned(),
+                )
+            })
+            .collect(),
+    });
     let verdicts = collectors.finish()?;
     drop(servers);
     topology.teardown()?;
@@ -71,14 +112,17 @@ pub fn run(
         elapsed_ms = started.elapsed().as_millis(),
         "lab run complete"
     );
-    Ok(Report {
-        probes,
-        node_probes,
-        scenario: scenario_name.to_owned(),
-        nodes: plan.nodes.len(),
-        via_service: options.via_service,
-        verdicts,
-    })
+    Ok((
+        Report {
+            probes,
+            node_probes,
+            scenario: scenario_name.to_owned(),
+            nodes: plan.nodes.len(),
+            via_service: options.via_service,
+            verdicts,
+        },
+        inspected,
+    ))
 }
 
 /// Parses and places the scenario (no privileges needed).

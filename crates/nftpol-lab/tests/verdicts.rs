@@ -1,12 +1,15 @@
 //! Verdict logs with real traffic: in a lab run, every denied probe is
 //! logged as one connection naming the isolating policy, both pods and the
 //! direction; allowed probes are logged only in `all` mode, naming the
-//! allowing rule; and logging changes no verdict. Alone in its test binary,
-//! so every namespace named after this process's pid belongs to this test.
+//! allowing rule; logging changes no verdict; and a denied probe through a
+//! Service address names that address as the original destination. The
+//! tests take turns ([`LAB`]) and are alone in their test binary, so every
+//! namespace named after this process's pid belongs to the running one.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
-use nftpol_lab::netns;
+use nftpol_lab::{netns, plan, service};
 use nftpol_lab::{run, Report, RunOptions};
 use nftpol_ruleset::verdict_log::VerdictLogMode;
 use nftpol_testkit::netns::Sweep;
@@ -56,6 +59,9 @@ spec:
     ports: [{port: 80, protocol: TCP}]
 "#;
 
+/// One lab at a time: each test checks that it left no namespace behind.
+static LAB: Mutex<()> = Mutex::new(());
+
 /// (from, to, port, protocol) of a probe or a line.
 type Key = (String, String, u64, String);
 
@@ -98,11 +104,14 @@ fn lines_by_probe<'a>(report: &'a Report, verdict: &str) -> BTreeMap<Key, Vec<&'
 }
 
 fn lab(mode: VerdictLogMode) -> Report {
-    let options = RunOptions {
+    lab_with(&RunOptions {
         verdict_log: mode,
         ..RunOptions::default()
-    };
-    run(SCENARIO, "verdicts", &options).expect("the lab runs")
+    })
+}
+
+fn lab_with(options: &RunOptions) -> Report {
+    run(SCENARIO, "verdicts", options).expect("the lab runs")
 }
 
 /// Every line of a probe is one connection (one source port): a dropped
@@ -122,6 +131,9 @@ fn denied_probes_log_once_naming_the_policy_and_allowed_ones_only_in_all_mode() 
         nix::unistd::geteuid().is_root(),
         "the lab creates network namespaces: run it as root"
     );
+    let _turn = LAB
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let guard = Sweep::new(format!("{}{}-", netns::PREFIX, std::process::id()));
     let quiet = lab(VerdictLogMode::Off);
     assert!(quiet.verdicts.is_empty());
@@ -177,6 +189,59 @@ fn denied_probes_log_once_naming_the_policy_and_allowed_ones_only_in_all_mode() 
             }
         }
     }
+    assert_eq!(
+        guard.present(),
+        Vec::<String>::new(),
+        "every run removes every namespace it made"
+    );
+}
+
+/// Through per-pod ClusterIPs, DNATed on the source pod's node: a probe
+/// denied on that node (x/b → x/a, both on node-1) names the ClusterIP and
+/// port it dialled as the original destination. One denied at the far
+/// node's ingress (x/c on node-2 → x/a) arrives already translated: that
+/// node's conntrack never saw the Service address, so its lines name none.
+#[test]
+fn a_denied_probe_through_a_service_names_the_service_address() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab creates network namespaces: run it as root"
+    );
+    let _turn = LAB
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let guard = Sweep::new(format!("{}{}-", netns::PREFIX, std::process::id()));
+    let mut cluster = nftpol_model::manifests::parse(SCENARIO)
+        .expect("the scenario parses")
+        .cluster;
+    let cluster_ips = service::cluster_ips(&plan::place(&mut cluster, None).expect("a plan"));
+    let report = lab_with(&RunOptions {
+        via_service: true,
+        verdict_log: VerdictLogMode::Deny,
+        ..RunOptions::default()
+    });
+    let denied = lines_by_probe(&report, "drop");
+    assert_eq!(
+        denied.keys().cloned().collect::<BTreeSet<_>>(),
+        probes(&report, false),
+        "one logged connection per denied probe"
+    );
+    let service_of_a = cluster_ips["x/a"][0].to_string();
+    for ((from, _, port, _), lines) in &denied {
+        for line in lines {
+            if from == "x/b" {
+                assert_eq!(line["original_dst"], service_of_a.as_str(), "{line}");
+                assert_eq!(line["original_dst_port"], *port, "{line}");
+                assert_ne!(line["dst"], line["original_dst"], "{line}");
+            } else {
+                assert!(line.get("original_dst").is_none(), "{line}");
+            }
+        }
+    }
+    assert!(
+        denied.keys().any(|(from, ..)| from == "x/b"),
+        "a same-node denied probe: {denied:#?}"
+    );
     assert_eq!(
         guard.present(),
         Vec::<String>::new(),

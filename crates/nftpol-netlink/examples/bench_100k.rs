@@ -31,6 +31,7 @@ fn ruleset() -> Ruleset {
         key: vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
         interval: true,
         is_verdict_map: false,
+        dynamic: None,
         comment: None,
         elements,
     };

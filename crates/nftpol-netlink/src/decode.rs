@@ -222,12 +222,42 @@ pub fn add_elements(datagrams: &[Vec<u8>], set: &mut Set) -> Result<(), DecodeEr
     Ok(())
 }
 
+/// The data bytes of the one element a `GETSETELEM` for a key answered
+/// (`NFTA_SET_ELEM_DATA` holding a value, as in a dynamic map), if any.
+pub fn element_value(datagrams: &[Vec<u8>], set: &str) -> Result<Option<Vec<u8>>, DecodeError> {
+    let object = format!("set {set:?}");
+    let mut value = None;
+    each_message(datagrams, msg::NEWSETELEM, &object, |attrs| {
+        for attr in attrs {
+            let attr = attr.map_err(DecodeError::wire(&object))?;
+            if attr.kind != elem::LIST_ELEMENTS {
+                continue;
+            }
+            for item in attr.nested() {
+                let item = item.map_err(DecodeError::wire(&object))?;
+                for field in item.nested() {
+                    let field = field.map_err(DecodeError::wire(&object))?;
+                    if field.kind == elem::DATA {
+                        value = Some(
+                            crate::expr::read_value(field.nested())
+                                .map_err(DecodeError::wire(&object))?,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(value)
+}
+
 /// The table's IR from a complete dump.
 pub fn ruleset(dump: &Dump, table: &str) -> Result<nftpol_ir::Ruleset, DecodeError> {
     let mut chains = chains(&dump.chains, table)?;
     add_rules(&dump.rules, table, &mut chains)?;
     let mut sets = sets(&dump.sets, table)?;
-    for (name, set) in &mut sets {
+    // A dynamic map's elements are the packet path's, never read back.
+    for (name, set) in sets.iter_mut().filter(|(_, set)| set.dynamic.is_none()) {
         add_elements(dump.elements.get(name).map_or(&[][..], Vec::as_slice), set)?;
     }
     Ok(nftpol_ir::Ruleset { chains, sets })
@@ -250,6 +280,7 @@ mod tests {
             key: vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
             interval: true,
             is_verdict_map: false,
+            dynamic: None,
             comment: Some("c".to_owned()),
             elements: [Element::range(
                 vec![

@@ -2,7 +2,7 @@
 //! 1.0.6 writes them (attribute order included), and read back into [`Expr`].
 //!
 //! `netlink-packet-netfilter` 0.4 types only bitwise, cmp, immediate, lookup,
-//! meta and payload; ct, counter, fib, reject, byteorder, limit and log exist here only, so
+//! meta and payload; ct, counter, fib, reject, byteorder, limit, log and dynset exist here only, so
 //! all expressions are handled in this one module with the constants of
 //! [`crate::uapi::expr`].
 
@@ -149,6 +149,22 @@ pub enum Expr {
         prefix: Option<String>,
         /// Whether a snaplen, queue threshold or level was set.
         tuned: bool,
+    },
+    /// `dynset OP reg_key SREG_KEY set SET sreg_data SREG_DATA timeout T`:
+    /// the packet path writes an element into a dynamic set or map.
+    Dynset {
+        /// The set's name.
+        set: String,
+        /// `NFT_DYNSET_OP_*`.
+        op: u32,
+        /// The key's first register.
+        sreg_key: u32,
+        /// The data's first register, for a map.
+        sreg_data: Option<u32>,
+        /// The element's timeout in milliseconds (`NFTA_DYNSET_TIMEOUT`).
+        timeout_ms: u64,
+        /// `NFT_DYNSET_F_*` (inversion, expressions).
+        flags: u32,
     },
     /// Any other expression, by name.
     Other(String),
@@ -336,6 +352,24 @@ impl<'a> ExprWriter<'a> {
         self.expr("log", |w| {
             w.put_str(x::LOG_PREFIX, prefix)?;
             w.put(x::LOG_GROUP, &group.to_be_bytes())
+        })
+    }
+
+    /// `dynset update reg_key SREG_KEY set SET sreg_data SREG_DATA timeout
+    /// T`, in libnftnl's attribute order.
+    pub fn dynset_update(
+        &mut self,
+        set: &str,
+        sreg_key: u32,
+        sreg_data: u32,
+        timeout_ms: u64,
+    ) -> Result<(), AttrTooLarge> {
+        self.expr("dynset", |w| {
+            w.put_u32(x::DYNSET_SREG_KEY, sreg_key)?;
+            w.put_u32(x::DYNSET_SREG_DATA, sreg_data)?;
+            w.put_u32(x::DYNSET_OP, x::DYNSET_OP_UPDATE)?;
+            w.put(x::DYNSET_TIMEOUT, &timeout_ms.to_be_bytes())?;
+            w.put_str(x::DYNSET_SET_NAME, set)
         })
     }
 
@@ -565,7 +599,33 @@ fn read_expr(name: &str, fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireEr
         }),
         "limit" => read_limit(fields)?,
         "log" => read_log(fields)?,
+        "dynset" => read_dynset(fields)?,
         other => Expr::Other(other.to_owned()),
+    })
+}
+
+fn read_dynset(fields: &[crate::nla::Attr<'_>]) -> Result<Expr, WireError> {
+    let get = |kind: u16| fields.iter().find(|attr| attr.kind == kind);
+    let u32_of = |kind: u16, what: &'static str| -> Result<u32, WireError> {
+        get(kind).ok_or(WireError::Invalid { what })?.u32(what)
+    };
+    Ok(Expr::Dynset {
+        set: get(x::DYNSET_SET_NAME)
+            .ok_or(WireError::Invalid { what: "dynset set" })?
+            .string("dynset set")?,
+        op: u32_of(x::DYNSET_OP, "dynset op")?,
+        sreg_key: u32_of(x::DYNSET_SREG_KEY, "dynset key register")?,
+        sreg_data: get(x::DYNSET_SREG_DATA)
+            .map(|attr| attr.u32("dynset data register"))
+            .transpose()?,
+        timeout_ms: get(x::DYNSET_TIMEOUT)
+            .map(|attr| be_u64(attr.value, "dynset timeout"))
+            .transpose()?
+            .unwrap_or(0),
+        flags: get(x::DYNSET_FLAGS)
+            .map(|attr| attr.u32("dynset flags"))
+            .transpose()?
+            .unwrap_or(0),
     })
 }
 

@@ -257,6 +257,50 @@ impl KernelDataplane {
         Ok(marks::mark_uses(&replies.datagrams, TABLE_NAME, bits)?)
     }
 
+    /// The data of the element with `key` in the dynamic map `set` of table
+    /// `inet nftpol` (`NFT_MSG_GETSETELEM` for that key: one lookup, not a
+    /// dump); `None` when there is none (never written, or timed out).
+    pub fn element_data(
+        &mut self,
+        set: &Set,
+        key: &[Value],
+    ) -> Result<Option<Vec<Value>>, ReadError> {
+        let invalid = |reason: String| {
+            ReadError::Decode(crate::error::DecodeError::unexpected(
+                format!("set {:?}", set.name),
+                reason,
+            ))
+        };
+        let data = set
+            .dynamic
+            .as_ref()
+            .map(|dynamic| dynamic.data.clone())
+            .ok_or_else(|| invalid("not a dynamic map".to_owned()))?;
+        let bytes = crate::key::encode(&set.key, key).map_err(invalid)?;
+        let replies = match self.request_with(NFPROTO_INET, msg::GETSETELEM, 0, |w| {
+            w.put_str(elem::LIST_TABLE, TABLE_NAME)?;
+            w.put_str(elem::LIST_SET, &set.name)?;
+            let elements = w.begin_nested(elem::LIST_ELEMENTS);
+            let element = w.begin_nested(crate::uapi::list::ELEM);
+            let key_nest = w.begin_nested(elem::KEY);
+            w.put(crate::uapi::list::DATA_VALUE, &bytes)?;
+            w.end_nested(key_nest)?;
+            w.end_nested(element)?;
+            w.end_nested(elements)
+        }) {
+            Ok(replies) => replies,
+            Err(ReadError::Kernel {
+                errno: Errno::ENOENT,
+                ..
+            }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let Some(value) = decode::element_value(&replies.datagrams, &set.name)? else {
+            return Ok(None);
+        };
+        crate::key::decode(&data, &value).map(Some).map_err(invalid)
+    }
+
     /// Sends a dump request and returns the reply datagrams.
     fn dump(&mut self, kind: u16, attrs: &[(u16, &str)]) -> Result<Replies, ReadError> {
         self.request(NFPROTO_INET, kind, NLM_F_DUMP, attrs)
@@ -269,6 +313,22 @@ impl KernelDataplane {
         flags: u16,
         attrs: &[(u16, &str)],
     ) -> Result<Replies, ReadError> {
+        self.request_with(family, kind, flags, |w| {
+            attrs
+                .iter()
+                .try_for_each(|(attr, value)| w.put_str(*attr, value))
+        })
+    }
+
+    /// Sends one request whose attributes `attrs` writes, and collects the
+    /// replies up to the ack or `NLMSG_DONE`.
+    fn request_with(
+        &mut self,
+        family: u8,
+        kind: u16,
+        flags: u16,
+        attrs: impl FnOnce(&mut Writer) -> Result<(), crate::nla::AttrTooLarge>,
+    ) -> Result<Replies, ReadError> {
         let seq = self.next_seq();
         let mut w = Writer::new();
         let start = w.begin_message(
@@ -278,12 +338,10 @@ impl KernelDataplane {
             family,
             0,
         );
-        for (attr, value) in attrs {
-            w.put_str(*attr, value).map_err(|_| ReadError::Kernel {
-                stage: "encoding a request",
-                errno: Errno::E2BIG,
-            })?;
-        }
+        attrs(&mut w).map_err(|_| ReadError::Kernel {
+            stage: "encoding a request",
+            errno: Errno::E2BIG,
+        })?;
         w.end_message(start);
         self.socket
             .send(w.bytes(), 0)
@@ -371,7 +429,9 @@ impl KernelDataplane {
             elements: BTreeMap::new(),
         };
         let sets = decode::sets(&dump.sets, TABLE_NAME)?;
-        for name in sets.keys() {
+        // A dynamic map's elements are the packet path's, not ours.
+        let ours = sets.iter().filter(|(_, set)| set.dynamic.is_none());
+        for (name, _) in ours {
             let replies = self.dump(
                 msg::GETSETELEM,
                 &[(elem::LIST_TABLE, TABLE_NAME), (elem::LIST_SET, name)],
@@ -592,6 +652,7 @@ fn probe_ruleset() -> Ruleset {
         key: vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
         interval: true,
         is_verdict_map: false,
+        dynamic: None,
         comment: None,
         elements: [Element::range(
             vec![address, Value::Proto(6), Value::Port(80)],
@@ -604,6 +665,7 @@ fn probe_ruleset() -> Ruleset {
         key: vec![KeyType::Ipv4Addr],
         interval: false,
         is_verdict_map: true,
+        dynamic: None,
         comment: None,
         elements: [Element::mapping(
             vec![address],

@@ -14,7 +14,13 @@
 //!   every netlink attribute is at most 64 KiB.
 //! - **Bytecode identical to nft 1.0.6** for the text `render` prints
 //!   (modules `rule`, `set`), so `nft list` and our read-back agree; this is
-//!   checked against the real `nft` in the tests.
+//!   checked against the real `nft` in the tests. One exception nft 1.0.6
+//!   cannot write at all: a dynamic map update with a key over 16 bytes
+//!   (the verdict log's 5-tuple records), which nft still lists as rendered.
+//! - **Dynamic maps** (`flags dynamic,timeout`): the packet path fills them
+//!   (`dynset`), read-back leaves their elements out (they are the kernel's,
+//!   not a desired state), and [`KernelDataplane::element_data`] reads one
+//!   element by key (`NFT_MSG_GETSETELEM` for that key, not a dump).
 //! - **Own TLV codec** (modules `nla`, `expr`, `uapi`): `netlink-packet-netfilter`
 //!   0.4 lacks ct, counter, fib, reject, byteorder, set descriptions and
 //!   userdata, and builds a typed tree per element; we write straight into

@@ -10,11 +10,21 @@
 //!   (no-op) `byteorder hton` of size 2, length 1; we do the same.
 //! - The counter comes after the matches and before the verdict (for a
 //!   verdict map, before the map's key is loaded).
+//! - A dynamic map update loads its key from `NFT_REG_1` on and its data
+//!   from the next 128-bit register after the key (`NFT_REG_2` for a key
+//!   of up to 16 bytes, as nft does), or right after the key when that
+//!   would not fit the kernel's 64 bytes of registers, then runs `dynset`.
+//!   nft 1.0.6 always puts the data at `NFT_REG_2` and fails an assertion
+//!   (`dreg < ctx->reg_low`) for a longer key, so parity with it holds for
+//!   keys of up to 16 bytes only.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::time::Duration;
+
 use nftpol_ir::{
-    Action, CtDirection, CtState, Field, Log, Match, RateLimit, RateUnit, Rule, Set, Verdict,
+    Action, CtDirection, CtState, Field, Log, Match, RateLimit, RateUnit, Rule, Set, SetUpdate,
+    Verdict,
 };
 
 use crate::expr::{Expr, ExprWriter};
@@ -81,6 +91,11 @@ pub fn write_exprs(
                 w.fib_addr_type(flags, x::REG_1)?;
                 w.cmp(x::REG_1, x::CMP_EQ, &x::RTN_LOCAL.to_ne_bytes())?;
             }
+            Match::CtStatusDnat => {
+                w.ct(x::CT_STATUS, x::REG_1)?;
+                w.bitwise_mask(x::REG_1, &x::CT_STATUS_DST_NAT.to_ne_bytes())?;
+                w.cmp(x::REG_1, x::CMP_NEQ, &0u32.to_ne_bytes())?;
+            }
             Match::Lookup { key, set, negated } => {
                 load_key(
                     w,
@@ -116,6 +131,17 @@ pub fn write_exprs(
             w.ct_set(x::CT_MARK, x::REG_1)?;
         }
         Action::Log(log) => w.log(log.group, &log.prefix)?,
+        Action::Update(update) => {
+            load_key(w, &mut context, &update.key, false)?;
+            let start = data_start(&update.key, &update.data);
+            load_fields(w, &update.data, start)?;
+            let sreg_data = registers_from(&update.data, start)
+                .first()
+                .copied()
+                .ok_or_else(|| SetEncodeError::Shape("an update without data".to_owned()))?;
+            let timeout = u64::try_from(update.timeout.as_millis()).unwrap_or(u64::MAX);
+            w.dynset_update(&update.set, x::REG_1, sreg_data, timeout)?;
+        }
     }
     Ok(())
 }
@@ -134,6 +160,9 @@ fn ct_of(field: Field) -> Option<(u32, u8)> {
         Field::CtReplyIpv4Saddr => Some((x::CT_SRC_IP, x::CT_DIR_REPLY)),
         Field::CtOriginalIpv6Saddr => Some((x::CT_SRC_IP6, x::CT_DIR_ORIGINAL)),
         Field::CtReplyIpv6Saddr => Some((x::CT_SRC_IP6, x::CT_DIR_REPLY)),
+        Field::CtOriginalIpv4Daddr => Some((x::CT_DST_IP, x::CT_DIR_ORIGINAL)),
+        Field::CtOriginalIpv6Daddr => Some((x::CT_DST_IP6, x::CT_DIR_ORIGINAL)),
+        Field::CtOriginalProtoDst => Some((x::CT_PROTO_DST, x::CT_DIR_ORIGINAL)),
         _ => None,
     }
 }
@@ -175,8 +204,40 @@ fn nfproto_dependency(
 
 /// The register each field of a (concatenated) key is loaded into.
 fn registers(fields: &[Field]) -> Vec<u32> {
+    registers_from(fields, 0)
+}
+
+/// 32-bit words a key of `fields` occupies.
+fn key_words(fields: &[Field]) -> u32 {
     let concatenated = fields.len() > 1;
-    let mut word = 0u32;
+    fields
+        .iter()
+        .map(|field| {
+            u32::try_from(key::slot_len(field.key_type(), concatenated) / 4)
+                .unwrap_or(u32::MAX)
+                .max(1)
+        })
+        .sum()
+}
+
+/// The 32-bit word an update's data starts at: the next 128-bit register
+/// after the key, or right after the key when the data would not fit.
+fn data_start(key: &[Field], data: &[Field]) -> u32 {
+    /// `NFT_REG32_15`: the last of the 16 words of data registers.
+    const WORDS: u32 = 16;
+    let after = key_words(key);
+    let aligned = after.next_multiple_of(4);
+    if aligned + key_words(data) <= WORDS {
+        aligned
+    } else {
+        after
+    }
+}
+
+/// The registers of `fields` laid out from 32-bit word `start` on.
+fn registers_from(fields: &[Field], start: u32) -> Vec<u32> {
+    let concatenated = fields.len() > 1;
+    let mut word = start;
     fields
         .iter()
         .map(|field| {
@@ -205,7 +266,10 @@ fn payload_of(field: Field) -> Option<(u32, u32, u32)> {
         | Field::CtOriginalIpv4Saddr
         | Field::CtReplyIpv4Saddr
         | Field::CtOriginalIpv6Saddr
-        | Field::CtReplyIpv6Saddr => None,
+        | Field::CtReplyIpv6Saddr
+        | Field::CtOriginalIpv4Daddr
+        | Field::CtOriginalIpv6Daddr
+        | Field::CtOriginalProtoDst => None,
     }
 }
 
@@ -221,7 +285,38 @@ fn family_of(field: Field) -> Option<u8> {
         | Field::CtOriginalIpv4Saddr
         | Field::CtReplyIpv4Saddr
         | Field::CtOriginalIpv6Saddr
-        | Field::CtReplyIpv6Saddr => None,
+        | Field::CtReplyIpv6Saddr
+        | Field::CtOriginalIpv4Daddr
+        | Field::CtOriginalIpv6Daddr
+        | Field::CtOriginalProtoDst => None,
+    }
+}
+
+/// Loads `fields` into the registers from word `start` on (no family
+/// dependency: the data of an update comes from conntrack).
+fn load_fields(w: &mut ExprWriter<'_>, fields: &[Field], start: u32) -> Result<(), AttrTooLarge> {
+    for (field, register) in fields.iter().zip(registers_from(fields, start)) {
+        load_field(w, *field, register, false)?;
+    }
+    Ok(())
+}
+
+fn load_field(
+    w: &mut ExprWriter<'_>,
+    field: Field,
+    register: u32,
+    hton: bool,
+) -> Result<(), AttrTooLarge> {
+    if let Some((base, offset, len)) = payload_of(field) {
+        w.payload(register, base, offset, len)
+    } else if let Some((key, direction)) = ct_of(field) {
+        w.ct_directed(key, register, direction)
+    } else {
+        w.meta(x::META_L4PROTO, register)?;
+        if hton {
+            w.byteorder_hton(register, 2, 1)?;
+        }
+        Ok(())
     }
 }
 
@@ -249,16 +344,7 @@ fn load_key(
         nfproto_dependency(w, context, *family)?;
     }
     for (field, register) in fields.iter().zip(registers(fields)) {
-        if let Some((base, offset, len)) = payload_of(*field) {
-            w.payload(register, base, offset, len)?;
-        } else if let Some((key, direction)) = ct_of(*field) {
-            w.ct_directed(key, register, direction)?;
-        } else {
-            w.meta(x::META_L4PROTO, register)?;
-            if interval_concat && fields.len() > 1 {
-                w.byteorder_hton(register, 2, 1)?;
-            }
-        }
+        load_field(w, *field, register, interval_concat && fields.len() > 1)?;
     }
     Ok(())
 }
@@ -357,6 +443,28 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
                 if xor.iter().all(|b| *b == 0) && data.iter().all(|b| *b == 0) =>
             {
                 matches.push(Match::CtState(ct_states(mask)?));
+                rest = tail;
+            }
+            [Expr::Ct {
+                key: x::CT_STATUS,
+                dreg: x::REG_1,
+                direction: None,
+            }, Expr::Bitwise {
+                sreg: x::REG_1,
+                dreg: x::REG_1,
+                len: 4,
+                mask,
+                xor,
+            }, Expr::Cmp {
+                sreg: x::REG_1,
+                op: x::CMP_NEQ,
+                data,
+            }, tail @ ..]
+                if mask.as_slice() == x::CT_STATUS_DST_NAT.to_ne_bytes()
+                    && xor.iter().all(|b| *b == 0)
+                    && data.iter().all(|b| *b == 0) =>
+            {
+                matches.push(Match::CtStatusDnat);
                 rest = tail;
             }
             [Expr::Ct {
@@ -492,7 +600,37 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
             | Expr::Ct {
                 direction: Some(_), ..
             }, ..] => {
-                let (fields, lookup, tail) = read_key(rest)?;
+                let (fields, dregs, tail) = read_loads(rest)?;
+                let [lookup, tail @ ..] = tail else {
+                    return Err("key loads without a lookup".to_owned());
+                };
+                if let Expr::Dynset {
+                    set,
+                    op: x::DYNSET_OP_UPDATE,
+                    sreg_key: x::REG_1,
+                    sreg_data: Some(sreg_data),
+                    timeout_ms,
+                    flags: 0,
+                } = lookup
+                {
+                    action = Some(Action::Update(read_update(
+                        set,
+                        &fields,
+                        &dregs,
+                        *sreg_data,
+                        *timeout_ms,
+                    )?));
+                    rest = tail;
+                    continue;
+                }
+                if !matches!(lookup, Expr::Lookup { sreg: x::REG_1, .. }) {
+                    return Err(format!("unexpected expression after a key: {lookup:?}"));
+                }
+                if dregs != registers(&fields) {
+                    return Err(format!(
+                        "key registers {dregs:?} do not match fields {fields:?}"
+                    ));
+                }
                 match lookup {
                     Expr::Lookup {
                         set,
@@ -576,8 +714,41 @@ fn ct_states(mask: &[u8]) -> Result<BTreeSet<CtState>, String> {
     Ok(states)
 }
 
-/// Reads key loads up to and including the lookup that uses them.
-fn read_key(exprs: &[Expr]) -> Result<(Vec<Field>, &Expr, &[Expr]), String> {
+/// The update whose key and data were loaded as `fields` into `dregs`.
+fn read_update(
+    set: &str,
+    fields: &[Field],
+    dregs: &[u32],
+    sreg_data: u32,
+    timeout_ms: u64,
+) -> Result<SetUpdate, String> {
+    let split = dregs
+        .iter()
+        .position(|dreg| *dreg == sreg_data)
+        .ok_or("no data loaded for a dynset")?;
+    let (key, data) = fields.split_at(split);
+    let want: Vec<u32> = registers(key)
+        .into_iter()
+        .chain(registers_from(data, data_start(key, data)))
+        .collect();
+    if dregs != want {
+        return Err(format!(
+            "dynset registers {dregs:?} do not match key {key:?} and data {data:?}"
+        ));
+    }
+    Ok(SetUpdate {
+        set: set.to_owned(),
+        key: key.to_vec(),
+        data: data.to_vec(),
+        timeout: Duration::from_millis(timeout_ms),
+    })
+}
+
+/// Fields loaded, their registers, and the expressions after the loads.
+type Loads<'a> = (Vec<Field>, Vec<u32>, &'a [Expr]);
+
+/// Reads consecutive field loads.
+fn read_loads(exprs: &[Expr]) -> Result<Loads<'_>, String> {
     let mut fields = Vec::new();
     let mut dregs = Vec::new();
     let mut rest = exprs;
@@ -614,6 +785,9 @@ fn read_key(exprs: &[Expr]) -> Result<(Vec<Field>, &Expr, &[Expr]), String> {
                     Field::CtReplyIpv4Saddr,
                     Field::CtOriginalIpv6Saddr,
                     Field::CtReplyIpv6Saddr,
+                    Field::CtOriginalIpv4Daddr,
+                    Field::CtOriginalIpv6Daddr,
+                    Field::CtOriginalProtoDst,
                 ]
                 .into_iter()
                 .find(|field| ct_of(*field) == Some((*key, *direction)))
@@ -643,16 +817,7 @@ fn read_key(exprs: &[Expr]) -> Result<(Vec<Field>, &Expr, &[Expr]), String> {
             {
                 rest = tail;
             }
-            [lookup @ Expr::Lookup { sreg: x::REG_1, .. }, tail @ ..] => {
-                if dregs != registers(&fields) {
-                    return Err(format!(
-                        "key registers {dregs:?} do not match fields {fields:?}"
-                    ));
-                }
-                return Ok((fields, lookup, tail));
-            }
-            [other, ..] => return Err(format!("unexpected expression in a key: {other:?}")),
-            [] => return Err("key loads without a lookup".to_owned()),
+            _ => return Ok((fields, dregs, rest)),
         }
     }
 }

@@ -7,11 +7,14 @@
 //!   key sends the start only, marked open in the element's userdata as nft does;
 //! - concatenated interval sets (pipapo) need `NFT_SET_CONCAT` and
 //!   `NFTA_SET_DESC_CONCAT` field lengths; each element carries `KEY` and `KEY_END`;
-//! - verdict maps have data type `NFT_DATA_VERDICT`; element data is a verdict.
+//! - verdict maps have data type `NFT_DATA_VERDICT`; element data is a verdict;
+//! - dynamic maps (`flags dynamic,timeout`) have a data type like a key's,
+//!   `NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL` and a size
+//!   (`NFTA_SET_DESC_SIZE`); the packet path writes their elements.
 
 use std::collections::BTreeSet;
 
-use nftpol_ir::{Element, KeyType, Set, Verdict};
+use nftpol_ir::{DynamicMap, Element, KeyType, Set, Verdict};
 
 use crate::expr::{read_value, read_verdict, write_verdict, RawVerdict};
 use crate::key;
@@ -45,6 +48,9 @@ pub fn write_set(w: &mut Writer, table: &str, set: &Set, id: u32) -> Result<(), 
     if set.is_verdict_map {
         flags |= s::F_MAP;
     }
+    if set.dynamic.is_some() {
+        flags |= s::F_MAP | s::F_TIMEOUT | s::F_EVAL;
+    }
     if set.is_concatenated_interval() {
         flags |= s::F_CONCAT;
     }
@@ -59,7 +65,18 @@ pub fn write_set(w: &mut Writer, table: &str, set: &Set, id: u32) -> Result<(), 
         w.put_u32(s::DATA_TYPE, s::DATA_VERDICT)?;
         w.put_u32(s::DATA_LEN, 0)?;
     }
+    if let Some(dynamic) = &set.dynamic {
+        let data_len = u32::try_from(key::key_len(&dynamic.data))
+            .map_err(|_| SetEncodeError::Shape("data too long".to_owned()))?;
+        w.put_u32(s::DATA_TYPE, key::key_type_id(&dynamic.data))?;
+        w.put_u32(s::DATA_LEN, data_len)?;
+    }
     w.put_u32(s::ID, id)?;
+    if let Some(dynamic) = &set.dynamic {
+        let desc = w.begin_nested(s::DESC);
+        w.put_u32(s::DESC_SIZE, dynamic.size)?;
+        w.end_nested(desc)?;
+    }
     if set.is_concatenated_interval() {
         let desc = w.begin_nested(s::DESC);
         let concat = w.begin_nested(s::DESC_CONCAT);
@@ -82,6 +99,13 @@ pub fn write_set(w: &mut Writer, table: &str, set: &Set, id: u32) -> Result<(), 
     )?;
     if set.is_verdict_map {
         push_udata(&mut userdata, udata::SET_DATABYTEORDER, &0u32.to_ne_bytes())?;
+    }
+    if let Some(dynamic) = &set.dynamic {
+        push_udata(
+            &mut userdata,
+            udata::SET_DATABYTEORDER,
+            &key::key_byteorder(&dynamic.data).to_ne_bytes(),
+        )?;
     }
     if concatenated {
         userdata.extend_from_slice(&udata::CONCAT_KEY_TYPEOF);
@@ -255,6 +279,8 @@ pub fn read_set(attrs: Attrs<'_>) -> Result<(String, Set), String> {
     let mut key_type = None;
     let mut key_len = None;
     let mut data_type = None;
+    let mut data_len = None;
+    let mut size = None;
     let mut comment = None;
     for attr in attrs {
         let attr = attr.map_err(|e| e.to_string())?;
@@ -266,6 +292,15 @@ pub fn read_set(attrs: Attrs<'_>) -> Result<(String, Set), String> {
             s::KEY_TYPE => key_type = Some(attr.u32("set key type").map_err(wire)?),
             s::KEY_LEN => key_len = Some(attr.u32("set key len").map_err(wire)?),
             s::DATA_TYPE => data_type = Some(attr.u32("set data type").map_err(wire)?),
+            s::DATA_LEN => data_len = Some(attr.u32("set data len").map_err(wire)?),
+            s::DESC => {
+                for inner in attr.nested() {
+                    let inner = inner.map_err(wire)?;
+                    if inner.kind == s::DESC_SIZE {
+                        size = Some(inner.u32("set size").map_err(wire)?);
+                    }
+                }
+            }
             s::USERDATA => {
                 comment = find_udata(attr.value, udata::SET_COMMENT)
                     .map(comment_of)
@@ -285,11 +320,30 @@ pub fn read_set(attrs: Attrs<'_>) -> Result<(String, Set), String> {
             "set {name:?}: key length {key_len:?} does not match its type"
         ));
     }
-    let known = s::F_INTERVAL | s::F_MAP | s::F_CONCAT;
+    let known = s::F_INTERVAL | s::F_MAP | s::F_CONCAT | s::F_TIMEOUT | s::F_EVAL;
     if flags & !known != 0 {
         return Err(format!("set {name:?}: unexpected flags {flags:#x}"));
     }
-    let is_verdict_map = flags & s::F_MAP != 0;
+    let dynamic_flags = s::F_MAP | s::F_TIMEOUT | s::F_EVAL;
+    let dynamic = if flags & (s::F_TIMEOUT | s::F_EVAL) == 0 {
+        None
+    } else if flags & dynamic_flags == dynamic_flags {
+        let data = data_type
+            .and_then(key::key_types_of)
+            .ok_or_else(|| format!("set {name:?}: unknown data type {data_type:?}"))?;
+        if data_len.and_then(|len| usize::try_from(len).ok()) != Some(key::key_len(&data)) {
+            return Err(format!(
+                "set {name:?}: data length {data_len:?} does not match its type"
+            ));
+        }
+        Some(DynamicMap {
+            data,
+            size: size.ok_or_else(|| format!("set {name:?}: a dynamic map without a size"))?,
+        })
+    } else {
+        return Err(format!("set {name:?}: a dynamic set that is not a map"));
+    };
+    let is_verdict_map = flags & s::F_MAP != 0 && dynamic.is_none();
     if is_verdict_map && data_type != Some(s::DATA_VERDICT) {
         return Err(format!("set {name:?}: a map whose data is not a verdict"));
     }
@@ -298,6 +352,7 @@ pub fn read_set(attrs: Attrs<'_>) -> Result<(String, Set), String> {
         key,
         interval: flags & s::F_INTERVAL != 0,
         is_verdict_map,
+        dynamic,
         comment,
         elements: BTreeSet::new(),
     };

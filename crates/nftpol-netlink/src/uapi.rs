@@ -161,6 +161,12 @@ pub mod set {
     pub const F_MAP: u32 = 0x8;
     /// `NFT_SET_CONCAT`.
     pub const F_CONCAT: u32 = 0x80;
+    /// `NFT_SET_TIMEOUT`: elements may carry a timeout.
+    pub const F_TIMEOUT: u32 = 0x10;
+    /// `NFT_SET_EVAL`: the packet path adds elements (`flags dynamic`).
+    pub const F_EVAL: u32 = 0x20;
+    /// `NFTA_SET_DESC_SIZE` (big-endian `u32`).
+    pub const DESC_SIZE: u16 = 1;
     /// `NFT_DATA_VERDICT`.
     pub const DATA_VERDICT: u32 = 0xffff_ff00;
 }
@@ -361,6 +367,30 @@ pub mod expr {
     pub const CT_SRC_IP: u32 = 19;
     /// `NFT_CT_SRC_IP6`.
     pub const CT_SRC_IP6: u32 = 21;
+    /// `NFT_CT_STATUS`.
+    pub const CT_STATUS: u32 = 2;
+    /// `IPS_DST_NAT`: the connection's destination was translated.
+    pub const CT_STATUS_DST_NAT: u32 = 0x20;
+    /// `NFT_CT_PROTO_DST`.
+    pub const CT_PROTO_DST: u32 = 12;
+    /// `NFT_CT_DST_IP`.
+    pub const CT_DST_IP: u32 = 20;
+    /// `NFT_CT_DST_IP6`.
+    pub const CT_DST_IP6: u32 = 22;
+    /// `NFTA_DYNSET_SET_NAME`.
+    pub const DYNSET_SET_NAME: u16 = 1;
+    /// `NFTA_DYNSET_OP`.
+    pub const DYNSET_OP: u16 = 3;
+    /// `NFTA_DYNSET_SREG_KEY`.
+    pub const DYNSET_SREG_KEY: u16 = 4;
+    /// `NFTA_DYNSET_SREG_DATA`.
+    pub const DYNSET_SREG_DATA: u16 = 5;
+    /// `NFTA_DYNSET_TIMEOUT` (big-endian `u64`, milliseconds).
+    pub const DYNSET_TIMEOUT: u16 = 6;
+    /// `NFTA_DYNSET_FLAGS`.
+    pub const DYNSET_FLAGS: u16 = 9;
+    /// `NFT_DYNSET_OP_UPDATE`: add, or refresh the timeout of, the element.
+    pub const DYNSET_OP_UPDATE: u32 = 1;
     /// `IP_CT_DIR_ORIGINAL`.
     pub const CT_DIR_ORIGINAL: u8 = 0;
     /// `IP_CT_DIR_REPLY`.

@@ -81,6 +81,7 @@ fn loopback_ruleset() -> Ruleset {
         key: vec![KeyType::Ipv4Addr],
         interval: false,
         is_verdict_map: false,
+        dynamic: None,
         comment: None,
         elements: [Element::key(vec![Value::Ipv4(Ipv4Addr::LOCALHOST)])].into(),
     };

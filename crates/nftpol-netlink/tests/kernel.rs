@@ -132,6 +132,7 @@ fn rejected_batch_changes_nothing_and_names_the_element() {
             key: vec![KeyType::Ipv4Addr],
             interval: false,
             is_verdict_map: false,
+            dynamic: None,
             comment: None,
             elements: std::collections::BTreeSet::default(),
         };
@@ -241,6 +242,7 @@ fn hundred_thousand_elements_in_one_batch() {
             key: vec![KeyType::Ipv4Addr],
             interval: false,
             is_verdict_map: false,
+            dynamic: None,
             comment: Some("100k pod ips".to_owned()),
             elements: many_v4(100_000),
         };

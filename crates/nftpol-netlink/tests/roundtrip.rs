@@ -35,6 +35,7 @@ fn ruleset() -> Ruleset {
         key: vec![KeyType::Ipv4Addr],
         interval: false,
         is_verdict_map: false,
+        dynamic: None,
         comment: Some("5000 addresses".to_owned()),
         elements: many_v4(5000),
     };

@@ -32,6 +32,7 @@
 //! | [`SetName::Ports`] | `ports-<HASH16>` | one distinct list of `proto . port` ranges |
 //! | [`SetName::NamedPorts`] | `named-<HASH>-<ns>/<name>/<direction><rule>-v4` | a rule's named ports per destination pod |
 //! | [`SetName::ClusterNamedPorts`] | `cnamed-<HASH>-<name>/<direction><rule>-v4` | a ClusterNetworkPolicy rule's named ports per destination pod |
+//! | [`SetName::DnatOrigins`] | `dnat-origins-v4` | logged DNATed first packets' original destinations (the kernel fills it) |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -273,6 +274,9 @@ pub enum SetName {
         /// The address family.
         family: Family,
     },
+    /// The original destination of each logged DNATed first packet, by
+    /// its 5-tuple: a dynamic map the verdict log rules fill.
+    DnatOrigins(Family),
 }
 
 impl SetName {
@@ -282,6 +286,7 @@ impl SetName {
             SetName::SelfPairs(family) => names::static_set("self-pairs", *family),
             SetName::LocalPodIps(family) => names::static_set("local-pod-ips", *family),
             SetName::PodCidrs(family) => names::static_set("pod-cidrs", *family),
+            SetName::DnatOrigins(family) => names::static_set("dnat-origins", *family),
             SetName::Dispatch { direction, family } => {
                 names::static_set(&format!("{}-dispatch", direction.label()), *family)
             }
@@ -351,6 +356,7 @@ impl SetName {
             SetName::ClusterDispatch { .. } => SetKind::ClusterDispatch,
             SetName::ClusterSelected { .. } => SetKind::ClusterSelected,
             SetName::ClusterNamedPorts { .. } => SetKind::ClusterNamedPorts,
+            SetName::DnatOrigins(_) => SetKind::DnatOrigins,
         }
     }
 }
@@ -382,11 +388,13 @@ pub enum SetKind {
     ClusterSelected,
     /// [`SetName::ClusterNamedPorts`].
     ClusterNamedPorts,
+    /// [`SetName::DnatOrigins`].
+    DnatOrigins,
 }
 
 impl SetKind {
     /// Every kind.
-    pub const ALL: [SetKind; 12] = [
+    pub const ALL: [SetKind; 13] = [
         SetKind::LocalPodIps,
         SetKind::Dispatch,
         SetKind::Isolated,
@@ -399,6 +407,7 @@ impl SetKind {
         SetKind::ClusterDispatch,
         SetKind::ClusterSelected,
         SetKind::ClusterNamedPorts,
+        SetKind::DnatOrigins,
     ];
 
     /// The metric label (`local_pod_ips`, `pod_peers`, …).
@@ -416,6 +425,7 @@ impl SetKind {
             SetKind::ClusterDispatch => "cluster_dispatch",
             SetKind::ClusterSelected => "cluster_selected",
             SetKind::ClusterNamedPorts => "cluster_named_ports",
+            SetKind::DnatOrigins => "dnat_origins",
         }
     }
 }
@@ -466,6 +476,10 @@ pub enum RuleRole {
     /// The verdict log of the rule that follows it (`log group G`, first
     /// packets only, rate-limited): never a verdict, never counted.
     VerdictLog,
+    /// Before a verdict log, a DNATed first packet's original destination
+    /// written into [`SetName::DnatOrigins`] (rate-limited like the log):
+    /// never a verdict, never counted.
+    DnatRecord,
     /// An allow rule of a policy chain, from the policy's rule `rule` (its
     /// index in the chain's direction).
     Allow {

@@ -27,13 +27,43 @@
 //! is replaced (a policy change), which may log one more burst.
 //!
 //! The unknown-pod drop is no policy's: it logs at the default rate.
+//!
+//! **The original destination of DNATed traffic.** A line should name the
+//! Service address a pod dialled, but NFLOG carries no conntrack data on
+//! kernels without `CONFIG_NETFILTER_NETLINK_GLUE_CT`, and a dropped first
+//! packet's conntrack entry is never confirmed, so no conntrack lookup can
+//! find it afterwards. So the kernel writes it down itself: right before
+//! each log rule, one record rule per family
+//!
+//! ```text
+//! ct state new ct status dnat limit rate 10/minute burst 10 packets update @dnat-origins-v4 { ip saddr . ip daddr . meta l4proto . th sport . th dport timeout 10s : ct original ip daddr . ct original proto-dst }
+//! ```
+//!
+//! puts the pre-DNAT destination into a dynamic map under the 5-tuple the
+//! log line carries, and the agent reads that one element by key. Why a
+//! rule of its own and not the log rule: the map is per family (a key
+//! cannot mix them) and a field of the other family ends a rule, so one
+//! rule cannot update both, and splitting the log rule per family would
+//! double its rate. Why the kernel work stays bounded by the log's limit:
+//! the record rule has the same rate and burst and the same matches plus
+//! `ct status dnat`, so its bucket is drawn by a subset of the packets that
+//! draw the log rule's, both refill alike and start full in the same
+//! commit: whenever the log rule has a token for a DNATed packet, so does
+//! its record rule, and it writes at most as often as the log. The map's
+//! size bounds its memory; an update over it fails and ends only the
+//! record rule.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
 
-use nftpol_ir::{Action, CtState, Log, Match, RateLimit, RateUnit, Rule};
+use nftpol_ir::{
+    Action, CtState, DynamicMap, Field, KeyType, Log, Match, RateLimit, RateUnit, Rule, Set,
+    SetUpdate, Value,
+};
 use nftpol_model::{Direction, LogLimit, PolicyId, RatePeriod};
 
-use crate::catalogue::{ChainName, Provenance};
+use crate::catalogue::{ChainName, Family, Provenance, RuleRole, SetName};
 use crate::log_prefix::{LogPrefix, ShortId, Subject};
 use crate::names;
 
@@ -82,21 +112,161 @@ impl VerdictLogOptions {
         self.mode == VerdictLogMode::All
     }
 
-    /// The log rule placed right before a verdict rule with `matches`: the
-    /// same matches, the first packet of a connection only, within `limit`.
-    pub fn rule(self, matches: &[Match], limit: LogLimit, prefix: LogPrefix) -> Rule {
+    /// The rules placed right before a verdict rule with `matches`: a
+    /// record rule per family the matches allow (see the module doc), then
+    /// the log rule, each for the first packet of a connection only,
+    /// within `limit`.
+    pub fn rules(
+        self,
+        matches: &[Match],
+        limit: LogLimit,
+        prefix: LogPrefix,
+    ) -> Vec<(RuleRole, Rule)> {
+        let mut rules: Vec<(RuleRole, Rule)> = Family::ALL
+            .into_iter()
+            .filter(|family| allows_family(matches, *family))
+            .map(|family| (RuleRole::DnatRecord, record_rule(matches, limit, family)))
+            .collect();
         let mut all = vec![Match::CtState([CtState::New].into())];
         all.extend(matches.iter().cloned());
         all.push(Match::Limit(rate_limit(limit)));
-        Rule {
-            matches: all,
-            counter: false,
-            action: Action::Log(Log {
-                group: self.group,
-                prefix: prefix.to_string(),
-            }),
-            comment: None,
+        rules.push((
+            RuleRole::VerdictLog,
+            Rule {
+                matches: all,
+                counter: false,
+                action: Action::Log(Log {
+                    group: self.group,
+                    prefix: prefix.to_string(),
+                }),
+                comment: None,
+            },
+        ));
+        rules
+    }
+}
+
+/// How long a recorded original destination lives: the agent reads it
+/// within a flush of the NFLOG queue (a tenth of a second); the rest is
+/// slack for a busy reader.
+pub const ORIGIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most original destinations each family's map holds at once.
+pub const ORIGIN_MAP_SIZE: u32 = 4096;
+
+/// The key of the original-destination map: the packet's 5-tuple after
+/// DNAT, as the log line has it.
+pub fn origin_key(family: Family) -> Vec<Field> {
+    let (source, destination) = match family {
+        Family::V4 => (Field::Ipv4Saddr, Field::Ipv4Daddr),
+        Family::V6 => (Field::Ipv6Saddr, Field::Ipv6Daddr),
+    };
+    vec![
+        source,
+        destination,
+        Field::L4Proto,
+        Field::TransportSport,
+        Field::TransportDport,
+    ]
+}
+
+/// The data of the original-destination map: the address and port the
+/// connection was opened to.
+pub fn origin_data(family: Family) -> Vec<Field> {
+    let address = match family {
+        Family::V4 => Field::CtOriginalIpv4Daddr,
+        Family::V6 => Field::CtOriginalIpv6Daddr,
+    };
+    vec![address, Field::CtOriginalProtoDst]
+}
+
+/// The original-destination map of `family` (named by the catalogue's
+/// [`SetName::DnatOrigins`]).
+pub fn origin_map(family: Family) -> Set {
+    let types =
+        |fields: Vec<Field>| -> Vec<KeyType> { fields.into_iter().map(Field::key_type).collect() };
+    Set {
+        name: SetName::DnatOrigins(family).name(),
+        key: types(origin_key(family)),
+        interval: false,
+        is_verdict_map: false,
+        dynamic: Some(DynamicMap {
+            data: types(origin_data(family)),
+            size: ORIGIN_MAP_SIZE,
+        }),
+        comment: Some(
+            "original destination of each logged DNATed first packet, by 5-tuple".to_owned(),
+        ),
+        elements: std::collections::BTreeSet::new(),
+    }
+}
+
+/// The map and key under which a logged packet's original destination is
+/// recorded, for a packet with ports (TCP, UDP, SCTP).
+pub fn origin_lookup(
+    source: IpAddr,
+    destination: IpAddr,
+    protocol: u8,
+    source_port: u16,
+    destination_port: u16,
+) -> Option<(Set, Vec<Value>)> {
+    let (family, source, destination) = match (source, destination) {
+        (IpAddr::V4(source), IpAddr::V4(destination)) => {
+            (Family::V4, Value::Ipv4(source), Value::Ipv4(destination))
         }
+        (IpAddr::V6(source), IpAddr::V6(destination)) => {
+            (Family::V6, Value::Ipv6(source), Value::Ipv6(destination))
+        }
+        _ => return None,
+    };
+    Some((
+        origin_map(family),
+        vec![
+            source,
+            destination,
+            Value::Proto(protocol),
+            Value::Port(source_port),
+            Value::Port(destination_port),
+        ],
+    ))
+}
+
+/// The original destination in a map element's data.
+pub fn origin_of(data: &[Value]) -> Option<(IpAddr, u16)> {
+    match data {
+        [Value::Ipv4(address), Value::Port(port)] => Some((IpAddr::V4(*address), *port)),
+        [Value::Ipv6(address), Value::Port(port)] => Some((IpAddr::V6(*address), *port)),
+        _ => None,
+    }
+}
+
+/// Whether a rule with `matches` can match a packet of `family`: none of
+/// its lookups reads an address of the other family.
+fn allows_family(matches: &[Match], family: Family) -> bool {
+    let other = match family {
+        Family::V4 => KeyType::Ipv6Addr,
+        Family::V6 => KeyType::Ipv4Addr,
+    };
+    matches.iter().all(|matched| match matched {
+        Match::Lookup { key, .. } => key.iter().all(|field| field.key_type() != other),
+        _ => true,
+    })
+}
+
+/// The record rule of `family` for a log rule with `matches` and `limit`.
+fn record_rule(matches: &[Match], limit: LogLimit, family: Family) -> Rule {
+    let mut all = vec![Match::CtState([CtState::New].into()), Match::CtStatusDnat];
+    all.extend(matches.iter().cloned());
+    all.push(Match::Limit(rate_limit(limit)));
+    Rule {
+        matches: all,
+        counter: false,
+        action: Action::Update(SetUpdate {
+            set: SetName::DnatOrigins(family).name(),
+            key: origin_key(family),
+            data: origin_data(family),
+            timeout: ORIGIN_TIMEOUT,
+        }),
+        comment: None,
     }
 }
 

@@ -1,14 +1,16 @@
 //! Verdict logs in the compiled ruleset: every denied first packet passes
 //! exactly one log rule whose prefix names the deciding policies, allowed
-//! packets log only in `all` mode, established packets never log, and no
-//! mode changes a verdict.
+//! packets log only in `all` mode, established packets never log, no mode
+//! changes a verdict, and a DNATed packet records its original destination
+//! with each log, an untranslated one never.
 
 use std::net::IpAddr;
 
-use nftpol_ir::interpret::{interpret, Packet};
+use nftpol_ir::interpret::{interpret, Conntrack, Packet};
 use nftpol_ir::render::render_rule;
 use nftpol_ir::{Action, CtState, Hook, Ruleset};
 use nftpol_model::{manifests, resolve, Connection, PolicyId, Protocol};
+use nftpol_ruleset::catalogue::{Family, SetName};
 use nftpol_ruleset::compile::{compile, CompileOptions, DenyAction};
 use nftpol_ruleset::log_prefix::{self, LogPrefix};
 use nftpol_ruleset::verdict_log::{Decider, LogCatalogue, VerdictLogMode, VerdictLogOptions};
@@ -37,6 +39,33 @@ fn prefixes(ruleset: &Ruleset, packet: &Packet) -> (bool, Vec<LogPrefix>) {
         })
         .collect();
     (trace.accepted, prefixes)
+}
+
+/// The same packet, sent to a Service address DNATed to its destination.
+fn dnated(packet: &Packet) -> Packet {
+    let service: IpAddr = if packet.destination.is_ipv4() {
+        "10.96.0.10".parse().expect("address")
+    } else {
+        "fd00:10:96::a".parse().expect("address")
+    };
+    Packet {
+        conntrack: packet.conntrack.map(|entry| Conntrack {
+            dnat: Some((service, 8080)),
+            ..entry
+        }),
+        ..*packet
+    }
+}
+
+/// The number of logs a packet passes, and the maps it updates.
+fn records(ruleset: &Ruleset, packet: &Packet) -> (usize, Vec<String>) {
+    let trace = interpret(ruleset, packet).expect("the compiled IR is well formed");
+    let maps = trace
+        .updates
+        .iter()
+        .map(|update| update.set.clone())
+        .collect();
+    (trace.logs.len(), maps)
 }
 
 proptest! {
@@ -85,6 +114,13 @@ proptest! {
             }
             for prefix in &all_logs {
                 prop_assert_ne!(all_catalogue.decider(prefix), Decider::Unknown, "{}", prefix);
+            }
+            let family = if connection.source.is_ipv4() { Family::V4 } else { Family::V6 };
+            for ruleset in [&denies, &all] {
+                let (logs, maps) = records(ruleset, &dnated(&packet));
+                prop_assert_eq!(maps, vec![SetName::DnatOrigins(family).name(); logs], "{:?}", connection);
+                prop_assert_eq!(prefixes(ruleset, &dnated(&packet)), prefixes(ruleset, &packet));
+                prop_assert!(records(ruleset, &packet).1.is_empty(), "{:?}", connection);
             }
             let established = Packet { ct_state: CtState::Established, ..packet };
             prop_assert!(prefixes(&all, &established).1.is_empty());

@@ -1,8 +1,11 @@
 //! `nftpol trace`: why a packet passes or is dropped right now, from what
 //! the kernel holds. Reads table `inet nftpol` back from the current
 //! network namespace, walks a connection's first packet through it with
-//! the IR interpreter (the forward hook, as pod traffic crosses a node),
-//! and prints each direction's path: every rule reached, matched or not,
+//! the IR interpreter, through the base chains of the hook it crosses here
+//! as the kernel would pick it (output when the source address is this
+//! namespace's own, a hostNetwork pod or the node; input when the
+//! destination is; forward otherwise, as pod traffic crosses a node), and
+//! prints each direction's path: every rule reached, matched or not,
 //! every set looked up and whether the address was in it, the verdict and
 //! the policies that decided (named by the rules' comments, which the
 //! kernel keeps).
@@ -79,7 +82,11 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     };
     let source = address(&args.from)?;
     let destination = address(&args.to)?;
-    let packet = Packet::opening(Hook::Forward, source, destination, protocol.number(), port);
+    let hook = hook_of(source, destination)?;
+    let packet = Packet {
+        source_is_local: hook == Hook::Output,
+        ..Packet::opening(hook, source, destination, protocol.number(), port)
+    };
     if packet.source.is_ipv4() != packet.destination.is_ipv4() {
         bail!("the source and destination addresses are of different families");
     }
@@ -96,14 +103,53 @@ pub fn run(args: &TraceArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The hook a connection's first packet crosses in this network namespace:
+/// output when it leaves from one of this namespace's addresses, input
+/// when it arrives at one, forward when it only passes through.
+fn hook_of(source: IpAddr, destination: IpAddr) -> anyhow::Result<Hook> {
+    let local = local_addresses()?;
+    Ok(if local.contains(&source) {
+        Hook::Output
+    } else if local.contains(&destination) {
+        Hook::Input
+    } else {
+        Hook::Forward
+    })
+}
+
+/// The addresses of this network namespace's interfaces.
+fn local_addresses() -> anyhow::Result<Vec<IpAddr>> {
+    let addresses =
+        nix::ifaddrs::getifaddrs().context("listing the addresses of this network namespace")?;
+    Ok(addresses
+        .filter_map(|interface| interface.address)
+        .filter_map(|address| {
+            address
+                .as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        })
+        .collect())
+}
+
 /// The printed trace of `packet`, and whether every direction accepts it.
 fn describe(ruleset: &Ruleset, packet: &Packet, port: &str) -> anyhow::Result<(String, bool)> {
     let mut out = format!(
-        "{} -> {} port {port}, first packet (ct state new), hook forward\n",
-        packet.source, packet.destination
+        "{} -> {} port {port}, first packet (ct state new), hook {}\n",
+        packet.source,
+        packet.destination,
+        packet.hook.name()
     );
     let mut accepted = true;
-    for (name, trace) in per_base_chain(ruleset, packet)? {
+    let chains = per_base_chain(ruleset, packet)?;
+    if chains.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nno base chain of table inet nftpol on hook {}: nothing here judges it",
+            packet.hook.name()
+        );
+    }
+    for (name, trace) in chains {
         let _ = writeln!(out, "\n{name}:");
         for step in &trace.steps {
             let mark = if step.matched { "match" } else { "-    " };

@@ -2,6 +2,12 @@
 //! `nft -f` of `nftpol render` for the same input, for every scenario in
 //! `integration/`. Each side runs in its own throwaway network namespace
 //! (the test kit's guard), removed even when the test fails.
+//!
+//! nft 1.0.6 cannot load the verdict log's original-destination record
+//! rules (a dynset key over 16 bytes trips an assertion in its register
+//! allocation; see `nftpol-netlink`'s `rule.rs`): nft loads the rendering
+//! without them, and must list them, from the table nftpol applied,
+//! exactly as they are rendered.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -10,6 +16,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nftpol_testkit::netns::Netns;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a line of a rendering or listing is a record rule.
+fn is_record(line: &str) -> bool {
+    line.contains(" update @dnat-origins-")
+}
 
 /// `program ARGS` inside `netns`.
 fn exec(netns: &Netns, program: &str, args: &[&str]) -> Output {
@@ -58,7 +69,9 @@ fn applied_table_lists_like_the_rendered_text_loaded_by_nft() {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::write(&text_file, &rendered).expect("temp file writable");
+        let (records, loadable): (Vec<&str>, Vec<&str>) =
+            rendered.lines().partition(|line| is_record(line));
+        std::fs::write(&text_file, loadable.join("\n")).expect("temp file writable");
 
         let by_nft = Netns::new();
         ok(
@@ -88,10 +101,18 @@ fn applied_table_lists_like_the_rendered_text_loaded_by_nft() {
             &exec(&by_nftpol, "nft", &["list", "table", "inet", "nftpol"]),
             "nft list",
         );
+        let (listed, rest): (Vec<&str>, Vec<&str>) = got.lines().partition(|line| is_record(line));
         assert_eq!(
-            got,
-            want,
+            rest,
+            want.lines().collect::<Vec<_>>(),
             "{}: nftpol apply and nft -f of the rendering differ",
+            file.display()
+        );
+        assert!(!records.is_empty(), "{}: record rules", file.display());
+        assert_eq!(
+            listed.iter().map(|line| line.trim()).collect::<Vec<_>>(),
+            records.iter().map(|line| line.trim()).collect::<Vec<_>>(),
+            "{}: nft lists the record rules as rendered",
             file.display()
         );
         let verified = exec(

@@ -3,9 +3,10 @@
 use std::net::IpAddr;
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket};
+use nftpol_ir::{Set, Value};
 use nftpol_netlink::nflog::LoggedPacket;
 use nftpol_ruleset::log_prefix::{LogPrefix, Subject};
-use nftpol_ruleset::verdict_log::Decider;
+use nftpol_ruleset::verdict_log::{self, Decider};
 use serde::Serialize;
 
 use super::directory::Directory;
@@ -54,11 +55,11 @@ pub struct VerdictLine {
     pub dst_port: Option<u16>,
     /// `namespace/name`, `node:NAME` or `external`.
     pub dst_pod: String,
-    /// The destination before DNAT (a Service address), from conntrack,
-    /// when it differs.
+    /// The destination before DNAT (a Service address): what the kernel
+    /// recorded for a DNATed first packet, or NFLOG's conntrack data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub original_dst: Option<IpAddr>,
-    /// The destination port before DNAT, when the address differs.
+    /// The destination port before DNAT.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub original_dst_port: Option<u16>,
     /// Identical packets merged into this line.
@@ -122,6 +123,20 @@ pub fn describe(packet: &LoggedPacket, directory: &Directory, time: String) -> O
         original_dst_port: original.and_then(|tuple| tuple.destination_port),
         count: 1,
     })
+}
+
+/// The map and key under which the kernel recorded `packet`'s original
+/// destination, if it was DNATed: `None` for a packet without ports.
+pub fn origin_key(packet: &LoggedPacket) -> Option<(Set, Vec<Value>)> {
+    let headers = Headers::parse(&packet.payload)?;
+    let (source_port, destination_port) = headers.ports?;
+    verdict_log::origin_lookup(
+        headers.src,
+        headers.dst,
+        headers.protocol,
+        source_port,
+        destination_port,
+    )
 }
 
 fn protocol_name(protocol: u8) -> String {

@@ -15,6 +15,13 @@
 //! commit: the log ids of the committed ruleset (from the compiler's
 //! provenance) and the owner of every pod address.
 //!
+//! The original destination of a DNATed packet (a Service address): the
+//! kernel records it with each logged DNATed first packet in a dynamic map
+//! keyed by the packet's 5-tuple (see `nftpol_ruleset::verdict_log`), and
+//! the reader asks for that one element (`NFT_MSG_GETSETELEM` by key, on a
+//! netfilter socket of its own) for each line that names ports. Where NFLOG
+//! carries conntrack data itself, that is used instead.
+//!
 //! If another process (ulogd2) holds the group, the reader says so once,
 //! and tries again every [`REBIND_INTERVAL`]; enforcement and the kernel's
 //! logging for that reader carry on.
@@ -24,15 +31,18 @@ mod line;
 mod merge;
 mod output;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nftpol_netlink::nflog::{NflogError, NflogSocket};
+use nftpol_netlink::nflog::{LoggedPacket, NflogError, NflogSocket};
+use nftpol_netlink::KernelDataplane;
+use nftpol_ruleset::verdict_log;
 
 pub use directory::{Directory, Endpoint, LogDirectory};
-pub use line::{describe, VerdictLine};
+pub use line::{describe, origin_key, VerdictLine};
 pub use merge::{Merger, MAX_PENDING, WINDOW};
 pub use output::{Output, OutputTarget};
 
@@ -95,6 +105,7 @@ impl VerdictLogReader {
                         output,
                         merger: Merger::default(),
                         socket: None,
+                        origins: None,
                         next_bind: Instant::now(),
                         warned: false,
                         listening,
@@ -146,6 +157,8 @@ struct Reader {
     output: Output,
     merger: Merger,
     socket: Option<NflogSocket>,
+    /// A netfilter socket for the original destinations the kernel records.
+    origins: Option<KernelDataplane>,
     next_bind: Instant,
     warned: bool,
     listening: Arc<AtomicBool>,
@@ -188,14 +201,22 @@ impl Reader {
                 let time = jiff::Timestamp::now()
                     .round(jiff::Unit::Millisecond)
                     .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string());
-                let lines: Vec<VerdictLine> = self.directory.read(|directory| {
+                let lines: Vec<(VerdictLine, &LoggedPacket)> = self.directory.read(|directory| {
                     received
                         .packets
                         .iter()
-                        .filter_map(|packet| describe(packet, directory, time.clone()))
+                        .filter_map(|packet| {
+                            describe(packet, directory, time.clone()).map(|line| (line, packet))
+                        })
                         .collect()
                 });
-                for line in lines {
+                for (mut line, packet) in lines {
+                    if line.original_dst.is_none() {
+                        if let Some((address, port)) = self.original_destination(packet) {
+                            line.original_dst = Some(address);
+                            line.original_dst_port = Some(port);
+                        }
+                    }
                     if !self.merger.add(line, now) {
                         self.metrics.verdict_log.lost(1);
                     }
@@ -208,6 +229,20 @@ impl Reader {
                 self.listening.store(false, Ordering::Relaxed);
                 self.next_bind = Instant::now() + POLL;
                 0
+            }
+        }
+    }
+
+    /// The original destination the kernel recorded for a DNATed logged
+    /// packet, if any (best effort: a failed read only loses the field).
+    fn original_destination(&mut self, packet: &LoggedPacket) -> Option<(IpAddr, u16)> {
+        let (set, key) = origin_key(packet)?;
+        let kernel = self.origins.as_mut()?;
+        match kernel.element_data(&set, &key) {
+            Ok(data) => data.as_deref().and_then(verdict_log::origin_of),
+            Err(error) => {
+                tracing::debug!(%error, "verdict log: reading an original destination");
+                None
             }
         }
     }
@@ -225,6 +260,13 @@ impl Reader {
                     "verdict log: reading NFLOG"
                 );
                 self.socket = Some(socket);
+                self.origins = match KernelDataplane::open() {
+                    Ok(kernel) => Some(kernel),
+                    Err(error) => {
+                        tracing::warn!(%error, "verdict log: no netfilter socket for original destinations; lines go without them");
+                        None
+                    }
+                };
                 self.listening.store(true, Ordering::Relaxed);
                 self.warned = false;
             }

@@ -16,9 +16,11 @@ use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
+use std::time::Duration;
+
 use nftpol_ir::{
-    Action, BaseChain, Chain, ChainPolicy, CtState, Element, Field, Hook, KeyType, Log, Match,
-    RateLimit, RateUnit, Rule, Ruleset, Set, Value, Verdict,
+    Action, BaseChain, Chain, ChainPolicy, CtState, DynamicMap, Element, Field, Hook, KeyType, Log,
+    Match, RateLimit, RateUnit, Rule, Ruleset, Set, SetUpdate, Value, Verdict,
 };
 
 /// Runs a command in the calling thread's namespace; panics with its stderr on failure.
@@ -65,6 +67,7 @@ fn set(
         key,
         interval,
         is_verdict_map: false,
+        dynamic: None,
         comment: comment.map(str::to_owned),
         elements: elements.into_iter().collect(),
     }
@@ -185,6 +188,7 @@ pub fn fixture() -> Ruleset {
         key: vec![KeyType::Ipv4Addr],
         interval: false,
         is_verdict_map: true,
+        dynamic: None,
         comment: Some("pod ip -> policy chain".to_owned()),
         elements: [
             Element::mapping(
@@ -204,6 +208,7 @@ pub fn fixture() -> Ruleset {
         key: vec![KeyType::Ipv6Addr],
         interval: false,
         is_verdict_map: true,
+        dynamic: None,
         comment: None,
         elements: [Element::mapping(
             vec![v6("fd00:10:244:1::2")],
@@ -373,6 +378,28 @@ pub fn fixture() -> Ruleset {
                 }),
                 None,
             ),
+            // A dynamic map update nft 1.0.6 can write: a key of at most 16
+            // bytes (see `rule.rs`) and no `ct original proto-dst` in a
+            // `type` map (nft types it `invalid` there).
+            rule(
+                vec![
+                    Match::CtState([CtState::New].into()),
+                    Match::CtStatusDnat,
+                    Match::Limit(RateLimit {
+                        rate: 10,
+                        unit: RateUnit::Minute,
+                        burst: 10,
+                    }),
+                ],
+                false,
+                Action::Update(SetUpdate {
+                    set: ORIGINS_V4.to_owned(),
+                    key: vec![Field::Ipv4Saddr, Field::L4Proto, Field::TransportSport],
+                    data: vec![Field::CtOriginalIpv4Daddr],
+                    timeout: Duration::from_secs(10),
+                }),
+                None,
+            ),
             rule(
                 vec![],
                 true,
@@ -392,7 +419,21 @@ pub fn fixture() -> Ruleset {
             None,
         )],
     };
+    let origins = Set {
+        dynamic: Some(DynamicMap {
+            data: vec![KeyType::Ipv4Addr],
+            size: 4096,
+        }),
+        ..set(
+            ORIGINS_V4,
+            vec![KeyType::Ipv4Addr, KeyType::InetProto, KeyType::InetService],
+            false,
+            Some("original destinations"),
+            vec![],
+        )
+    };
     let sets = [
+        origins,
         peers_v4,
         peers_v6,
         ports_v4,
@@ -416,6 +457,9 @@ pub fn fixture() -> Ruleset {
             .collect(),
     }
 }
+
+/// The fixture's dynamic map.
+pub const ORIGINS_V4: &str = "origins-v4";
 
 /// `count` distinct IPv4 addresses from 10.0.0.0 upward.
 pub fn many_v4(count: u32) -> BTreeSet<Element> {

@@ -289,11 +289,10 @@ fn unknown_pod_rules(direction: Direction, options: CompileOptions) -> Vec<(Rule
                 direction,
                 subject: Subject::UnknownPod,
             };
-            rules.push((
-                RuleRole::VerdictLog,
-                options
-                    .verdict_log
-                    .rule(&matches, nftpol_model::LogLimit::default(), prefix),
+            rules.extend(options.verdict_log.rules(
+                &matches,
+                nftpol_model::LogLimit::default(),
+                prefix,
             ));
         }
         rules.push((

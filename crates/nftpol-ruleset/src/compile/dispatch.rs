@@ -162,10 +162,7 @@ fn add_group_chain(
                 group: verdict_log::short_id(&names::group_log_id(direction.label(), &policies)),
             },
         };
-        rules.push((
-            RuleRole::VerdictLog,
-            options.verdict_log.rule(&[], limit, prefix),
-        ));
+        rules.extend(options.verdict_log.rules(&[], limit, prefix));
     }
     rules.push((
         RuleRole::IsolatedDeny,

@@ -68,7 +68,7 @@ use crate::catalogue::{ChainName, ChainOrigin, Family, Provenance, RuleRole, Set
 use crate::log_prefix;
 use crate::names;
 use crate::rejudge::{self, Rejudge};
-use crate::verdict_log::VerdictLogOptions;
+use crate::verdict_log::{self, VerdictLogOptions};
 
 mod base;
 mod cluster;
@@ -146,6 +146,14 @@ pub fn compile(model: &NodeModel, options: CompileOptions) -> Compiled {
     let mut builder = Builder::default();
     base::add_pod_sets(&mut builder, model, options);
     let families = dispatch::pod_families(model);
+    if options.verdict_log.logs_denies() {
+        for family in Family::ALL {
+            builder.add_set(
+                &SetName::DnatOrigins(family),
+                verdict_log::origin_map(family),
+            );
+        }
+    }
     for direction in [Direction::Egress, Direction::Ingress] {
         let tiers = cluster::add_tiers(&mut builder, model, direction, &families, options);
         base::add_base_chains(&mut builder, direction, options, &tiers);
@@ -293,6 +301,7 @@ fn set(key: Vec<KeyType>, interval: bool, comment: String) -> Set {
         key,
         interval,
         is_verdict_map: false,
+        dynamic: None,
         comment: Some(names::comment(comment)),
         elements: BTreeSet::new(),
     }

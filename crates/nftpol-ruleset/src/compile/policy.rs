@@ -43,9 +43,10 @@ pub(super) fn add_policy(
                             rule: u16::try_from(index).unwrap_or(u16::MAX),
                         },
                     };
-                    chain_rules.push((
-                        RuleRole::VerdictLog,
-                        options.verdict_log.rule(&matches, policy.log_limit, prefix),
+                    chain_rules.extend(options.verdict_log.rules(
+                        &matches,
+                        policy.log_limit,
+                        prefix,
                     ));
                 }
                 chain_rules.push((role.clone(), accept(matches, comment)));
