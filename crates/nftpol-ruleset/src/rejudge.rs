@@ -29,6 +29,19 @@
 //! concatenation, so a rule with a port lookup is written twice: on
 //! `th dport` for the original direction and on `th sport` for replies.
 //!
+//! A stale established packet its judging rules deny meets, right before
+//! the group chain's drop (or reject), `ct state established,related ct
+//! mark set ct mark and ~FIELD or DENIED`: DENIED, the field's largest
+//! value, is never a generation. Setting the mark of a confirmed entry
+//! sticks although the packet is dropped, so the agent removes exactly the
+//! denied connections with one ctnetlink delete filtered by mark per
+//! direction (no dump; see `nftpol_netlink::Dataplane::flush_conntrack_by_mark`):
+//! without it, every retransmit refreshes the entry, which lingers until
+//! its timeout. A new connection's first packet has no confirmed entry to
+//! mark: the stamp tests the state and leaves it alone. A flow denied and
+//! allowed again before the flush is stamped with the new generation by its
+//! next packet, which overwrites DENIED.
+//!
 //! Why one field per direction (egress bits and ingress bits of the mark):
 //! an accept ends only its own base chain, and each base chain reads the
 //! ruleset generation once when it starts. The stamp runs inside the base
@@ -42,15 +55,16 @@
 //! address (fail closed).
 
 use nftpol_ir::diff::{Change, Diff};
-use nftpol_ir::{Action, Chain, CtDirection, Field, Match, Rule, Ruleset, Verdict};
+use nftpol_ir::{Action, Chain, CtDirection, CtState, Field, Match, Rule, Ruleset, Verdict};
 use nftpol_model::Direction;
 
 use crate::catalogue::{ChainName, ChainOrigin, RuleRole};
 use crate::compile::Compiled;
 
 /// The connection mark bits nftpol uses unless told otherwise: the upper
-/// 16 bits, two 8-bit generation fields (egress low, ingress high), 255
-/// generations before a value comes round again.
+/// 16 bits, two 8-bit generation fields (egress low, ingress high), 254
+/// generations before a value comes round again (0 is "never judged", 255
+/// "denied").
 pub const DEFAULT_MARK_BITS: u32 = 0xffff_0000;
 
 /// Why a `--ct-mark-bits` mask is unusable.
@@ -117,9 +131,17 @@ impl MarkBits {
         self.field(direction).trailing_zeros()
     }
 
-    /// The largest generation a field holds (0 means "never judged").
+    /// The largest generation a field holds (0 means "never judged", and
+    /// the field's largest value is [`MarkBits::denied`]).
     pub fn max_generation(self) -> u32 {
-        self.field(Direction::Egress) >> self.shift(Direction::Egress)
+        (self.field(Direction::Egress) >> self.shift(Direction::Egress)) - 1
+    }
+
+    /// The mark value, within [`MarkBits::field`], of a flow whose stale
+    /// packet `direction`'s judging rules denied: every bit of the field
+    /// set, a value no generation takes.
+    pub fn denied(self, direction: Direction) -> u32 {
+        self.field(direction)
     }
 }
 
@@ -220,15 +242,25 @@ pub(crate) fn install(compiled: &mut Compiled, rejudge: Rejudge) {
         let roles = std::mem::take(&mut origin.rules);
         for (role, rule) in roles.into_iter().zip(rules) {
             let rewritten = match role {
-                RuleRole::ConntrackBypass => vec![Rule {
-                    action: Action::Verdict(Verdict::Jump(judged_chain(direction))),
-                    ..rule
-                }],
-                RuleRole::UntrackedDrop => vec![rule],
-                _ => in_connection_sense(rule, &stamp),
+                RuleRole::ConntrackBypass => vec![(
+                    role,
+                    Rule {
+                        action: Action::Verdict(Verdict::Jump(judged_chain(direction))),
+                        ..rule
+                    },
+                )],
+                RuleRole::UntrackedDrop => vec![(role, rule)],
+                RuleRole::IsolatedDeny => vec![
+                    (RuleRole::DeniedStamp, denied_stamp(rejudge.marks, direction)),
+                    (role, rule),
+                ],
+                _ => in_connection_sense(rule, &stamp)
+                    .into_iter()
+                    .map(|rule| (role.clone(), rule))
+                    .collect(),
             };
-            for rule in rewritten {
-                origin.rules.push(role.clone());
+            for (role, rule) in rewritten {
+                origin.rules.push(role);
                 chain.rules.push(rule);
             }
         }
@@ -253,6 +285,23 @@ pub(crate) fn install(compiled: &mut Compiled, rejudge: Rejudge) {
             );
             compiled.ruleset.chains.insert(chain.name.clone(), chain);
         }
+    }
+}
+
+/// `ct state established,related ct mark set ct mark and ~FIELD or
+/// DENIED`: marks the connection of a stale packet `direction` denies for
+/// the agent's conntrack flush (see the module doc).
+fn denied_stamp(marks: MarkBits, direction: Direction) -> Rule {
+    Rule {
+        matches: vec![Match::CtState(
+            [CtState::Established, CtState::Related].into(),
+        )],
+        counter: false,
+        action: Action::SetCtMark {
+            mask: marks.field(direction),
+            value: marks.denied(direction),
+        },
+        comment: None,
     }
 }
 
