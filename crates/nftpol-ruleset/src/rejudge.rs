@@ -251,7 +251,10 @@ pub(crate) fn install(compiled: &mut Compiled, rejudge: Rejudge) {
                 )],
                 RuleRole::UntrackedDrop => vec![(role, rule)],
                 RuleRole::IsolatedDeny => vec![
-                    (RuleRole::DeniedStamp, denied_stamp(rejudge.marks, direction)),
+                    (
+                        RuleRole::DeniedStamp,
+                        denied_stamp(rejudge.marks, direction),
+                    ),
                     (role, rule),
                 ],
                 _ => in_connection_sense(rule, &stamp)

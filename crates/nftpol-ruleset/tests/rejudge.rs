@@ -117,7 +117,11 @@ fn the_fields_split_the_bits_egress_low_ingress_high() {
     let marks: MarkBits = "0x0000ff00".parse().expect("valid");
     assert_eq!(marks.field(Direction::Egress), 0x0000_0f00);
     assert_eq!(marks.field(Direction::Ingress), 0x0000_f000);
-    assert_eq!(marks.max_generation(), 14, "15, all bits, is the denied mark");
+    assert_eq!(
+        marks.max_generation(),
+        14,
+        "15, all bits, is the denied mark"
+    );
     assert_eq!(marks.denied(Direction::Egress), 0x0000_0f00);
     assert_eq!(marks.denied(Direction::Ingress), 0x0000_f000);
     assert_eq!(MarkBits::default().max_generation(), 254);
@@ -132,7 +136,11 @@ fn generations_wrap_round_to_one_never_to_zero() {
         generation = generation.next(marks);
         seen.push(generation.get());
     }
-    assert_eq!(seen, [1, 2, 1, 2, 1], "3 is the denied mark, never a generation");
+    assert_eq!(
+        seen,
+        [1, 2, 1, 2, 1],
+        "3 is the denied mark, never a generation"
+    );
     assert_eq!(Generation::new(0, marks), None);
     assert_eq!(Generation::new(3, marks), None);
 }
