@@ -212,10 +212,10 @@ impl<D: Dataplane> Reconciler<D> {
         }
         let mut changes = diff(self.committed.as_ref(), &desired);
         // A table created now holds no judged flow: nothing to re-judge.
-        let rejudged = self
-            .committed
-            .as_ref()
-            .and_then(|_| next_generation(self.options.rejudge, &changes, &desired));
+        let rejudged = self.committed.as_ref().and_then(|committed| {
+            let bumps = !changes.is_empty() && rejudge::may_remove_permission(committed, &desired);
+            next_generation(self.options.rejudge, bumps)
+        });
         if let Some(next) = rejudged {
             rejudge::set_generation(&mut desired, next);
             changes = diff(self.committed.as_ref(), &desired);
@@ -290,7 +290,9 @@ impl<D: Dataplane> Reconciler<D> {
         let Some(mut changes) = pod_delta(remote_pods, pod_changes, committed) else {
             return self.reconcile(&snapshot());
         };
-        let rejudged = next_generation(self.options.rejudge, &changes, committed);
+        let bumps =
+            !changes.is_empty() && rejudge::elements_may_remove_permission(&changes, committed);
+        let rejudged = next_generation(self.options.rejudge, bumps);
         if let Some(next) = rejudged {
             changes = rejudge::with_generation(changes, committed, next);
         }
@@ -392,12 +394,12 @@ impl<D: Dataplane> Reconciler<D> {
     }
 }
 
-/// The re-judging settings to commit `changes` (to `next`) with when they
-/// may take permission away: the next generation, so that every established
+/// The re-judging settings to commit with when the commit `bumps` (it may
+/// take permission away): the next generation, so that every established
 /// flow is judged again. `None`: keep the generation (or no re-judging).
-fn next_generation(settings: Option<Rejudge>, changes: &Diff, next: &Ruleset) -> Option<Rejudge> {
+fn next_generation(settings: Option<Rejudge>, bumps: bool) -> Option<Rejudge> {
     let settings = settings?;
-    (!changes.is_empty() && rejudge::may_remove_permission(changes, next)).then(|| Rejudge {
+    bumps.then(|| Rejudge {
         generation: settings.generation.next(settings.marks),
         ..settings
     })

@@ -474,13 +474,35 @@ pub fn with_generation(changes: Diff, current: &Ruleset, rejudge: Rejudge) -> Di
     Diff { changes: all }
 }
 
-/// Whether `changes`, leading to `next`, may take permission away: anything
-/// but elements added to sets that only ever widen an accepting rule (pod
-/// peers, ipBlocks, ports, named ports, a pod reaching itself). Conservative:
-/// a new pod on this node, a changed rule or chain, any element removed.
-pub fn may_remove_permission(changes: &Diff, next: &Ruleset) -> bool {
+/// Whether committing `new` over `old` may take permission away: `false`
+/// only when `new` accepts, in every base chain, every packet `old`
+/// accepts (see [`crate::widening`] for the argument), so that no flow
+/// judged under `old` needs judging again. Decided from the structure:
+/// - re-judges nothing: elements added to sets that widen accepting rules
+///   (pods joining a peer, ipBlocks, ports); a new allow rule, peer or port
+///   in an existing policy (a new rule, or a rule whose sets only grew); a
+///   new policy for pods already isolated in that direction (their group
+///   chain gains a jump into a chain that only accepts); a new pod on this
+///   node that no policy isolates;
+/// - re-judges (conservative where a diff cannot tell): a new isolation,
+///   any element removed from an allow set, a removed rule or policy (even
+///   one another policy makes redundant), a pod leaving isolation, a
+///   changed base chain, and whatever else the argument does not cover.
+pub fn may_remove_permission(old: &Ruleset, new: &Ruleset) -> bool {
+    let stamps = [
+        stamp_chain(Direction::Egress),
+        stamp_chain(Direction::Ingress),
+    ];
+    !crate::widening::widens(old, new, &stamps)
+}
+
+/// [`may_remove_permission`] for `changes` that touch elements only, on
+/// `ruleset`'s rules (the remote-pod path, which never builds the new
+/// ruleset): anything but elements added to sets that only ever widen an
+/// accepting rule may take permission away.
+pub fn elements_may_remove_permission(changes: &Diff, ruleset: &Ruleset) -> bool {
     changes.changes.iter().any(|change| match change {
-        Change::AddElements { set, .. } => !only_widens_accepts(next, set),
+        Change::AddElements { set, .. } => !only_widens_accepts(ruleset, set),
         _ => true,
     })
 }
