@@ -449,7 +449,8 @@ pub enum RuleRole {
     MidCommitDrop,
     /// A group chain's jump into one of its policies' chains.
     EnterPolicy(PolicyId),
-    /// With re-judging, right before the group chain's final deny: a stale
+    /// With re-judging, right before the group chain's final deny and each
+    /// ClusterNetworkPolicy Deny rule (with its conditions): a stale
     /// established packet's connection gets the direction's "denied" mark,
     /// which the agent's conntrack flush removes.
     DeniedStamp,

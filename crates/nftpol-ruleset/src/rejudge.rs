@@ -30,8 +30,9 @@
 //! `th dport` for the original direction and on `th sport` for replies.
 //!
 //! A stale established packet its judging rules deny meets, right before
-//! the group chain's drop (or reject), `ct state established,related ct
-//! mark set ct mark and ~FIELD or DENIED`: DENIED, the field's largest
+//! the group chain's drop (or reject) or a ClusterNetworkPolicy Deny (with
+//! that rule's conditions), `ct state established,related ct mark set ct
+//! mark and ~FIELD or DENIED`: DENIED, the field's largest
 //! value, is never a generation. Setting the mark of a confirmed entry
 //! sticks although the packet is dropped, so the agent removes exactly the
 //! denied connections with one ctnetlink delete filtered by mark per
@@ -250,16 +251,26 @@ pub(crate) fn install(compiled: &mut Compiled, rejudge: Rejudge) {
                     },
                 )],
                 RuleRole::UntrackedDrop => vec![(role, rule)],
-                RuleRole::IsolatedDeny => vec![
-                    (
-                        RuleRole::DeniedStamp,
-                        denied_stamp(rejudge.marks, direction),
-                    ),
-                    (role, rule),
-                ],
                 _ => in_connection_sense(rule, &stamp)
                     .into_iter()
-                    .map(|rule| (role.clone(), rule))
+                    .flat_map(|rule| {
+                        // Every deny of the judging chains (a group chain's
+                        // final one, a ClusterNetworkPolicy Deny) marks the
+                        // stale connection it cuts for the conntrack flush.
+                        let denies =
+                            matches!(role, RuleRole::IsolatedDeny | RuleRole::ClusterRule { .. })
+                                && matches!(
+                                    rule.action,
+                                    Action::Verdict(Verdict::Drop | Verdict::Reject)
+                                );
+                        let stamp = denies.then(|| {
+                            (
+                                RuleRole::DeniedStamp,
+                                denied_stamp(rejudge.marks, direction, &rule.matches),
+                            )
+                        });
+                        stamp.into_iter().chain([(role.clone(), rule)])
+                    })
                     .collect(),
             };
             for (role, rule) in rewritten {
@@ -291,14 +302,18 @@ pub(crate) fn install(compiled: &mut Compiled, rejudge: Rejudge) {
     }
 }
 
-/// `ct state established,related ct mark set ct mark and ~FIELD or
-/// DENIED`: marks the connection of a stale packet `direction` denies for
-/// the agent's conntrack flush (see the module doc).
-fn denied_stamp(marks: MarkBits, direction: Direction) -> Rule {
+/// `ct state established,related MATCHES ct mark set ct mark and ~FIELD
+/// or DENIED`: marks the connection of a stale packet the deny rule with
+/// `matches` denies in `direction`, for the agent's conntrack flush (see
+/// the module doc).
+fn denied_stamp(marks: MarkBits, direction: Direction, matches: &[Match]) -> Rule {
     Rule {
-        matches: vec![Match::CtState(
+        matches: [Match::CtState(
             [CtState::Established, CtState::Related].into(),
-        )],
+        )]
+        .into_iter()
+        .chain(matches.iter().cloned())
+        .collect(),
         counter: false,
         action: Action::SetCtMark {
             mask: marks.field(direction),

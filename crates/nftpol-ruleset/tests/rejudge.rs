@@ -415,19 +415,27 @@ fn with_generation_moves_only_the_generation_chains_around_element_changes() {
 }
 
 /// `old` grown by part of `extra`: `extra` itself (mode 0), `extra`'s
-/// policies added (1), `extra`'s rules appended to `old`'s policies (2), or
-/// `extra`'s pods beyond `old`'s added (3). Most growths only add
-/// permission, some isolate pods: both sides of the judgement get tried.
+/// policies and ClusterNetworkPolicies added (1), `extra`'s rules appended
+/// to `old`'s policies (2), or `extra`'s pods beyond `old`'s added (3).
+/// Most growths only add permission, some isolate pods or deny: both sides
+/// of the judgement get tried.
 fn grown(old: &Cluster, extra: &Cluster, mode: u8) -> Cluster {
+    let extra_name = |name: Option<String>| name.map(|name| format!("{name}-extra"));
     let mut new = old.clone();
     match mode {
         0 => return extra.clone(),
-        1 => new
-            .policies
-            .extend(extra.policies.iter().cloned().map(|mut policy| {
-                policy.metadata.name = policy.metadata.name.map(|name| format!("{name}-extra"));
-                policy
-            })),
+        1 => {
+            new.policies
+                .extend(extra.policies.iter().cloned().map(|mut policy| {
+                    policy.metadata.name = extra_name(policy.metadata.name);
+                    policy
+                }));
+            new.cluster_policies
+                .extend(extra.cluster_policies.iter().cloned().map(|mut policy| {
+                    policy.metadata.name = extra_name(policy.metadata.name);
+                    policy
+                }));
+        }
         2 => {
             for (policy, more) in new.policies.iter_mut().zip(&extra.policies) {
                 let (Some(spec), Some(more)) = (policy.spec.as_mut(), more.spec.as_ref()) else {
@@ -452,54 +460,102 @@ fn grown(old: &Cluster, extra: &Cluster, mode: u8) -> Cluster {
     new
 }
 
+/// The soundness property of `may_remove_permission` on `old` → `new`:
+/// when it says nothing is taken away, every packet of `picks` the old
+/// ruleset accepts, opening or established (never judged: mark 0), either
+/// way, the new one accepts.
+fn assert_nothing_taken_away(
+    old: &Cluster,
+    new: &Cluster,
+    picks: Vec<(prop::sample::Index, prop::sample::Index, Protocol, u16)>,
+) -> Result<(), TestCaseError> {
+    let before = compiled(old, 1);
+    let after = compiled(new, 1);
+    if rejudge::may_remove_permission(&before, &after) {
+        return Ok(());
+    }
+    let mut pool = strategies::probe_addresses(old);
+    pool.extend(strategies::probe_addresses(new));
+    pool.sort_unstable();
+    pool.dedup();
+    for (source, destination, protocol, port) in picks {
+        let source = *source.get(&pool);
+        let candidates: Vec<IpAddr> = pool
+            .iter()
+            .copied()
+            .filter(|a| a.is_ipv4() == source.is_ipv4())
+            .collect();
+        let destination = *destination.get(&candidates);
+        let connection = Connection {
+            source,
+            destination,
+            protocol,
+            port,
+        };
+        let opening = packet_for(&connection);
+        let packets = [
+            opening,
+            opening.established(CtDirection::Original, 0),
+            opening.established(CtDirection::Reply, 0),
+        ];
+        for packet in packets {
+            let was = interpret(&before, &packet).expect("well formed");
+            if !was.accepted {
+                continue;
+            }
+            let is = interpret(&after, &packet).expect("well formed");
+            prop_assert!(
+                is.accepted,
+                "{:?} {:?} accepted before, not after a commit said to take nothing away\nhits before: {:#?}\nhits after: {:#?}",
+                connection,
+                packet.conntrack.map(|entry| entry.direction),
+                was.hits,
+                is.hits
+            );
+        }
+    }
+    Ok(())
+}
+
+fn picks() -> impl Strategy<Value = Vec<(prop::sample::Index, prop::sample::Index, Protocol, u16)>>
+{
+    prop::collection::vec(
+        (
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+            prop::sample::select(vec![Protocol::Tcp, Protocol::Udp, Protocol::Sctp]),
+            prop::sample::select(vec![53u16, 79, 80, 81, 82, 83]),
+        ),
+        8,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3_000, ..ProptestConfig::default() })]
 
-    /// Soundness of `may_remove_permission`: whenever it says a commit takes
-    /// no permission away, every packet the old ruleset accepts, opening or
-    /// established (never judged: mark 0), either way, the new one accepts.
+    /// Soundness of `may_remove_permission` on NetworkPolicy clusters.
     #[test]
     fn a_commit_said_to_take_nothing_away_accepts_everything_the_old_one_did(
         old in strategies::cluster(),
         extra in strategies::cluster(),
         mode in 0u8..4,
-        picks in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(),
-            prop::sample::select(vec![Protocol::Tcp, Protocol::Udp, Protocol::Sctp]),
-            prop::sample::select(vec![53u16, 79, 80, 81, 82, 83])), 8),
+        picks in picks(),
     ) {
-        let new = grown(&old, &extra, mode);
-        let before = compiled(&old, 1);
-        let after = compiled(&new, 1);
-        if rejudge::may_remove_permission(&before, &after) {
-            return Ok(());
-        }
-        let mut pool = strategies::probe_addresses(&old);
-        pool.extend(strategies::probe_addresses(&new));
-        pool.sort_unstable();
-        pool.dedup();
-        for (source, destination, protocol, port) in picks {
-            let source = *source.get(&pool);
-            let candidates: Vec<IpAddr> = pool.iter().copied().filter(|a| a.is_ipv4() == source.is_ipv4()).collect();
-            let destination = *destination.get(&candidates);
-            let connection = Connection { source, destination, protocol, port };
-            let opening = packet_for(&connection);
-            let packets = [
-                opening,
-                opening.established(CtDirection::Original, 0),
-                opening.established(CtDirection::Reply, 0),
-            ];
-            for packet in packets {
-                let was = interpret(&before, &packet).expect("well formed");
-                if !was.accepted {
-                    continue;
-                }
-                let is = interpret(&after, &packet).expect("well formed");
-                prop_assert!(
-                    is.accepted,
-                    "{:?} {:?} accepted before, not after a commit said to take nothing away\nhits before: {:#?}\nhits after: {:#?}",
-                    connection, packet.conntrack.map(|entry| entry.direction), was.hits, is.hits
-                );
-            }
-        }
+        assert_nothing_taken_away(&old, &grown(&old, &extra, mode), picks)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+
+    /// Soundness of `may_remove_permission` with ClusterNetworkPolicy tiers.
+    #[test]
+    fn a_commit_said_to_take_nothing_away_accepts_everything_the_old_one_did_with_tiers(
+        old in strategies::cluster_with_tiers(),
+        extra in strategies::cluster_with_tiers(),
+        mode in 0u8..4,
+        picks in picks(),
+    ) {
+        assert_nothing_taken_away(&old, &grown(&old, &extra, mode), picks)?;
     }
 }
