@@ -288,10 +288,12 @@ impl Widening<'_> {
             (Some(was), Some(is))
                 if was.key == is.key && !was.is_verdict_map && !is.is_verdict_map =>
             {
-                match relation {
-                    Relation::Grows => covers(is, &was.elements),
-                    Relation::Shrinks => covers(was, &is.elements),
-                }
+                // Most sets are unchanged by a commit: one linear pass.
+                was.elements == is.elements
+                    || match relation {
+                        Relation::Grows => covers(is, &was.elements),
+                        Relation::Shrinks => covers(was, &is.elements),
+                    }
             }
             _ => false,
         };
