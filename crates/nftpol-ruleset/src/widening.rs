@@ -48,6 +48,7 @@ pub(crate) fn widens(old: &Ruleset, new: &Ruleset, stamps: &[String]) -> bool {
         new,
         stamps,
         sets: BTreeMap::new(),
+        chains: BTreeMap::new(),
     };
     let bases_kept = old
         .chains
@@ -94,6 +95,9 @@ struct Widening<'a> {
     stamps: &'a [String],
     /// Set comparisons already made: (old set, new set, relation).
     sets: BTreeMap<(String, String, Relation), bool>,
+    /// Chain comparisons already made (every pod of a group leads to the
+    /// same pair): (old chain, new chain).
+    chains: BTreeMap<(String, String), bool>,
 }
 
 impl Widening<'_> {
@@ -230,10 +234,16 @@ impl Widening<'_> {
         if self.stamps.iter().any(|stamp| stamp == old || stamp == new) {
             return old == new;
         }
-        match (self.old.chains.get(old), self.new.chains.get(new)) {
+        let key = (old.to_owned(), new.to_owned());
+        if let Some(known) = self.chains.get(&key) {
+            return *known;
+        }
+        let answer = match (self.old.chains.get(old), self.new.chains.get(new)) {
             (Some(was), Some(is)) => self.chain(was, is, depth),
             _ => false,
-        }
+        };
+        self.chains.insert(key, answer);
+        answer
     }
 
     /// Whether `new`'s verdict for each key of `old` widens the old one,
