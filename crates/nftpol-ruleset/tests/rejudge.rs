@@ -75,6 +75,15 @@ spec:
   ingress: [{from: [{podSelector: {matchLabels: {role: monitor}}}]}]
 ";
 
+/// Pod d on node-1, role cache.
+const LOCAL_CACHE: &str = r"
+apiVersion: v1
+kind: Pod
+metadata: {name: d, namespace: x, labels: {role: cache}}
+spec: {nodeName: node-1, containers: [{name: c}]}
+status: {phase: Running, podIP: 10.244.1.4, podIPs: [{ip: 10.244.1.4}]}
+";
+
 const DENY_A: &str = r"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -328,6 +337,18 @@ fn only_commits_that_may_take_permission_away_move_the_generation() {
             web(),
             cluster("web", &[DB_ADMITS_WEB, DB_ADMITS_MONITOR]),
             false,
+        ),
+        (
+            "a new pod on this node that no policy isolates",
+            web(),
+            cluster("web", &[DB_ADMITS_WEB, LOCAL_CACHE]),
+            false,
+        ),
+        (
+            "a new pod on this node that a policy isolates",
+            web(),
+            cluster("web", &[DB_ADMITS_WEB, &LOCAL_CACHE.replace("cache", "db")]),
+            true,
         ),
         ("a remote pod leaves the web peers", web(), api(), true),
         (
