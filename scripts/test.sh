@@ -2,7 +2,8 @@
 # Runs the whole test suite on a fresh Debian machine as root: installs what
 # the tests need (nftables for `nft -c` and read-back checks, iproute2 for
 # network namespaces, util-linux for unshare, shellcheck for the scripts users
-# run, such as the Kind conformance script that cannot run here), then runs
+# run, such as the Kind conformance script that cannot run here, conntrack to
+# list a namespace's conntrack entries in the conntrack flush tests), then runs
 # every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ command -v nft >/dev/null 2>&1 || needed+=(nftables)
 command -v ip >/dev/null 2>&1 || needed+=(iproute2)
 command -v unshare >/dev/null 2>&1 || needed+=(util-linux)
 command -v shellcheck >/dev/null 2>&1 || needed+=(shellcheck)
+command -v conntrack >/dev/null 2>&1 || needed+=(conntrack)
 if [ ${#needed[@]} -gt 0 ]; then
   echo "installing ${needed[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -11,6 +11,16 @@
 //! second socket or a lock the reconcile waits on, and reading after every
 //! reconcile would double the netlink work under pod churn. Scrapes see
 //! values at most `counter_interval` old.
+//!
+//! With re-judging, the same tick, and once more `denied_flush_delay` after
+//! a commit that bumped the policy generation, flushes the conntrack
+//! entries of flows the new rules denied (see
+//! [`Reconciler::flush_denied_flows`]): the short one removes what the
+//! first packets after the bump marked (a steady sender's next packet comes
+//! within milliseconds, a TCP retransmit within its timeout, 200 ms at
+//! least), the tick what came later, so a denied flow's entry goes within
+//! `counter_interval` at worst, not at its conntrack timeout (5 days for an
+//! established TCP connection, refreshed by every retransmit).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +28,7 @@ use std::time::Duration;
 
 use nftpol_ruleset::compile::CompileOptions;
 use tokio::sync::watch as channel;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backoff::RetryBackoff;
 use crate::coalesce::{self, Coalescer};
@@ -42,8 +52,12 @@ pub struct AgentConfig {
     pub coalesce_delay: Duration,
     /// Retry delays after a failed reconcile.
     pub retry: RetryBackoff,
-    /// How often the rule counters are read into the traffic metrics.
+    /// How often the rule counters are read into the traffic metrics (and
+    /// the conntrack entries of denied flows flushed).
     pub counter_interval: Duration,
+    /// How long after a commit that bumped the policy generation the
+    /// conntrack entries of flows it denied are flushed.
+    pub denied_flush_delay: Duration,
     /// Names for the verdict log reader, kept up to date after each commit
     /// (`None` when verdict logging is off).
     pub log_directory: Option<LogDirectory>,
@@ -51,7 +65,8 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// Defaults for `node_name`: 20 ms coalescing, the default retry
-    /// backoff, counters read every 10 s (below the usual scrape interval).
+    /// backoff, counters read every 10 s (below the usual scrape interval),
+    /// denied flows flushed 1 s after a bump.
     pub fn new(node_name: impl Into<String>) -> Self {
         Self {
             node_name: node_name.into(),
@@ -59,6 +74,7 @@ impl AgentConfig {
             coalesce_delay: Duration::from_millis(20),
             retry: RetryBackoff::default(),
             counter_interval: Duration::from_secs(10),
+            denied_flush_delay: Duration::from_secs(1),
             log_directory: None,
         }
     }
@@ -82,6 +98,8 @@ pub struct Progress {
     pub last: Option<ReconcileReport>,
     /// Rule counter reads that succeeded (each one recorded in the metrics).
     pub counter_reads: u64,
+    /// Conntrack flushes of denied flows the kernel acknowledged.
+    pub conntrack_flushes: u64,
 }
 
 /// One node's enforcement loop.
@@ -154,6 +172,7 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
         // The first tick is immediate: counters are read after the first commit.
         let mut counter_ticks = tokio::time::interval(config.counter_interval);
         counter_ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut flush_at: Option<Instant> = None;
         loop {
             // The changes and the snapshot include every event queued so far.
             let taken = coalescer.take_pending();
@@ -176,22 +195,18 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             match result {
                 Ok(report) => {
                     timer.committed(report.sync);
-                    metrics.reconcile.succeeded();
-                    metrics.batch.record(&report);
-                    if let Some(committed) = reconciler.committed() {
-                        metrics
-                            .ruleset
-                            .record(committed, reconciler.provenance(), &report);
+                    if report.rejudge_generation.is_some() {
+                        flush_at = Some(Instant::now() + config.denied_flush_delay);
                     }
-                    tracker.forget_chains(&reconciler.take_replaced_rule_chains());
-                    metrics.traffic.follow(reconciler.provenance());
-                    health.set_ready();
+                    record_commit(
+                        report,
+                        &mut reconciler,
+                        &metrics,
+                        &mut tracker,
+                        &health,
+                        &progress,
+                    );
                     backoff.reset();
-                    progress.send_modify(|progress| {
-                        progress.commits += 1;
-                        progress.batches += u64::from(report.changes > 0);
-                        progress.last = Some(report);
-                    });
                 }
                 Err(error) => {
                     metrics.reconcile.failed(&error);
@@ -221,12 +236,45 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
                     }
                     _ = counter_ticks.tick() => {
                         reconciler = read_counters(reconciler, &mut tracker, &metrics, &progress).await?;
+                        reconciler = flush_denied(reconciler, &metrics, &progress).await?;
+                    }
+                    () = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+                        flush_at = None;
+                        reconciler = flush_denied(reconciler, &metrics, &progress).await?;
                     }
                     () = &mut shutdown => return Ok(()),
                 }
             }
         }
     }
+}
+
+/// Records a successful reconcile's `report` in the metrics, the traffic
+/// tracker, the readiness and (last, so that whoever follows it sees the
+/// rest done) the progress.
+fn record_commit<D: Dataplane>(
+    report: ReconcileReport,
+    reconciler: &mut Reconciler<D>,
+    metrics: &Metrics,
+    tracker: &mut TrafficTracker,
+    health: &Health,
+    progress: &channel::Sender<Progress>,
+) {
+    metrics.reconcile.succeeded();
+    metrics.batch.record(&report);
+    if let Some(committed) = reconciler.committed() {
+        metrics
+            .ruleset
+            .record(committed, reconciler.provenance(), &report);
+    }
+    tracker.forget_chains(&reconciler.take_replaced_rule_chains());
+    metrics.traffic.follow(reconciler.provenance());
+    health.set_ready();
+    progress.send_modify(|progress| {
+        progress.commits += 1;
+        progress.batches += u64::from(report.changes > 0);
+        progress.last = Some(report);
+    });
 }
 
 /// Reads the rule counters off the executor and adds what they counted
@@ -258,11 +306,38 @@ async fn read_counters<D: Dataplane + Send + 'static>(
     Ok(reconciler)
 }
 
+/// Flushes the conntrack entries of denied flows off the executor. A
+/// failure is logged and counted, never fatal; the next tick tries again.
+async fn flush_denied<D: Dataplane + Send + 'static>(
+    mut reconciler: Reconciler<D>,
+    metrics: &Metrics,
+    progress: &channel::Sender<Progress>,
+) -> Result<Reconciler<D>, AgentError> {
+    let (reconciler, flushed) = tokio::task::spawn_blocking(move || {
+        let flushed = reconciler.flush_denied_flows();
+        (reconciler, flushed)
+    })
+    .await
+    .map_err(AgentError::ConntrackTask)?;
+    match flushed {
+        Ok(0) => {}
+        Ok(flushes) => {
+            metrics.conntrack.flushed(flushes);
+            progress.send_modify(|progress| progress.conntrack_flushes += flushes);
+        }
+        Err(error) => {
+            metrics.conntrack.failed(&error);
+            tracing::warn!(error = %error, "flushing the conntrack entries of denied flows failed; retried at the next tick");
+        }
+    }
+    Ok(reconciler)
+}
+
 #[cfg(test)]
 mod tests {
     use kube::runtime::watcher::Event;
     use nftpol_netlink::FakeDataplane;
-    use tokio::time::Instant;
+    use nftpol_ruleset::rejudge::Rejudge;
 
     use super::*;
     use crate::reconcile::Sync;
@@ -277,6 +352,86 @@ mod tests {
             .cluster_policies
             .apply_watcher_event(&Event::InitDone);
         stores
+    }
+
+    /// What a predecessor left in the kernel: pod a of x on node-1 isolated
+    /// by a deny-all, with re-judging, generation 1.
+    fn predecessor_table() -> nftpol_ir::Ruleset {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x}\n\
+                    spec: {nodeName: node-1, containers: [{name: c}]}\n\
+                    status: {podIP: 10.244.1.2}\n---\n\
+                    apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+                    metadata: {name: deny, namespace: x}\nspec: {podSelector: {}}\n";
+        let cluster = nftpol_model::manifests::parse(text)
+            .expect("the manifests parse")
+            .cluster;
+        let options = CompileOptions {
+            rejudge: Some(Rejudge::default()),
+            ..CompileOptions::default()
+        };
+        nftpol_ruleset::compile::compile(&nftpol_model::resolve(&cluster, "node-1"), options)
+            .ruleset
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bump_flushes_denied_flows_after_the_delay_and_every_counter_tick_flushes() {
+        let stores = ready_stores();
+        let (_trigger, coalescer) = coalesce::channel(Duration::from_millis(20));
+        // The empty cluster no longer isolates a: the first commit takes
+        // permission away, so it bumps the generation.
+        let dataplane = FakeDataplane::with_state(Some(predecessor_table()));
+        let mut config = AgentConfig::new("node-1");
+        config.compile.rejudge = Some(Rejudge::default());
+        config.counter_interval = Duration::from_hours(1);
+        config.denied_flush_delay = Duration::from_secs(1);
+        let agent = Agent::new(
+            config,
+            dataplane,
+            Arc::new(Metrics::new()),
+            Health::default(),
+        );
+        let mut progress = agent.progress();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            agent
+                .run_with(&stores, coalescer, async {
+                    // A dropped sender stops the loop as well.
+                    let _ = stopped.await;
+                })
+                .await
+        });
+
+        let committed = progress
+            .wait_for(|progress| progress.commits == 1)
+            .await
+            .expect("loop running")
+            .clone();
+        assert_eq!(
+            committed.last.and_then(|report| report.rejudge_generation),
+            Some(2),
+            "the commit bumped the adopted generation"
+        );
+        progress
+            .wait_for(|progress| progress.conntrack_flushes == 2)
+            .await
+            .expect("loop running");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the first counter tick, immediate, flushed both directions"
+        );
+        progress
+            .wait_for(|progress| progress.conntrack_flushes == 4)
+            .await
+            .expect("loop running");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(1) && waited < Duration::from_hours(1),
+            "the flush after the bump came after its delay, before the next tick ({waited:?})"
+        );
+
+        stop.send(()).expect("loop running");
+        task.await.expect("loop task").expect("clean stop");
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,6 +15,9 @@ pub enum AgentError {
     /// The counter read task panicked; the kernel keeps its last committed ruleset.
     #[error("the counter read task failed")]
     CounterTask(#[source] tokio::task::JoinError),
+    /// The conntrack flush task panicked; the kernel keeps its last committed ruleset.
+    #[error("the conntrack flush task failed")]
+    ConntrackTask(#[source] tokio::task::JoinError),
     /// The HTTP endpoint failed.
     #[error("serving HTTP")]
     Serve(#[source] std::io::Error),

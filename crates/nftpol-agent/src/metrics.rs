@@ -15,7 +15,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nftpol_ir::Ruleset;
-use nftpol_netlink::ReadError;
+use nftpol_netlink::{ConntrackError, ReadError};
 use nftpol_ruleset::catalogue::{Provenance, SetKind};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -487,6 +487,45 @@ impl TrafficMetrics {
     }
 }
 
+/// The conntrack flush of denied flows (see
+/// [`Reconciler::flush_denied_flows`](crate::Reconciler::flush_denied_flows)).
+/// The kernel does not say how many entries a flush removed, so flushes
+/// are counted, not entries.
+#[derive(Debug, Clone, Default)]
+pub struct ConntrackMetrics {
+    flushes: Counter,
+    errors: Family<KindLabel, Counter>,
+}
+
+impl ConntrackMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "conntrack_denied_flushes",
+            "Kernel-filtered conntrack flushes of the flows re-judging denied (one per direction; the kernel does not count the entries removed)",
+            metrics.flushes.clone(),
+        );
+        registry.register(
+            "conntrack_flush_errors",
+            "Conntrack flushes of denied flows that failed, by kind (retried at the next tick)",
+            metrics.errors.clone(),
+        );
+        metrics
+    }
+
+    /// Counts `flushes` the kernel acknowledged.
+    pub fn flushed(&self, flushes: u64) {
+        self.flushes.inc_by(flushes);
+    }
+
+    /// Counts a failed flush.
+    pub fn failed(&self, error: &ConntrackError) {
+        self.errors
+            .get_or_create(&KindLabel { kind: error.kind() })
+            .inc();
+    }
+}
+
 /// What the watches see.
 #[derive(Debug, Clone, Default)]
 pub struct WatchMetrics {
@@ -585,6 +624,8 @@ pub struct Metrics {
     pub watch: WatchMetrics,
     /// Verdict logs.
     pub verdict_log: VerdictLogMetrics,
+    /// The conntrack flush of denied flows.
+    pub conntrack: ConntrackMetrics,
 }
 
 impl Default for Metrics {
@@ -604,6 +645,7 @@ impl Metrics {
             traffic: TrafficMetrics::register(&mut registry),
             watch: WatchMetrics::register(&mut registry),
             verdict_log: VerdictLogMetrics::register(&mut registry),
+            conntrack: ConntrackMetrics::register(&mut registry),
             registry,
         }
     }

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use nftpol_ir::diff::{diff, Change, Diff};
 use nftpol_ir::Ruleset;
-use nftpol_model::{resolve_snapshot, ModelError, PodChange, RemotePods, Snapshot};
-use nftpol_netlink::{Applied, ApplyError, Dataplane, ReadError};
+use nftpol_model::{resolve_snapshot, Direction, ModelError, PodChange, RemotePods, Snapshot};
+use nftpol_netlink::{Applied, ApplyError, ConntrackError, Dataplane, ReadError};
 use nftpol_ruleset::catalogue::Provenance;
 use nftpol_ruleset::compile::{compile, pod_delta, CompileOptions};
 use nftpol_ruleset::rejudge::{self, Rejudge};
@@ -73,6 +73,9 @@ pub struct ReconcileReport {
     pub elements: usize,
     /// Invalid parts of objects (each says what applies instead).
     pub invalid: Vec<ModelError>,
+    /// The policy generation this commit moved to, when it may take
+    /// permission away (every established flow is judged again).
+    pub rejudge_generation: Option<u32>,
 }
 
 impl ReconcileReport {
@@ -85,6 +88,7 @@ impl ReconcileReport {
         applied: Applied,
         committed: &Ruleset,
         invalid: Vec<ModelError>,
+        rejudged: Option<Rejudge>,
     ) -> Self {
         let (elements_added, elements_deleted) = changes.element_counts();
         Self {
@@ -98,6 +102,7 @@ impl ReconcileReport {
             rules: committed.rule_count(),
             elements: committed.element_count(),
             invalid,
+            rejudge_generation: rejudged.map(|next| next.generation.get()),
         }
     }
 }
@@ -207,10 +212,10 @@ impl<D: Dataplane> Reconciler<D> {
         }
         let mut changes = diff(self.committed.as_ref(), &desired);
         // A table created now holds no judged flow: nothing to re-judge.
-        let rejudged = self
-            .committed
-            .as_ref()
-            .and_then(|_| next_generation(self.options.rejudge, &changes, &desired));
+        let rejudged = self.committed.as_ref().and_then(|committed| {
+            let bumps = !changes.is_empty() && rejudge::may_remove_permission(committed, &desired);
+            next_generation(self.options.rejudge, bumps)
+        });
         if let Some(next) = rejudged {
             rejudge::set_generation(&mut desired, next);
             changes = diff(self.committed.as_ref(), &desired);
@@ -238,6 +243,7 @@ impl<D: Dataplane> Reconciler<D> {
             applied.unwrap_or_default(),
             &desired,
             model.errors.clone(),
+            rejudged,
         );
         self.provenance = compiled.provenance;
         if let Some(directory) = &self.log_directory {
@@ -253,7 +259,7 @@ impl<D: Dataplane> Reconciler<D> {
         tracing::info!(
             pods = model.local_pods.len(),
             policies = model.policies.len(),
-            rejudge_generation = rejudged.map(|next| next.generation.get()),
+            rejudge_generation = report.rejudge_generation,
             elements_added = report.elements_added,
             elements_deleted = report.elements_deleted,
             batch_bytes = report.bytes,
@@ -284,7 +290,9 @@ impl<D: Dataplane> Reconciler<D> {
         let Some(mut changes) = pod_delta(remote_pods, pod_changes, committed) else {
             return self.reconcile(&snapshot());
         };
-        let rejudged = next_generation(self.options.rejudge, &changes, committed);
+        let bumps =
+            !changes.is_empty() && rejudge::elements_may_remove_permission(&changes, committed);
+        let rejudged = next_generation(self.options.rejudge, bumps);
         if let Some(next) = rejudged {
             changes = rejudge::with_generation(changes, committed, next);
         }
@@ -324,11 +332,12 @@ impl<D: Dataplane> Reconciler<D> {
             applied.unwrap_or_default(),
             committed,
             self.invalid.clone(),
+            rejudged,
         );
         tracing::info!(
             elements_added = report.elements_added,
             elements_deleted = report.elements_deleted,
-            rejudge_generation = rejudged.map(|next| next.generation.get()),
+            rejudge_generation = report.rejudge_generation,
             batch_bytes = report.bytes,
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "reconciled remote pods"
@@ -338,6 +347,26 @@ impl<D: Dataplane> Reconciler<D> {
             self.full_sync_next = true;
         }
         Ok(report)
+    }
+
+    /// Removes the conntrack entries of the flows the committed ruleset's
+    /// judging rules denied when they re-judged them (marked with a
+    /// direction's [`MarkBits::denied`](rejudge::MarkBits::denied) value):
+    /// one kernel-filtered flush per direction. Returns the flushes the
+    /// kernel acknowledged: 0 without re-judging or before the first commit
+    /// (nothing can carry the mark).
+    pub fn flush_denied_flows(&mut self) -> Result<u64, ConntrackError> {
+        let (Some(settings), Some(_)) = (self.options.rejudge, &self.committed) else {
+            return Ok(0);
+        };
+        let mut flushed = 0;
+        for direction in [Direction::Egress, Direction::Ingress] {
+            let marks = settings.marks;
+            self.dataplane
+                .flush_conntrack_by_mark(marks.denied(direction), marks.field(direction))?;
+            flushed += 1;
+        }
+        Ok(flushed)
     }
 
     /// Takes the generation of the table just read from the kernel, so that
@@ -365,12 +394,12 @@ impl<D: Dataplane> Reconciler<D> {
     }
 }
 
-/// The re-judging settings to commit `changes` (to `next`) with when they
-/// may take permission away: the next generation, so that every established
+/// The re-judging settings to commit with when the commit `bumps` (it may
+/// take permission away): the next generation, so that every established
 /// flow is judged again. `None`: keep the generation (or no re-judging).
-fn next_generation(settings: Option<Rejudge>, changes: &Diff, next: &Ruleset) -> Option<Rejudge> {
+fn next_generation(settings: Option<Rejudge>, bumps: bool) -> Option<Rejudge> {
     let settings = settings?;
-    (!changes.is_empty() && rejudge::may_remove_permission(changes, next)).then(|| Rejudge {
+    bumps.then(|| Rejudge {
         generation: settings.generation.next(settings.marks),
         ..settings
     })

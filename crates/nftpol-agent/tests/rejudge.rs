@@ -120,3 +120,27 @@ fn rejudging_off_keeps_the_plain_bypass_and_no_generation() {
     assert!(!table.chains.contains_key("judged-egress"));
     assert!(!table.chains.contains_key("stamp-ingress"));
 }
+
+#[test]
+fn the_denied_flow_flush_removes_each_directions_denied_mark_and_nothing_without_rejudging() {
+    let kernel = SharedDataplane::default();
+    let mut reconciler = Reconciler::new(kernel.clone(), "node-1", options());
+    assert_eq!(
+        reconciler.flush_denied_flows().expect("flushes"),
+        0,
+        "nothing committed yet: no flow can carry the mark"
+    );
+    reconciler.reconcile(&snapshot(&[])).expect("commits");
+    assert_eq!(reconciler.flush_denied_flows().expect("flushes"), 2);
+    assert_eq!(
+        kernel.lock().conntrack_flushes(),
+        [(0x00ff_0000, 0x00ff_0000), (0xff00_0000, 0xff00_0000)],
+        "each direction's field, all of its bits set"
+    );
+
+    let plain = SharedDataplane::default();
+    let mut off = Reconciler::new(plain.clone(), "node-1", CompileOptions::default());
+    off.reconcile(&snapshot(&[])).expect("commits");
+    assert_eq!(off.flush_denied_flows().expect("flushes"), 0);
+    assert!(plain.lock().conntrack_flushes().is_empty());
+}

@@ -160,6 +160,41 @@ impl ReadError {
     }
 }
 
+/// A conntrack flush failed; the entries it was for stay.
+#[derive(Debug, thiserror::Error)]
+pub enum ConntrackError {
+    /// Netlink socket I/O failed.
+    #[error("netlink I/O failed while {stage}")]
+    Io {
+        /// What was being done.
+        stage: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel refused the flush (`EOPNOTSUPP`: no ctnetlink, e.g.
+    /// `nf_conntrack_netlink` not loaded).
+    #[error("kernel refused the conntrack flush: {errno}")]
+    Kernel {
+        /// The error number.
+        errno: nix::errno::Errno,
+    },
+    /// The kernel's reply could not be understood.
+    #[error("malformed kernel reply to the conntrack flush")]
+    Protocol(#[source] WireError),
+}
+
+impl ConntrackError {
+    /// A closed label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::Kernel { .. } => "kernel",
+            Self::Protocol(_) => "protocol",
+        }
+    }
+}
+
 /// A dump holds something this crate does not produce (or malformed bytes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

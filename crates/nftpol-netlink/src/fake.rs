@@ -17,7 +17,7 @@ use nftpol_ir::{Conflict, Ruleset, Set, TABLE_NAME};
 use nix::errno::Errno;
 
 use crate::batch::BatchWriter;
-use crate::error::{ApplyError, Object, ReadError};
+use crate::error::{ApplyError, ConntrackError, Object, ReadError};
 use crate::RuleCounter;
 use crate::{Applied, Dataplane};
 
@@ -33,6 +33,8 @@ pub struct FakeDataplane {
     /// Packets and bytes per (chain, rule position), set by tests; absent
     /// means 0, as for a rule the kernel just added.
     counters: BTreeMap<(String, usize), (u64, u64)>,
+    /// Every conntrack flush asked for, `(mark, mask)`, in order.
+    conntrack_flushes: Vec<(u32, u32)>,
 }
 
 impl FakeDataplane {
@@ -47,6 +49,12 @@ impl FakeDataplane {
             state,
             ..Self::default()
         }
+    }
+
+    /// Every conntrack flush asked for so far, `(mark, mask)`, in order
+    /// (the fake holds no conntrack entries: a flush always succeeds).
+    pub fn conntrack_flushes(&self) -> &[(u32, u32)] {
+        &self.conntrack_flushes
     }
 
     /// The current table.
@@ -203,6 +211,11 @@ impl Dataplane for FakeDataplane {
             }
         }
         Ok(counters)
+    }
+
+    fn flush_conntrack_by_mark(&mut self, mark: u32, mask: u32) -> Result<(), ConntrackError> {
+        self.conntrack_flushes.push((mark, mask));
+        Ok(())
     }
 
     fn delete_table(&mut self) -> Result<(), ApplyError> {

@@ -24,9 +24,10 @@ use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 
 use crate::batch::{Batch, BatchWriter};
+use crate::conntrack;
 use crate::counter::{self, RuleCounter};
 use crate::decode::{self, Dump};
-use crate::error::{ApplyError, DecodeError, FeatureError, Object, ReadError};
+use crate::error::{ApplyError, ConntrackError, DecodeError, FeatureError, Object, ReadError};
 use crate::marks::{self, MarkUse};
 use crate::nla::{messages, Attrs, Writer, NLMSG_HDRLEN};
 use crate::uapi::{
@@ -573,6 +574,45 @@ impl Dataplane for KernelDataplane {
         Err(ReadError::Unstable {
             attempts: READ_ATTEMPTS,
         })
+    }
+
+    fn flush_conntrack_by_mark(&mut self, mark: u32, mask: u32) -> Result<(), ConntrackError> {
+        let seq = self.next_seq();
+        let request = conntrack::flush_by_mark(seq, mark, mask);
+        self.socket
+            .send(&request, 0)
+            .map_err(|source| ConntrackError::Io {
+                stage: "sending the conntrack flush",
+                source,
+            })?;
+        loop {
+            let mut buffer = Vec::with_capacity(DATAGRAM);
+            let len = self
+                .socket
+                .recv(&mut buffer, libc_trunc())
+                .map_err(|source| ConntrackError::Io {
+                    stage: "receiving the conntrack flush's ack",
+                    source,
+                })?;
+            if len > buffer.len() {
+                return Err(ConntrackError::Io {
+                    stage: "receiving the conntrack flush's ack",
+                    source: io::Error::from(io::ErrorKind::InvalidData),
+                });
+            }
+            for message in messages(&buffer) {
+                let message = message.map_err(ConntrackError::Protocol)?;
+                if message.seq != seq || message.kind != NLMSG_ERROR {
+                    continue;
+                }
+                let error = parse_error(message.flags, message.payload)
+                    .map_err(ConntrackError::Protocol)?;
+                return match error.errno {
+                    Some(errno) => Err(ConntrackError::Kernel { errno }),
+                    None => Ok(()),
+                };
+            }
+        }
     }
 
     fn delete_table(&mut self) -> Result<(), ApplyError> {

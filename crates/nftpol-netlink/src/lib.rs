@@ -30,6 +30,8 @@
 //!   offset map back to the chain, set, rule or element.
 //! - **NFLOG** (module `nflog`): the verdict logs the ruleset's `log group`
 //!   rules send, read off a socket bound to the group, with the same codec.
+//! - **Conntrack flush by mark** (module `conntrack`): the one ctnetlink
+//!   message, on the same `NETLINK_NETFILTER` socket, filtered in the kernel.
 //! - **No table `owner` flag**: an owned table dies with its socket, and an
 //!   agent restart would fail open.
 //! - **Element adds use `NLM_F_EXCL`** so an existing element is an error, as
@@ -39,6 +41,7 @@
 //! [`Ruleset`]: nftpol_ir::Ruleset
 
 pub mod batch;
+mod conntrack;
 mod counter;
 mod decode;
 mod error;
@@ -56,7 +59,9 @@ mod verify;
 
 pub use counter::RuleCounter;
 pub use decode::Dump;
-pub use error::{ApplyError, DecodeError, ElementText, FeatureError, Object, ReadError};
+pub use error::{
+    ApplyError, ConntrackError, DecodeError, ElementText, FeatureError, Object, ReadError,
+};
 pub use fake::FakeDataplane;
 pub use kernel::{KernelDataplane, OpenError};
 pub use marks::{MarkAccess, MarkUse};
@@ -103,4 +108,9 @@ pub trait Dataplane {
     fn read_counters(&mut self) -> Result<Vec<RuleCounter>, ReadError>;
     /// Deletes table `inet nftpol` if present (one batch).
     fn delete_table(&mut self) -> Result<(), ApplyError>;
+    /// Deletes every conntrack entry of the network namespace whose
+    /// connection mark, masked with `mask`, equals `mark`: one ctnetlink
+    /// flush the kernel filters (Linux ≥ 4.12), no dump. The kernel does not
+    /// report how many entries it removed.
+    fn flush_conntrack_by_mark(&mut self, mark: u32, mask: u32) -> Result<(), ConntrackError>;
 }

@@ -1,6 +1,6 @@
 //! Kernel ABI numbers, copied from the uapi headers of Linux 6.x:
 //! `linux/netlink.h`, `linux/netfilter/nfnetlink.h`,
-//! `linux/netfilter/nf_tables.h`, `linux/netfilter.h`, and libnftnl's
+//! `linux/netfilter/nfnetlink_conntrack.h`, `linux/netfilter/nf_tables.h`, `linux/netfilter.h`, and libnftnl's
 //! `udata.h` (the userdata TLVs `nft` writes for comments and key byte order).
 //!
 //! This is the one place these numbers live; `netlink-packet-netfilter` 0.4
@@ -36,6 +36,8 @@ pub const NLA_F_NESTED: u16 = 0x8000;
 /// Mask of an attribute's type without the nested/byte-order flags.
 pub const NLA_TYPE_MASK: u16 = 0x3fff;
 
+/// `NFNL_SUBSYS_CTNETLINK`: conntrack entries.
+pub const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 /// `NFNL_SUBSYS_NFTABLES`.
 pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
 /// `NFNL_MSG_BATCH_BEGIN`.
@@ -475,4 +477,16 @@ pub mod datatype {
     pub const INET_SERVICE: u32 = 13;
     /// Bits per field in a concatenated type id.
     pub const CONCAT_SHIFT: u32 = 6;
+}
+
+/// `enum cntl_msg_types` and `enum ctattr_type`
+/// (`linux/netfilter/nfnetlink_conntrack.h`): what the conntrack flush sends.
+pub mod ctnetlink {
+    /// `IPCTNL_MSG_CT_DELETE`: without a tuple, a flush (filtered by the
+    /// attributes below when present).
+    pub const DELETE: u16 = 2;
+    /// `CTA_MARK`: the mark value (big-endian `u32`).
+    pub const MARK: u16 = 8;
+    /// `CTA_MARK_MASK`: the bits of the mark compared (big-endian `u32`).
+    pub const MARK_MASK: u16 = 21;
 }

@@ -511,3 +511,59 @@ fn other_tables_that_test_or_set_our_mark_bits_are_found_and_ours_is_not() {
         );
     });
 }
+
+/// The original-direction destination ports of the namespace's conntrack
+/// entries, from `conntrack -L` (sorted).
+fn conntrack_ports() -> Vec<u16> {
+    let listing = run("conntrack", &["-L"], None);
+    let mut ports: Vec<u16> = listing
+        .lines()
+        .filter_map(|line| {
+            let port = line
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix("dport="))?;
+            port.parse().ok()
+        })
+        .collect();
+    ports.sort_unstable();
+    ports
+}
+
+#[test]
+fn the_conntrack_flush_by_mark_removes_exactly_the_marked_entries_of_both_families() {
+    in_fresh_netns(|| {
+        // Port 9's connections get the "denied" value of the field
+        // 0x00ff0000, port 10's a generation in it, port 11's the same
+        // bits outside it.
+        run(
+            "nft",
+            &["-f", "-"],
+            Some(
+                "table inet t {
+                   chain o {
+                     type filter hook output priority 0;
+                     udp dport 9 ct mark set 0x00ff0000
+                     udp dport 10 ct mark set 0x00010000
+                     udp dport 11 ct mark set 0xff000000
+                   }
+                 }",
+            ),
+        );
+        for address in ["127.0.0.1", "::1"] {
+            let socket = std::net::UdpSocket::bind((address, 0)).expect("a UDP socket");
+            for port in [9, 10, 11] {
+                socket.send_to(b"x", (address, port)).expect("a datagram");
+            }
+        }
+        assert_eq!(conntrack_ports(), [9, 9, 10, 10, 11, 11]);
+        let mut dataplane = open();
+        dataplane
+            .flush_conntrack_by_mark(0x00ff_0000, 0x00ff_0000)
+            .expect("the kernel flushes by mark");
+        assert_eq!(
+            conntrack_ports(),
+            [10, 10, 11, 11],
+            "only the entries whose field holds the value went, IPv4 and IPv6"
+        );
+    });
+}

@@ -471,6 +471,11 @@ pub enum RuleRole {
     MidCommitDrop,
     /// A group chain's jump into one of its policies' chains.
     EnterPolicy(PolicyId),
+    /// With re-judging, right before the group chain's final deny and each
+    /// ClusterNetworkPolicy Deny rule (with its conditions): a stale
+    /// established packet's connection gets the direction's "denied" mark,
+    /// which the agent's conntrack flush removes.
+    DeniedStamp,
     /// A group chain's final deny: isolated, and no policy allowed it.
     IsolatedDeny,
     /// The verdict log of the rule that follows it (`log group G`, first

@@ -13,5 +13,6 @@ pub mod log_prefix;
 mod names;
 pub mod rejudge;
 pub mod verdict_log;
+mod widening;
 
 pub use catalogue::{MAX_COMMENT_LEN, MAX_NAME_LEN};

@@ -29,6 +29,20 @@
 //! concatenation, so a rule with a port lookup is written twice: on
 //! `th dport` for the original direction and on `th sport` for replies.
 //!
+//! A stale established packet its judging rules deny meets, right before
+//! the group chain's drop (or reject) or a ClusterNetworkPolicy Deny (with
+//! that rule's conditions), `ct state established,related ct mark set ct
+//! mark and ~FIELD or DENIED`: DENIED, the field's largest
+//! value, is never a generation. Setting the mark of a confirmed entry
+//! sticks although the packet is dropped, so the agent removes exactly the
+//! denied connections with one ctnetlink delete filtered by mark per
+//! direction (no dump; see `nftpol_netlink::Dataplane::flush_conntrack_by_mark`):
+//! without it, every retransmit refreshes the entry, which lingers until
+//! its timeout. A new connection's first packet has no confirmed entry to
+//! mark: the stamp tests the state and leaves it alone. A flow denied and
+//! allowed again before the flush is stamped with the new generation by its
+//! next packet, which overwrites DENIED.
+//!
 //! Why one field per direction (egress bits and ingress bits of the mark):
 //! an accept ends only its own base chain, and each base chain reads the
 //! ruleset generation once when it starts. The stamp runs inside the base
@@ -42,15 +56,16 @@
 //! address (fail closed).
 
 use nftpol_ir::diff::{Change, Diff};
-use nftpol_ir::{Action, Chain, CtDirection, Field, Match, Rule, Ruleset, Verdict};
+use nftpol_ir::{Action, Chain, CtDirection, CtState, Field, Match, Rule, Ruleset, Verdict};
 use nftpol_model::Direction;
 
 use crate::catalogue::{ChainName, ChainOrigin, RuleRole};
 use crate::compile::Compiled;
 
 /// The connection mark bits nftpol uses unless told otherwise: the upper
-/// 16 bits, two 8-bit generation fields (egress low, ingress high), 255
-/// generations before a value comes round again.
+/// 16 bits, two 8-bit generation fields (egress low, ingress high), 254
+/// generations before a value comes round again (0 is "never judged", 255
+/// "denied").
 pub const DEFAULT_MARK_BITS: u32 = 0xffff_0000;
 
 /// Why a `--ct-mark-bits` mask is unusable.
@@ -117,9 +132,17 @@ impl MarkBits {
         self.field(direction).trailing_zeros()
     }
 
-    /// The largest generation a field holds (0 means "never judged").
+    /// The largest generation a field holds (0 means "never judged", and
+    /// the field's largest value is [`MarkBits::denied`]).
     pub fn max_generation(self) -> u32 {
-        self.field(Direction::Egress) >> self.shift(Direction::Egress)
+        (self.field(Direction::Egress) >> self.shift(Direction::Egress)) - 1
+    }
+
+    /// The mark value, within [`MarkBits::field`], of a flow whose stale
+    /// packet `direction`'s judging rules denied: every bit of the field
+    /// set, a value no generation takes.
+    pub fn denied(self, direction: Direction) -> u32 {
+        self.field(direction)
     }
 }
 
@@ -220,15 +243,38 @@ pub(crate) fn install(compiled: &mut Compiled, rejudge: Rejudge) {
         let roles = std::mem::take(&mut origin.rules);
         for (role, rule) in roles.into_iter().zip(rules) {
             let rewritten = match role {
-                RuleRole::ConntrackBypass => vec![Rule {
-                    action: Action::Verdict(Verdict::Jump(judged_chain(direction))),
-                    ..rule
-                }],
-                RuleRole::UntrackedDrop => vec![rule],
-                _ => in_connection_sense(rule, &stamp),
+                RuleRole::ConntrackBypass => vec![(
+                    role,
+                    Rule {
+                        action: Action::Verdict(Verdict::Jump(judged_chain(direction))),
+                        ..rule
+                    },
+                )],
+                RuleRole::UntrackedDrop => vec![(role, rule)],
+                _ => in_connection_sense(rule, &stamp)
+                    .into_iter()
+                    .flat_map(|rule| {
+                        // Every deny of the judging chains (a group chain's
+                        // final one, a ClusterNetworkPolicy Deny) marks the
+                        // stale connection it cuts for the conntrack flush.
+                        let denies =
+                            matches!(role, RuleRole::IsolatedDeny | RuleRole::ClusterRule { .. })
+                                && matches!(
+                                    rule.action,
+                                    Action::Verdict(Verdict::Drop | Verdict::Reject)
+                                );
+                        let stamp = denies.then(|| {
+                            (
+                                RuleRole::DeniedStamp,
+                                denied_stamp(rejudge.marks, direction, &rule.matches),
+                            )
+                        });
+                        stamp.into_iter().chain([(role.clone(), rule)])
+                    })
+                    .collect(),
             };
-            for rule in rewritten {
-                origin.rules.push(role.clone());
+            for (role, rule) in rewritten {
+                origin.rules.push(role);
                 chain.rules.push(rule);
             }
         }
@@ -253,6 +299,27 @@ pub(crate) fn install(compiled: &mut Compiled, rejudge: Rejudge) {
             );
             compiled.ruleset.chains.insert(chain.name.clone(), chain);
         }
+    }
+}
+
+/// `ct state established,related MATCHES ct mark set ct mark and ~FIELD
+/// or DENIED`: marks the connection of a stale packet the deny rule with
+/// `matches` denies in `direction`, for the agent's conntrack flush (see
+/// the module doc).
+fn denied_stamp(marks: MarkBits, direction: Direction, matches: &[Match]) -> Rule {
+    Rule {
+        matches: [Match::CtState(
+            [CtState::Established, CtState::Related].into(),
+        )]
+        .into_iter()
+        .chain(matches.iter().cloned())
+        .collect(),
+        counter: false,
+        action: Action::SetCtMark {
+            mask: marks.field(direction),
+            value: marks.denied(direction),
+        },
+        comment: None,
     }
 }
 
@@ -422,13 +489,35 @@ pub fn with_generation(changes: Diff, current: &Ruleset, rejudge: Rejudge) -> Di
     Diff { changes: all }
 }
 
-/// Whether `changes`, leading to `next`, may take permission away: anything
-/// but elements added to sets that only ever widen an accepting rule (pod
-/// peers, ipBlocks, ports, named ports, a pod reaching itself). Conservative:
-/// a new pod on this node, a changed rule or chain, any element removed.
-pub fn may_remove_permission(changes: &Diff, next: &Ruleset) -> bool {
+/// Whether committing `new` over `old` may take permission away: `false`
+/// only when `new` accepts, in every base chain, every packet `old`
+/// accepts (see [`crate::widening`] for the argument), so that no flow
+/// judged under `old` needs judging again. Decided from the structure:
+/// - re-judges nothing: elements added to sets that widen accepting rules
+///   (pods joining a peer, ipBlocks, ports); a new allow rule, peer or port
+///   in an existing policy (a new rule, or a rule whose sets only grew); a
+///   new policy for pods already isolated in that direction (their group
+///   chain gains a jump into a chain that only accepts); a new pod on this
+///   node that no policy isolates;
+/// - re-judges (conservative where a diff cannot tell): a new isolation,
+///   any element removed from an allow set, a removed rule or policy (even
+///   one another policy makes redundant), a pod leaving isolation, a
+///   changed base chain, and whatever else the argument does not cover.
+pub fn may_remove_permission(old: &Ruleset, new: &Ruleset) -> bool {
+    let stamps = [
+        stamp_chain(Direction::Egress),
+        stamp_chain(Direction::Ingress),
+    ];
+    !crate::widening::widens(old, new, &stamps)
+}
+
+/// [`may_remove_permission`] for `changes` that touch elements only, on
+/// `ruleset`'s rules (the remote-pod path, which never builds the new
+/// ruleset): anything but elements added to sets that only ever widen an
+/// accepting rule may take permission away.
+pub fn elements_may_remove_permission(changes: &Diff, ruleset: &Ruleset) -> bool {
     changes.changes.iter().any(|change| match change {
-        Change::AddElements { set, .. } => !only_widens_accepts(next, set),
+        Change::AddElements { set, .. } => !only_widens_accepts(ruleset, set),
         _ => true,
     })
 }

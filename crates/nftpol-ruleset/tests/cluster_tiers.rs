@@ -7,16 +7,30 @@
 use std::net::IpAddr;
 
 use nftpol_ir::diff::diff;
-use nftpol_ir::interpret::interpret;
+use nftpol_ir::interpret::{interpret, Trace};
 use nftpol_ir::{CtDirection, Ruleset};
-use nftpol_model::{resolve, Connection, Protocol};
-use nftpol_ruleset::compile::{compile, CompileOptions};
-use nftpol_ruleset::rejudge::Rejudge;
+use nftpol_model::{resolve, Connection, Direction, Protocol};
+use nftpol_ruleset::catalogue::RuleRole;
+use nftpol_ruleset::compile::{compile, CompileOptions, Compiled};
+use nftpol_ruleset::rejudge::{MarkBits, Rejudge};
 use nftpol_testkit::oracle::{node_oracle, packet_on};
 use nftpol_testkit::strategies;
 use proptest::prelude::*;
 
 const NODE: &str = "node-1";
+
+/// The direction whose judging chain denied the packet of `trace` with a
+/// group chain's final deny or a ClusterNetworkPolicy Deny, if one did.
+fn denying_direction(compiled: &Compiled, trace: &Trace) -> Option<Direction> {
+    if trace.accepted {
+        return None;
+    }
+    let last = trace.steps.iter().rev().find(|step| step.matched)?;
+    match compiled.provenance.rule(&last.chain, last.position)? {
+        (chain, RuleRole::IsolatedDeny | RuleRole::ClusterRule { .. }) => Some(chain.direction()),
+        _ => None,
+    }
+}
 
 fn picks() -> impl Strategy<Value = Vec<(prop::sample::Index, prop::sample::Index, Protocol, u16)>>
 {
@@ -86,17 +100,25 @@ proptest! {
         picks in picks(),
     ) {
         let options = CompileOptions { rejudge: Some(Rejudge::default()), ..CompileOptions::default() };
-        let ruleset = compile(&resolve(&cluster, NODE), options).ruleset;
+        let compiled = compile(&resolve(&cluster, NODE), options);
+        let ruleset = &compiled.ruleset;
+        let marks = MarkBits::default();
         let pool = strategies::probe_addresses(&cluster);
         for connection in connections(&pool, picks) {
             let want = node_oracle(&cluster, NODE, &connection);
             let first = packet_on(&cluster, NODE, &connection);
-            let opened = interpret(&ruleset, &first).expect("well formed");
+            let opened = interpret(ruleset, &first).expect("well formed");
             prop_assert_eq!(opened.accepted, want, "new {:?}\nhits: {:#?}", connection, opened.hits);
             for direction in [CtDirection::Original, CtDirection::Reply] {
                 // Mark 0: never judged under any generation.
-                let stale = interpret(&ruleset, &first.established(direction, 0)).expect("well formed");
+                let stale = interpret(ruleset, &first.established(direction, 0)).expect("well formed");
                 prop_assert_eq!(stale.accepted, want, "stale {:?} {:?}\nhits: {:#?}", direction, connection, stale.hits);
+                // A deny of a group chain or a ClusterNetworkPolicy marks
+                // the connection "denied" for the conntrack flush.
+                if let Some(side) = denying_direction(&compiled, &stale) {
+                    let mark = stale.ct_mark.expect("tracked");
+                    prop_assert_eq!(mark & marks.field(side), marks.denied(side), "stale {:?} {:?} denied for {}: mark {:#010x}", direction, connection, side, mark);
+                }
             }
         }
     }

@@ -21,7 +21,7 @@ use nftpol_agent::{Agent, AgentConfig, AgentError, Dataplane, Progress};
 use nftpol_ir::diff::Diff;
 use nftpol_ir::interpret::{interpret, Packet};
 use nftpol_ir::{Hook, Ruleset};
-use nftpol_netlink::{Applied, ApplyError, FakeDataplane, ReadError, RuleCounter};
+use nftpol_netlink::{Applied, ApplyError, ConntrackError, FakeDataplane, ReadError, RuleCounter};
 use nftpol_testkit::fixtures::{self, Tcp};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -115,6 +115,10 @@ impl Dataplane for SharedDataplane {
 
     fn delete_table(&mut self) -> Result<(), ApplyError> {
         self.lock().delete_table()
+    }
+
+    fn flush_conntrack_by_mark(&mut self, mark: u32, mask: u32) -> Result<(), ConntrackError> {
+        self.lock().flush_conntrack_by_mark(mark, mask)
     }
 }
 
