@@ -209,6 +209,9 @@ def direction_verdict(world, pod, direction, other, dst, port, proto):
     if admin:
         passed = f"{admin[1]} Pass -> "
     np = netpol(world, pod, direction, other)
+    if np and direction == "egress" and other["host"] and other["node"] == pod["node"]:
+        # NetworkPolicy never isolates a pod from its own node: final, allowed.
+        return True, passed + np[1].split(":")[0] + ": to its own node, always allowed"
     if np:
         return np[0], passed + np[1]
     base = tier(world, "Baseline", pod, direction, other, dst, port, proto)
@@ -493,8 +496,6 @@ def main(upstream, out_dir):
             judged = {}
             for src in w["pods"]:
                 for dst in w["pods"]:
-                    if not src["host"] and dst["host"] and src["node"] == dst["node"]:
-                        continue  # own node's input hook: not judged by nftpol yet
                     for port, proto, _ in dst["ports"]:
                         judged[(src["id"], dst["id"], port, proto)] = decide(w, src, dst, port, proto)
             checked = {"checked": 0, "sctp": 0, "own-node": 0}
