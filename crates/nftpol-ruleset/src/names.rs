@@ -28,58 +28,53 @@ pub fn static_set(role: &str, family: Family) -> String {
 
 /// A chain or set belonging to one policy: `<role>-<HASH>-<ns>/<name>/<tail>`.
 pub fn policy_object(role: &str, policy: &PolicyId, tail: &str) -> String {
-    let identity = format!("{role} {policy} {tail}");
-    truncate(
-        format!(
-            "{role}-{}-{}",
-            short_hash(&identity),
-            readable(&format!("{policy}/{tail}"))
-        ),
-        MAX_NAME_LEN,
-    )
+    owned_object(role, &policy.to_string(), &policy.to_string(), tail, None)
 }
 
 /// A per-family set of one policy: `<role>-<HASH>-<ns>/<name>/<tail>-v4`.
 /// The family survives truncation: it tells the key type apart.
 pub fn policy_family_set(role: &str, policy: &PolicyId, tail: &str, family: Family) -> String {
-    let identity = format!("{role} {policy} {tail} {}", family.suffix());
-    let readable = truncate(
-        format!(
-            "{role}-{}-{}",
-            short_hash(&identity),
-            readable(&format!("{policy}/{tail}"))
-        ),
-        MAX_NAME_LEN - 3,
+    owned_object(
+        role,
+        &policy.to_string(),
+        &policy.to_string(),
+        tail,
+        Some(family),
+    )
+}
+
+/// `<role>-<HASH>-<readable>/<tail>[-v4]`: HASH over `role identity tail
+/// [family]`, only the readable part truncated, the family kept.
+fn owned_object(
+    role: &str,
+    identity: &str,
+    readable_part: &str,
+    tail: &str,
+    family: Option<Family>,
+) -> String {
+    let suffix = family
+        .map(|family| format!(" {}", family.suffix()))
+        .unwrap_or_default();
+    let hashed = short_hash(&format!("{role} {identity} {tail}{suffix}"));
+    let name = format!(
+        "{role}-{hashed}-{}",
+        readable(&format!("{readable_part}/{tail}"))
     );
-    format!("{readable}-{}", family.suffix())
+    match family {
+        None => truncate(name, MAX_NAME_LEN),
+        Some(family) => format!("{}-{}", truncate(name, MAX_NAME_LEN - 3), family.suffix()),
+    }
 }
 
 /// A chain or set belonging to one ClusterNetworkPolicy (cluster-scoped,
 /// so no namespace): `<role>-<HASH>-<name>/<tail>`.
 pub fn cluster_object(role: &str, policy: &str, tail: &str) -> String {
-    let identity = format!("{role} cnp/{policy} {tail}");
-    truncate(
-        format!(
-            "{role}-{}-{}",
-            short_hash(&identity),
-            readable(&format!("{policy}/{tail}"))
-        ),
-        MAX_NAME_LEN,
-    )
+    owned_object(role, &format!("cnp/{policy}"), policy, tail, None)
 }
 
 /// A per-family set of one ClusterNetworkPolicy: `<role>-<HASH>-<name>/<tail>-v4`.
 pub fn cluster_family_set(role: &str, policy: &str, tail: &str, family: Family) -> String {
-    let identity = format!("{role} cnp/{policy} {tail} {}", family.suffix());
-    let readable = truncate(
-        format!(
-            "{role}-{}-{}",
-            short_hash(&identity),
-            readable(&format!("{policy}/{tail}"))
-        ),
-        MAX_NAME_LEN - 3,
-    );
-    format!("{readable}-{}", family.suffix())
+    owned_object(role, &format!("cnp/{policy}"), policy, tail, Some(family))
 }
 
 /// The chain shared by every local pod that the same ClusterNetworkPolicies

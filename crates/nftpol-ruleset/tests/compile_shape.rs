@@ -145,22 +145,8 @@ fn cluster_policy_rule_count_does_not_grow_with_pods() {
     assert!(large.element_count() >= small.element_count() * 50);
 }
 
-#[test]
-fn cluster_policy_pod_churn_changes_elements_only() {
-    let options = CompileOptions::default();
-    let before = compile(&resolve(&cluster_with_tiers(30), "node-1"), options).ruleset;
-    let mut grown = cluster_with_tiers(30);
-    grown.pods.push(pod(30));
-    grown.pods.push(pod(33));
-    grown.pods.remove(4);
-    let after = compile(&resolve(&grown, "node-1"), options).ruleset;
-    let changes = diff(Some(&before), &after);
-    assert!(!changes.is_empty());
-    assert!(changes.is_element_only(), "{changes:#?}");
-}
-
-#[test]
-fn pod_churn_changes_elements_only() {
+/// Two pods added and one removed change only set and map elements.
+fn assert_pod_churn_changes_elements_only(cluster: fn(usize) -> Cluster) {
     let options = CompileOptions::default();
     let before = compile(&resolve(&cluster(30), "node-1"), options).ruleset;
     let mut grown = cluster(30);
@@ -171,6 +157,16 @@ fn pod_churn_changes_elements_only() {
     let changes = diff(Some(&before), &after);
     assert!(!changes.is_empty());
     assert!(changes.is_element_only(), "{changes:#?}");
+}
+
+#[test]
+fn cluster_policy_pod_churn_changes_elements_only() {
+    assert_pod_churn_changes_elements_only(cluster_with_tiers);
+}
+
+#[test]
+fn pod_churn_changes_elements_only() {
+    assert_pod_churn_changes_elements_only(cluster);
 }
 
 #[test]

@@ -48,7 +48,7 @@ use nftpol_model::cluster_policy::{self, Tier};
 use nftpol_model::{ClusterTraffic, Direction, LocalPod, NodeModel, ResolvedClusterPolicy};
 
 use super::policy::rule_alternatives;
-use super::{address_type, address_value, family_of, local_field, lookup, rule, set, Builder};
+use super::{address_value, dispatch_sets, family_of, local_field, lookup, rule, Builder};
 use super::{CompileOptions, DenyAction};
 use crate::catalogue::{ChainName, Family, RuleRole, SetName};
 use crate::names;
@@ -98,25 +98,10 @@ fn add_tier(
     pod_families: &[Family],
     options: CompileOptions,
 ) -> Vec<(RuleRole, Rule)> {
-    let mut maps: BTreeMap<Family, Set> = Family::ALL
-        .into_iter()
-        .map(|family| {
-            let mut map = set(
-                vec![address_type(family)],
-                false,
-                format!("local pods {tier} ClusterNetworkPolicies select for {direction}: address → jump to their list chain"),
-            );
-            map.is_verdict_map = true;
-            (family, map)
-        })
-        .collect();
-    let mut selected: BTreeMap<Family, Set> = Family::ALL
-        .into_iter()
-        .map(|family| {
-            let comment = format!("local pods {tier} ClusterNetworkPolicies select for {direction}: the keys of the dispatch map");
-            (family, set(vec![address_type(family)], false, comment))
-        })
-        .collect();
+    let (mut maps, mut selected) = dispatch_sets(
+        &format!("local pods {tier} ClusterNetworkPolicies select for {direction}"),
+        "list chain",
+    );
     let mut used = BTreeSet::new();
     for pod in &model.local_pods {
         let selecting: Vec<usize> = policies_of(direction, pod)

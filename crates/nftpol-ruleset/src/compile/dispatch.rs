@@ -1,12 +1,12 @@
 //! Dispatch: each isolated local pod's address → a jump to the group chain
 //! of the policies isolating it, one group chain per distinct list.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use nftpol_ir::{Action, Element, Rule, Set, Verdict};
+use nftpol_ir::{Action, Element, Rule, Verdict};
 use nftpol_model::{Direction, LocalPod, NodeModel, PolicyId, ResolvedPolicy, ResolvedRule};
 
-use super::{address_type, address_value, family_of, policy, rule, set, Builder};
+use super::{address_value, dispatch_sets, family_of, policy, rule, Builder};
 use super::{CompileOptions, DenyAction};
 use crate::catalogue::{ChainName, Family, RuleRole, SetName};
 use crate::log_prefix::{LogPrefix, Subject};
@@ -50,26 +50,10 @@ pub(super) fn add_dispatch(
     direction: Direction,
     options: CompileOptions,
 ) {
-    let mut maps: BTreeMap<Family, Set> = Family::ALL
-        .into_iter()
-        .map(|family| {
-            let mut map = set(
-                vec![address_type(family)],
-                false,
-                format!("local pods isolated for {direction}: address → jump to their group chain"),
-            );
-            map.is_verdict_map = true;
-            (family, map)
-        })
-        .collect();
-    let mut isolated: BTreeMap<Family, Set> = Family::ALL
-        .into_iter()
-        .map(|family| {
-            let comment =
-                format!("local pods isolated for {direction}: the keys of the dispatch map");
-            (family, set(vec![address_type(family)], false, comment))
-        })
-        .collect();
+    let (mut maps, mut isolated) = dispatch_sets(
+        &format!("local pods isolated for {direction}"),
+        "group chain",
+    );
     let mut used_policies = BTreeSet::new();
     for pod in &model.local_pods {
         let isolating = policies_of(direction, pod);

@@ -56,7 +56,7 @@
 //!   judged under the current policy generation, the judging rules key on
 //!   the conntrack tuple and every accept stamps the generation.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use nftpol_ir::{
@@ -305,6 +305,32 @@ fn set(key: Vec<KeyType>, interval: bool, comment: String) -> Set {
         comment: Some(names::comment(comment)),
         elements: BTreeSet::new(),
     }
+}
+
+/// One empty dispatch verdict map (local pod address → jump) and one empty
+/// set of its keys (for the mid-commit drop) per family; `pods` says which
+/// pods, `target` what a pod's address jumps to.
+fn dispatch_sets(pods: &str, target: &str) -> (BTreeMap<Family, Set>, BTreeMap<Family, Set>) {
+    let maps = Family::ALL
+        .into_iter()
+        .map(|family| {
+            let mut map = set(
+                vec![address_type(family)],
+                false,
+                format!("{pods}: address → jump to their {target}"),
+            );
+            map.is_verdict_map = true;
+            (family, map)
+        })
+        .collect();
+    let keys = Family::ALL
+        .into_iter()
+        .map(|family| {
+            let comment = format!("{pods}: the keys of the dispatch map");
+            (family, set(vec![address_type(family)], false, comment))
+        })
+        .collect();
+    (maps, keys)
 }
 
 /// The ranges of `addresses` of one family, as interval set elements.
