@@ -90,7 +90,9 @@ fn cluster_rule_key(chain: &ChainName, role: &RuleRole) -> Option<ClusterRuleKey
     match (chain, role) {
         (
             ChainName::ClusterPolicy { policy, direction },
-            RuleRole::ClusterRule { tier, rule, action },
+            RuleRole::ClusterRule {
+                tier, rule, action, ..
+            },
         ) => Some(ClusterRuleKey {
             tier: *tier,
             policy: policy.clone(),

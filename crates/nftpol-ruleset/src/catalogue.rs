@@ -515,6 +515,8 @@ pub enum RuleRole {
         tier: Tier,
         /// The rule's index in its direction of the policy.
         rule: usize,
+        /// The rule's name, if it has one.
+        name: Option<String>,
         /// What it does on a match.
         action: Action,
     },

@@ -6,24 +6,28 @@
 //! nftpol:de:iso:k3v7q2ma        drop, egress, pods isolated by group k3v7q2ma, no rule allowed it
 //! nftpol:ai:np:7q2k4mxb:3       accept, ingress, NetworkPolicy 7q2k4mxb, its ingress rule 3
 //! nftpol:di:unk                 drop, ingress, unknown pod on this node (fail closed)
+//! nftpol:de:adm:m4kq2z7a:0      drop, egress, Admin ClusterNetworkPolicy m4kq2z7a, its egress rule 0
 //! ```
 //!
 //! Fields are `:`-separated so the prefix is one token for log parsers:
 //! the tool, verdict (`a` accept, `d` drop, `r` reject) and direction (`i`,
 //! `e`) in one field, the tier and reason (`np` a NetworkPolicy rule, `iso`
-//! the default deny of isolated pods, `unk` an unknown local pod), then the
+//! the default deny of isolated pods, `unk` an unknown local pod, `adm` and
+//! `bas` a ClusterNetworkPolicy rule of the Admin or Baseline tier), then the
 //! id and the rule index. Ids are the hashes in the chain names the same
-//! decision lives in (`policy-<id>-ns/name/ingress`, `ingress-group-<id>`),
+//! decision lives in (`policy-<id>-ns/name/ingress`, `ingress-group-<id>`,
+//! `cnp-<id>-name/ingress`),
 //! so `nft list` readers can find them too; they are stable across
 //! restarts and nodes, and never carry a name (a policy name can be 253
 //! bytes, the prefix is bounded).
 //!
 //! 64 bytes is the limit of iptables' NFLOG target (`--nflog-prefix`, 64
 //! with the NUL), which ulogd2 setups are written for; the kernel's own is
-//! 128 (`NF_LOG_PREFIXLEN`). A prefix here is at most 26 bytes.
+//! 128 (`NF_LOG_PREFIXLEN`). A prefix here is at most 28 bytes.
 
 use std::fmt;
 
+use nftpol_model::cluster_policy::Tier;
 use nftpol_model::Direction;
 
 /// The tool name every prefix starts with.
@@ -109,6 +113,16 @@ pub enum Subject {
     },
     /// An address in this node's pod CIDRs that no known pod owns.
     UnknownPod,
+    /// A ClusterNetworkPolicy rule: the tier, the policy's id in this
+    /// direction and the rule's index in its `ingress`/`egress` list.
+    ClusterRule {
+        /// Admin or Baseline.
+        tier: Tier,
+        /// The policy (the hash of its chain's name).
+        policy: ShortId,
+        /// The rule's index.
+        rule: u16,
+    },
 }
 
 /// One decoded prefix.
@@ -146,6 +160,13 @@ impl fmt::Display for LogPrefix {
             }
             Subject::Isolated { group } => write!(f, "{TOOL}:{verdict}{direction}:iso:{group}"),
             Subject::UnknownPod => write!(f, "{TOOL}:{verdict}{direction}:unk"),
+            Subject::ClusterRule { tier, policy, rule } => {
+                let code = match tier {
+                    Tier::Admin => "adm",
+                    Tier::Baseline => "bas",
+                };
+                write!(f, "{TOOL}:{verdict}{direction}:{code}:{policy}:{rule}")
+            }
         }
     }
 }
@@ -185,19 +206,31 @@ impl LogPrefix {
                 .and_then(ShortId::parse)
                 .ok_or(PrefixError::Malformed("id"))
         };
+        let rule_index = |field: Option<&str>| {
+            field
+                .filter(|text| {
+                    !text.is_empty()
+                        && text.bytes().all(|byte| byte.is_ascii_digit())
+                        && (text.len() == 1 || !text.starts_with('0'))
+                })
+                .and_then(|text| text.parse::<u16>().ok())
+                .ok_or(PrefixError::Malformed("rule index"))
+        };
         let subject = match fields.next() {
             Some("np") => {
                 let policy = id(fields.next())?;
-                let rule = fields
-                    .next()
-                    .filter(|text| {
-                        !text.is_empty()
-                            && text.bytes().all(|byte| byte.is_ascii_digit())
-                            && (text.len() == 1 || !text.starts_with('0'))
-                    })
-                    .and_then(|text| text.parse::<u16>().ok())
-                    .ok_or(PrefixError::Malformed("rule index"))?;
+                let rule = rule_index(fields.next())?;
                 Subject::PolicyRule { policy, rule }
+            }
+            Some(code @ ("adm" | "bas")) => {
+                let tier = if code == "adm" {
+                    Tier::Admin
+                } else {
+                    Tier::Baseline
+                };
+                let policy = id(fields.next())?;
+                let rule = rule_index(fields.next())?;
+                Subject::ClusterRule { tier, policy, rule }
             }
             Some("iso") => Subject::Isolated {
                 group: id(fields.next())?,
@@ -242,6 +275,16 @@ mod tests {
                         group: id("abcdefg2"),
                     },
                     Subject::UnknownPod,
+                    Subject::ClusterRule {
+                        tier: Tier::Admin,
+                        policy: id("m4kq2z7a"),
+                        rule: 0,
+                    },
+                    Subject::ClusterRule {
+                        tier: Tier::Baseline,
+                        policy: id("zzzzzzzz"),
+                        rule: u16::MAX,
+                    },
                 ] {
                     all.push(LogPrefix {
                         verdict,

@@ -97,6 +97,12 @@ pub fn group_log_id(direction: &str, policies: &[PolicyId]) -> String {
     short_hash(&format!("{direction} {}", identity.join(" ")))
 }
 
+/// The id verdict logs of a ClusterNetworkPolicy's rules in one direction
+/// carry: the hash in its chain's name (`cluster_object("cnp", …)`).
+pub fn cluster_log_id(policy: &str, direction: &str) -> String {
+    short_hash(&format!("cnp cnp/{policy} {direction}"))
+}
+
 /// The id verdict logs of a policy's rules in one direction carry: the
 /// hash in its chain's name (`policy_object("policy", policy, direction)`).
 pub fn policy_log_id(policy: &PolicyId, direction: &str) -> String {
@@ -269,6 +275,10 @@ mod tests {
             format!("ingress-group-{}", group_log_id("ingress", &[a.clone(), b]))
         );
         assert_ne!(policy_log_id(&a, "egress"), policy_log_id(&a, "ingress"));
+        assert_eq!(
+            cluster_object("cnp", "deny-imds", "egress"),
+            format!("cnp-{}-deny-imds/egress", cluster_log_id("deny-imds", "egress"))
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@ use nftpol_ir::{
     Action, CtState, DynamicMap, Field, KeyType, Log, Match, RateLimit, RateUnit, Rule, Set,
     SetUpdate, Value,
 };
+use nftpol_model::cluster_policy::Tier;
 use nftpol_model::{Direction, LogLimit, PolicyId, RatePeriod};
 
 use crate::catalogue::{ChainName, Family, Provenance, RuleRole, SetName};
@@ -314,6 +315,17 @@ pub enum Decider {
     },
     /// An unknown local pod.
     UnknownPod,
+    /// A ClusterNetworkPolicy rule.
+    ClusterRule {
+        /// Admin or Baseline.
+        tier: Tier,
+        /// The policy's name.
+        policy: String,
+        /// The rule's index in its direction.
+        rule: u16,
+        /// The rule's name, if it has one.
+        name: Option<String>,
+    },
     /// An id this node's ruleset does not hold (logged under an earlier one).
     Unknown,
 }
@@ -323,6 +335,8 @@ pub enum Decider {
 pub struct LogCatalogue {
     policies: BTreeMap<(Direction, ShortId), PolicyId>,
     groups: BTreeMap<(Direction, ShortId), Vec<PolicyId>>,
+    /// ClusterNetworkPolicy rules: (direction, id, rule) → policy, rule name.
+    cluster_rules: BTreeMap<(Direction, ShortId, u16), (String, Option<String>)>,
 }
 
 impl LogCatalogue {
@@ -342,10 +356,19 @@ impl LogCatalogue {
                     let id = short_id(&names::group_log_id(direction.label(), policies));
                     catalogue.groups.insert((*direction, id), policies.clone());
                 }
-                // ClusterNetworkPolicy rules do not log yet (issue #12).
+                ChainName::ClusterPolicy { policy, direction } => {
+                    let id = short_id(&names::cluster_log_id(policy, direction.label()));
+                    for role in &origin.rules {
+                        if let RuleRole::ClusterRule { rule, name, .. } = role {
+                            let rule = u16::try_from(*rule).unwrap_or(u16::MAX);
+                            catalogue
+                                .cluster_rules
+                                .insert((*direction, id, rule), (policy.clone(), name.clone()));
+                        }
+                    }
+                }
                 ChainName::Base { .. }
                 | ChainName::ClusterList { .. }
-                | ChainName::ClusterPolicy { .. }
                 | ChainName::BelowAdmin { .. }
                 | ChainName::OwnNode { .. }
                 | ChainName::Judged { .. }
@@ -373,6 +396,15 @@ impl LogCatalogue {
                     })
             }
             Subject::UnknownPod => Decider::UnknownPod,
+            Subject::ClusterRule { tier, policy, rule } => self
+                .cluster_rules
+                .get(&(prefix.direction, policy, rule))
+                .map_or(Decider::Unknown, |(policy, name)| Decider::ClusterRule {
+                    tier,
+                    policy: policy.clone(),
+                    rule,
+                    name: name.clone(),
+                }),
         }
     }
 }

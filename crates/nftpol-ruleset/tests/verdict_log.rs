@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use nftpol_ir::interpret::{interpret, Conntrack, Packet};
 use nftpol_ir::render::render_rule;
 use nftpol_ir::{Action, CtState, Hook, Ruleset};
+use nftpol_model::cluster_policy::Tier;
 use nftpol_model::{manifests, resolve, Connection, PolicyId, Protocol};
 use nftpol_ruleset::catalogue::{Family, SetName};
 use nftpol_ruleset::compile::{compile, CompileOptions, DenyAction};
@@ -318,5 +319,60 @@ fn unknown_packets_and_established_flows_never_reach_a_log_rule() {
             ..tcp("10.244.1.4", "10.244.1.2", 80)
         };
         assert_eq!(prefixes(&ruleset, &packet).1, vec![], "{state:?}");
+    }
+}
+
+#[test]
+fn cluster_policy_rules_log_their_tier_policy_and_rule() {
+    let objects = format!(
+        "{SCENARIO}---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {{name: no-web-to-other}}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{role: other}}}}}}}}
+  ingress:
+  - {{name: from-web, action: Deny, from: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{role: web}}}}}}}}]}}
+  - {{name: from-db, action: Accept, from: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{role: db}}}}}}}}]}}
+"
+    );
+    let cluster = manifests::parse(&objects).expect("scenario parses").cluster;
+    let model = resolve(&cluster, NODE);
+    for (mode, accept_logs) in [(VerdictLogMode::Deny, 0), (VerdictLogMode::All, 1)] {
+        let compiled = compile(&model, options(mode, DenyAction::Drop));
+        let catalogue = LogCatalogue::new(&compiled.provenance);
+        let (accepted, denied) = prefixes(&compiled.ruleset, &tcp("10.244.1.3", "10.244.1.4", 80));
+        assert!(!accepted, "the Admin Deny drops web → other");
+        assert_eq!(
+            denied.len(),
+            1,
+            "{mode:?}: one log for the deny: {denied:?}"
+        );
+        assert_eq!(denied[0].verdict, log_prefix::Verdict::Drop);
+        assert_eq!(
+            catalogue.decider(&denied[0]),
+            Decider::ClusterRule {
+                tier: Tier::Admin,
+                policy: "no-web-to-other".to_owned(),
+                rule: 0,
+                name: Some("from-web".to_owned()),
+            }
+        );
+        let (accepted, allowed) = prefixes(&compiled.ruleset, &tcp("10.244.1.2", "10.244.1.4", 80));
+        assert!(accepted, "the Admin Accept admits db → other");
+        assert_eq!(allowed.len(), accept_logs, "{mode:?}: {allowed:?}");
+        if let Some(prefix) = allowed.first() {
+            assert_eq!(
+                catalogue.decider(prefix),
+                Decider::ClusterRule {
+                    tier: Tier::Admin,
+                    policy: "no-web-to-other".to_owned(),
+                    rule: 1,
+                    name: Some("from-db".to_owned()),
+                }
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket};
 use nftpol_ir::{Set, Value};
+use nftpol_model::cluster_policy::Tier;
 use nftpol_netlink::nflog::LoggedPacket;
 use nftpol_ruleset::log_prefix::{LogPrefix, Subject};
 use nftpol_ruleset::verdict_log::{self, Decider};
@@ -23,17 +24,22 @@ pub struct VerdictLine {
     pub direction: &'static str,
     /// `accept`, `drop` or `reject`.
     pub verdict: &'static str,
+    /// `admin` or `baseline` (a ClusterNetworkPolicy rule),
     /// `networkpolicy`, or `node` for the unknown-pod rule.
     pub tier: &'static str,
     /// `rule` (an allow rule), `default-deny` (isolated, nothing allowed
     /// it), `unknown-pod`, or `stale` (an id of an earlier ruleset).
     pub reason: &'static str,
-    /// The allowing policy, `namespace/name`.
+    /// The deciding policy: `namespace/name`, or `cnp/NAME` for a
+    /// ClusterNetworkPolicy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
-    /// The allowing rule's index in the policy's direction.
+    /// The deciding rule's index in the policy's direction.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<u16>,
+    /// The deciding rule's name (ClusterNetworkPolicy rules may have one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_name: Option<String>,
     /// The policies isolating the pod, for a default deny.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub isolating: Vec<String>,
@@ -66,12 +72,21 @@ pub struct VerdictLine {
     pub count: u64,
 }
 
+/// `admin` or `baseline`.
+fn tier_label(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Admin => "admin",
+        Tier::Baseline => "baseline",
+    }
+}
+
 /// The line of `packet`, or `None` when its prefix is not nftpol's (a
 /// rule of another table logging to the same group) or its headers do not
 /// parse.
 pub fn describe(packet: &LoggedPacket, directory: &Directory, time: String) -> Option<VerdictLine> {
     let prefix = LogPrefix::parse(packet.prefix.as_deref()?).ok()?;
     let headers = Headers::parse(&packet.payload)?;
+    let mut rule_name = None;
     let (tier, reason, policy, rule, isolating) = match (directory.decider(&prefix), prefix.subject)
     {
         (Decider::Rule { policy, rule }, _) => (
@@ -81,6 +96,24 @@ pub fn describe(packet: &LoggedPacket, directory: &Directory, time: String) -> O
             Some(rule),
             Vec::new(),
         ),
+        (
+            Decider::ClusterRule {
+                tier,
+                policy,
+                rule,
+                name,
+            },
+            _,
+        ) => {
+            rule_name = name;
+            (
+                tier_label(tier),
+                "rule",
+                Some(format!("cnp/{policy}")),
+                Some(rule),
+                Vec::new(),
+            )
+        }
         (Decider::Isolated { policies }, _) => (
             "networkpolicy",
             "default-deny",
@@ -91,6 +124,9 @@ pub fn describe(packet: &LoggedPacket, directory: &Directory, time: String) -> O
         (Decider::UnknownPod, _) => ("node", "unknown-pod", None, None, Vec::new()),
         (Decider::Unknown, Subject::PolicyRule { rule, .. }) => {
             ("networkpolicy", "stale", None, Some(rule), Vec::new())
+        }
+        (Decider::Unknown, Subject::ClusterRule { tier, rule, .. }) => {
+            (tier_label(tier), "stale", None, Some(rule), Vec::new())
         }
         (Decider::Unknown, _) => ("networkpolicy", "stale", None, None, Vec::new()),
     };
@@ -106,6 +142,7 @@ pub fn describe(packet: &LoggedPacket, directory: &Directory, time: String) -> O
         reason,
         policy,
         rule,
+        rule_name,
         isolating,
         family: if headers.src.is_ipv4() {
             "IPv4"

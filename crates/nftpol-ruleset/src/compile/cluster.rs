@@ -51,7 +51,9 @@ use super::policy::rule_alternatives;
 use super::{address_value, dispatch_sets, family_of, local_field, lookup, rule, Builder};
 use super::{CompileOptions, DenyAction};
 use crate::catalogue::{ChainName, Family, RuleRole, SetName};
+use crate::log_prefix::{self, LogPrefix, Subject};
 use crate::names;
+use crate::verdict_log;
 
 /// The base-chain rules of the two tiers of one direction (empty for a
 /// tier no local pod has).
@@ -263,6 +265,7 @@ fn add_policy_chain(
     if builder.has_chain(&key.name()) {
         return;
     }
+    let log_id = verdict_log::short_id(&names::cluster_log_id(&policy.name, direction.label()));
     let mut chain_rules = Vec::new();
     for resolved in policy.rules(direction) {
         let verdict = match (resolved.action, policy.tier) {
@@ -310,9 +313,38 @@ fn add_policy_chain(
         let role = RuleRole::ClusterRule {
             tier: policy.tier,
             rule: resolved.index,
+            name: resolved.name.clone(),
             action: resolved.action,
         };
+        let logged = match resolved.action {
+            cluster_policy::Action::Deny => options
+                .verdict_log
+                .logs_denies()
+                .then(|| options.deny_verdict()),
+            cluster_policy::Action::Accept => options
+                .verdict_log
+                .logs_allows()
+                .then_some(log_prefix::Verdict::Accept),
+            cluster_policy::Action::Pass => None,
+        };
         for matches in alternatives {
+            if let Some(verdict) = logged {
+                let prefix = LogPrefix {
+                    verdict,
+                    direction,
+                    subject: Subject::ClusterRule {
+                        tier: policy.tier,
+                        policy: log_id,
+                        // At most 25 rules per direction (the CRD's bound).
+                        rule: u16::try_from(resolved.index).unwrap_or(u16::MAX),
+                    },
+                };
+                chain_rules.extend(options.verdict_log.rules(
+                    &matches,
+                    nftpol_model::LogLimit::default(),
+                    prefix,
+                ));
+            }
             chain_rules.push((
                 role.clone(),
                 Rule {
