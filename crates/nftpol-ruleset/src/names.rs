@@ -277,7 +277,10 @@ mod tests {
         assert_ne!(policy_log_id(&a, "egress"), policy_log_id(&a, "ingress"));
         assert_eq!(
             cluster_object("cnp", "deny-imds", "egress"),
-            format!("cnp-{}-deny-imds/egress", cluster_log_id("deny-imds", "egress"))
+            format!(
+                "cnp-{}-deny-imds/egress",
+                cluster_log_id("deny-imds", "egress")
+            )
         );
     }
 
