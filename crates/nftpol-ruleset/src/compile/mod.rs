@@ -27,10 +27,11 @@
 //! so `forward` and `output` at priority ≥ 0 see the translated backend
 //! address. IPVS rewrites in LOCAL_IN and sends the packet through OUTPUT and
 //! POSTROUTING, never FORWARD, so the `output` chains police it too.
-//! Traffic from a pod to its own node ends in `input`, which nftpol does not
-//! filter; traffic from the node to its pods leaves through `output`, where
-//! `fib saddr type local` accepts it: both directions between a pod and its
-//! node always pass.
+//! Traffic from a pod to its own node ends in `input`, which NetworkPolicy
+//! never judges (an egress base chain there exists only for the
+//! ClusterNetworkPolicy tiers, see [`cluster`]); traffic from the node to
+//! its pods leaves through `output`, where `fib saddr type local` accepts
+//! it: both directions between a pod and its node always pass NetworkPolicy.
 //!
 //! Per-packet work depends only on the policies selecting the local pod:
 //! dispatch is one verdict-map lookup on the pod address. Rule count depends
