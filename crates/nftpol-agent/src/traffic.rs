@@ -226,7 +226,10 @@ impl TrafficTracker {
                         .or_default()
                         .add(delta);
                 }
-                Some((chain, role)) if cluster_rule_key(chain, role).is_some() => {
+                Some((
+                    chain @ ChainName::ClusterPolicy { .. },
+                    role @ RuleRole::ClusterRule { .. },
+                )) => {
                     if let Some(key) = cluster_rule_key(chain, role) {
                         increments.cluster_rules.entry(key).or_default().add(delta);
                     }
