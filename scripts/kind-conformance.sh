@@ -10,11 +10,20 @@
 # fail a test. This kindnet routes pods over ptp veths (no bridge), so
 # same-node traffic crosses the FORWARD hook nftpol polices.
 #
-# Needs: docker, kind, kubectl, curl, tar. Not runnable without Docker.
+# With --cnp, nftpol is deployed with the upstream ClusterNetworkPolicy CRD
+# (deploy/overlays/with-cluster-network-policy) and, after the Netpol tests,
+# the network-policy-api conformance suite of the CRD's release runs with
+# --conformance-profiles=ClusterNetworkPolicy and the extended features
+# nftpol enforces (named ports, egress node peers); its report is written
+# beside the e2e log (CNP_REPORT_URL and CNP_REPORT_CONTACT fill its
+# implementation fields).
+#
+# Needs: docker, kind, kubectl, curl, tar (and go for --cnp). Not runnable
+# without Docker.
 #
 # Usage: scripts/kind-conformance.sh [--proxy-mode iptables|nftables|ipvs]
 #            [--ip-family ipv4|ipv6|dual] [--name NAME] [--k8s-version X.Y.Z]
-#            [--keep]
+#            [--cnp] [--keep]
 set -euo pipefail
 
 PROXY_MODE=iptables
@@ -22,6 +31,10 @@ IP_FAMILY=ipv4
 CLUSTER=nftpol-conformance
 K8S_VERSION=1.34.0
 KEEP=false
+CNP=false
+# The extended ClusterNetworkPolicy features nftpol enforces (domainNames
+# peers are not: they fail closed, as the spec says for unknown peers).
+CNP_FEATURES=ClusterNetworkPolicyNamedPorts,ClusterNetworkPolicyEgressNodePeers
 KINDNET_IMAGE=${KINDNET_IMAGE:-docker.io/kindest/kindnetd:v20240513-cd2ac642}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -36,6 +49,7 @@ while [[ $# -gt 0 ]]; do
         --ip-family) IP_FAMILY=${2:?--ip-family needs a value}; shift 2 ;;
         --name) CLUSTER=${2:?--name needs a value}; shift 2 ;;
         --k8s-version) K8S_VERSION=${2:?--k8s-version needs a value}; shift 2 ;;
+        --cnp) CNP=true; shift ;;
         --keep) KEEP=true; shift ;;
         -h|--help) usage 0 ;;
         *) echo "unknown option: $1" >&2; usage 2 ;;
@@ -50,7 +64,17 @@ case "$IP_FAMILY" in
     *) echo "bad --ip-family: $IP_FAMILY" >&2; exit 2 ;;
 esac
 
-for tool in docker kind kubectl curl tar; do
+tools=(docker kind kubectl curl tar)
+DEPLOY="$ROOT/deploy/"
+if [[ "$CNP" == true ]]; then
+    tools+=(go)
+    DEPLOY="$ROOT/deploy/overlays/with-cluster-network-policy"
+    # The suite's release is the CRD's: one pin, in the kustomize component.
+    NPAPI_VERSION=$(grep -o 'network-policy-api/refs/tags/v[0-9.]*' \
+        "$ROOT/deploy/components/cluster-network-policy-crd/kustomization.yaml" | sed 's|.*/tags/||')
+    [[ -n "$NPAPI_VERSION" ]] || { echo "no network-policy-api tag in the CRD component" >&2; exit 2; }
+fi
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
 done
 
@@ -189,8 +213,8 @@ log "building the nftpol image"
 docker build -f "$ROOT/deploy/Containerfile" -t nftpol:latest "$ROOT"
 kind load docker-image nftpol:latest --name "$CLUSTER"
 
-log "deploying nftpol"
-kubectl apply -k "$ROOT/deploy/"
+log "deploying nftpol ($DEPLOY)"
+kubectl apply -k "$DEPLOY"
 kubectl -n nftpol-system rollout status daemonset/nftpol --timeout=5m
 
 log "fetching the e2e binary for v$K8S_VERSION"
@@ -213,5 +237,37 @@ status=0
 
 log "summary ($PROXY_MODE, $IP_FAMILY); full log: $REPORT_DIR/e2e.log"
 grep -E '^\[FAIL\]|^Ran [0-9]+ of [0-9]+ Specs|^(SUCCESS|FAIL)!|Passed \| [0-9]+ Failed' "$REPORT_DIR/e2e.log" | sort -u || true
+
+if [[ "$CNP" == true ]]; then
+    log "fetching the network-policy-api $NPAPI_VERSION conformance suite"
+    module_dir=$(cd "$WORK" && go mod download -json "sigs.k8s.io/network-policy-api@$NPAPI_VERSION" \
+        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [[ -d "$module_dir" ]] || { echo "could not download network-policy-api $NPAPI_VERSION" >&2; exit 1; }
+    # The module cache is read-only; the suite runs from a writable copy.
+    cp -r "$module_dir" "$WORK/network-policy-api"
+    # The report's required implementation fields; override for a report
+    # you submit upstream.
+    REPORT_URL=${CNP_REPORT_URL:-$(git -C "$ROOT" remote get-url origin 2>/dev/null || echo "file://$ROOT")}
+    REPORT_CONTACT=${CNP_REPORT_CONTACT:-$(git -C "$ROOT" config user.email 2>/dev/null || echo "$USER")}
+    chmod -R u+w "$WORK/network-policy-api"
+
+    log "running the ClusterNetworkPolicy conformance profile (+ $CNP_FEATURES)"
+    cnp_status=0
+    (cd "$WORK/network-policy-api" && go test -v ./conformance \
+        -run '^TestConformanceProfiles$' -timeout 60m -args \
+        --conformance-profiles=ClusterNetworkPolicy \
+        --supported-features="$CNP_FEATURES" \
+        --organization=nftpol --project=nftpol \
+        --url="$REPORT_URL" --version="$(git -C "$ROOT" describe --always --dirty)" \
+        --contact="$REPORT_CONTACT" \
+        --additional-info="scripts/kind-conformance.sh --cnp ($PROXY_MODE, $IP_FAMILY, Kubernetes v$K8S_VERSION)" \
+        --report-output="$REPORT_DIR/cnp-conformance-report.yaml") \
+        >"$REPORT_DIR/cnp-conformance.log" 2>&1 || cnp_status=$?
+    log "ClusterNetworkPolicy summary; full log: $REPORT_DIR/cnp-conformance.log"
+    grep -E '^(--- FAIL|--- PASS|FAIL|ok|PASS)' "$REPORT_DIR/cnp-conformance.log" | sort | uniq -c || true
+    if [[ "$status" -eq 0 ]]; then
+        status=$cnp_status
+    fi
+fi
 kubectl -n nftpol-system logs daemonset/nftpol --tail=5 || true
 exit "$status"

@@ -15,6 +15,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nftpol_ir::Ruleset;
+use nftpol_model::cluster_policy::Tier;
 use nftpol_netlink::{ConntrackError, ReadError};
 use nftpol_ruleset::catalogue::{Provenance, SetKind};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -39,6 +40,12 @@ struct SyncLabel {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
+}
+
+/// `tier="Admin|Baseline"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TierLabel {
+    tier: &'static str,
 }
 
 /// `resource="pods|namespaces|networkpolicies|nodes"`.
@@ -255,6 +262,7 @@ pub struct RulesetMetrics {
     rules: Gauge,
     elements: Family<KindLabel, Gauge>,
     invalid: Gauge,
+    priority_ties: Family<TierLabel, Gauge>,
 }
 
 impl RulesetMetrics {
@@ -275,6 +283,11 @@ impl RulesetMetrics {
             "Invalid object parts in the last reconcile (each error says what applies instead: a policy part allows nothing, an annotation its default)",
             metrics.invalid.clone(),
         );
+        registry.register(
+            "cnp_priority_ties",
+            "Pairs of ClusterNetworkPolicies of one tier sharing a priority in the last reconcile (nftpol orders each pair by name; the spec leaves it undefined)",
+            metrics.priority_ties.clone(),
+        );
         metrics
     }
 
@@ -284,6 +297,14 @@ impl RulesetMetrics {
             .set(i64::try_from(ruleset.rule_count()).unwrap_or(i64::MAX));
         self.invalid
             .set(i64::try_from(report.invalid.len()).unwrap_or(i64::MAX));
+        for tier in [Tier::Admin, Tier::Baseline] {
+            let ties = report.priority_ties.iter().filter(|tie| tie.tier == tier);
+            self.priority_ties
+                .get_or_create(&TierLabel {
+                    tier: tier.as_str(),
+                })
+                .set(i64::try_from(ties.count()).unwrap_or(i64::MAX));
+        }
         let mut elements: BTreeMap<&'static str, usize> = BTreeMap::new();
         for set in ruleset.sets.values() {
             let kind = provenance

@@ -5,7 +5,10 @@ use std::time::Instant;
 
 use nftpol_ir::diff::{diff, Change, Diff};
 use nftpol_ir::Ruleset;
-use nftpol_model::{resolve_snapshot, Direction, ModelError, PodChange, RemotePods, Snapshot};
+use nftpol_model::{
+    cluster_policy::PriorityTie, resolve_snapshot, Direction, ModelError, PodChange, RemotePods,
+    Snapshot,
+};
 use nftpol_netlink::{Applied, ApplyError, ConntrackError, Dataplane, ReadError};
 use nftpol_ruleset::catalogue::Provenance;
 use nftpol_ruleset::compile::{compile, pod_delta, CompileOptions};
@@ -73,6 +76,9 @@ pub struct ReconcileReport {
     pub elements: usize,
     /// Invalid parts of objects (each says what applies instead).
     pub invalid: Vec<ModelError>,
+    /// ClusterNetworkPolicies of one tier that share a priority (nftpol
+    /// orders each pair by name; the spec leaves it undefined).
+    pub priority_ties: Vec<PriorityTie>,
     /// The policy generation this commit moved to, when it may take
     /// permission away (every established flow is judged again).
     pub rejudge_generation: Option<u32>,
@@ -87,7 +93,7 @@ impl ReconcileReport {
         changes: &Diff,
         applied: Applied,
         committed: &Ruleset,
-        invalid: Vec<ModelError>,
+        findings: &Findings,
         rejudged: Option<Rejudge>,
     ) -> Self {
         let (elements_added, elements_deleted) = changes.element_counts();
@@ -101,10 +107,20 @@ impl ReconcileReport {
             bytes: applied.bytes,
             rules: committed.rule_count(),
             elements: committed.element_count(),
-            invalid,
+            invalid: findings.invalid.clone(),
+            priority_ties: findings.priority_ties.clone(),
             rejudge_generation: rejudged.map(|next| next.generation.get()),
         }
     }
+}
+
+/// What the last full model found wrong or ambiguous in the cluster's
+/// objects; the element path reports it again, as nothing it changes can
+/// alter it.
+#[derive(Debug, Default)]
+struct Findings {
+    invalid: Vec<ModelError>,
+    priority_ties: Vec<PriorityTie>,
 }
 
 /// Keeps one node's table in step with the cluster.
@@ -122,8 +138,8 @@ pub struct Reconciler<D: Dataplane> {
     /// the element path (`None` before a model, and after the element path
     /// failed).
     remote_pods: Option<RemotePods>,
-    /// The last full model's invalid object parts.
-    invalid: Vec<ModelError>,
+    /// The last full model's findings.
+    findings: Findings,
     /// Names for the verdict log, kept up to date when logging is on.
     log_directory: Option<LogDirectory>,
 }
@@ -141,7 +157,7 @@ impl<D: Dataplane> Reconciler<D> {
             full_sync_next: true,
             generation: 0,
             remote_pods: None,
-            invalid: Vec::new(),
+            findings: Findings::default(),
             log_directory: None,
         }
     }
@@ -195,10 +211,25 @@ impl<D: Dataplane> Reconciler<D> {
         let started = Instant::now();
 
         let mut model = resolve_snapshot(snapshot, &self.node);
-        for error in &model.errors {
+        let findings = Findings {
+            invalid: std::mem::take(&mut model.errors),
+            priority_ties: std::mem::take(&mut model.priority_ties),
+        };
+        // Said once while it lasts (the metrics count it every reconcile):
+        // a standing finding repeated on every pod event would bury the log.
+        for error in findings
+            .invalid
+            .iter()
+            .filter(|e| !self.findings.invalid.contains(e))
+        {
             tracing::warn!(%error, "invalid object part");
         }
-        for tie in &model.priority_ties {
+        let known_ties = &self.findings.priority_ties;
+        for tie in findings
+            .priority_ties
+            .iter()
+            .filter(|t| !known_ties.contains(t))
+        {
             tracing::warn!(%tie, "ClusterNetworkPolicies share a priority");
         }
         let compiled = compile(&model, self.options);
@@ -242,7 +273,7 @@ impl<D: Dataplane> Reconciler<D> {
             &changes,
             applied.unwrap_or_default(),
             &desired,
-            model.errors.clone(),
+            &findings,
             rejudged,
         );
         self.provenance = compiled.provenance;
@@ -254,7 +285,7 @@ impl<D: Dataplane> Reconciler<D> {
             self.options.rejudge = rejudged;
         }
         self.remote_pods = Some(std::mem::take(&mut model.remote_pods));
-        self.invalid = model.errors;
+        self.findings = findings;
         self.full_sync_next = false;
         tracing::info!(
             pods = model.local_pods.len(),
@@ -331,7 +362,7 @@ impl<D: Dataplane> Reconciler<D> {
             &changes,
             applied.unwrap_or_default(),
             committed,
-            self.invalid.clone(),
+            &self.findings,
             rejudged,
         );
         tracing::info!(

@@ -290,3 +290,47 @@ fn cluster_role_is_read_only_on_the_kinds_the_agent_watches() {
         ]
     );
 }
+
+fn yaml_file(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+#[test]
+fn cluster_network_policy_overlay_adds_the_standard_crd_at_a_release_tag() {
+    let overlay = deploy_dir().join("overlays/with-cluster-network-policy");
+    let kustomization = yaml_file(&overlay.join("kustomization.yaml"));
+    assert_eq!(kustomization["kind"], "Kustomization");
+    assert_eq!(kustomization["resources"], serde_json::json!(["../.."]));
+    let components = kustomization["components"].as_array().expect("components");
+    assert_eq!(components.len(), 1);
+    let component_dir = overlay.join(components[0].as_str().expect("a path"));
+    let component = yaml_file(&component_dir.join("kustomization.yaml"));
+    assert_eq!(component["kind"], "Component");
+    let resources: Vec<&str> = component["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let [crd] = resources[..] else {
+        panic!("one resource, the CRD: {resources:?}");
+    };
+    // The standard channel (not experimental) of a released tag, never a
+    // moving branch: what the agent's v1alpha2 types were written against.
+    let (version, path) = crd
+        .strip_prefix(
+            "https://raw.githubusercontent.com/kubernetes-sigs/network-policy-api/refs/tags/v",
+        )
+        .and_then(|rest| rest.split_once('/'))
+        .expect("a network-policy-api release tag");
+    assert_eq!(
+        path,
+        "config/crd/standard/policy.networking.k8s.io_clusternetworkpolicies.yaml"
+    );
+    assert!(
+        version.split('.').all(|part| part.parse::<u32>().is_ok()),
+        "a release version: {version}"
+    );
+}

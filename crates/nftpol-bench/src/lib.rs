@@ -11,7 +11,8 @@
 //! conntrack only, nftpol, linear rules), [`memory`] (a real `nftpol agent`
 //! process against the fake API server), [`rejudge`] (the cost of one
 //! commit that takes permission away from established flows), [`features`]
-//! (re-judging and the verdict log on against off). The dataplane
+//! (re-judging and the verdict log on against off), [`cluster_policies`]
+//! (ClusterNetworkPolicy's full-sync and per-connection cost). The dataplane
 //! measurements share the lab ([`lab`]), the traffic ([`probe`]) and the
 //! interleaved rounds ([`rounds`]).
 //! Everything that touches the kernel runs in network namespaces it creates
@@ -19,6 +20,7 @@
 //! reported, never asserted.
 
 pub mod churn;
+pub mod cluster_policies;
 pub mod commit;
 pub mod compile;
 pub mod dataplane;

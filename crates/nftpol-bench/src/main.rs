@@ -15,7 +15,9 @@ use clap::{Parser, Subcommand};
 use nftpol_bench::generate::Shape;
 use nftpol_bench::rounds::Schedule;
 use nftpol_bench::run::Measurement;
-use nftpol_bench::{churn, commit, compile, dataplane, features, memory, rejudge, report, run};
+use nftpol_bench::{
+    churn, cluster_policies, commit, compile, dataplane, features, memory, rejudge, report, run,
+};
 
 #[derive(Parser)]
 #[command(about = "nftpol benchmarks")]
@@ -147,6 +149,26 @@ enum Command {
         #[command(flatten)]
         traffic: Traffic,
     },
+    /// Measurement 8: ClusterNetworkPolicy's full-sync cost at one size,
+    /// and a pod selected by Admin CNPs against none, interleaved.
+    ClusterPolicies {
+        #[command(flatten)]
+        size: Size,
+        /// Generated ClusterNetworkPolicies for the full sync.
+        #[arg(long, default_value_t = 100)]
+        cluster_policies: usize,
+        /// Rules per generated ClusterNetworkPolicy.
+        #[arg(long, default_value_t = 10)]
+        rules: usize,
+        /// Admin ClusterNetworkPolicies selecting the lab's bench pods.
+        #[arg(long, default_value_t = 10)]
+        guards: usize,
+        /// Commit runs per full sync.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[command(flatten)]
+        traffic: Traffic,
+    },
     /// Measurement 5 for one size.
     Memory {
         #[command(flatten)]
@@ -214,6 +236,23 @@ fn main() -> Result<()> {
             size.policies,
             traffic.into(),
             size.seed,
+        )?),
+        Command::ClusterPolicies {
+            size,
+            cluster_policies: count,
+            rules,
+            guards,
+            runs,
+            traffic,
+        } => emit(&cluster_policies::run(
+            size.into(),
+            cluster_policies::ClusterPolicyShape {
+                cluster_policies: count,
+                rules,
+                guards,
+            },
+            runs,
+            traffic.into(),
         )?),
         Command::Memory { size, agent } => {
             let agent = match agent {

@@ -38,6 +38,10 @@ pub enum Setup {
     },
     /// nftpol's allow-list as linear rules, loaded with `nft -f`.
     Linear,
+    /// nftpol's ruleset with Admin ClusterNetworkPolicies selecting both
+    /// bench pods that the bench connection is tested against and never
+    /// matches ([`crate::cluster_policies::admin_guards`]).
+    NftpolAdminGuards,
 }
 
 impl Setup {
@@ -66,6 +70,7 @@ impl fmt::Display for Setup {
                 }
             }
             Self::Linear => f.write_str("linear rules"),
+            Self::NftpolAdminGuards => f.write_str("nftpol + Admin ClusterNetworkPolicies"),
         }
     }
 }

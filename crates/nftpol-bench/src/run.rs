@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::churn::ChurnResult;
+use crate::cluster_policies::{ClusterPolicyResult, ClusterPolicyShape};
 use crate::commit::CommitResult;
 use crate::compile::CompileResult;
 use crate::dataplane::DataplaneResult;
@@ -41,6 +42,8 @@ pub enum Measurement {
     Rejudge,
     /// 7: feature costs.
     Features,
+    /// 8: ClusterNetworkPolicy costs.
+    ClusterPolicies,
 }
 
 impl Measurement {
@@ -53,6 +56,7 @@ impl Measurement {
         Self::Memory,
         Self::Rejudge,
         Self::Features,
+        Self::ClusterPolicies,
     ];
 
     /// The subcommand that runs it (and starts the name of its skips).
@@ -65,6 +69,7 @@ impl Measurement {
             Self::Memory => "memory",
             Self::Rejudge => "rejudge",
             Self::Features => "features",
+            Self::ClusterPolicies => "cluster-policies",
         }
     }
 }
@@ -129,6 +134,9 @@ pub struct Results {
     /// Measurement 7.
     #[serde(default)]
     pub features: Option<FeaturesResult>,
+    /// Measurement 8.
+    #[serde(default)]
+    pub cluster_policies: Option<ClusterPolicyResult>,
     /// What did not finish.
     pub skipped: Vec<Skipped>,
     /// Measurements rerun later into these results, oldest first.
@@ -176,6 +184,9 @@ pub struct Plan {
     pub rejudge: Vec<usize>,
     /// Measurement 7: pods, policies, rounds and traffic.
     pub features: (usize, usize, Schedule),
+    /// Measurement 8: pods, NetworkPolicies, the CNPs, commit runs, rounds
+    /// and traffic.
+    pub cluster_policies: (usize, usize, ClusterPolicyShape, usize, Schedule),
     /// Longest one measurement process may run.
     pub timeout: Duration,
     /// Compile sizes with more than this many pods × policies run last,
@@ -206,6 +217,21 @@ impl Plan {
             features: (
                 1000,
                 50,
+                Schedule {
+                    rounds: 2,
+                    connections: 100,
+                    seconds: 0.2,
+                },
+            ),
+            cluster_policies: (
+                1000,
+                100,
+                ClusterPolicyShape {
+                    cluster_policies: 10,
+                    rules: 10,
+                    guards: 10,
+                },
+                1,
                 Schedule {
                     rounds: 2,
                     connections: 100,
@@ -251,6 +277,23 @@ impl Plan {
             features: (
                 10_000,
                 100,
+                Schedule {
+                    rounds: 9,
+                    connections: 1000,
+                    seconds: 2.0,
+                },
+            ),
+            // Issue #12: 100 CNPs × 10 rules over 1,000 NetworkPolicies at
+            // 10,000 pods; a pod selected by 10 Admin CNPs.
+            cluster_policies: (
+                10_000,
+                1000,
+                ClusterPolicyShape {
+                    cluster_policies: 100,
+                    rules: 10,
+                    guards: 10,
+                },
+                3,
                 Schedule {
                     rounds: 9,
                     connections: 1000,
@@ -367,6 +410,7 @@ pub fn run(plan: &Plan, seed: u64, only: &[Measurement]) -> Results {
         memory: Vec::new(),
         rejudge: None,
         features: None,
+        cluster_policies: None,
         skipped: Vec::new(),
         reruns: Vec::new(),
     };
@@ -423,6 +467,27 @@ pub fn run(plan: &Plan, seed: u64, only: &[Measurement]) -> Results {
         args.extend(schedule_args(schedule));
         results.features = one(
             format!("features {pods} pods × {policies} policies"),
+            &args,
+            plan.timeout,
+            &mut results.skipped,
+        );
+    }
+    if only.contains(&Measurement::ClusterPolicies) {
+        let (pods, policies, shape, runs, schedule) = &plan.cluster_policies;
+        let mut args = size_args("cluster-policies", *pods, *policies, seed);
+        args.extend([
+            "--cluster-policies".to_owned(),
+            shape.cluster_policies.to_string(),
+            "--rules".to_owned(),
+            shape.rules.to_string(),
+            "--guards".to_owned(),
+            shape.guards.to_string(),
+            "--runs".to_owned(),
+            runs.to_string(),
+        ]);
+        args.extend(schedule_args(schedule));
+        results.cluster_policies = one(
+            format!("cluster-policies {pods} pods × {policies} policies"),
             &args,
             plan.timeout,
             &mut results.skipped,
@@ -563,6 +628,9 @@ pub fn merge(mut previous: Results, fresh: Results, only: &[Measurement]) -> Res
             Measurement::Memory => previous.memory.clone_from(&fresh.memory),
             Measurement::Rejudge => previous.rejudge.clone_from(&fresh.rejudge),
             Measurement::Features => previous.features.clone_from(&fresh.features),
+            Measurement::ClusterPolicies => previous
+                .cluster_policies
+                .clone_from(&fresh.cluster_policies),
         }
     }
     // A skip is named after its measurement's subcommand ("dataplane 1000
@@ -620,6 +688,7 @@ mod tests {
             memory: Vec::new(),
             rejudge: None,
             features: None,
+            cluster_policies: None,
             skipped: Vec::new(),
             reruns: Vec::new(),
         }

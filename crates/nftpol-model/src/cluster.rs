@@ -24,6 +24,28 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
 }
 
+impl Extend<Cluster> for Cluster {
+    /// Adds every object of the other clusters (as reading several manifest
+    /// files does). Destructured so that a new kind of object cannot be
+    /// forgotten here.
+    fn extend<I: IntoIterator<Item = Cluster>>(&mut self, clusters: I) {
+        for Cluster {
+            namespaces,
+            pods,
+            policies,
+            cluster_policies,
+            nodes,
+        } in clusters
+        {
+            self.namespaces.extend(namespaces);
+            self.pods.extend(pods);
+            self.policies.extend(policies);
+            self.cluster_policies.extend(cluster_policies);
+            self.nodes.extend(nodes);
+        }
+    }
+}
+
 /// The objects one reconcile reads, pods already reduced to [`PodView`]s:
 /// what an agent keeps between reconciles. A k8s-openapi Pod costs about
 /// 5 KB even with every unread field cleared (its generated structs are

@@ -32,10 +32,7 @@ pub fn load(path: &Path) -> anyhow::Result<Cluster> {
         for warning in &parsed.warnings {
             tracing::warn!(file = %file.display(), "{warning}");
         }
-        cluster.namespaces.extend(parsed.cluster.namespaces);
-        cluster.pods.extend(parsed.cluster.pods);
-        cluster.policies.extend(parsed.cluster.policies);
-        cluster.nodes.extend(parsed.cluster.nodes);
+        cluster.extend([parsed.cluster]);
     }
     Ok(cluster)
 }

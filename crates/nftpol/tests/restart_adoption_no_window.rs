@@ -2,7 +2,9 @@
 //! pod the policy isolates, `nftpol apply` runs again and again as fresh
 //! processes (each adopts the table it finds by reading it back and applying
 //! only the difference), alternating between two rulesets that both deny the
-//! flood. Not one flood packet may leave the node towards the pod.
+//! flood. Not one flood packet may leave the node towards the pod. Once with
+//! NetworkPolicy denying, once with an Admin ClusterNetworkPolicy Deny (a
+//! tier whose chains and maps the restarts rewrite too).
 //!
 //! Topology, all in throwaway namespaces of the test kit: client (10.0.1.2) — node — server
 //! pod (10.244.1.10). A separate probe table on the node counts flood packets
@@ -125,15 +127,16 @@ fn build_topology(client: &str, node: &str, server: &str) {
     ]);
 }
 
-#[test]
-fn repeated_restarts_let_no_denied_packet_through() {
+/// Floods the server pod while fresh agents alternate between the two
+/// `manifests` (both deny the flood), then checks that not one packet was
+/// forwarded, and that the probe counts what an allow-all lets through.
+fn repeated_restarts_let_no_denied_packet_through(manifests: [&str; 2]) {
     let namespaces = [Netns::new(), Netns::new(), Netns::new()];
     let [client, node, server] = namespaces.each_ref().map(|netns| netns.name().to_owned());
     build_topology(&client, &node, &server);
 
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let manifests = ["restart-deny-all.yaml", "restart-deny-all-but-tcp-80.yaml"]
-        .map(|name| fixtures.join(name));
+    let manifests = manifests.map(|name| fixtures.join(name));
     let nftpol = env!("CARGO_BIN_EXE_nftpol");
     let apply = |manifest: &Path| {
         run(&[
@@ -203,4 +206,20 @@ fn repeated_restarts_let_no_denied_packet_through() {
         10,
         "allowed packets must be forwarded and counted"
     );
+}
+
+#[test]
+fn network_policy_restarts_let_no_denied_packet_through() {
+    repeated_restarts_let_no_denied_packet_through([
+        "restart-deny-all.yaml",
+        "restart-deny-all-but-tcp-80.yaml",
+    ]);
+}
+
+#[test]
+fn admin_cluster_policy_restarts_let_no_denied_packet_through() {
+    repeated_restarts_let_no_denied_packet_through([
+        "restart-admin-deny.yaml",
+        "restart-admin-deny-but-tcp-80.yaml",
+    ]);
 }

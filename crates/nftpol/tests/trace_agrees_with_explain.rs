@@ -1,7 +1,8 @@
 //! `nftpol trace`, run on a node's kernel table, reaches the verdict
 //! `nftpol explain` reasons from the manifests, for every pod pair, port
 //! and protocol of a dual-stack scenario whose pods share the node (so the
-//! node enforces both directions of every connection). Each run applies
+//! node enforces both directions of every connection), with
+//! ClusterNetworkPolicies of both tiers beside NetworkPolicies. Each run applies
 //! the scenario in a throwaway network namespace (`unshare -n`), then
 //! traces there.
 
@@ -53,6 +54,31 @@ spec:
   policyTypes: [Egress]
   egress:
   - to: [{ipBlock: {cidr: 10.244.1.0/24}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: deny-c-to-b-81}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: b}}}}
+  ingress:
+  - name: deny-c
+    action: Deny
+    from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: c}}}}]
+    protocols: [{tcp: {destinationPort: {number: 81}}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: a-not-to-c}
+spec:
+  tier: Baseline
+  priority: 5
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: a}}}}
+  egress:
+  - name: deny-c
+    action: Deny
+    to: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: c}}}}]
 ";
 
 const PODS: [(&str, &str, &str); 3] = [
@@ -109,6 +135,7 @@ fn trace_of_the_kernel_table_agrees_with_explain_for_every_probe() {
         .collect();
     assert_eq!(exits.len(), probes.len());
     let mut denied = 0;
+    let mut deciding_tiers = std::collections::BTreeSet::new();
     for ((from, to, port), exit) in probes.iter().zip(&exits) {
         let explained = Command::new(binary)
             .args([
@@ -131,6 +158,11 @@ fn trace_of_the_kernel_table_agrees_with_explain_for_every_probe() {
             other => panic!("explain said {other:?}: {text}"),
         };
         denied += usize::from(!allowed);
+        for tier in ["Admin cnp/deny-c-to-b-81", "Baseline cnp/a-not-to-c"] {
+            if !allowed && text.contains(tier) {
+                deciding_tiers.insert(tier);
+            }
+        }
         let traced_allowed = match exit.as_str() {
             "0" => true,
             "1" => false,
@@ -144,6 +176,11 @@ fn trace_of_the_kernel_table_agrees_with_explain_for_every_probe() {
     assert!(
         denied > 0 && denied < probes.len(),
         "the scenario has both verdicts"
+    );
+    assert_eq!(
+        deciding_tiers.len(),
+        2,
+        "each ClusterNetworkPolicy tier denies some probe: {deciding_tiers:?}"
     );
     std::fs::remove_dir_all(&dir).expect("cleans up");
 }

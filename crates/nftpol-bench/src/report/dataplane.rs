@@ -1,5 +1,5 @@
-//! Sections 4 (dataplane) and 7 (feature costs) of `BENCHMARKS.md`, their
-//! target rows and the latency plot.
+//! Sections 4 (dataplane), 7 (feature costs) and 8 (ClusterNetworkPolicy)
+//! of `BENCHMARKS.md`, their target rows and the latency plot.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -8,6 +8,7 @@ use anyhow::Result;
 use plotters::prelude::*;
 
 use super::{count, met, ms, svg_error, usize_f64};
+use crate::cluster_policies::ClusterPolicyResult;
 use crate::dataplane::DataplaneResult;
 use crate::features::FeaturesResult;
 use crate::machine::Load;
@@ -427,6 +428,113 @@ pub(super) fn features_section(md: &mut String, features: Option<&FeaturesResult
         base.p50_ms.relative_range() * 100.0
     );
     for note in &f.notes {
+        let _ = writeln!(md, "Not measured: {note}.\n");
+    }
+}
+
+pub(super) fn cluster_policies_section(md: &mut String, result: Option<&ClusterPolicyResult>) {
+    let _ = writeln!(
+        md,
+        "## 8. ClusterNetworkPolicy (#12)\n\n\
+         **Full sync**: the generated cluster without ClusterNetworkPolicies, then with generated CNPs on top \
+         (both tiers alternately, distinct priorities, subjects by namespace, by pod and cluster-wide; rules \
+         alternately ingress and egress, Accept, Deny and Pass, peers by namespace, pod and network, TCP ports, \
+         UDP ranges or all protocols): model, compile and diff once, the commit in a fresh namespace per run \
+         (median, range in brackets), as in section 2. **New connections**: the lab of section 4 on the same \
+         cluster, nftpol's ruleset without CNPs and with Admin CNPs selecting both bench pods, each with an \
+         ingress and an egress Deny on the bench port for another app, which the bench connection is tested \
+         against and never matches (NetworkPolicy then allows it): interleaved rounds as in section 4, medians \
+         with the range, then the change from no CNPs.\n"
+    );
+    let Some(c) = result else {
+        let _ = writeln!(md, "Not measured in this run (see below).\n");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "{} pods, {} NetworkPolicies; {} CNPs × {} rules for the full sync, {} Admin CNPs in the lab.\n",
+        count(c.pods),
+        count(c.policies),
+        count(c.shape.cluster_policies),
+        c.shape.rules,
+        c.shape.guards
+    );
+    let _ = writeln!(
+        md,
+        "| CNPs | model ms | compile ms | diff ms | commit ms | full sync ms | rules | chains | sets | elements | batch |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for sync in &c.syncs {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} ({}–{}) | {} | {} | {} | {} | {} | {} KiB, {} msgs |",
+            count(sync.cluster_policies),
+            ms(sync.resolve_ms),
+            ms(sync.compile_ms),
+            ms(sync.diff_ms),
+            ms(sync.commit.p50),
+            ms(sync.commit.min),
+            ms(sync.commit.max),
+            ms(sync.full_sync_ms()),
+            count(sync.rules),
+            count(sync.chains),
+            count(sync.sets),
+            count(sync.elements),
+            count(sync.batch_bytes / 1024),
+            count(sync.batch_messages)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n{} rounds × {} connections per setup. {}\n",
+        c.schedule.rounds,
+        count(c.schedule.connections),
+        load(&c.load)
+    );
+    let (Some(base), Some(_)) = (c.baseline(), c.guarded()) else {
+        for note in &c.notes {
+            let _ = writeln!(md, "Not measured: {note}.\n");
+        }
+        return;
+    };
+    let header: Vec<String> = c
+        .points
+        .iter()
+        .map(|p| format!("{} ({} rules)", p.setup, count(p.rules)))
+        .collect();
+    let _ = writeln!(
+        md,
+        "| row | {} |\n|---|{}",
+        header.join(" | "),
+        "---:|".repeat(header.len())
+    );
+    // No bulk stream here: established packets never reach a CNP chain.
+    for (row, figure, show, _) in &FIGURES[1..] {
+        let reference = figure(base).median;
+        let cells: Vec<String> = c
+            .points
+            .iter()
+            .map(|p| {
+                let value = figure(p);
+                if p.setup == Setup::NFTPOL {
+                    return spread(&value, *show);
+                }
+                format!(
+                    "{}, {}",
+                    spread(&value, *show),
+                    change(value.median, reference)
+                )
+            })
+            .collect();
+        let _ = writeln!(md, "| {row} | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(
+        md,
+        "\nSpread of no CNPs between rounds: rate {:.1} %, p50 {:.1} % (range / median).\n",
+        base.per_s.relative_range() * 100.0,
+        base.p50_ms.relative_range() * 100.0
+    );
+    for note in &c.notes {
         let _ = writeln!(md, "Not measured: {note}.\n");
     }
 }

@@ -122,6 +122,7 @@ fn markdown(results: &Results) -> String {
     memory_section(&mut md, results);
     rejudge_section(&mut md, results.rejudge.as_ref());
     dataplane::features_section(&mut md, results.features.as_ref());
+    dataplane::cluster_policies_section(&mut md, results.cluster_policies.as_ref());
     if !results.skipped.is_empty() {
         let _ = writeln!(md, "## Did not finish\n\n| measurement | why |\n|---|---|");
         for skipped in &results.skipped {
