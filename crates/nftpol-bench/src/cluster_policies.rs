@@ -13,8 +13,16 @@
 //!   SYN therefore crosses every guard of both tiers' chains before
 //!   NetworkPolicy allows it: the per-packet work of a pod that many CNPs
 //!   select.
+//! - **Change to enforced**: on a table holding the cluster with its CNPs,
+//!   one Admin CNP added, then removed again, several times, each through
+//!   the agent's `Reconciler` (a full model, as a CNP event takes): from the
+//!   store's new snapshot to the kernel's ack. The agent adds its coalescing
+//!   delay (`--coalesce-ms`, 20 ms by default) and the watch's delivery.
+
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use nftpol_agent::Reconciler;
 use nftpol_ir::diff::diff;
 use nftpol_ir::Ruleset;
 use nftpol_model::cluster_policy::api::ClusterNetworkPolicy;
@@ -89,6 +97,9 @@ pub struct ClusterPolicyResult {
     pub shape: ClusterPolicyShape,
     /// Without CNPs, then with [`ClusterPolicyShape::cluster_policies`].
     pub syncs: Vec<SyncFigures>,
+    /// One Admin CNP added to (or removed from) the cluster with its CNPs,
+    /// snapshot to kernel ack through the `Reconciler`, ms.
+    pub change_to_enforced: Summary,
     /// Rounds and traffic per round of the lab.
     pub schedule: Schedule,
     /// nftpol without CNPs first, then with the Admin guards.
@@ -143,7 +154,7 @@ fn generated_rule(k: usize, r: usize, admin: bool, namespaces: usize) -> serde_j
         1 => json!([{"udp": {"destinationPort": {"range": {"start": 9000, "end": 9001 + port}}}}]),
         _ => json!(null),
     };
-    let peers_key = if r % 2 == 0 { "from" } else { "to" };
+    let peers_key = if r.is_multiple_of(2) { "from" } else { "to" };
     let mut rule = json!({"name": format!("rule-{r}"), "action": action, peers_key: [peer]});
     if !protocols.is_null() {
         rule["protocols"] = protocols;
@@ -166,7 +177,7 @@ pub fn cluster_policies(
 ) -> Vec<ClusterNetworkPolicy> {
     (0..count)
         .map(|k| {
-            let admin = k % 2 == 0;
+            let admin = k.is_multiple_of(2);
             let subject = match k % 5 {
                 4 => json!({"namespaces": {}}),
                 0 | 2 => json!({"namespaces": {"matchLabels": {"team": team(k % namespaces)}}}),
@@ -176,7 +187,7 @@ pub fn cluster_policies(
                 }}),
             };
             let (ingress, egress): (Vec<_>, Vec<_>) =
-                (0..rules).partition(|r| r % 2 == 0);
+                (0..rules).partition(|r| r.is_multiple_of(2));
             let spec = json!({
                 "tier": if admin { "Admin" } else { "Baseline" },
                 "priority": k / 2,
@@ -221,6 +232,48 @@ pub fn admin_guards(count: usize) -> Vec<ClusterNetworkPolicy> {
             .expect("generated ClusterNetworkPolicies deserialise")
         })
         .collect()
+}
+
+/// An Admin CNP denying every pod's egress to a documentation network:
+/// a new policy chain and dispatch elements for every local pod.
+fn added_guard(round: usize) -> Result<ClusterNetworkPolicy> {
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("added-{round}")},
+        "spec": {
+            "tier": "Admin",
+            "priority": 1000,
+            "subject": {"namespaces": {}},
+            "egress": [{"name": "deny-test-net", "action": "Deny", "to": [{"networks": ["192.0.2.0/24"]}]}],
+        },
+    }))
+    .context("the added ClusterNetworkPolicy deserialises")
+}
+
+/// [`ClusterPolicyResult::change_to_enforced`]: `rounds` additions and as
+/// many removals.
+fn change_to_enforced(cluster: &Cluster, rounds: usize) -> Result<Summary> {
+    let snapshot = Snapshot::from(cluster);
+    in_fresh_netns(move || {
+        let dataplane = KernelDataplane::open().context("opening the netlink socket")?;
+        let mut reconciler = Reconciler::new(dataplane, generate::NODE, CompileOptions::default());
+        reconciler
+            .reconcile(&snapshot)
+            .context("the first sync failed")?;
+        let mut latencies = Vec::new();
+        for round in 0..rounds {
+            let mut added = snapshot.clone();
+            added.cluster_policies.push(Arc::new(added_guard(round)?));
+            for next in [&added, &snapshot] {
+                let (report, elapsed) = timed(|| reconciler.reconcile(next));
+                let report = report.with_context(|| format!("CNP change {round} failed"))?;
+                if report.changes == 0 {
+                    bail!("CNP change {round} changed nothing in the kernel");
+                }
+                latencies.push(elapsed);
+            }
+        }
+        Ok(Summary::of(&latencies))
+    })
 }
 
 fn sync(cluster: &Cluster, runs: usize) -> Result<SyncFigures> {
@@ -278,6 +331,8 @@ pub fn run(
         shape.cluster_policies, shape.rules
     );
     let with = sync(&cluster, runs)?;
+    eprintln!("nftpol-bench: one ClusterNetworkPolicy added and removed, {runs} times …");
+    let change_to_enforced = change_to_enforced(&cluster, runs)?;
     drop(cluster);
 
     let start = load_average();
@@ -318,6 +373,7 @@ pub fn run(
         policies: size.policies,
         shape,
         syncs: vec![without, with],
+        change_to_enforced,
         schedule,
         points,
         notes,

@@ -473,25 +473,7 @@ pub fn run(plan: &Plan, seed: u64, only: &[Measurement]) -> Results {
         );
     }
     if only.contains(&Measurement::ClusterPolicies) {
-        let (pods, policies, shape, runs, schedule) = &plan.cluster_policies;
-        let mut args = size_args("cluster-policies", *pods, *policies, seed);
-        args.extend([
-            "--cluster-policies".to_owned(),
-            shape.cluster_policies.to_string(),
-            "--rules".to_owned(),
-            shape.rules.to_string(),
-            "--guards".to_owned(),
-            shape.guards.to_string(),
-            "--runs".to_owned(),
-            runs.to_string(),
-        ]);
-        args.extend(schedule_args(schedule));
-        results.cluster_policies = one(
-            format!("cluster-policies {pods} pods × {policies} policies"),
-            &args,
-            plan.timeout,
-            &mut results.skipped,
-        );
+        cluster_policies(plan, seed, &mut results);
     }
     for (pods, policies) in big {
         collect(
@@ -548,6 +530,29 @@ fn dataplane(plan: &Plan, seed: u64, results: &mut Results) {
             &mut results.skipped,
         );
     }
+}
+
+/// Measurement 8, one process.
+fn cluster_policies(plan: &Plan, seed: u64, results: &mut Results) {
+    let (pods, policies, shape, runs, schedule) = &plan.cluster_policies;
+    let mut args = size_args("cluster-policies", *pods, *policies, seed);
+    args.extend([
+        "--cluster-policies".to_owned(),
+        shape.cluster_policies.to_string(),
+        "--rules".to_owned(),
+        shape.rules.to_string(),
+        "--guards".to_owned(),
+        shape.guards.to_string(),
+        "--runs".to_owned(),
+        runs.to_string(),
+    ]);
+    args.extend(schedule_args(schedule));
+    results.cluster_policies = one(
+        format!("cluster-policies {pods} pods × {policies} policies"),
+        &args,
+        plan.timeout,
+        &mut results.skipped,
+    );
 }
 
 fn churn(plan: &Plan, seed: u64, results: &mut Results) {
