@@ -23,7 +23,8 @@
 //! 5. Enforcement: one agent per node, in the node's namespace, through
 //!    `nftpol_agent::Reconciler` and `nftpol_netlink::KernelDataplane`, as
 //!    `nftpol agent` does; probing waits for every agent's first commit.
-//! 6. [`probe::probe_all`]: every pod pair and port, plus node → local pod.
+//! 6. [`probe::probe_all`]: every pod pair, port and address family both
+//!    pods have, plus node → local pod.
 //! 7. Tear down.
 //!
 //! # Design choices this crate owns

@@ -1,8 +1,8 @@
 //! `nftpol trace`, run inside each lab node's network namespace against the
 //! table the node's agent installed, agrees with what the lab's probe
 //! observed and with `nftpol explain`'s reasoning, for every pod-to-pod
-//! probe of three integration scenarios (one dual-stack), in every address
-//! family the two pods share.
+//! probe of four integration scenarios (one dual-stack), each probe in its
+//! own address family.
 //!
 //! A probe crosses its source pod's node and, across nodes, its destination
 //! pod's node; the connection passes when every crossed node's trace
@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::process::Command;
 
 use nftpol_lab::plan::LabPod;
+use nftpol_lab::report::family_of;
 use nftpol_lab::{netns, run_inspected, Inspection, RunOptions};
 use nftpol_model::{explain, Connection, Protocol};
 use nftpol_testkit::netns::Sweep;
@@ -39,7 +40,7 @@ struct Verdicts {
     to_own_node: bool,
 }
 
-/// One connection of a probe in one family.
+/// The connection of a probe, in its family.
 struct Traced {
     probe: usize,
     to_own_node: bool,
@@ -71,21 +72,23 @@ fn connections(lab: &Inspection<'_>) -> Vec<Traced> {
         if to.node != from.node {
             nodes.push(to.node);
         }
-        for source in &from.addresses {
-            for destination in &to.addresses {
-                if source.is_ipv4() == destination.is_ipv4() {
-                    traced.push(Traced {
-                        probe: index,
-                        to_own_node: to.host_network && !from.host_network && to.node == from.node,
-                        source: *source,
-                        destination: *destination,
-                        protocol,
-                        port: probe.port,
-                        nodes: nodes.clone(),
-                    });
-                }
-            }
-        }
+        let of_family = |pod: &LabPod| {
+            pod.addresses
+                .iter()
+                .copied()
+                .find(|address| family_of(*address) == probe.family)
+                .unwrap_or_else(|| panic!("{} has no {:?} address", pod.id, probe.family))
+        };
+        let (source, destination) = (of_family(from), of_family(to));
+        traced.push(Traced {
+            probe: index,
+            to_own_node: to.host_network && !from.host_network && to.node == from.node,
+            source,
+            destination,
+            protocol,
+            port: probe.port,
+            nodes,
+        });
     }
     traced
 }
@@ -129,9 +132,8 @@ fn trace_on_node(lab: &Inspection<'_>, k: usize, connections: &[&Traced]) -> Vec
     exits
 }
 
-/// For each probe: the traced and explained verdicts, each the
-/// conjunction over the probe's families (and, for traces, the nodes
-/// crossed).
+/// For each probe: the traced and explained verdicts (for traces, the
+/// conjunction over the nodes crossed).
 fn verdicts(lab: &Inspection<'_>) -> Vec<Option<Verdicts>> {
     let connections = connections(lab);
     let mut traced = vec![true; connections.len()];
@@ -190,8 +192,8 @@ fn trace_on_each_lab_node_agrees_with_the_probes_and_explain() {
                 continue;
             };
             let what = format!(
-                "{name}: {} -> {} {}/{}",
-                probe.from, probe.to, probe.port, probe.protocol
+                "{name}: {} -> {} {}/{} {:?}",
+                probe.from, probe.to, probe.port, probe.protocol, probe.family
             );
             assert_eq!(
                 verdict.traced, probe.connected,
