@@ -16,7 +16,8 @@ use crate::{enforce, service};
 /// How to run a scenario.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunOptions {
-    /// Lab node count; default: the highest node a pod names, at least 1.
+    /// Lab node count; default: the scenario's Node documents, else the
+    /// highest `node-<k>` a pod names, at least 1.
     pub nodes: Option<usize>,
     /// Probe through per-pod ClusterIPs (kube-proxy-style DNAT).
     pub via_service: bool,
