@@ -65,7 +65,7 @@ pub struct Probe {
 /// A probe from a node to a pod on it (kubelet's view; must always connect).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeProbe {
-    /// Source node, `node-<k>`.
+    /// Source node: its Node document's name, or `node-<k>`.
     pub node: String,
     /// Destination pod, `namespace/name`.
     pub to: String,

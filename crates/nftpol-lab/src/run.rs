@@ -50,7 +50,7 @@ pub struct Inspection<'a> {
     pub plan: &'a Plan,
     /// The probes' results.
     pub probes: &'a [Probe],
-    /// Each node's name (`node-<k>`) and network namespace name, for
+    /// Each node's name (its Node document's, or `node-<k>`) and network namespace name, for
     /// `ip netns exec`.
     pub nodes: Vec<(String, String)>,
 }
