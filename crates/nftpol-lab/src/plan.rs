@@ -26,7 +26,8 @@ pub use nftpol_model::Protocol;
 use crate::error::LabError;
 use crate::nodes;
 
-/// Most lab nodes a run may have (node addresses are `172.18.0.<k+1>`).
+/// Most lab nodes a run may have (pod CIDRs are `10.244.<k>.0/24`, and
+/// default node addresses `172.18.0.<k+1>`).
 pub const MAX_NODES: usize = 250;
 /// The label every namespace carries (NetworkPolicy semantics rule 6).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";

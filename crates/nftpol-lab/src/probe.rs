@@ -190,9 +190,10 @@ struct Job {
     target: Option<SocketAddr>,
 }
 
-/// Probes every pod pair (and each node to its local pods) and returns the
-/// results sorted by from, to, port, protocol, family. `dial` gives the addresses
-/// used to reach a pod (its IPs, or its ClusterIPs under `--via-service`).
+/// Probes every pod pair (and each node to its local pods) in every family
+/// both ends have and returns the results sorted by from, to, port,
+/// protocol, family. `dial` gives the addresses used to reach a pod (its
+/// IPs, or its ClusterIPs under `--via-service`).
 pub fn probe_all(
     plan: &Plan,
     topology: &Topology,
