@@ -422,3 +422,98 @@ async fn probe_udp(socket: Socket, target: SocketAddr, payload: &[u8], timeouts:
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{plan_jobs, pod_addresses, Family};
+    use crate::plan::place;
+
+    /// Dual-stack d, IPv4-only v4, IPv6-only v6 (each serving 80/TCP) and
+    /// SCTP-only s (dual-stack), all on node-1.
+    const PODS: &str = r"
+apiVersion: v1
+kind: Pod
+metadata: {name: d, namespace: x}
+spec: {containers: [{name: s, ports: [{containerPort: 80}]}]}
+status: {podIPs: [{ip: 10.244.1.20}, {ip: 'fd00:10:244:1::20'}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: v4, namespace: x}
+spec: {containers: [{name: s, ports: [{containerPort: 80}]}]}
+status: {podIPs: [{ip: 10.244.1.21}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: v6, namespace: x}
+spec: {containers: [{name: s, ports: [{containerPort: 80}]}]}
+status: {podIPs: [{ip: 'fd00:10:244:1::22'}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: s, namespace: x}
+spec: {containers: [{name: s, ports: [{containerPort: 9, protocol: SCTP}]}]}
+status: {podIPs: [{ip: 10.244.1.23}, {ip: 'fd00:10:244:1::23'}]}
+";
+
+    #[test]
+    fn a_pair_is_one_job_per_family_both_ends_have_and_none_without_one() {
+        let mut cluster = nftpol_model::manifests::parse(PODS)
+            .expect("the test pods parse")
+            .cluster;
+        let plan = place(&mut cluster, Some(1)).expect("the test pods place");
+        let pod_sources = plan.pods.len();
+        let jobs = plan_jobs(&plan, &pod_addresses(&plan), pod_sources);
+        let pods: Vec<(&str, &str, Family, bool)> = jobs
+            .iter()
+            .filter(|job| job.source < pod_sources)
+            .map(|job| {
+                (
+                    job.from.as_str(),
+                    job.to.as_str(),
+                    job.family,
+                    job.target.is_some(),
+                )
+            })
+            .collect();
+        let want: Vec<(&str, &str, Family, bool)> = vec![
+            ("x/d", "x/d", Family::V4, true),
+            ("x/d", "x/d", Family::V6, true),
+            ("x/d", "x/s", Family::V4, false),
+            ("x/d", "x/s", Family::V6, false),
+            ("x/d", "x/v4", Family::V4, true),
+            ("x/d", "x/v6", Family::V6, true),
+            ("x/s", "x/d", Family::V4, true),
+            ("x/s", "x/d", Family::V6, true),
+            ("x/s", "x/s", Family::V4, false),
+            ("x/s", "x/s", Family::V6, false),
+            ("x/s", "x/v4", Family::V4, true),
+            ("x/s", "x/v6", Family::V6, true),
+            ("x/v4", "x/d", Family::V4, true),
+            ("x/v4", "x/s", Family::V4, false),
+            ("x/v4", "x/v4", Family::V4, true),
+            // v4 → v6 and v6 → v4: no family in common, no probe.
+            ("x/v6", "x/d", Family::V6, true),
+            ("x/v6", "x/s", Family::V6, false),
+            ("x/v6", "x/v6", Family::V6, true),
+        ];
+        assert_eq!(pods, want);
+        let node: Vec<(&str, Family)> = jobs
+            .iter()
+            .filter(|job| job.source >= pod_sources)
+            .map(|job| (job.to.as_str(), job.family))
+            .collect();
+        assert_eq!(
+            node,
+            vec![
+                ("x/d", Family::V4),
+                ("x/d", Family::V6),
+                ("x/s", Family::V4),
+                ("x/s", Family::V6),
+                ("x/v4", Family::V4),
+                ("x/v6", Family::V6),
+            ],
+            "node → local pod in each of the pod's families"
+        );
+    }
+}
