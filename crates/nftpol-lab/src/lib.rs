@@ -2,8 +2,9 @@
 //! network namespaces, enforced by real nftpol agents, and reports which pod
 //! pairs connect.
 //!
-//! **In:** a scenario (multi-document YAML of Namespaces, Pods and
-//! NetworkPolicies, as `kubectl` accepts it) and [`RunOptions`].
+//! **In:** a scenario (multi-document YAML of Namespaces, Pods,
+//! NetworkPolicies, ClusterNetworkPolicies and Nodes, as `kubectl` accepts
+//! it) and [`RunOptions`].
 //! **Out:** a [`Report`] (JSON via [`Report::to_json`], e2e-style truth
 //! tables via [`Report::truth_table`]), and [`compare`] against an EXPECTED
 //! file. [`cleanup`] removes namespaces left by killed runs.
@@ -14,7 +15,8 @@
 //!
 //! # Steps of a run ([`run`])
 //! 1. Load with `nftpol_model::manifests::parse`, then [`plan::place`]:
-//!    nodes, pod IPs (`10.244.<k>.10…` per node in document order), phase,
+//!    nodes (the scenario's Node documents, see [`nodes`], else `node-<k>`),
+//!    pod IPs (`10.244.<k>.10…` per node in document order), phase,
 //!    namespace labels, and Node objects with their pod CIDRs.
 //! 2. [`topology::Topology::build`]: a namespace per node and per pod,
 //!    routed veths as kindnet's ptp CNI does (see that module).
@@ -23,7 +25,8 @@
 //! 5. Enforcement: one agent per node, in the node's namespace, through
 //!    `nftpol_agent::Reconciler` and `nftpol_netlink::KernelDataplane`, as
 //!    `nftpol agent` does; probing waits for every agent's first commit.
-//! 6. [`probe::probe_all`]: every pod pair and port, plus node → local pod.
+//! 6. [`probe::probe_all`]: every pod pair, port and address family both
+//!    pods have, plus node → local pod.
 //! 7. Tear down.
 //!
 //! # Design choices this crate owns
@@ -49,6 +52,7 @@
 mod enforce;
 pub mod error;
 pub mod netns;
+pub mod nodes;
 pub mod plan;
 pub mod probe;
 pub mod report;

@@ -1,11 +1,17 @@
 //! Placement: which lab node each pod runs on and which addresses it holds,
 //! and the objects the agents see (filled pods, labelled namespaces, Nodes).
 //!
-//! Address plan: node-<k> has pod CIDRs `10.244.<k>.0/24` and
-//! `fd00:10:244:<k>::/64` and node addresses `172.18.0.<k+1>` and
-//! `fd00:172:18::<k+1>`. Pods without IPs get `10.244.<k>.10`, `.11`, … in
-//! document order per node, skipping addresses that another running pod
-//! claims explicitly; IPv6 is used only when the scenario gives it.
+//! Address plan: the k-th node has pod CIDRs `10.244.<k>.0/24` and
+//! `fd00:10:244:<k>::/64`. Its name and addresses are those of the
+//! scenario's k-th `kind: Node` document (see [`crate::nodes`]); without
+//! Node documents it is `node-<k>` with `172.18.0.<k+1>` and
+//! `fd00:172:18::<k+1>`, and as many nodes as the highest `node-<k>` a pod
+//! names (or `--nodes`). Pods pick their node by `spec.nodeName`, else
+//! round-robin in document order. Pods without IPs get `10.244.<k>.10`,
+//! `.11`, … in document order per node, skipping addresses that another
+//! running pod claims explicitly; IPv6 is used only when the scenario gives
+//! it. hostNetwork pods hold their node's addresses (its IPv6 only when a
+//! pod has IPv6).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -18,8 +24,10 @@ use nftpol_model::Cluster;
 pub use nftpol_model::Protocol;
 
 use crate::error::LabError;
+use crate::nodes;
 
-/// Most lab nodes a run may have (node addresses are `172.18.0.<k+1>`).
+/// Most lab nodes a run may have (pod CIDRs are `10.244.<k>.0/24`, and
+/// default node addresses `172.18.0.<k+1>`).
 pub const MAX_NODES: usize = 250;
 /// The label every namespace carries (NetworkPolicy semantics rule 6).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -37,16 +45,16 @@ pub struct PodPort {
     pub protocol: Protocol,
 }
 
-/// A lab node (1-based index `k`, named `node-<k>`).
+/// A lab node (1-based index `k`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabNode {
-    /// `k` in `node-<k>`.
+    /// `k`: its place among the lab's nodes, from 1.
     pub index: usize,
-    /// `node-<k>`.
+    /// Its Node document's name, or `node-<k>`.
     pub name: String,
-    /// `172.18.0.<k+1>`.
+    /// Its IPv4 InternalIP, or `172.18.0.<k+1>`.
     pub ipv4: Ipv4Addr,
-    /// `fd00:172:18::<k+1>`.
+    /// Its IPv6 InternalIP, or `fd00:172:18::<k+1>`.
     pub ipv6: Ipv6Addr,
     /// `10.244.<k>.0/24` as (network, prefix length).
     pub pod_cidr_v4: (Ipv4Addr, u8),
@@ -55,14 +63,30 @@ pub struct LabNode {
 }
 
 impl LabNode {
+    /// The default plan's `node-<k>`.
     fn new(index: usize) -> Self {
+        let host = u8::try_from(index).expect("node count is bounded by MAX_NODES") + 1;
+        Self::with_addresses(
+            index,
+            format!("node-{index}"),
+            Ipv4Addr::new(172, 18, 0, host),
+            Ipv6Addr::new(0xfd00, 0x172, 0x18, 0, 0, 0, 0, u16::from(host)),
+        )
+    }
+
+    /// The `index`-th node, with its pod CIDRs.
+    pub(crate) fn with_addresses(
+        index: usize,
+        name: String,
+        ipv4: Ipv4Addr,
+        ipv6: Ipv6Addr,
+    ) -> Self {
         let k = u8::try_from(index).expect("node count is bounded by MAX_NODES");
-        let host = k + 1;
         Self {
             index,
-            name: format!("node-{index}"),
-            ipv4: Ipv4Addr::new(172, 18, 0, host),
-            ipv6: Ipv6Addr::new(0xfd00, 0x172, 0x18, 0, 0, 0, 0, u16::from(host)),
+            name,
+            ipv4,
+            ipv6,
             pod_cidr_v4: (Ipv4Addr::new(10, 244, k, 0), 24),
             pod_cidr_v6: (
                 Ipv6Addr::new(0xfd00, 0x10, 0x244, u16::from(k), 0, 0, 0, 0),
@@ -85,7 +109,7 @@ impl LabNode {
 pub struct LabPod {
     /// `namespace/name`.
     pub id: String,
-    /// Index of its node (`k` of `node-<k>`).
+    /// Index of its node (`k` of [`LabNode`]).
     pub node: usize,
     /// Lives in the node's namespace, with the node's addresses.
     pub host_network: bool,
@@ -130,12 +154,15 @@ struct Scanned {
     id: String,
     terminal: bool,
     host_network: bool,
-    node: Option<usize>,
+    /// `spec.nodeName`, if set.
+    node_name: Option<String>,
     explicit: Vec<IpAddr>,
 }
 
 /// Places every pod, fills `objects` in (node names, pod IPs, phase,
 /// namespaces and their name label, lab Node objects) and returns the plan.
+/// `nodes` is `--nodes`: the node count of a scenario without Node
+/// documents (with them, it must equal their number).
 pub fn place(objects: &mut Cluster, nodes: Option<usize>) -> Result<Plan, LabError> {
     let mut warnings = Vec::new();
     let scanned = objects
@@ -144,9 +171,29 @@ pub fn place(objects: &mut Cluster, nodes: Option<usize>) -> Result<Plan, LabErr
         .map(scan_pod)
         .collect::<Result<Vec<_>, _>>()?;
     check_unique_ids(&scanned)?;
-    let node_count = node_count(&scanned, nodes)?;
-    let lab_nodes: Vec<LabNode> = (1..=node_count).map(LabNode::new).collect();
-    let placed = assign_nodes(&scanned, node_count);
+    let declared = !objects.nodes.is_empty();
+    let (lab_nodes, named) = if declared {
+        let lab_nodes = nodes::from_documents(&objects.nodes)?;
+        match nodes {
+            Some(given) if given != lab_nodes.len() => {
+                return Err(LabError::Nodes {
+                    given,
+                    reason: format!(
+                        "the scenario's {} Node documents define the lab's nodes",
+                        lab_nodes.len()
+                    ),
+                });
+            }
+            _ => {}
+        }
+        let named = declared_nodes(&scanned, &lab_nodes)?;
+        (lab_nodes, named)
+    } else {
+        let named = default_plan_nodes(&scanned)?;
+        let count = node_count(&named, nodes)?;
+        ((1..=count).map(LabNode::new).collect(), named)
+    };
+    let placed = assign_nodes(&scanned, &named, lab_nodes.len());
     let dual_stack = scanned
         .iter()
         .any(|p| !p.terminal && !p.host_network && p.explicit.iter().any(IpAddr::is_ipv6));
@@ -171,7 +218,11 @@ pub fn place(objects: &mut Cluster, nodes: Option<usize>) -> Result<Plan, LabErr
     }
     pods.sort_by(|a, b| a.id.cmp(&b.id));
     complete_namespaces(objects);
-    objects.nodes = lab_nodes.iter().map(node_object).collect();
+    if declared {
+        nodes::complete_documents(&mut objects.nodes, &lab_nodes, &mut warnings);
+    } else {
+        objects.nodes = lab_nodes.iter().map(node_object).collect();
+    }
     Ok(Plan {
         nodes: lab_nodes,
         pods,
@@ -194,16 +245,9 @@ fn scan_pod(pod: &Pod) -> Result<Scanned, LabError> {
     );
     let spec = pod.spec.as_ref();
     let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-    let node = match spec.and_then(|s| s.node_name.as_deref()) {
-        None | Some("") => None,
-        Some(node_name) => Some(parse_node_name(node_name).ok_or_else(|| {
-            scenario_error(
-                &id,
-                "spec.nodeName",
-                &format!("{node_name:?} is not a lab node name (node-1, node-2, …)"),
-            )
-        })?),
-    };
+    let node_name = spec
+        .and_then(|s| s.node_name.clone())
+        .filter(|name| !name.is_empty());
     let mut explicit = Vec::new();
     let listed: Vec<(String, &str)> = match status {
         Some(PodStatus {
@@ -239,9 +283,62 @@ fn scan_pod(pod: &Pod) -> Result<Scanned, LabError> {
         id,
         terminal,
         host_network,
-        node,
+        node_name,
         explicit,
     })
+}
+
+/// Each pod's `spec.nodeName` as a node of the default plan (`node-<k>`).
+fn default_plan_nodes(scanned: &[Scanned]) -> Result<Vec<Option<usize>>, LabError> {
+    scanned
+        .iter()
+        .map(|scan| {
+            scan.node_name
+                .as_deref()
+                .map(|name| {
+                    parse_node_name(name).ok_or_else(|| {
+                        scenario_error(
+                            &scan.id,
+                            "spec.nodeName",
+                            &format!(
+                                "{name:?} is not a lab node name (node-1, node-2, …; or declare it as a kind: Node document)"
+                            ),
+                        )
+                    })
+                })
+                .transpose()
+        })
+        .collect()
+}
+
+/// Each pod's `spec.nodeName` as one of the scenario's Node documents.
+fn declared_nodes(scanned: &[Scanned], nodes: &[LabNode]) -> Result<Vec<Option<usize>>, LabError> {
+    scanned
+        .iter()
+        .map(|scan| {
+            scan.node_name
+                .as_deref()
+                .map(|name| {
+                    nodes
+                        .iter()
+                        .find(|node| node.name == name)
+                        .map(|node| node.index)
+                        .ok_or_else(|| {
+                            let declared: Vec<&str> =
+                                nodes.iter().map(|n| n.name.as_str()).collect();
+                            scenario_error(
+                                &scan.id,
+                                "spec.nodeName",
+                                &format!(
+                                    "{name:?} is not a Node of the scenario (declared: {})",
+                                    declared.join(", ")
+                                ),
+                            )
+                        })
+                })
+                .transpose()
+        })
+        .collect()
 }
 
 fn parse_node_name(name: &str) -> Option<usize> {
@@ -263,8 +360,8 @@ fn check_unique_ids(scanned: &[Scanned]) -> Result<(), LabError> {
     Ok(())
 }
 
-fn node_count(scanned: &[Scanned], nodes: Option<usize>) -> Result<usize, LabError> {
-    let highest = scanned.iter().filter_map(|s| s.node).max().unwrap_or(1);
+fn node_count(named: &[Option<usize>], nodes: Option<usize>) -> Result<usize, LabError> {
+    let highest = named.iter().flatten().copied().max().unwrap_or(1);
     match nodes {
         None => Ok(highest),
         Some(given) if given == 0 || given > MAX_NODES => Err(LabError::Nodes {
@@ -283,12 +380,17 @@ fn node_count(scanned: &[Scanned], nodes: Option<usize>) -> Result<usize, LabErr
 
 /// Node of each pod: explicit, else round-robin over running pods without
 /// one in document order. Terminal pods without a node stay unplaced.
-fn assign_nodes(scanned: &[Scanned], node_count: usize) -> Vec<Option<usize>> {
+fn assign_nodes(
+    scanned: &[Scanned],
+    named: &[Option<usize>],
+    node_count: usize,
+) -> Vec<Option<usize>> {
     let mut next = 0;
     scanned
         .iter()
-        .map(|scan| match scan.node {
-            Some(k) => Some(k),
+        .zip(named)
+        .map(|(scan, named)| match named {
+            Some(k) => Some(*k),
             None if scan.terminal => None,
             None => {
                 let k = next % node_count + 1;
@@ -314,6 +416,17 @@ fn assign_addresses(
                     &scan.id,
                     "status.podIPs",
                     &format!("{ip} is already held by running pod {other}"),
+                ));
+            }
+        }
+    }
+    for node in nodes {
+        for address in [IpAddr::V4(node.ipv4), IpAddr::V6(node.ipv6)] {
+            if let Some(pod) = claimed.get(&address) {
+                return Err(scenario_error(
+                    pod,
+                    "status.podIPs",
+                    &format!("{address} is an address of node {}", node.name),
                 ));
             }
         }
@@ -370,8 +483,8 @@ fn assign_addresses(
 
 fn fill_pod(pod: &mut Pod, node: Option<usize>, addresses: &[IpAddr], nodes: &[LabNode]) {
     let spec = pod.spec.get_or_insert_with(PodSpec::default);
-    if let Some(k) = node {
-        spec.node_name = Some(format!("node-{k}"));
+    if let Some(node) = node.and_then(|k| nodes.get(k - 1)) {
+        spec.node_name = Some(node.name.clone());
     }
     let status = pod.status.get_or_insert_with(PodStatus::default);
     if status.phase.is_none() {
@@ -473,7 +586,7 @@ fn node_object(node: &LabNode) -> Node {
         metadata: ObjectMeta {
             name: Some(node.name.clone()),
             labels: Some(BTreeMap::from([(
-                "kubernetes.io/hostname".to_owned(),
+                nodes::HOSTNAME_LABEL.to_owned(),
                 node.name.clone(),
             )])),
             ..ObjectMeta::default()

@@ -7,8 +7,9 @@
 //! - TCP probe: the connect completes within [`Timeouts::tcp_connect`].
 //! - UDP probe: a request is echoed back within [`Timeouts::udp_reply`], with
 //!   [`Timeouts::udp_attempts`] tries; an ICMP unreachable ends it at once.
-//! - A pair is probed over every address family both ends have; it is
-//!   connected only when every family connected.
+//! - A pair is probed once per address family both ends have, and each
+//!   family is its own probe (an IPv6 hole never hides behind an IPv4
+//!   block); a pair without a common family is not probed.
 //! - All probes run at once: a blocked pair costs one timeout, not one each.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +22,7 @@ use tokio::task::JoinSet;
 use crate::error::LabError;
 use crate::netns::Netns;
 use crate::plan::{LabPod, Plan, PodPort, Protocol};
-use crate::report::{NodeProbe, Probe};
+use crate::report::{family_of, Family, NodeProbe, Probe};
 use crate::topology::Topology;
 
 /// Probe time limits.
@@ -177,19 +178,22 @@ pub fn pod_addresses(plan: &Plan) -> BTreeMap<String, Vec<IpAddr>> {
         .collect()
 }
 
-/// One directed probe before it runs.
+/// One directed probe before it runs: one port, one family.
 struct Job {
     /// Index into the source list.
     source: usize,
     from: String,
     to: String,
     port: PodPort,
-    targets: Vec<SocketAddr>,
+    family: Family,
+    /// What to dial; none for a protocol the lab cannot probe (SCTP).
+    target: Option<SocketAddr>,
 }
 
-/// Probes every pod pair (and each node to its local pods) and returns the
-/// results sorted by from, to, port, protocol. `dial` gives the addresses
-/// used to reach a pod (its IPs, or its ClusterIPs under `--via-service`).
+/// Probes every pod pair (and each node to its local pods) in every family
+/// both ends have and returns the results sorted by from, to, port,
+/// protocol, family. `dial` gives the addresses used to reach a pod (its
+/// IPs, or its ClusterIPs under `--via-service`).
 pub fn probe_all(
     plan: &Plan,
     topology: &Topology,
@@ -209,7 +213,7 @@ pub fn probe_all(
             .map(|n| (n.name.clone(), topology.node(n.index))),
     );
     let jobs = plan_jobs(plan, dial, pod_sources);
-    let connections: usize = jobs.iter().map(|j| j.targets.len()).sum();
+    let connections = jobs.iter().filter(|j| j.target.is_some()).count();
     tracing::info!(
         probes = jobs.len(),
         connections,
@@ -242,12 +246,11 @@ fn plan_jobs(plan: &Plan, dial: &BTreeMap<String, Vec<IpAddr>>, pod_sources: usi
     for (s, from) in plan.pods.iter().enumerate() {
         for to in &plan.pods {
             let addresses = dial.get(&to.id).map_or(&[][..], Vec::as_slice);
-            let families: Vec<IpAddr> = addresses
-                .iter()
-                .copied()
-                .filter(|a| from.address_like(*a).is_some())
-                .collect();
-            push_jobs(&mut jobs, s, &from.id, to, &families);
+            for address in addresses {
+                if from.address_like(*address).is_some() {
+                    push_jobs(&mut jobs, s, &from.id, to, *address);
+                }
+            }
         }
     }
     for (n, node) in plan.nodes.iter().enumerate() {
@@ -256,7 +259,9 @@ fn plan_jobs(plan: &Plan, dial: &BTreeMap<String, Vec<IpAddr>>, pod_sources: usi
             .iter()
             .filter(|p| p.node == node.index && !p.host_network)
         {
-            push_jobs(&mut jobs, pod_sources + n, &node.name, to, &to.addresses);
+            for address in &to.addresses {
+                push_jobs(&mut jobs, pod_sources + n, &node.name, to, *address);
+            }
         }
     }
     jobs
@@ -271,16 +276,18 @@ fn split_results(
     let mut probes = Vec::new();
     let mut node_probes = Vec::new();
     for (job, outcome) in jobs.iter().zip(outcomes) {
-        let skipped = job.targets.is_empty();
+        let skipped = job.target.is_none();
         let connected = !skipped && outcome;
         let port = job.port.port;
         let protocol = job.port.protocol.as_str().to_owned();
+        let family = job.family;
         if job.source < pod_sources {
             probes.push(Probe {
                 from: job.from.clone(),
                 to: job.to.clone(),
                 port,
                 protocol,
+                family,
                 connected,
                 skipped,
             });
@@ -290,6 +297,7 @@ fn split_results(
                 to: job.to.clone(),
                 port,
                 protocol,
+                family,
                 connected,
                 skipped,
             });
@@ -298,22 +306,16 @@ fn split_results(
     (probes, node_probes)
 }
 
-fn push_jobs(jobs: &mut Vec<Job>, source: usize, from: &str, to: &LabPod, families: &[IpAddr]) {
+/// One job per port of `to`, dialling `address`.
+fn push_jobs(jobs: &mut Vec<Job>, source: usize, from: &str, to: &LabPod, address: IpAddr) {
     for port in &to.ports {
-        let targets = if port.protocol == Protocol::Sctp {
-            Vec::new()
-        } else {
-            families
-                .iter()
-                .map(|a| SocketAddr::new(*a, port.port))
-                .collect()
-        };
         jobs.push(Job {
             source,
             from: from.to_owned(),
             to: to.id.clone(),
             port: *port,
-            targets,
+            family: family_of(address),
+            target: (port.protocol != Protocol::Sctp).then(|| SocketAddr::new(address, port.port)),
         });
     }
 }
@@ -322,19 +324,18 @@ fn push_jobs(jobs: &mut Vec<Job>, source: usize, from: &str, to: &LabPod, famili
 fn client_sockets(
     sources: &[(String, &Netns)],
     jobs: &[Job],
-) -> Result<Vec<Vec<Socket>>, LabError> {
-    let mut sockets: Vec<Vec<Socket>> = Vec::with_capacity(jobs.len());
-    sockets.resize_with(jobs.len(), Vec::new);
+) -> Result<Vec<Option<Socket>>, LabError> {
+    let mut sockets: Vec<Option<Socket>> = Vec::with_capacity(jobs.len());
+    sockets.resize_with(jobs.len(), || None);
     for (s, (label, ns)) in sources.iter().enumerate() {
         let mine: Vec<usize> = (0..jobs.len()).filter(|j| jobs[*j].source == s).collect();
         let made = ns.run(|| {
             mine.iter()
                 .map(|j| {
                     jobs[*j]
-                        .targets
-                        .iter()
-                        .map(|target| client_socket(*target, jobs[*j].port.protocol))
-                        .collect::<std::io::Result<Vec<_>>>()
+                        .target
+                        .map(|target| client_socket(target, jobs[*j].port.protocol))
+                        .transpose()
                 })
                 .collect::<std::io::Result<Vec<_>>>()
         })?;
@@ -357,10 +358,10 @@ fn client_socket(target: SocketAddr, protocol: Protocol) -> std::io::Result<Sock
     Ok(socket)
 }
 
-async fn run_jobs(jobs: &[Job], sockets: Vec<Vec<Socket>>, timeouts: Timeouts) -> Vec<bool> {
+async fn run_jobs(jobs: &[Job], sockets: Vec<Option<Socket>>, timeouts: Timeouts) -> Vec<bool> {
     let mut set = JoinSet::new();
-    for (j, (job, socks)) in jobs.iter().zip(sockets).enumerate() {
-        for (target, socket) in job.targets.iter().copied().zip(socks) {
+    for (j, (job, socket)) in jobs.iter().zip(sockets).enumerate() {
+        if let (Some(target), Some(socket)) = (job.target, socket) {
             let protocol = job.port.protocol;
             let payload = format!("nftpol-lab {} {} {target}", job.from, job.to).into_bytes();
             set.spawn(async move {
@@ -376,10 +377,11 @@ async fn run_jobs(jobs: &[Job], sockets: Vec<Vec<Socket>>, timeouts: Timeouts) -
             });
         }
     }
-    let mut outcomes = vec![true; jobs.len()];
+    // A job without a target (skipped) or whose task failed stays false.
+    let mut outcomes = vec![false; jobs.len()];
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok((j, ok)) => outcomes[j] &= ok,
+            Ok((j, ok)) => outcomes[j] = ok,
             Err(e) => {
                 // A probe task cannot panic short of a tokio bug; treat it
                 // as blocked rather than guessing which probe it was.
@@ -419,4 +421,99 @@ async fn probe_udp(socket: Socket, target: SocketAddr, payload: &[u8], timeouts:
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{plan_jobs, pod_addresses, Family};
+    use crate::plan::place;
+
+    /// Dual-stack d, IPv4-only v4, IPv6-only v6 (each serving 80/TCP) and
+    /// SCTP-only s (dual-stack), all on node-1.
+    const PODS: &str = r"
+apiVersion: v1
+kind: Pod
+metadata: {name: d, namespace: x}
+spec: {containers: [{name: s, ports: [{containerPort: 80}]}]}
+status: {podIPs: [{ip: 10.244.1.20}, {ip: 'fd00:10:244:1::20'}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: v4, namespace: x}
+spec: {containers: [{name: s, ports: [{containerPort: 80}]}]}
+status: {podIPs: [{ip: 10.244.1.21}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: v6, namespace: x}
+spec: {containers: [{name: s, ports: [{containerPort: 80}]}]}
+status: {podIPs: [{ip: 'fd00:10:244:1::22'}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: s, namespace: x}
+spec: {containers: [{name: s, ports: [{containerPort: 9, protocol: SCTP}]}]}
+status: {podIPs: [{ip: 10.244.1.23}, {ip: 'fd00:10:244:1::23'}]}
+";
+
+    #[test]
+    fn a_pair_is_one_job_per_family_both_ends_have_and_none_without_one() {
+        let mut cluster = nftpol_model::manifests::parse(PODS)
+            .expect("the test pods parse")
+            .cluster;
+        let plan = place(&mut cluster, Some(1)).expect("the test pods place");
+        let pod_sources = plan.pods.len();
+        let jobs = plan_jobs(&plan, &pod_addresses(&plan), pod_sources);
+        let pods: Vec<(&str, &str, Family, bool)> = jobs
+            .iter()
+            .filter(|job| job.source < pod_sources)
+            .map(|job| {
+                (
+                    job.from.as_str(),
+                    job.to.as_str(),
+                    job.family,
+                    job.target.is_some(),
+                )
+            })
+            .collect();
+        let want: Vec<(&str, &str, Family, bool)> = vec![
+            ("x/d", "x/d", Family::V4, true),
+            ("x/d", "x/d", Family::V6, true),
+            ("x/d", "x/s", Family::V4, false),
+            ("x/d", "x/s", Family::V6, false),
+            ("x/d", "x/v4", Family::V4, true),
+            ("x/d", "x/v6", Family::V6, true),
+            ("x/s", "x/d", Family::V4, true),
+            ("x/s", "x/d", Family::V6, true),
+            ("x/s", "x/s", Family::V4, false),
+            ("x/s", "x/s", Family::V6, false),
+            ("x/s", "x/v4", Family::V4, true),
+            ("x/s", "x/v6", Family::V6, true),
+            ("x/v4", "x/d", Family::V4, true),
+            ("x/v4", "x/s", Family::V4, false),
+            ("x/v4", "x/v4", Family::V4, true),
+            // v4 → v6 and v6 → v4: no family in common, no probe.
+            ("x/v6", "x/d", Family::V6, true),
+            ("x/v6", "x/s", Family::V6, false),
+            ("x/v6", "x/v6", Family::V6, true),
+        ];
+        assert_eq!(pods, want);
+        let node: Vec<(&str, Family)> = jobs
+            .iter()
+            .filter(|job| job.source >= pod_sources)
+            .map(|job| (job.to.as_str(), job.family))
+            .collect();
+        assert_eq!(
+            node,
+            vec![
+                ("x/d", Family::V4),
+                ("x/d", Family::V6),
+                ("x/s", Family::V4),
+                ("x/s", Family::V6),
+                ("x/v4", Family::V4),
+                ("x/v6", Family::V6),
+            ],
+            "node → local pod in each of the pod's families"
+        );
+    }
 }

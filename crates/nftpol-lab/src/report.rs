@@ -1,9 +1,17 @@
 //! Probe results: the JSON shape, the truth table and the comparison with
 //! an EXPECTED file. Pure: nothing here touches the system.
+//!
+//! A probe is one connection in one address family: a dual-stack pair is
+//! two probes, so an IPv6 hole never hides behind an IPv4 block. In JSON a
+//! probe's `family` is `"IPv4"` or `"IPv6"`; an EXPECTED entry without one
+//! means IPv4 (what every single-stack scenario written before families
+//! were reported holds).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
+use std::net::IpAddr;
 
+pub use nftpol_ruleset::catalogue::Family;
 use serde::{Deserialize, Serialize};
 
 use crate::error::LabError;
@@ -11,9 +19,11 @@ use crate::error::LabError;
 /// The result of one lab run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Report {
-    /// One entry per (from pod, to pod, destination port, protocol), sorted.
+    /// One entry per (from pod, to pod, destination port, protocol, address
+    /// family both pods have), sorted.
     pub probes: Vec<Probe>,
-    /// One entry per (node, local pod, port, protocol), sorted.
+    /// One entry per (node, local pod, port, protocol, the pod's family),
+    /// sorted.
     pub node_probes: Vec<NodeProbe>,
     /// The scenario name (not part of the JSON).
     #[serde(skip)]
@@ -41,9 +51,13 @@ pub struct Probe {
     pub port: u16,
     /// `TCP`, `UDP` or `SCTP`.
     pub protocol: String,
-    /// Whether every address family connected.
+    /// The address family of both ends (`"IPv4"` or `"IPv6"`; IPv4 when an
+    /// EXPECTED entry leaves it out).
+    #[serde(default = "ipv4", with = "family_json")]
+    pub family: Family,
+    /// Whether it connected.
     pub connected: bool,
-    /// Not probed (SCTP, or no address family in common).
+    /// Not probed (SCTP: no sockets on this kernel).
     #[serde(default, skip_serializing_if = "is_false")]
     pub skipped: bool,
 }
@@ -51,7 +65,7 @@ pub struct Probe {
 /// A probe from a node to a pod on it (kubelet's view; must always connect).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeProbe {
-    /// Source node, `node-<k>`.
+    /// Source node: its Node document's name, or `node-<k>`.
     pub node: String,
     /// Destination pod, `namespace/name`.
     pub to: String,
@@ -59,7 +73,10 @@ pub struct NodeProbe {
     pub port: u16,
     /// `TCP`, `UDP` or `SCTP`.
     pub protocol: String,
-    /// Whether every address family connected.
+    /// The address family probed.
+    #[serde(default = "ipv4", with = "family_json")]
+    pub family: Family,
+    /// Whether it connected.
     pub connected: bool,
     /// Not probed (SCTP).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -74,20 +91,67 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+fn ipv4() -> Family {
+    Family::V4
+}
+
+/// The family of `address`.
+pub fn family_of(address: IpAddr) -> Family {
+    if address.is_ipv4() {
+        Family::V4
+    } else {
+        Family::V6
+    }
+}
+
+/// `IPv4` or `IPv6`, as Kubernetes spells the families (`ipFamilies`).
+pub fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "IPv4",
+        Family::V6 => "IPv6",
+    }
+}
+
+/// Serde for a probe's family, by its Kubernetes name.
+mod family_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Family;
+
+    #[expect(
+        clippy::trivially_copy_pass_by_ref,
+        reason = "serde's `with` passes a reference"
+    )]
+    pub fn serialize<S: Serializer>(family: &Family, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(super::family_name(*family))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Family, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.as_str() {
+            "IPv4" => Ok(Family::V4),
+            "IPv6" => Ok(Family::V6),
+            other => Err(serde::de::Error::custom(format!(
+                "family {other:?} is neither \"IPv4\" nor \"IPv6\""
+            ))),
+        }
+    }
+}
+
 /// The comparison key of a probe.
-pub type ProbeKey<'a> = (&'a str, &'a str, u16, &'a str);
+pub type ProbeKey<'a> = (&'a str, &'a str, u16, &'a str, Family);
 
 impl Probe {
-    /// (from, to, port, protocol).
+    /// (from, to, port, protocol, family).
     pub fn key(&self) -> ProbeKey<'_> {
-        (&self.from, &self.to, self.port, &self.protocol)
+        (&self.from, &self.to, self.port, &self.protocol, self.family)
     }
 }
 
 impl NodeProbe {
-    /// (node, to, port, protocol).
+    /// (node, to, port, protocol, family).
     pub fn key(&self) -> ProbeKey<'_> {
-        (&self.node, &self.to, self.port, &self.protocol)
+        (&self.node, &self.to, self.port, &self.protocol, self.family)
     }
 }
 
@@ -110,8 +174,9 @@ impl Report {
         out
     }
 
-    /// Upstream-e2e-style truth tables, one per port/protocol (rows = from,
-    /// columns = to, `.` connected, `X` blocked, `?` not probed), with totals.
+    /// Upstream-e2e-style truth tables, one per port, protocol and address
+    /// family (rows = from, columns = to, `.` connected, `X` blocked, `?`
+    /// not probed), with totals.
     pub fn truth_table(&self) -> String {
         let mut out = String::new();
         let mode = if self.via_service {
@@ -126,8 +191,9 @@ impl Report {
             self.nodes,
             if self.nodes == 1 { "" } else { "s" }
         );
-        // TCP, then UDP, then SCTP (then anything else), each by port.
-        let mut groups: BTreeMap<(u8, &str, u16), Vec<&Probe>> = BTreeMap::new();
+        // TCP, then UDP, then SCTP (then anything else), each by port, then
+        // IPv4 before IPv6.
+        let mut groups: BTreeMap<Group<'_>, Vec<&Probe>> = BTreeMap::new();
         for probe in &self.probes {
             let rank = match probe.protocol.as_str() {
                 "TCP" => 0,
@@ -136,13 +202,18 @@ impl Report {
                 _ => 3,
             };
             groups
-                .entry((rank, probe.protocol.as_str(), probe.port))
+                .entry((rank, probe.protocol.as_str(), probe.port, probe.family))
                 .or_default()
                 .push(probe);
         }
-        for ((_, protocol, port), probes) in &groups {
+        for ((_, protocol, port, family), probes) in &groups {
             out.push('\n');
-            render_group(&mut out, protocol, *port, probes);
+            render_group(
+                &mut out,
+                &format!("{protocol}/{port} {}", family_name(*family)),
+                protocol,
+                probes,
+            );
         }
         out.push('\n');
         render_node_probes(&mut out, &self.node_probes);
@@ -158,13 +229,17 @@ impl Report {
     }
 }
 
+/// A truth table's place in the output: protocol rank, protocol, port,
+/// family.
+type Group<'a> = (u8, &'a str, u16, Family);
+
 // Writing into a String cannot fail: the `let _ = writeln!` below ignore an
 // always-Ok result.
-fn render_group(out: &mut String, protocol: &str, port: u16, probes: &[&Probe]) {
+fn render_group(out: &mut String, title: &str, protocol: &str, probes: &[&Probe]) {
     if probes.iter().all(|p| p.skipped) {
         let _ = writeln!(
             out,
-            "{protocol}/{port}: {} probes skipped (no {protocol} sockets on this kernel)",
+            "{title}: {} probes skipped (no {protocol} sockets on this kernel)",
             probes.len()
         );
         return;
@@ -183,7 +258,7 @@ fn render_group(out: &mut String, protocol: &str, port: u16, probes: &[&Probe]) 
         .unwrap_or(1);
     let _ = writeln!(
         out,
-        "{protocol}/{port} (rows: from, columns: to; . connected, X blocked, ? not probed)"
+        "{title} (rows: from, columns: to; . connected, X blocked, ? not probed)"
     );
     let mut line = format!("{:<width$}", "-");
     for column in &columns {
@@ -207,7 +282,7 @@ fn render_group(out: &mut String, protocol: &str, port: u16, probes: &[&Probe]) 
     let skipped = probes.iter().filter(|p| p.skipped).count();
     let _ = writeln!(
         out,
-        "{protocol}/{port}: {connected} connected, {} blocked, {skipped} skipped",
+        "{title}: {connected} connected, {} blocked, {skipped} skipped",
         probes.len() - connected - skipped
     );
 }
@@ -224,8 +299,12 @@ fn render_node_probes(out: &mut String, node_probes: &[NodeProbe]) {
     for probe in failed {
         let _ = writeln!(
             out,
-            "  FAILED {} -> {} {}/{} (node traffic must always pass)",
-            probe.node, probe.to, probe.protocol, probe.port
+            "  FAILED {} -> {} {}/{} {} (node traffic must always pass)",
+            probe.node,
+            probe.to,
+            probe.protocol,
+            probe.port,
+            family_name(probe.family)
         );
     }
 }
@@ -240,10 +319,18 @@ pub enum Mismatch {
         /// What EXPECTED says.
         expected_connected: bool,
     },
-    /// EXPECTED names a probe the run did not make (e.g. a misspelt pod).
+    /// EXPECTED names a probe the run did not make (e.g. a misspelt pod,
+    /// or a family one of the pods lacks).
     Missing {
         /// The expected entry.
         expected: Probe,
+    },
+    /// The run made a probe EXPECTED does not judge: every probe needs an
+    /// expectation, so that a family or pair added to a scenario cannot
+    /// pass unjudged.
+    Unexpected {
+        /// The probe as it ran.
+        actual: Probe,
     },
     /// A node could not reach one of its pods.
     NodeProbeFailed {
@@ -260,6 +347,11 @@ fn verdict(connected: bool) -> &'static str {
     }
 }
 
+/// `from -> to PROTOCOL/PORT FAMILY`.
+fn describe(from: &str, to: &str, protocol: &str, port: u16, family: Family) -> String {
+    format!("{from} -> {to} {protocol}/{port} {}", family_name(family))
+}
+
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -268,27 +360,51 @@ impl fmt::Display for Mismatch {
                 expected_connected,
             } => write!(
                 f,
-                "{} -> {} {}/{}: expected {}, got {}",
-                actual.from,
-                actual.to,
-                actual.protocol,
-                actual.port,
+                "{}: expected {}, got {}",
+                describe(
+                    &actual.from,
+                    &actual.to,
+                    &actual.protocol,
+                    actual.port,
+                    actual.family
+                ),
                 verdict(*expected_connected),
                 verdict(actual.connected)
             ),
             Self::Missing { expected } => write!(
                 f,
-                "{} -> {} {}/{}: expected {}, but the run has no such probe",
-                expected.from,
-                expected.to,
-                expected.protocol,
-                expected.port,
+                "{}: expected {}, but the run has no such probe",
+                describe(
+                    &expected.from,
+                    &expected.to,
+                    &expected.protocol,
+                    expected.port,
+                    expected.family
+                ),
                 verdict(expected.connected)
+            ),
+            Self::Unexpected { actual } => write!(
+                f,
+                "{}: {}, but EXPECTED has no entry for it",
+                describe(
+                    &actual.from,
+                    &actual.to,
+                    &actual.protocol,
+                    actual.port,
+                    actual.family
+                ),
+                verdict(actual.connected)
             ),
             Self::NodeProbeFailed { probe } => write!(
                 f,
-                "{} -> {} {}/{}: node to local pod blocked (must always connect)",
-                probe.node, probe.to, probe.protocol, probe.port
+                "{}: node to local pod blocked (must always connect)",
+                describe(
+                    &probe.node,
+                    &probe.to,
+                    &probe.protocol,
+                    probe.port,
+                    probe.family
+                )
             ),
         }
     }
@@ -300,10 +416,12 @@ struct Expected {
     probes: Vec<Probe>,
 }
 
-/// Compares `report` with the EXPECTED JSON, keyed by from, to, port and
-/// protocol (order-insensitive; protocol case-insensitive). Probes absent
-/// from EXPECTED and skipped probes are not judged; every failed node probe
-/// is a mismatch. Mismatches come sorted by key.
+/// Compares `report` with the EXPECTED JSON, keyed by from, to, port,
+/// protocol and family (order-insensitive; protocol case-insensitive; an
+/// entry without `family` is IPv4). Every probe the run made must be
+/// listed, skipped ones (SCTP) excepted, and every listed one must have
+/// run; a skipped probe's result is not judged; every failed node probe is
+/// a mismatch. Mismatches come sorted by key, node probes last.
 pub fn compare(report: &Report, expected_json: &str) -> Result<Vec<Mismatch>, LabError> {
     let expected: Expected =
         serde_json::from_str(expected_json).map_err(|e| LabError::Expected {
@@ -321,8 +439,8 @@ pub fn compare(report: &Report, expected_json: &str) -> Result<Vec<Mismatch>, La
         if !seen.insert(want.key()) {
             return Err(LabError::Expected {
                 reason: format!(
-                    "{} -> {} {}/{} is listed twice",
-                    want.from, want.to, want.protocol, want.port
+                    "{} is listed twice",
+                    describe(&want.from, &want.to, &want.protocol, want.port, want.family)
                 ),
             });
         }
@@ -338,6 +456,13 @@ pub fn compare(report: &Report, expected_json: &str) -> Result<Vec<Mismatch>, La
             Some(_) => {}
         }
     }
+    mismatches.extend(
+        report
+            .probes
+            .iter()
+            .filter(|p| !p.skipped && !seen.contains(&p.key()))
+            .map(|p| Mismatch::Unexpected { actual: p.clone() }),
+    );
     mismatches.sort_by(|a, b| mismatch_key(a).cmp(&mismatch_key(b)));
     mismatches.extend(
         report
@@ -351,7 +476,7 @@ pub fn compare(report: &Report, expected_json: &str) -> Result<Vec<Mismatch>, La
 
 fn mismatch_key(mismatch: &Mismatch) -> ProbeKey<'_> {
     match mismatch {
-        Mismatch::Differs { actual, .. } => actual.key(),
+        Mismatch::Differs { actual, .. } | Mismatch::Unexpected { actual } => actual.key(),
         Mismatch::Missing { expected } => expected.key(),
         Mismatch::NodeProbeFailed { probe } => probe.key(),
     }

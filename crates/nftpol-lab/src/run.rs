@@ -16,7 +16,8 @@ use crate::{enforce, service};
 /// How to run a scenario.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunOptions {
-    /// Lab node count; default: the highest node a pod names, at least 1.
+    /// Lab node count; default: the scenario's Node documents, else the
+    /// highest `node-<k>` a pod names, at least 1.
     pub nodes: Option<usize>,
     /// Probe through per-pod ClusterIPs (kube-proxy-style DNAT).
     pub via_service: bool,
@@ -49,7 +50,7 @@ pub struct Inspection<'a> {
     pub plan: &'a Plan,
     /// The probes' results.
     pub probes: &'a [Probe],
-    /// Each node's name (`node-<k>`) and network namespace name, for
+    /// Each node's name (its Node document's, or `node-<k>`) and network namespace name, for
     /// `ip netns exec`.
     pub nodes: Vec<(String, String)>,
 }

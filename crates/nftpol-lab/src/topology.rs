@@ -2,7 +2,9 @@
 //! namespace bridging the nodes, routed veths like kindnet's ptp CNI.
 //!
 //! - Fabric namespace: bridge `br0`, one veth `node<k>` per node; the peer is
-//!   the node's `eth0` with `172.18.0.<k+1>/24` and `fd00:172:18::<k+1>/64`.
+//!   the node's `eth0` with its addresses (`172.18.0.<k+1>/24` and
+//!   `fd00:172:18::<k+1>/64` without Node documents) and a host route on
+//!   `eth0` to each other node's addresses, which may lie in any subnet.
 //! - Pod namespace: `eth0` with the pod's `/32` (and `/128`), a default route
 //!   via the link-local gateway `169.254.1.1` (`fe80::1`) on-link; the peer
 //!   in the node namespace is `veth<i>` with a `/32` (`/128`) host route per
@@ -246,6 +248,10 @@ async fn wire_node(link: &Rtnl, node: &LabNode, plan: &Plan) -> Result<(), LabEr
             .await?;
         link.add_neighbour(ETH0_INDEX, via_v6, node_mac(other))
             .await?;
+        // Node documents may give addresses outside this node's /24 and
+        // /64: a host route keeps every other node on-link either way.
+        link.add_route_dev(via_v4, 32, ETH0_INDEX).await?;
+        link.add_route_dev(via_v6, 128, ETH0_INDEX).await?;
         let (v4, v4_len) = other.pod_cidr_v4;
         let (v6, v6_len) = other.pod_cidr_v6;
         link.add_route_via(IpAddr::V4(v4), v4_len, via_v4).await?;

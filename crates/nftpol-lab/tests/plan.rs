@@ -185,3 +185,179 @@ fn unplaceable_scenarios_are_errors() {
         assert_eq!(result.unwrap_err().exit_code(), 2, "{name}");
     }
 }
+
+fn node(name: &str, labels: &str, addresses: &[&str]) -> String {
+    let addresses: Vec<String> = addresses
+        .iter()
+        .map(|a| format!("{{type: InternalIP, address: '{a}'}}"))
+        .collect();
+    format!(
+        "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{{labels}}}}}\nstatus:\n  addresses: [{}, {{type: Hostname, address: {name}}}]\n",
+        addresses.join(", ")
+    )
+}
+
+#[test]
+fn node_documents_define_the_lab_nodes_and_pods_pick_them_by_name() {
+    let yaml = [
+        node("gw", "role: gateway", &["192.168.50.11", "fd00:50::11"]),
+        node("worker", "", &["10.20.30.40", "fd00:30::40"]),
+        pod("a", "spec: {nodeName: worker}"),
+        pod("b", ""),
+        pod("h", "spec: {nodeName: gw, hostNetwork: true}"),
+    ]
+    .concat();
+    let (cluster, plan) = place(&yaml, None).unwrap();
+    let nodes: Vec<(usize, &str, String, String)> = plan
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.index,
+                n.name.as_str(),
+                n.ipv4.to_string(),
+                n.ipv6.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        vec![
+            (
+                1,
+                "gw",
+                "192.168.50.11".to_owned(),
+                "fd00:50::11".to_owned()
+            ),
+            (
+                2,
+                "worker",
+                "10.20.30.40".to_owned(),
+                "fd00:30::40".to_owned()
+            ),
+        ]
+    );
+    let placed: Vec<(&str, usize)> = plan.pods.iter().map(|p| (p.id.as_str(), p.node)).collect();
+    assert_eq!(placed, vec![("x/a", 2), ("x/b", 1), ("x/h", 1)]);
+    assert_eq!(addresses(&plan, "x/a"), vec!["10.244.2.10"]);
+    assert_eq!(addresses(&plan, "x/h"), vec!["192.168.50.11"]);
+    let filled = &cluster.pods[0];
+    assert_eq!(
+        filled.spec.as_ref().unwrap().node_name.as_deref(),
+        Some("worker")
+    );
+    assert_eq!(
+        filled.status.as_ref().unwrap().host_ip.as_deref(),
+        Some("10.20.30.40")
+    );
+    // The agents see the documents: their labels (plus the hostname
+    // label), their addresses as written, and the lab's pod CIDRs.
+    let gw = &cluster.nodes[0];
+    let labels = gw.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels["role"], "gateway");
+    assert_eq!(labels["kubernetes.io/hostname"], "gw");
+    let written: Vec<(&str, &str)> = gw
+        .status
+        .as_ref()
+        .unwrap()
+        .addresses
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|a| (a.type_.as_str(), a.address.as_str()))
+        .collect();
+    assert_eq!(
+        written,
+        vec![
+            ("InternalIP", "192.168.50.11"),
+            ("InternalIP", "fd00:50::11"),
+            ("Hostname", "gw")
+        ]
+    );
+    assert_eq!(
+        cluster.nodes[1].spec.as_ref().unwrap().pod_cidrs.as_deref(),
+        Some(&["10.244.2.0/24".to_owned(), "fd00:10:244:2::/64".to_owned()][..])
+    );
+}
+
+#[test]
+fn invalid_node_documents_are_errors_naming_the_node_and_field() {
+    let gw = node("gw", "", &["192.168.50.11", "fd00:50::11"]);
+    let cases = [
+        (
+            "not an address",
+            node("bad", "", &["192.168.50.300", "fd00:50::12"]),
+            "Node bad",
+            "status.addresses[0].address",
+        ),
+        (
+            "in the pod range",
+            node("bad", "", &["10.244.7.1", "fd00:50::12"]),
+            "Node bad",
+            "status.addresses[0].address",
+        ),
+        (
+            "loopback",
+            node("bad", "", &["192.168.50.12", "::1"]),
+            "Node bad",
+            "status.addresses[1].address",
+        ),
+        (
+            "two IPv4 InternalIPs",
+            node(
+                "bad",
+                "",
+                &["192.168.50.12", "192.168.50.13", "fd00:50::12"],
+            ),
+            "Node bad",
+            "status.addresses[1].address",
+        ),
+        (
+            "no IPv6",
+            node("bad", "", &["192.168.50.12"]),
+            "Node bad",
+            "status.addresses",
+        ),
+        (
+            "an address of another node",
+            node("bad", "", &["192.168.50.11", "fd00:50::12"]),
+            "Node bad",
+            "status.addresses",
+        ),
+        (
+            "declared twice",
+            node("gw", "", &["192.168.50.12", "fd00:50::12"]),
+            "Node gw",
+            "metadata.name",
+        ),
+        (
+            "a pod on an undeclared node",
+            pod("a", "spec: {nodeName: node-1}"),
+            "Pod x/a",
+            "spec.nodeName",
+        ),
+        (
+            "a pod on a node's address",
+            pod("a", "status: {podIP: 192.168.50.11}"),
+            "Pod x/a",
+            "status.podIPs",
+        ),
+    ];
+    for (name, extra, want_object, want_field) in cases {
+        let yaml = gw.clone() + &extra;
+        match place(&yaml, None) {
+            Err(LabError::Scenario { object, field, .. }) => {
+                assert_eq!(
+                    (object.as_str(), field.as_str()),
+                    (want_object, want_field),
+                    "{name}"
+                );
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    assert!(
+        matches!(place(&gw, Some(2)), Err(LabError::Nodes { given: 2, .. })),
+        "--nodes must match the Node documents"
+    );
+}

@@ -39,7 +39,9 @@ const EXPECTED: &str = r#"{"probes": [
   {"from": "x/a", "to": "x/b", "port": 80, "protocol": "TCP", "connected": false},
   {"from": "x/a", "to": "x/b", "port": 80, "protocol": "UDP", "connected": false},
   {"from": "x/b", "to": "x/a", "port": 80, "protocol": "TCP", "connected": true},
-  {"from": "x/b", "to": "x/a", "port": 80, "protocol": "UDP", "connected": true}
+  {"from": "x/b", "to": "x/a", "port": 80, "protocol": "UDP", "connected": true},
+  {"from": "x/b", "to": "x/b", "port": 80, "protocol": "TCP", "connected": true},
+  {"from": "x/b", "to": "x/b", "port": 80, "protocol": "UDP", "connected": true}
 ]}"#;
 
 #[test]

@@ -4,6 +4,7 @@
 use nftpol_lab::netns::{self, RunId};
 use nftpol_lab::plan::{self, Plan};
 use nftpol_lab::probe::{self, Timeouts};
+use nftpol_lab::report::Family;
 use nftpol_lab::topology::Topology;
 use nftpol_lab::{service, Report};
 use nftpol_testkit::netns::Sweep;
@@ -107,15 +108,23 @@ fn two_nodes_three_pods_without_policy_all_connect_and_namespaces_are_removed() 
 
     // fabric + 2 nodes + 3 pods
     assert_eq!(present.len(), 6, "namespaces while running: {present:?}");
-    // 3 sources × (a: 2 ports + b: 2 ports + c: 1 port)
-    assert_eq!(report.probes.len(), 15);
+    // a and b are dual-stack, c IPv4-only; a probe per port and family
+    // both ends have: from a and from b 2 × 2 + 2 × 2 + 1, from c 2 + 2 + 1.
+    assert_eq!(report.probes.len(), 23);
+    let ipv6 = report
+        .probes
+        .iter()
+        .filter(|p| p.family == Family::V6)
+        .count();
+    assert_eq!(ipv6, 8, "IPv6 between a and b only: {:#?}", report.probes);
     let blocked: Vec<_> = report.probes.iter().filter(|p| !p.connected).collect();
     assert!(
         blocked.is_empty(),
         "blocked without any policy: {blocked:#?}"
     );
-    // node-1 → a (2 ports) and c (1 port); node-2 → b (2 ports)
-    assert_eq!(report.node_probes.len(), 5);
+    // node-1 → a (2 ports, 2 families) and c (1 port); node-2 → b (2 ports,
+    // 2 families)
+    assert_eq!(report.node_probes.len(), 9);
     assert!(
         report.node_probes.iter().all(|p| p.connected),
         "{:#?}",

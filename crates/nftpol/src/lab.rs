@@ -15,12 +15,12 @@ use crate::print;
 pub enum LabCommand {
     /// Build a network-namespace cluster for SCENARIO, enforce it, probe every pod pair.
     Run {
-        /// Multi-document YAML of Namespaces, Pods and NetworkPolicies.
+        /// Multi-document YAML of Namespaces, Pods, NetworkPolicies, ClusterNetworkPolicies and Nodes.
         scenario: PathBuf,
         /// Print one JSON object on stdout instead of truth tables.
         #[arg(long)]
         json: bool,
-        /// Number of lab nodes (default: the highest node a pod names, at least 1).
+        /// Number of lab nodes (default: the scenario's Node documents, else the highest node-<k> a pod names, at least 1).
         #[arg(long)]
         nodes: Option<usize>,
         /// Compare with this EXPECTED.json; exit 1 on any mismatch.
