@@ -137,11 +137,17 @@ pub fn truncate(mut text: String, limit: usize) -> String {
 }
 
 /// A comment cut to what nft accepts, control characters (which end an nft
-/// statement) replaced by spaces.
+/// statement) replaced by spaces and double quotes (which end its quoted
+/// text: nft would list the kernel's comment as broken syntax) by single
+/// ones, so the kernel holds exactly what `nft list` and `render` print.
 pub fn comment(text: String) -> String {
-    let text = if text.chars().any(char::is_control) {
+    let text = if text.chars().any(|c| c.is_control() || c == '"') {
         text.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
+            .map(|c| match c {
+                '"' => '\'',
+                c if c.is_control() => ' ',
+                c => c,
+            })
             .collect()
     } else {
         text
@@ -260,6 +266,7 @@ mod tests {
             policy_object("policy", &id("x", "a;b"), "ingress")
         );
         assert_eq!(comment("a\nb\tc".to_owned()), "a b c");
+        assert_eq!(comment("rule \"x\"".to_owned()), "rule 'x'");
     }
 
     #[test]

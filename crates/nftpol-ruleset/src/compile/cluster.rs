@@ -282,7 +282,7 @@ fn add_policy_chain(
         let label = resolved
             .name
             .as_ref()
-            .map(|name| format!(" {name:?}"))
+            .map(|name| format!(" '{name}'"))
             .unwrap_or_default();
         let comment = names::comment(format!(
             "cnp/{} {direction}[{}]{label} {}",
