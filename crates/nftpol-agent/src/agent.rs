@@ -33,6 +33,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::backoff::RetryBackoff;
 use crate::coalesce::{self, Coalescer};
 use crate::error::AgentError;
+use crate::events::EventReporter;
 use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::reconcile::{ReconcileReport, Reconciler};
@@ -109,6 +110,9 @@ pub struct Agent<D: Dataplane> {
     metrics: Arc<Metrics>,
     health: Health,
     progress: Arc<channel::Sender<Progress>>,
+    /// Events on policies with parts not enforced as written; none when
+    /// the stores are fed by someone else than the watches.
+    events: Option<EventReporter>,
 }
 
 impl<D: Dataplane + Send + 'static> Agent<D> {
@@ -120,6 +124,7 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             metrics,
             health,
             progress: Arc::new(channel::Sender::new(Progress::default())),
+            events: None,
         }
     }
 
@@ -131,10 +136,11 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
     /// Watches the API through `client` and enforces until `shutdown`
     /// completes. The ruleset stays in the kernel when this returns.
     pub async fn run(
-        self,
+        mut self,
         client: kube::Client,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AgentError> {
+        self.events = Some(EventReporter::new(client.clone(), &self.config.node_name));
         let (stores, writers) = watch::stores();
         let (trigger, coalescer) = coalesce::channel(self.config.coalesce_delay);
         // Dropping the set aborts the watch tasks when the loop ends.
@@ -162,6 +168,7 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             metrics,
             health,
             progress,
+            mut events,
         } = self;
         let mut reconciler = Reconciler::new(dataplane, config.node_name, config.compile);
         if let Some(directory) = config.log_directory {
@@ -195,6 +202,9 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             match result {
                 Ok(report) => {
                     timer.committed(report.sync);
+                    if let Some(events) = events.as_mut().filter(|_| !report.invalid.is_empty()) {
+                        events.report(&report.invalid, &stores.snapshot());
+                    }
                     if report.rejudge_generation.is_some() {
                         flush_at = Some(Instant::now() + config.denied_flush_delay);
                     }

@@ -33,6 +33,7 @@ mod agent;
 pub mod backoff;
 pub mod coalesce;
 mod error;
+pub mod events;
 pub mod http;
 pub mod metrics;
 mod reconcile;

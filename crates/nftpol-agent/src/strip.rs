@@ -19,13 +19,15 @@ use kube::Resource;
 use nftpol_model::cluster_policy::api::ClusterNetworkPolicy;
 use nftpol_model::PodView;
 
-/// Keeps name, namespace, labels and uid.
+/// Keeps name, namespace, labels, uid and generation (the Events on an
+/// object name its uid and are reported once per generation).
 fn metadata(meta: &mut ObjectMeta) {
     *meta = ObjectMeta {
         name: meta.name.take(),
         namespace: meta.namespace.take(),
         labels: meta.labels.take(),
         uid: meta.uid.take(),
+        generation: meta.generation.take(),
         ..ObjectMeta::default()
     };
 }

@@ -264,23 +264,28 @@ fn probes_use_the_agent_http_port() {
 }
 
 #[test]
-fn cluster_role_is_read_only_on_the_kinds_the_agent_watches() {
+fn cluster_role_reads_the_kinds_the_agent_watches_and_only_creates_events() {
     let documents = documents();
     let (name, document) = documents
         .iter()
         .find(|(_, document)| document["kind"] == "ClusterRole")
         .expect("a ClusterRole");
     let role: ClusterRole = typed(name, document);
-    let mut resources = Vec::new();
+    let mut read = Vec::new();
+    let mut written = Vec::new();
     for rule in role.rules.iter().flatten() {
         let mut verbs = rule.verbs.clone();
         verbs.sort();
-        assert_eq!(verbs, ["get", "list", "watch"], "read only");
-        resources.extend(rule.resources.iter().flatten().cloned());
+        let resources = rule.resources.iter().flatten().cloned();
+        if verbs == ["get", "list", "watch"] {
+            read.extend(resources);
+        } else {
+            written.extend(resources.map(|resource| (resource, verbs.clone())));
+        }
     }
-    resources.sort();
+    read.sort();
     assert_eq!(
-        resources,
+        read,
         [
             "clusternetworkpolicies",
             "namespaces",
@@ -288,6 +293,11 @@ fn cluster_role_is_read_only_on_the_kinds_the_agent_watches() {
             "nodes",
             "pods"
         ]
+    );
+    assert_eq!(
+        written,
+        [("events".to_owned(), vec!["create".to_owned()])],
+        "the one write: Events on policies not enforced as written"
     );
 }
 
