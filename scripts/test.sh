@@ -41,6 +41,12 @@ if [ ! -x "$helm_bin" ]; then
 fi
 export HELM="$helm_bin"
 
+# etcd + kube-apiserver, kubectl and the ClusterNetworkPolicy CRD for the
+# real-API-server tests (crates/nftpol/tests/real_apiserver.rs), built once
+# from integration/apiserver (Kubernetes version pinned in its go.mod).
+NFTPOL_KUBE_TOOLS=$(scripts/apiserver.sh build)
+export NFTPOL_KUBE_TOOLS
+
 # Layering: the dataplane knows nothing of Kubernetes, in the build graph and
 # not only in its `use` lines (issue 10). Normal dependencies only: the
 # netlink crate's tests may use the test kit, which links the model.
