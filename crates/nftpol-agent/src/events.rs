@@ -109,7 +109,8 @@ fn pending(
             namespace.clone(),
             Event {
                 metadata: ObjectMeta {
-                    generate_name: Some(format!("{name}.")),
+                    // The API server validates the prefix with a trailing dash only.
+                    generate_name: Some(format!("{name}-")),
                     namespace: Some(namespace),
                     ..ObjectMeta::default()
                 },
@@ -132,10 +133,15 @@ fn pending(
 /// and the object's generation, when it is a policy in `snapshot`.
 fn regarding(error: &ModelError, snapshot: &Snapshot) -> Option<(String, ObjectReference, i64)> {
     if error.kind == ClusterNetworkPolicy::KIND {
-        let policy = snapshot
-            .cluster_policies
-            .iter()
-            .find(|policy| policy.metadata.name.as_deref() == Some(error.object.as_str()))?;
+        // The model names a ClusterNetworkPolicy `cnp/NAME` in its errors,
+        // as in its log lines and `explain`.
+        let policy = snapshot.cluster_policies.iter().find(|policy| {
+            policy
+                .metadata
+                .name
+                .as_deref()
+                .is_some_and(|name| error.object == format!("cnp/{name}"))
+        })?;
         Some((
             "default".to_owned(),
             reference::<ClusterNetworkPolicy>(&policy.metadata),
@@ -198,7 +204,7 @@ mod tests {
     fn unknown_peer() -> ModelError {
         ModelError {
             kind: ClusterNetworkPolicy::KIND,
-            object: "to-example".to_owned(),
+            object: "cnp/to-example".to_owned(),
             field: "spec".to_owned(),
             problem: "1 peer(s) of a kind nftpol does not enforce".to_owned(),
         }

@@ -111,7 +111,7 @@ impl Agent {
     }
 
     /// Whether `/readyz` answers 200 (asked from inside the node).
-    fn is_ready(&self, node: &Netns) -> bool {
+    fn is_ready(node: &Netns) -> bool {
         node.run(|| {
             let Ok(mut stream) = TcpStream::connect(AGENT_HTTP) else {
                 return false;
@@ -143,7 +143,7 @@ fn populate(server: &ApiServer) {
     ));
     for (namespace, name, ip) in [("x", "a", A), ("x", "b", B), ("y", "c", C)] {
         server.apply(&format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}, labels: {{pod: {name}}}}}\n\
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: \"{namespace}\", labels: {{pod: {name}}}}}\n\
              spec:\n  nodeName: {NODE}\n  containers: [{{name: s, image: registry.k8s.io/pause:3.10, ports: [{{containerPort: 80}}]}}]\n"
         ));
         server.set_pod_running(namespace, name, ip);
@@ -287,186 +287,244 @@ fn plugin_explain(server: &ApiServer, plugins: &Path, from: &str, to: &str) -> (
     (verdict, text)
 }
 
+/// One cluster and its agent, shared by the steps of the agent test.
+struct Cluster {
+    server: ApiServer,
+    node: Netns,
+    agent: Agent,
+}
+
 #[test]
 fn agent_with_deploy_rbac_follows_the_real_api_server() {
-    let mut server = ApiServer::start();
+    let server = ApiServer::start();
     populate(&server);
     let node = Netns::new();
     server.connect(&node);
-    let (sa_namespace, sa_name) = AGENT_SERVICE_ACCOUNT;
-    let kubeconfig = server.service_account_kubeconfig(sa_namespace, sa_name);
+    let (namespace, name) = AGENT_SERVICE_ACCOUNT;
+    let kubeconfig = server.service_account_kubeconfig(namespace, name);
     let agent = Agent::start(&node, &kubeconfig, server.dir().join("agent.log"));
+    let mut cluster = Cluster {
+        server,
+        node,
+        agent,
+    };
+    cluster.deploy_rbac_is_sufficient_and_minimal();
+    cluster.crd_installed_later_is_picked_up_live();
+    cluster.invalid_cluster_policy_is_rejected_by_the_crd();
+    cluster.unenforceable_cluster_policy_is_reported_once_as_an_event();
+    cluster.kubectl_plugin_explains_from_the_live_cluster();
+    cluster.watches_survive_a_restart_with_compaction_without_a_gap();
+}
 
-    // (a) deploy/rbac.yaml is sufficient: the agent gets ready and enforces
-    // x/only-x with the CRD not installed.
-    wait_for_table(&node, &agent, "x/only-x enforced", |table| {
-        !allows(table, C, A) && allows(table, B, A) && allows(table, A, C)
-    });
-    let deadline = Instant::now() + PATIENCE;
-    while !agent.is_ready(&node) {
-        assert!(
-            Instant::now() < deadline,
-            "agent never ready:\n{}",
-            agent.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(100));
+impl Cluster {
+    fn wait_for_table(&self, what: &str, check: impl Fn(&Ruleset) -> bool) {
+        wait_for_table(&self.node, &self.agent, what, check);
     }
 
-    // (a) and minimal: with the agent's token, writing pods, reading secrets
-    // and patching nodes are forbidden; listing pods (what it needs) works.
-    let local = server.service_account_kubeconfig_local(sa_namespace, sa_name);
-    let statuses = in_namespace(server.netns(), &local, async |client| {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), "x");
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "intruder"},
-            "spec": {"containers": [{"name": "s", "image": "registry.k8s.io/pause:3.10"}]}
-        }))
-        .expect("a pod");
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), "x");
-        let nodes: Api<Node> = Api::all(client.clone());
-        let patch = Patch::Merge(json!({"metadata": {"labels": {"owned": "yes"}}}));
-        [
-            status_of(pods.list(&ListParams::default()).await),
-            status_of(pods.create(&PostParams::default(), &pod).await),
-            status_of(secrets.list(&ListParams::default()).await),
-            status_of(nodes.patch(NODE, &PatchParams::default(), &patch).await),
-        ]
-    });
-    assert_eq!(
-        statuses,
-        [0, 403, 403, 403],
-        "list pods, create pod, list secrets, patch node"
-    );
+    fn as_admin<T: Send>(&self, body: impl AsyncFnOnce(kube::Client) -> T + Send) -> T {
+        in_namespace(self.server.netns(), &self.server.admin_kubeconfig(), body)
+    }
 
-    // (d) the ClusterNetworkPolicy CRD installed while the agent runs is
-    // picked up live: an Admin Deny from y into x/b.
-    server.install_cluster_policy_crd();
-    let admin = server.admin_kubeconfig();
-    in_namespace(server.netns(), &admin, async |client| {
-        let policy = cluster_policy(
-            "deny-y-to-b",
-            &json!({
-                "tier": "Admin", "priority": 10,
-                "subject": {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"pod": "b"}}}},
-                "ingress": [{"name": "from-y", "action": "Deny", "from": [{"namespaces": {"matchLabels": {"ns": "y"}}}]}]
-            }),
+    /// (a) The agent, holding only the token of deploy/rbac.yaml, gets
+    /// ready and enforces x/only-x (the CRD not installed yet); with that
+    /// token, writing pods, reading secrets and patching nodes are 403,
+    /// while listing pods (what it needs) works.
+    fn deploy_rbac_is_sufficient_and_minimal(&self) {
+        self.wait_for_table("x/only-x enforced", |table| {
+            !allows(table, C, A) && allows(table, B, A) && allows(table, A, C)
+        });
+        let deadline = Instant::now() + PATIENCE;
+        while !Agent::is_ready(&self.node) {
+            assert!(
+                Instant::now() < deadline,
+                "agent never ready:\n{}",
+                self.agent.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (namespace, name) = AGENT_SERVICE_ACCOUNT;
+        let local = self
+            .server
+            .service_account_kubeconfig_local(namespace, name);
+        let statuses = in_namespace(self.server.netns(), &local, async |client| {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), "x");
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": "intruder"},
+                "spec": {"containers": [{"name": "s", "image": "registry.k8s.io/pause:3.10"}]}
+            }))
+            .expect("a pod");
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), "x");
+            let nodes: Api<Node> = Api::all(client.clone());
+            let patch = Patch::Merge(json!({"metadata": {"labels": {"owned": "yes"}}}));
+            [
+                status_of(pods.list(&ListParams::default()).await),
+                status_of(pods.create(&PostParams::default(), &pod).await),
+                status_of(secrets.list(&ListParams::default()).await),
+                status_of(nodes.patch(NODE, &PatchParams::default(), &patch).await),
+            ]
+        });
+        assert_eq!(
+            statuses,
+            [0, 403, 403, 403],
+            "list pods, create pod, list secrets, patch node"
         );
-        cluster_policy_api(client)
-            .create(&PostParams::default(), &policy)
-            .await
-            .expect("creating deny-y-to-b");
-    });
-    wait_for_table(&node, &agent, "deny-y-to-b enforced", |table| {
-        !allows(table, C, B) && allows(table, A, B)
-    });
+    }
 
-    // (e) the CRD's validation rejects an invalid action with 422: the
-    // object is never stored, so the agent never sees it.
-    let (invalid, stored) = in_namespace(server.netns(), &admin, async |client| {
-        let api = cluster_policy_api(client);
-        let policy = cluster_policy(
-            "invalid-action",
-            &json!({
-                "tier": "Admin", "priority": 20,
-                "subject": {"namespaces": {}},
-                "ingress": [{"action": "Allow", "from": [{"namespaces": {}}]}]
-            }),
+    /// (d) The ClusterNetworkPolicy CRD installed while the agent runs is
+    /// picked up live: an Admin Deny from y into x/b is enforced.
+    fn crd_installed_later_is_picked_up_live(&self) {
+        self.server.install_cluster_policy_crd();
+        self.as_admin(async |client| {
+            let policy = cluster_policy(
+                "deny-y-to-b",
+                &json!({
+                    "tier": "Admin", "priority": 10,
+                    "subject": {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"pod": "b"}}}},
+                    "ingress": [{"name": "from-y", "action": "Deny", "from": [{"namespaces": {"matchLabels": {"ns": "y"}}}]}]
+                }),
+            );
+            cluster_policy_api(client)
+                .create(&PostParams::default(), &policy)
+                .await
+                .expect("creating deny-y-to-b");
+        });
+        self.wait_for_table("deny-y-to-b enforced", |table| {
+            !allows(table, C, B) && allows(table, A, B)
+        });
+    }
+
+    /// (e) The CRD's validation rejects an invalid action with 422: the
+    /// object is never stored, so the agent never sees it.
+    fn invalid_cluster_policy_is_rejected_by_the_crd(&self) {
+        let (invalid, stored) = self.as_admin(async |client| {
+            let api = cluster_policy_api(client);
+            let policy = cluster_policy(
+                "invalid-action",
+                &json!({
+                    "tier": "Admin", "priority": 20,
+                    "subject": {"namespaces": {}},
+                    "ingress": [{"action": "Allow", "from": [{"namespaces": {}}]}]
+                }),
+            );
+            let invalid = status_of(api.create(&PostParams::default(), &policy).await);
+            let stored = status_of(api.get("invalid-action").await);
+            (invalid, stored)
+        });
+        assert_eq!((invalid, stored), (422, 404), "create, then get");
+    }
+
+    /// (e) A domainNames peer passes the CRD but nftpol cannot enforce it:
+    /// the agent reports it as a Warning Event on the object, once for its
+    /// generation (another reconcile does not repeat it), besides its log
+    /// line.
+    fn unenforceable_cluster_policy_is_reported_once_as_an_event(&self) {
+        let uid = self.as_admin(async |client| {
+            let policy = cluster_policy(
+                "to-example",
+                &json!({
+                    "tier": "Admin", "priority": 30,
+                    "subject": {"namespaces": {"matchLabels": {"ns": "x"}}},
+                    "egress": [{"action": "Accept", "to": [{"domainNames": ["example.com"]}]}]
+                }),
+            );
+            cluster_policy_api(client)
+                .create(&PostParams::default(), &policy)
+                .await
+                .expect("creating to-example")
+                .metadata
+                .uid
+                .expect("a stored object has a uid")
+        });
+        let events = wait_for_events(&self.server, "to-example", 1);
+        assert_eq!(
+            events.len(),
+            1,
+            "one Event for generation 1: {events:?}; agent log:\n{}",
+            self.agent.log_tail()
         );
-        let invalid = status_of(api.create(&PostParams::default(), &policy).await);
-        let stored = status_of(api.get("invalid-action").await);
-        (invalid, stored)
-    });
-    assert_eq!((invalid, stored), (422, 404), "create, then get");
-
-    // (e) a domainNames peer passes the CRD but nftpol cannot enforce it:
-    // the agent reports it as an Event on the object, once for its
-    // generation, besides its log line.
-    let uid = in_namespace(server.netns(), &admin, async |client| {
-        let policy = cluster_policy(
-            "to-example",
-            &json!({
-                "tier": "Admin", "priority": 30,
-                "subject": {"namespaces": {"matchLabels": {"ns": "x"}}},
-                "egress": [{"action": "Accept", "to": [{"domainNames": ["example.com"]}]}]
-            }),
+        let event = &events[0];
+        assert_eq!(
+            event
+                .regarding
+                .as_ref()
+                .and_then(|object| object.uid.as_deref()),
+            Some(uid.as_str())
         );
-        cluster_policy_api(client)
-            .create(&PostParams::default(), &policy)
-            .await
-            .expect("creating to-example")
-            .metadata
-            .uid
-            .expect("a stored object has a uid")
-    });
-    let events = wait_for_events(&server, "to-example", 1);
-    assert_eq!(events.len(), 1, "one Event for generation 1: {events:?}");
-    let event = &events[0];
-    assert_eq!(
-        event
-            .regarding
-            .as_ref()
-            .and_then(|object| object.uid.as_deref()),
-        Some(uid.as_str())
-    );
-    assert_eq!(event.type_.as_deref(), Some("Warning"));
-    assert_eq!(event.reason.as_deref(), Some("NotEnforced"));
-    assert!(
-        agent.log().contains("to-example"),
-        "the log line names the object:\n{}",
-        agent.log_tail()
-    );
-    // Another reconcile (a relabel the table shows) does not repeat it.
-    server.kubectl_ok(&["label", "pod", "-n", "x", "a", "tier=web"], None);
-    server.kubectl_ok(&["label", "namespace", "y", "ns=x", "--overwrite"], None);
-    wait_for_table(&node, &agent, "y relabelled ns=x", |table| {
-        allows(table, C, A)
-    });
-    server.kubectl_ok(&["label", "namespace", "y", "ns=y", "--overwrite"], None);
-    wait_for_table(&node, &agent, "y labelled back", |table| {
-        !allows(table, C, A)
-    });
-    assert_eq!(
-        wait_for_events(&server, "to-example", 1).len(),
-        1,
-        "no second Event for the same generation"
-    );
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        assert_eq!(event.reason.as_deref(), Some(nftpol_agent::events::REASON));
+        assert!(
+            self.agent.log().contains("cnp/to-example"),
+            "the log line names the object:\n{}",
+            self.agent.log_tail()
+        );
+        // Two more reconciles, each visible in the table; a repeated Event
+        // would be created right after the first, while the second runs.
+        let label = |value: &str| {
+            self.server.kubectl_ok(
+                &[
+                    "label",
+                    "namespace",
+                    "y",
+                    &format!("ns={value}"),
+                    "--overwrite",
+                ],
+                None,
+            );
+        };
+        label("x");
+        self.wait_for_table("y relabelled ns=x", |table| allows(table, C, A));
+        label("y");
+        self.wait_for_table("y labelled back", |table| !allows(table, C, A));
+        assert_eq!(
+            wait_for_events(&self.server, "to-example", 1).len(),
+            1,
+            "no second Event for the same generation"
+        );
+    }
 
-    // (f) the kubectl plugin reads the live cluster with the user's
-    // kubeconfig, through kubectl's own plugin lookup.
-    let plugins = server.dir().join("plugins");
-    std::fs::create_dir_all(&plugins).expect("a plugin directory");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_nftpol"), plugins.join("kubectl-nftpol"))
-        .expect("installing kubectl-nftpol");
-    let (verdict, text) = plugin_explain(&server, &plugins, "y/c", "x/a");
-    assert_eq!(verdict, "DENIED", "{text}");
-    let (verdict, text) = plugin_explain(&server, &plugins, "x/b", "x/a");
-    assert_eq!(verdict, "ALLOWED", "{text}");
-    assert!(text.contains("x/only-x"), "names the policy: {text}");
+    /// (f) The kubectl plugin, found by the real kubectl's plugin lookup,
+    /// judges from the live cluster with the user's kubeconfig.
+    fn kubectl_plugin_explains_from_the_live_cluster(&self) {
+        let plugins = self.server.dir().join("plugins");
+        std::fs::create_dir_all(&plugins).expect("a plugin directory");
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_nftpol"), plugins.join("kubectl-nftpol"))
+            .expect("installing kubectl-nftpol");
+        let (verdict, text) = plugin_explain(&self.server, &plugins, "y/c", "x/a");
+        assert_eq!(verdict, "DENIED", "{text}");
+        let (verdict, text) = plugin_explain(&self.server, &plugins, "x/b", "x/a");
+        assert_eq!(verdict, "ALLOWED", "{text}");
+        assert!(text.contains("x/only-x"), "names the policy: {text}");
+    }
 
-    // (c) the watches survive an API server restart whose etcd was
-    // compacted (every resumed watch gets 410 Gone and relists) without a
-    // gap: the table is sampled throughout and deny-y-to-b never lapses;
-    // a change made after the restart is enforced.
-    let lists_before = agent_lists(&server);
-    // A write after every object the agent saw, so each of its watches
-    // resumes from a revision older than the compaction.
-    server.kubectl_ok(
-        &["create", "configmap", "-n", "x", "after-last-change"],
-        None,
-    );
-    let sampler = Sampler::start(&node);
-    server.restart(History::Compacted);
-    server.kubectl_ok(&["delete", "networkpolicy", "-n", "x", "only-x"], None);
-    wait_for_table(&node, &agent, "only-x deleted after the restart", |table| {
-        allows(table, C, A) && !allows(table, C, B)
-    });
-    let (samples, gaps) = sampler.finish();
-    assert!(samples > 0, "the sampler ran");
-    assert!(gaps.is_empty(), "enforcement gaps: {gaps:?}");
-    assert!(
-        agent_lists(&server) > lists_before,
-        "the agent relisted after the 410 (audit log)"
-    );
+    /// (c) The watches survive an API server restart whose etcd was
+    /// compacted (every resumed watch is answered 410 Gone, and the agent
+    /// relists, as the audit log shows) without a gap: the table is sampled
+    /// throughout and deny-y-to-b never lapses; a change made after the
+    /// restart is enforced.
+    fn watches_survive_a_restart_with_compaction_without_a_gap(&mut self) {
+        let lists_before = agent_lists(&self.server);
+        // A write after every object the agent saw, so each of its watches
+        // resumes from a revision older than the compaction.
+        self.server.kubectl_ok(
+            &["create", "configmap", "-n", "x", "after-last-change"],
+            None,
+        );
+        let sampler = Sampler::start(&self.node);
+        self.server.restart(History::Compacted);
+        self.server
+            .kubectl_ok(&["delete", "networkpolicy", "-n", "x", "only-x"], None);
+        self.wait_for_table("only-x deleted after the restart", |table| {
+            allows(table, C, A) && !allows(table, C, B)
+        });
+        let (samples, gaps) = sampler.finish();
+        assert!(samples > 0, "the sampler ran");
+        assert!(gaps.is_empty(), "enforcement gaps: {gaps:?}");
+        assert!(
+            agent_lists(&self.server) > lists_before,
+            "the agent relisted after the 410 (audit log); agent log:\n{}",
+            self.agent.log_tail()
+        );
+    }
 }
 
 /// The Events on ClusterNetworkPolicy `name`, once at least `count` exist
