@@ -21,17 +21,18 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use nftpol_agent::Reconciler;
 use nftpol_ir::diff::diff;
 use nftpol_ir::Ruleset;
 use nftpol_model::cluster_policy::api::ClusterNetworkPolicy;
 use nftpol_model::{resolve_snapshot, Cluster, Snapshot};
-use nftpol_netlink::{Dataplane as _, KernelDataplane};
+use nftpol_netlink::KernelDataplane;
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::commit::commit_in_fresh_netns;
 use crate::compile::counts;
 use crate::generate::{self, Shape, HTTP_PORT};
 use crate::lab::{self, Tables};
@@ -289,11 +290,7 @@ fn sync(cluster: &Cluster, runs: usize) -> Result<SyncFigures> {
     let mut commits = Vec::new();
     let mut applied = None;
     for _ in 0..runs {
-        let (sent, elapsed) = in_fresh_netns(|| {
-            let mut kernel = KernelDataplane::open().context("opening the netlink socket")?;
-            let (sent, elapsed) = timed(|| kernel.apply(&changes));
-            Ok((sent.context("nftpol's batch was rejected")?, elapsed))
-        })?;
+        let (sent, elapsed) = commit_in_fresh_netns(&changes)?;
         applied = Some(sent);
         commits.push(elapsed);
     }
@@ -356,18 +353,7 @@ pub fn run(
         ));
     }
     drop(lab_cluster);
-    let (points, notes) = rounds::run(&lab, &mut trials, &schedule);
-    drop(trials);
-    lab.topology
-        .teardown()
-        .map_err(|e| anyhow!("removing the lab: {e}"))?;
-    if let Some(open) = points.iter().find(|point| point.denied_port != "dropped") {
-        bail!(
-            "{}: a port no policy allows was not dropped ({}), so the ruleset does not enforce",
-            open.setup,
-            open.denied_port
-        );
-    }
+    let (points, notes) = rounds::run_enforcing(lab, trials, &schedule)?;
     Ok(ClusterPolicyResult {
         pods: size.pods,
         policies: size.policies,

@@ -5,10 +5,10 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
-use nftpol_ir::diff::diff;
+use nftpol_ir::diff::{diff, Diff};
 use nftpol_ir::render::render;
 use nftpol_model::{resolve_snapshot, Snapshot};
-use nftpol_netlink::{Dataplane as _, KernelDataplane};
+use nftpol_netlink::{Applied, Dataplane as _, KernelDataplane};
 use nftpol_ruleset::compile::{compile, CompileOptions};
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +88,16 @@ pub fn nft_load(text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Commits `changes` (a first sync) in a fresh namespace through
+/// `KernelDataplane::apply`: what was sent, and ms to the kernel's ack.
+pub fn commit_in_fresh_netns(changes: &Diff) -> Result<(Applied, f64)> {
+    in_fresh_netns(|| {
+        let mut kernel = KernelDataplane::open().context("opening the netlink socket")?;
+        let (sent, elapsed) = timed(|| kernel.apply(changes));
+        Ok((sent.context("nftpol's batch was rejected")?, elapsed))
+    })
+}
+
 /// Runs measurement 2 for `shape`, `runs` times per tool.
 pub fn run(shape: Shape, runs: usize) -> Result<CommitResult> {
     let snapshot = Snapshot::from(&generate::cluster(shape));
@@ -101,11 +111,7 @@ pub fn run(shape: Shape, runs: usize) -> Result<CommitResult> {
     let mut theirs = Vec::new();
     let mut applied = None;
     for _ in 0..runs {
-        let (sent, elapsed) = in_fresh_netns(|| {
-            let mut kernel = KernelDataplane::open().context("opening the netlink socket")?;
-            let (sent, elapsed) = timed(|| kernel.apply(&changes));
-            Ok((sent.context("nftpol's batch was rejected")?, elapsed))
-        })?;
+        let (sent, elapsed) = commit_in_fresh_netns(&changes)?;
         applied = Some(sent);
         ours.push(elapsed);
         let ((), elapsed) = in_fresh_netns(|| {

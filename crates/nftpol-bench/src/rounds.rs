@@ -11,6 +11,7 @@
 
 use std::fmt;
 
+use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::lab::{Lab, Tables};
@@ -270,4 +271,27 @@ pub(crate) fn run(
         .map(Trial::point)
         .collect();
     (points, notes)
+}
+
+/// [`run`] over setups that each enforce nftpol's ruleset, then the lab
+/// removed: fails unless every measured setup dropped the port no policy
+/// allows (else it measured a ruleset that does not enforce).
+pub(crate) fn run_enforcing(
+    lab: Lab,
+    mut trials: Vec<Trial>,
+    schedule: &Schedule,
+) -> Result<(Vec<Point>, Vec<String>)> {
+    let (points, notes) = run(&lab, &mut trials, schedule);
+    drop(trials);
+    lab.topology
+        .teardown()
+        .map_err(|e| anyhow!("removing the lab: {e}"))?;
+    if let Some(open) = points.iter().find(|point| point.denied_port != "dropped") {
+        bail!(
+            "{}: a port no policy allows was not dropped ({}), so the ruleset does not enforce",
+            open.setup,
+            open.denied_port
+        );
+    }
+    Ok((points, notes))
 }

@@ -389,37 +389,7 @@ pub(super) fn features_section(md: &mut String, features: Option<&FeaturesResult
         }
         return;
     };
-    let header: Vec<String> = f
-        .points
-        .iter()
-        .map(|p| format!("{} ({} rules)", p.setup, count(p.rules)))
-        .collect();
-    let _ = writeln!(
-        md,
-        "| row | {} |\n|---|{}",
-        header.join(" | "),
-        "---:|".repeat(header.len())
-    );
-    for (row, figure, show, higher_is_better) in &FIGURES {
-        let reference = figure(base).median;
-        let cells: Vec<String> = f
-            .points
-            .iter()
-            .map(|p| {
-                let value = figure(p);
-                if p.setup == Setup::NFTPOL {
-                    return spread(&value, *show);
-                }
-                format!(
-                    "{}, {} {}",
-                    spread(&value, *show),
-                    change(value.median, reference),
-                    within(value.median, reference, *higher_is_better)
-                )
-            })
-            .collect();
-        let _ = writeln!(md, "| {row} | {} |", cells.join(" | "));
-    }
+    comparison_table(md, &f.points, base, &FIGURES, true);
     let _ = writeln!(
         md,
         "\nSpread of the baseline between rounds: throughput {:.1} %, rate {:.1} %, p50 {:.1} % (range / median).\n",
@@ -429,6 +399,51 @@ pub(super) fn features_section(md: &mut String, features: Option<&FeaturesResult
     );
     for note in &f.notes {
         let _ = writeln!(md, "Not measured: {note}.\n");
+    }
+}
+
+/// One row per figure, one column per point (the baseline's, `NFTPOL`,
+/// shows its median and range; every other its change from the baseline
+/// too and, with `judged`, whether that is within [`FEATURE_COST`]).
+fn comparison_table(
+    md: &mut String,
+    points: &[Point],
+    base: &Point,
+    figures: &[Figure],
+    judged: bool,
+) {
+    let header: Vec<String> = points
+        .iter()
+        .map(|p| format!("{} ({} rules)", p.setup, count(p.rules)))
+        .collect();
+    let _ = writeln!(
+        md,
+        "| row | {} |\n|---|{}",
+        header.join(" | "),
+        "---:|".repeat(header.len())
+    );
+    for (row, figure, show, higher_is_better) in figures {
+        let reference = figure(base).median;
+        let cells: Vec<String> = points
+            .iter()
+            .map(|p| {
+                let value = figure(p);
+                if p.setup == Setup::NFTPOL {
+                    return spread(&value, *show);
+                }
+                let mut cell = format!(
+                    "{}, {}",
+                    spread(&value, *show),
+                    change(value.median, reference)
+                );
+                if judged {
+                    cell.push(' ');
+                    cell.push_str(within(value.median, reference, *higher_is_better));
+                }
+                cell
+            })
+            .collect();
+        let _ = writeln!(md, "| {row} | {} |", cells.join(" | "));
     }
 }
 
@@ -513,37 +528,8 @@ pub(super) fn cluster_policies_section(md: &mut String, result: Option<&ClusterP
         }
         return;
     };
-    let header: Vec<String> = c
-        .points
-        .iter()
-        .map(|p| format!("{} ({} rules)", p.setup, count(p.rules)))
-        .collect();
-    let _ = writeln!(
-        md,
-        "| row | {} |\n|---|{}",
-        header.join(" | "),
-        "---:|".repeat(header.len())
-    );
     // No bulk stream here: established packets never reach a CNP chain.
-    for (row, figure, show, _) in &FIGURES[1..] {
-        let reference = figure(base).median;
-        let cells: Vec<String> = c
-            .points
-            .iter()
-            .map(|p| {
-                let value = figure(p);
-                if p.setup == Setup::NFTPOL {
-                    return spread(&value, *show);
-                }
-                format!(
-                    "{}, {}",
-                    spread(&value, *show),
-                    change(value.median, reference)
-                )
-            })
-            .collect();
-        let _ = writeln!(md, "| {row} | {} |", cells.join(" | "));
-    }
+    comparison_table(md, &c.points, base, &FIGURES[1..], false);
     let _ = writeln!(
         md,
         "\nSpread of no CNPs between rounds: rate {:.1} %, p50 {:.1} % (range / median).\n",
