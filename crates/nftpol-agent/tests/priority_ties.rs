@@ -4,44 +4,36 @@
 
 use nftpol_agent::metrics::Metrics;
 use nftpol_agent::Reconciler;
+use nftpol_model::cluster_policy::api::ClusterNetworkPolicy;
 use nftpol_model::cluster_policy::Tier;
-use nftpol_model::Snapshot;
+use nftpol_model::{Cluster, Snapshot};
 use nftpol_netlink::FakeDataplane;
 use nftpol_ruleset::compile::CompileOptions;
+use nftpol_testkit::{fixtures, plan};
 
-const CLUSTER: &str = r"
-apiVersion: v1
-kind: Namespace
-metadata: {name: x}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node-1}
-spec: {podCIDRs: [10.244.1.0/24]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: x, labels: {pod: a}}
-spec: {nodeName: node-1, containers: [{name: c, image: i}]}
-status: {phase: Running, podIPs: [{ip: 10.244.1.2}]}
-";
-
-fn cluster_policy(name: &str, tier: &str, priority: u16) -> String {
-    format!(
-        "---\napiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n\
-         metadata: {{name: {name}}}\n\
-         spec: {{tier: {tier}, priority: {priority}, subject: {{namespaces: {{}}}},\n\
-         \x20 ingress: [{{action: Deny, from: [{{namespaces: {{}}}}]}}]}}\n"
-    )
+fn cluster_policy(name: &str, tier: &str, priority: u16) -> ClusterNetworkPolicy {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "tier": tier, "priority": priority, "subject": {"namespaces": {}},
+            "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}],
+        },
+    }))
+    .expect("a valid ClusterNetworkPolicy")
 }
 
-fn snapshot(policies: &[String]) -> Snapshot {
-    let yaml = format!("{CLUSTER}{}", policies.concat());
-    Snapshot::from(
-        &nftpol_model::manifests::parse(&yaml)
-            .expect("test YAML parses")
-            .cluster,
-    )
+/// One pod on node-1 and the given ClusterNetworkPolicies.
+fn snapshot(cluster_policies: Vec<ClusterNetworkPolicy>) -> Snapshot {
+    Snapshot::from(&Cluster {
+        namespaces: vec![fixtures::namespace("x").build()],
+        pods: vec![fixtures::pod("x", "a")
+            .node(1)
+            .address(plan::pod_v4(1, 2))
+            .build()],
+        nodes: vec![fixtures::plan_node(1).build()],
+        cluster_policies,
+        ..Cluster::default()
+    })
 }
 
 fn gauge(text: &str, tier: &str) -> Option<i64> {
@@ -55,7 +47,7 @@ fn gauge(text: &str, tier: &str) -> Option<i64> {
 fn equal_priorities_are_reported_per_tier_and_cleared_when_resolved() {
     let mut reconciler = Reconciler::new(FakeDataplane::new(), "node-1", CompileOptions::default());
     let metrics = Metrics::new();
-    let tied = snapshot(&[
+    let tied = snapshot(vec![
         cluster_policy("b-second", "Admin", 5),
         cluster_policy("a-first", "Admin", 5),
         cluster_policy("c-other", "Admin", 6),
@@ -88,7 +80,7 @@ fn equal_priorities_are_reported_per_tier_and_cleared_when_resolved() {
     assert_eq!(gauge(&text, "Baseline"), Some(0), "{text}");
 
     // Moving one policy off the shared priority resolves the tie.
-    let resolved = snapshot(&[
+    let resolved = snapshot(vec![
         cluster_policy("b-second", "Admin", 7),
         cluster_policy("a-first", "Admin", 5),
         cluster_policy("c-other", "Admin", 6),
