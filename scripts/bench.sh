@@ -8,7 +8,7 @@
 #   scripts/bench.sh --only dataplane,features
 #                               reruns only those measurements (any of compile, commit,
 #                               churn, dataplane, memory, rejudge, features,
-#                               cluster-policies) at full size
+#                               cluster-policies, objects, policy-churn) at full size
 #                               and replaces them in the existing results.json, then
 #                               rewrites BENCHMARKS.md and every plot: for rerunning the
 #                               dataplane measurements on a quiet machine

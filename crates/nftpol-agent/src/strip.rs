@@ -33,16 +33,19 @@ fn metadata(meta: &mut ObjectMeta) {
 }
 
 /// A Pod as the pod store keeps it: the model's [`PodView`] (labels,
-/// node, host network, phase, addresses, declared ports) and the uid. A
-/// k8s-openapi Pod with every other field cleared still costs about 5 KB
-/// (its generated structs are large even when empty); a view costs a few
+/// node, host network, phase, addresses, declared ports). A k8s-openapi
+/// Pod with every other field cleared still costs about 5 KB (its
+/// generated structs are large even when empty); a view costs a few
 /// hundred bytes, and reconciles share it through the `Arc`.
+///
+/// No uid: nothing reads it, and the store would keep it twice (in the
+/// object and in its key's `extra`), about 150 bytes a pod. The store
+/// keys objects by namespace and name alone (`ObjectRef` ignores `extra`
+/// in equality and hashing), so deletes and replacements work without it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPod {
     /// What the model reads.
     pub view: Arc<PodView>,
-    /// `metadata.uid`.
-    pub uid: Option<String>,
 }
 
 impl Lookup for StoredPod {
@@ -79,15 +82,18 @@ impl Lookup for StoredPod {
     }
 
     fn uid(&self) -> Option<Cow<'_, str>> {
-        self.uid.as_deref().map(Cow::Borrowed)
+        None
     }
 }
 
 /// A Pod reduced to what the pod store keeps.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "every kind's stripper takes the watched object by value, as the watch pipeline hands it over"
+)]
 pub fn pod(pod: Pod) -> StoredPod {
     StoredPod {
         view: Arc::new(PodView::from_pod(&pod)),
-        uid: pod.metadata.uid,
     }
 }
 
@@ -198,11 +204,11 @@ mod tests {
     }
 
     #[test]
-    fn stored_pod_is_the_model_view_and_the_uid() {
+    fn stored_pod_is_the_model_view_keyed_by_namespace_and_name() {
         let original = full_pod();
         let stored = pod(original.clone());
         assert_eq!(*stored.view, PodView::from_pod(&original));
-        assert_eq!(stored.uid.as_deref(), Some("uid-a"));
+        assert_eq!(stored.uid(), None, "the uid is not kept");
         assert_eq!(stored.name().as_deref(), Some("a"));
         assert_eq!(stored.namespace().as_deref(), Some("x"));
         assert_eq!(StoredPod::plural(&()), "pods");

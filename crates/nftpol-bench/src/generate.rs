@@ -380,12 +380,13 @@ fn egress(peers: Vec<NetworkPolicyPeer>, ports: Vec<NetworkPolicyPort>) -> Netwo
     }
 }
 
-/// Policy number `k` (0..25) of namespace `ns-<i>`.
+/// Policy number `k` (0..25) of namespace `ns-<i>` in a cluster of
+/// `namespaces` application namespaces.
 #[expect(
     clippy::too_many_lines,
     reason = "the 25 policy kinds read best as one table"
 )]
-fn policy(i: usize, k: usize, namespaces: usize) -> NetworkPolicy {
+pub fn policy(i: usize, k: usize, namespaces: usize) -> NetworkPolicy {
     let everything = LabelSelector::default();
     let parts = match k {
         0 => PolicyParts {

@@ -12,7 +12,9 @@
 //! process against the fake API server), [`rejudge`] (the cost of one
 //! commit that takes permission away from established flows), [`features`]
 //! (re-judging and the verdict log on against off), [`cluster_policies`]
-//! (ClusterNetworkPolicy's full-sync and per-connection cost). The dataplane
+//! (ClusterNetworkPolicy's full-sync and per-connection cost), [`objects`]
+//! (the kernel's commit cost per chain, rule, set and element),
+//! [`policy_churn`] (one NetworkPolicy added or deleted, event to ack). The dataplane
 //! measurements share the lab ([`lab`]), the traffic ([`probe`]) and the
 //! interleaved rounds ([`rounds`]).
 //! Everything that touches the kernel runs in network namespaces it creates
@@ -32,6 +34,8 @@ pub mod machine;
 pub mod measure;
 pub mod memory;
 pub mod netns;
+pub mod objects;
+pub mod policy_churn;
 pub mod probe;
 pub mod rejudge;
 pub mod report;

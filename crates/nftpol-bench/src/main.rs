@@ -16,7 +16,8 @@ use nftpol_bench::generate::Shape;
 use nftpol_bench::rounds::Schedule;
 use nftpol_bench::run::Measurement;
 use nftpol_bench::{
-    churn, cluster_policies, commit, compile, dataplane, features, memory, rejudge, report, run,
+    churn, cluster_policies, commit, compile, dataplane, features, memory, objects, policy_churn,
+    rejudge, report, run,
 };
 
 #[derive(Parser)]
@@ -169,6 +170,29 @@ enum Command {
         #[command(flatten)]
         traffic: Traffic,
     },
+    /// Measurement 9: the kernel's commit cost per object kind.
+    Objects {
+        /// Chains, rules and sets per point (repeat).
+        #[arg(long = "count", required = true)]
+        counts: Vec<usize>,
+        /// Elements per point (repeat).
+        #[arg(long = "elements", required = true)]
+        elements: Vec<usize>,
+        /// Commits per point, each in a fresh namespace.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Measurement 10 for one size: policies added and deleted in turn.
+    PolicyChurn {
+        #[command(flatten)]
+        size: Size,
+        /// Most events.
+        #[arg(long)]
+        events: usize,
+        /// Time budget, seconds.
+        #[arg(long)]
+        budget_s: f64,
+    },
     /// Measurement 5 for one size.
     Memory {
         #[command(flatten)]
@@ -253,6 +277,23 @@ fn main() -> Result<()> {
             },
             runs,
             traffic.into(),
+        )?),
+        Command::Objects {
+            counts,
+            elements,
+            runs,
+        } => emit(&objects::run(&objects::Counts {
+            objects: counts,
+            elements,
+            runs,
+        })?),
+        Command::PolicyChurn {
+            size,
+            events,
+            budget_s,
+        } => emit(&policy_churn::run(
+            size.into(),
+            policy_churn::Bounds { events, budget_s },
         )?),
         Command::Memory { size, agent } => {
             let agent = match agent {

@@ -19,6 +19,8 @@ use crate::dataplane::DataplaneResult;
 use crate::features::FeaturesResult;
 use crate::machine::{describe, Machine};
 use crate::memory::MemoryResult;
+use crate::objects::{Counts, ObjectsResult};
+use crate::policy_churn::PolicyChurnResult;
 use crate::rejudge::RejudgeResult;
 use crate::rounds::Schedule;
 
@@ -44,6 +46,10 @@ pub enum Measurement {
     Features,
     /// 8: ClusterNetworkPolicy costs.
     ClusterPolicies,
+    /// 9: kernel commit cost per object kind.
+    Objects,
+    /// 10: one policy added or deleted, event to ack.
+    PolicyChurn,
 }
 
 impl Measurement {
@@ -57,6 +63,8 @@ impl Measurement {
         Self::Rejudge,
         Self::Features,
         Self::ClusterPolicies,
+        Self::Objects,
+        Self::PolicyChurn,
     ];
 
     /// The subcommand that runs it (and starts the name of its skips).
@@ -70,6 +78,8 @@ impl Measurement {
             Self::Rejudge => "rejudge",
             Self::Features => "features",
             Self::ClusterPolicies => "cluster-policies",
+            Self::Objects => "objects",
+            Self::PolicyChurn => "policy-churn",
         }
     }
 }
@@ -137,6 +147,12 @@ pub struct Results {
     /// Measurement 8.
     #[serde(default)]
     pub cluster_policies: Option<ClusterPolicyResult>,
+    /// Measurement 9.
+    #[serde(default)]
+    pub objects: Option<ObjectsResult>,
+    /// Measurement 10.
+    #[serde(default)]
+    pub policy_churn: Vec<PolicyChurnResult>,
     /// What did not finish.
     pub skipped: Vec<Skipped>,
     /// Measurements rerun later into these results, oldest first.
@@ -187,6 +203,10 @@ pub struct Plan {
     /// Measurement 8: pods, NetworkPolicies, the CNPs, commit runs, rounds
     /// and traffic.
     pub cluster_policies: (usize, usize, ClusterPolicyShape, usize, Schedule),
+    /// Measurement 9: object counts and runs.
+    pub objects: Counts,
+    /// Measurement 10: (pods, policies, events, budget s).
+    pub policy_churn: Vec<(usize, usize, usize, f64)>,
     /// Longest one measurement process may run.
     pub timeout: Duration,
     /// Compile sizes with more than this many pods × policies run last,
@@ -238,6 +258,12 @@ impl Plan {
                     seconds: 0.2,
                 },
             ),
+            objects: Counts {
+                objects: vec![50, 200],
+                elements: vec![500, 2000],
+                runs: 1,
+            },
+            policy_churn: vec![(1000, 100, 4, 5.0)],
             timeout: Duration::from_mins(2),
             big: usize::MAX,
             big_timeout: Duration::from_mins(2),
@@ -300,6 +326,14 @@ impl Plan {
                     seconds: 2.0,
                 },
             ),
+            // 10,000 policies compile to 18k chains, 44k rules and 45k
+            // elements: the counts bracket that.
+            objects: Counts {
+                objects: vec![2000, 8000],
+                elements: vec![20_000, 80_000],
+                runs: 3,
+            },
+            policy_churn: vec![(10_000, 10_000, 20, 60.0), (100_000, 10_000, 20, 90.0)],
             timeout: Duration::from_mins(10),
             big: 100_000 * 1000,
             big_timeout: Duration::from_mins(6),
@@ -411,6 +445,8 @@ pub fn run(plan: &Plan, seed: u64, only: &[Measurement]) -> Results {
         rejudge: None,
         features: None,
         cluster_policies: None,
+        objects: None,
+        policy_churn: Vec::new(),
         skipped: Vec::new(),
         reruns: Vec::new(),
     };
@@ -474,6 +510,32 @@ pub fn run(plan: &Plan, seed: u64, only: &[Measurement]) -> Results {
     }
     if only.contains(&Measurement::ClusterPolicies) {
         cluster_policies(plan, seed, &mut results);
+    }
+    if only.contains(&Measurement::Objects) {
+        results.objects = one(
+            "objects: kernel commit cost per object".to_owned(),
+            &objects_args(&plan.objects),
+            plan.timeout,
+            &mut results.skipped,
+        );
+    }
+    if only.contains(&Measurement::PolicyChurn) {
+        for &(pods, policies, events, budget) in &plan.policy_churn {
+            let mut args = size_args("policy-churn", pods, policies, seed);
+            args.extend([
+                "--events".to_owned(),
+                events.to_string(),
+                "--budget-s".to_owned(),
+                budget.to_string(),
+            ]);
+            collect(
+                format!("policy-churn {pods} pods × {policies} policies"),
+                &args,
+                plan.timeout,
+                &mut results.policy_churn,
+                &mut results.skipped,
+            );
+        }
     }
     for (pods, policies) in big {
         collect(
@@ -576,6 +638,21 @@ fn churn(plan: &Plan, seed: u64, results: &mut Results) {
     }
 }
 
+fn objects_args(counts: &Counts) -> Vec<String> {
+    let mut args = vec![
+        "objects".to_owned(),
+        "--runs".to_owned(),
+        counts.runs.to_string(),
+    ];
+    for count in &counts.objects {
+        args.extend(["--count".to_owned(), count.to_string()]);
+    }
+    for count in &counts.elements {
+        args.extend(["--elements".to_owned(), count.to_string()]);
+    }
+    args
+}
+
 fn schedule_args(schedule: &Schedule) -> [String; 6] {
     [
         "--rounds".to_owned(),
@@ -636,6 +713,8 @@ pub fn merge(mut previous: Results, fresh: Results, only: &[Measurement]) -> Res
             Measurement::ClusterPolicies => previous
                 .cluster_policies
                 .clone_from(&fresh.cluster_policies),
+            Measurement::Objects => previous.objects.clone_from(&fresh.objects),
+            Measurement::PolicyChurn => previous.policy_churn.clone_from(&fresh.policy_churn),
         }
     }
     // A skip is named after its measurement's subcommand ("dataplane 1000
@@ -694,6 +773,8 @@ mod tests {
             rejudge: None,
             features: None,
             cluster_policies: None,
+            objects: None,
+            policy_churn: Vec::new(),
             skipped: Vec::new(),
             reruns: Vec::new(),
         }
