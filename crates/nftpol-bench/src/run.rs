@@ -520,22 +520,7 @@ pub fn run(plan: &Plan, seed: u64, only: &[Measurement]) -> Results {
         );
     }
     if only.contains(&Measurement::PolicyChurn) {
-        for &(pods, policies, events, budget) in &plan.policy_churn {
-            let mut args = size_args("policy-churn", pods, policies, seed);
-            args.extend([
-                "--events".to_owned(),
-                events.to_string(),
-                "--budget-s".to_owned(),
-                budget.to_string(),
-            ]);
-            collect(
-                format!("policy-churn {pods} pods × {policies} policies"),
-                &args,
-                plan.timeout,
-                &mut results.policy_churn,
-                &mut results.skipped,
-            );
-        }
+        policy_churn(plan, seed, &mut results);
     }
     for (pods, policies) in big {
         collect(
@@ -633,6 +618,26 @@ fn churn(plan: &Plan, seed: u64, results: &mut Results) {
             &args,
             plan.timeout,
             &mut results.churn,
+            &mut results.skipped,
+        );
+    }
+}
+
+/// Measurement 10, one process per size.
+fn policy_churn(plan: &Plan, seed: u64, results: &mut Results) {
+    for &(pods, policies, events, budget) in &plan.policy_churn {
+        let mut args = size_args("policy-churn", pods, policies, seed);
+        args.extend([
+            "--events".to_owned(),
+            events.to_string(),
+            "--budget-s".to_owned(),
+            budget.to_string(),
+        ]);
+        collect(
+            format!("policy-churn {pods} pods × {policies} policies"),
+            &args,
+            plan.timeout,
+            &mut results.policy_churn,
             &mut results.skipped,
         );
     }
