@@ -124,12 +124,30 @@ pub struct ObjectsResult {
 }
 
 impl ObjectsResult {
-    /// The point of `kind` with the largest count, if measured.
-    pub fn largest(&self, kind: ObjectKind) -> Option<&ObjectPoint> {
-        self.points
+    /// The µs per object of `kind` in a table holding `count` of them:
+    /// interpolated linearly in the count between the measured points
+    /// (the cost per object grows with the count for some kinds), the
+    /// nearest point's outside them; 0 if the kind was not measured.
+    pub fn per_object_us_at(&self, kind: ObjectKind, count: usize) -> f64 {
+        let mut points: Vec<(f64, f64)> = self
+            .points
             .iter()
             .filter(|point| point.kind == kind)
-            .max_by_key(|point| point.count)
+            .map(|point| (usize_f64(point.count), point.per_object_us(&self.baseline)))
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let at = usize_f64(count);
+        match (points.first(), points.last()) {
+            (Some(&(first_n, first_us)), _) if at <= first_n => first_us,
+            (_, Some(&(last_n, last_us))) if at >= last_n => last_us,
+            _ => points
+                .windows(2)
+                .find(|pair| pair[0].0 <= at && at <= pair[1].0)
+                .map_or(0.0, |pair| {
+                    let ((n0, us0), (n1, us1)) = (pair[0], pair[1]);
+                    us0 + (us1 - us0) * (at - n0) / (n1 - n0)
+                }),
+        }
     }
 }
 
@@ -353,5 +371,34 @@ mod tests {
                 "{kind:?}"
             );
         }
+    }
+
+    #[test]
+    fn per_object_cost_interpolates_between_the_measured_counts() {
+        let summary = |p50| Summary {
+            n: 1,
+            mean: p50,
+            p50,
+            p99: p50,
+            min: p50,
+            max: p50,
+        };
+        let point = |count, ms| ObjectPoint {
+            kind: ObjectKind::Set,
+            count,
+            messages: count,
+            bytes: 0,
+            commit: summary(ms),
+        };
+        // 10 µs each at 1,000 sets, 30 µs each at 3,000.
+        let result = ObjectsResult {
+            baseline: summary(0.0),
+            points: vec![point(1000, 10.0), point(3000, 90.0)],
+        };
+        let at = |count| result.per_object_us_at(ObjectKind::Set, count);
+        assert!((at(2000) - 20.0).abs() < 1e-9, "{}", at(2000));
+        assert!((at(500) - 10.0).abs() < 1e-9, "below: the first point's");
+        assert!((at(9000) - 30.0).abs() < 1e-9, "above: the last point's");
+        assert!(result.per_object_us_at(ObjectKind::Rule, 10).abs() < 1e-9);
     }
 }

@@ -43,27 +43,27 @@ pub(super) fn section(md: &mut String, results: &Results) {
     estimate(md, results, objects);
 }
 
-/// The largest compiled ruleset's objects priced at the largest points.
+/// The largest compiled ruleset's objects priced at their counts.
 fn estimate(md: &mut String, results: &Results, objects: &ObjectsResult) {
     let Some(big) = results.compile.iter().max_by_key(|c| (c.policies, c.pods)) else {
         return;
     };
-    let per = |kind| {
-        objects
-            .largest(kind)
-            .map_or(0.0, |point| point.per_object_us(&objects.baseline))
-    };
-    // A compiled chain is always reached (a jump or a verdict map entry):
-    // its price is the jumped chain's less the jumping rule's.
-    let chain_us = (per(ObjectKind::JumpedChain) - per(ObjectKind::Rule)).max(0.0);
-    // A compiled set is looked up by a rule: its price is the looked-up
-    // set's less that rule's (the lookup resolves the set by name).
-    let set_us = (per(ObjectKind::LookedUpSet) - per(ObjectKind::Rule)).max(0.0);
+    let per = |kind, count| objects.per_object_us_at(kind, count);
+    // A chain at the empty chain's price (the jump to it is a rule, and
+    // the jumped-chain points show it adds little); a compiled set is
+    // looked up by a rule: the looked-up set's price less that rule's.
+    let chain_us = per(ObjectKind::Chain, big.chains);
+    let set_us =
+        (per(ObjectKind::LookedUpSet, big.sets) - per(ObjectKind::Rule, big.sets)).max(0.0);
     let parts = [
         ("chains", big.chains, chain_us),
-        ("rules", big.rules, per(ObjectKind::Rule)),
+        ("rules", big.rules, per(ObjectKind::Rule, big.rules)),
         ("sets", big.sets, set_us),
-        ("elements", big.elements, per(ObjectKind::Element)),
+        (
+            "elements",
+            big.elements,
+            per(ObjectKind::Element, big.elements),
+        ),
     ];
     let total_ms: f64 = parts
         .iter()
@@ -71,7 +71,8 @@ fn estimate(md: &mut String, results: &Results, objects: &ObjectsResult) {
         .sum();
     let _ = writeln!(
         md,
-        "Priced at the largest points (a chain at the jumped chain's cost less its rule's, a set at the looked-up set's less its rule's), the ruleset of {} pods / \
+        "Priced per object at its count in the table (interpolated between the points; a chain at the empty \
+         chain's cost, a set at the looked-up set's less its rule's), the ruleset of {} pods / \
          {} policies (section 1) would commit in about {} ms:\n",
         count(big.pods),
         count(big.policies),
