@@ -20,11 +20,10 @@ use nftpol_ir::{
     Action, BaseChain, Chain, ChainPolicy, Element, Field, Hook, KeyType, Match, Rule, Ruleset,
     Set, Value, Verdict,
 };
-use nftpol_netlink::{Dataplane as _, KernelDataplane};
 use serde::{Deserialize, Serialize};
 
-use crate::measure::{timed, Summary};
-use crate::netns::in_fresh_netns;
+use crate::commit::commit_in_fresh_netns;
+use crate::measure::Summary;
 
 /// The kind of object a point adds to the baseline table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -297,11 +296,7 @@ fn commit(ruleset: &Ruleset, runs: usize) -> Result<(usize, usize, Summary)> {
     let mut times = Vec::new();
     let mut sent = (0, 0);
     for _ in 0..runs.max(1) {
-        let (applied, elapsed) = in_fresh_netns(|| {
-            let mut kernel = KernelDataplane::open().context("opening the netlink socket")?;
-            let (applied, elapsed) = timed(|| kernel.apply(&changes));
-            Ok((applied.context("the kernel rejected the batch")?, elapsed))
-        })?;
+        let (applied, elapsed) = commit_in_fresh_netns(&changes)?;
         sent = (applied.messages, applied.bytes);
         times.push(elapsed);
     }
