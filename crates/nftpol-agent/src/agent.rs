@@ -364,6 +364,29 @@ mod tests {
         stores
     }
 
+    /// Runs `agent`'s loop in a task on stores whose lists are complete.
+    /// Sending on (or dropping) the returned sender stops it; the trigger
+    /// must live as long as the loop should.
+    fn spawn_loop(
+        agent: Agent<FakeDataplane>,
+    ) -> (
+        coalesce::Trigger,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), AgentError>>,
+    ) {
+        let stores = ready_stores();
+        let (trigger, coalescer) = coalesce::channel(Duration::from_millis(20));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            agent
+                .run_with(&stores, coalescer, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        (trigger, stop, task)
+    }
+
     /// What a predecessor left in the kernel: pod a of x on node-1 isolated
     /// by a deny-all, with re-judging, generation 1.
     fn predecessor_table() -> nftpol_ir::Ruleset {
@@ -385,8 +408,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_bump_flushes_denied_flows_after_the_delay_and_every_counter_tick_flushes() {
-        let stores = ready_stores();
-        let (_trigger, coalescer) = coalesce::channel(Duration::from_millis(20));
         // The empty cluster no longer isolates a: the first commit takes
         // permission away, so it bumps the generation.
         let dataplane = FakeDataplane::with_state(Some(predecessor_table()));
@@ -401,16 +422,8 @@ mod tests {
             Health::default(),
         );
         let mut progress = agent.progress();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let started = Instant::now();
-        let task = tokio::spawn(async move {
-            agent
-                .run_with(&stores, coalescer, async {
-                    // A dropped sender stops the loop as well.
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let (_trigger, stop, task) = spawn_loop(agent);
 
         let committed = progress
             .wait_for(|progress| progress.commits == 1)
@@ -446,8 +459,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failed_commit_is_retried_after_the_backoff_as_a_full_sync() {
-        let stores = ready_stores();
-        let (_trigger, coalescer) = coalesce::channel(Duration::from_millis(20));
         let mut dataplane = FakeDataplane::new();
         dataplane.fail_next_apply(nix::errno::Errno::ENOBUFS);
         let mut config = AgentConfig::new("node-1");
@@ -455,16 +466,8 @@ mod tests {
         let health = Health::default();
         let agent = Agent::new(config, dataplane, Arc::new(Metrics::new()), health.clone());
         let mut progress = agent.progress();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let started = Instant::now();
-        let task = tokio::spawn(async move {
-            agent
-                .run_with(&stores, coalescer, async {
-                    // A dropped sender stops the loop as well.
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let (_trigger, stop, task) = spawn_loop(agent);
 
         let failed = progress
             .wait_for(|progress| progress.failures == 1)
