@@ -34,6 +34,12 @@ pub enum LabError {
         /// Why it is rejected.
         reason: String,
     },
+    /// Options that do not go together.
+    #[error("{reason}")]
+    Options {
+        /// Which, and why.
+        reason: String,
+    },
     /// The process lacks the privileges to build namespaces.
     #[error("the lab needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to create network namespaces; run it with sudo")]
     NotRoot,
@@ -122,6 +128,38 @@ pub enum LabError {
     #[error("expected results: {reason}; it must be the JSON that `nftpol lab run --json` prints")]
     Expected {
         /// What is wrong with it.
+        reason: String,
+    },
+    /// The binaries of `scripts/apiserver.sh build` are missing.
+    #[error("{}: missing; build the API server tools with `scripts/apiserver.sh build` (needs Go), or pass --kube-tools DIR", path.display())]
+    KubeTools {
+        /// The file looked for.
+        path: std::path::PathBuf,
+    },
+    /// The lab's real API server failed, or refused a write.
+    #[error("the lab's API server: {what}: {detail}")]
+    ApiServer {
+        /// What was attempted.
+        what: String,
+        /// What went wrong (the server's or kubectl's words).
+        detail: String,
+    },
+    /// A real `nftpol agent` of the lab failed.
+    #[error("{node}: the agent {what}; its log ends:\n{log}")]
+    LiveAgent {
+        /// The lab node.
+        node: String,
+        /// What went wrong.
+        what: String,
+        /// The last lines of its log.
+        log: String,
+    },
+    /// A step of a step file is malformed or cannot be applied.
+    #[error("step {step}: {reason}")]
+    Step {
+        /// The step's name (or its position).
+        step: String,
+        /// What is wrong.
         reason: String,
     },
     /// The run was interrupted by a signal; the lab was torn down.

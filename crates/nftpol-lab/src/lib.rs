@@ -49,8 +49,10 @@
 //! - **`--via-service`** uses the `nft` binary for its lab-only kube-proxy
 //!   table; nftpol's own dataplane never does.
 
+pub mod apiserver;
 mod enforce;
 pub mod error;
+pub mod live;
 pub mod netns;
 pub mod nodes;
 pub mod plan;
@@ -58,9 +60,10 @@ pub mod probe;
 pub mod report;
 mod run;
 pub mod service;
+pub mod steps;
 pub mod topology;
 
 pub use error::{AgentStage, LabError};
 pub use netns::cleanup;
-pub use report::{compare, Mismatch, NodeProbe, Probe, Report};
+pub use report::{compare, Mismatch, NodeProbe, Probe, Report, StepReport};
 pub use run::{run, run_inspected, Inspection, RunOptions};

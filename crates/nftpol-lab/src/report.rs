@@ -38,6 +38,35 @@ pub struct Report {
     /// `--verdicts`), node by node in time order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub verdicts: Vec<serde_json::Value>,
+    /// The probes after each step of a step file (`--steps`), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepReport>,
+}
+
+/// The probes after one step of a step file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StepReport {
+    /// The step's name.
+    pub name: String,
+    /// As [`Report::probes`].
+    pub probes: Vec<Probe>,
+    /// As [`Report::node_probes`].
+    pub node_probes: Vec<NodeProbe>,
+    /// How many rounds of probes it took to match the step's expectation
+    /// (1 without one; not part of the JSON: it varies between runs).
+    #[serde(skip)]
+    pub rounds: usize,
+}
+
+impl StepReport {
+    /// The step's probes as a report of their own, for [`compare`].
+    pub fn as_report(&self) -> Report {
+        Report {
+            probes: self.probes.clone(),
+            node_probes: self.node_probes.clone(),
+            ..Report::default()
+        }
+    }
 }
 
 /// A pod-to-pod probe.
@@ -191,42 +220,51 @@ impl Report {
             self.nodes,
             if self.nodes == 1 { "" } else { "s" }
         );
-        // TCP, then UDP, then SCTP (then anything else), each by port, then
-        // IPv4 before IPv6.
-        let mut groups: BTreeMap<Group<'_>, Vec<&Probe>> = BTreeMap::new();
-        for probe in &self.probes {
-            let rank = match probe.protocol.as_str() {
-                "TCP" => 0,
-                "UDP" => 1,
-                "SCTP" => 2,
-                _ => 3,
-            };
-            groups
-                .entry((rank, probe.protocol.as_str(), probe.port, probe.family))
-                .or_default()
-                .push(probe);
+        render_probes(&mut out, &self.probes, &self.node_probes);
+        for (index, step) in self.steps.iter().enumerate() {
+            let _ = writeln!(out, "\nafter step {}: {}", index + 1, step.name);
+            render_probes(&mut out, &step.probes, &step.node_probes);
         }
-        for ((_, protocol, port, family), probes) in &groups {
-            out.push('\n');
-            render_group(
-                &mut out,
-                &format!("{protocol}/{port} {}", family_name(*family)),
-                protocol,
-                probes,
-            );
-        }
-        out.push('\n');
-        render_node_probes(&mut out, &self.node_probes);
-        let connected = self.probes.iter().filter(|p| p.connected).count();
-        let skipped = self.probes.iter().filter(|p| p.skipped).count();
-        let _ = writeln!(
-            out,
-            "total: {} probes, {connected} connected, {} blocked, {skipped} skipped",
-            self.probes.len(),
-            self.probes.len() - connected - skipped,
-        );
         out
     }
+}
+
+/// Every truth table of `probes`, the node probes and the totals.
+fn render_probes(out: &mut String, probes: &[Probe], node_probes: &[NodeProbe]) {
+    // TCP, then UDP, then SCTP (then anything else), each by port, then
+    // IPv4 before IPv6.
+    let mut groups: BTreeMap<Group<'_>, Vec<&Probe>> = BTreeMap::new();
+    for probe in probes {
+        let rank = match probe.protocol.as_str() {
+            "TCP" => 0,
+            "UDP" => 1,
+            "SCTP" => 2,
+            _ => 3,
+        };
+        groups
+            .entry((rank, probe.protocol.as_str(), probe.port, probe.family))
+            .or_default()
+            .push(probe);
+    }
+    for ((_, protocol, port, family), group) in &groups {
+        out.push('\n');
+        render_group(
+            out,
+            &format!("{protocol}/{port} {}", family_name(*family)),
+            protocol,
+            group,
+        );
+    }
+    out.push('\n');
+    render_node_probes(out, node_probes);
+    let connected = probes.iter().filter(|p| p.connected).count();
+    let skipped = probes.iter().filter(|p| p.skipped).count();
+    let _ = writeln!(
+        out,
+        "total: {} probes, {connected} connected, {} blocked, {skipped} skipped",
+        probes.len(),
+        probes.len() - connected - skipped,
+    );
 }
 
 /// A truth table's place in the output: protocol rank, protocol, port,

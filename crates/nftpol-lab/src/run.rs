@@ -6,15 +6,17 @@ use std::time::Instant;
 use nftpol_ruleset::verdict_log::VerdictLogMode;
 
 use crate::error::LabError;
+use crate::live::{LiveCluster, LiveOptions};
 use crate::netns::{self, RunId};
 use crate::plan::{self, Plan};
 use crate::probe::{self, Timeouts};
-use crate::report::{Probe, Report};
+use crate::report::{NodeProbe, Probe, Report, StepReport};
+use crate::steps::Step;
 use crate::topology::Topology;
 use crate::{enforce, service};
 
 /// How to run a scenario.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunOptions {
     /// Lab node count; default: the scenario's Node documents, else the
     /// highest `node-<k>` a pod names, at least 1.
@@ -24,6 +26,10 @@ pub struct RunOptions {
     /// Which verdicts the agents log; the lines are collected into the
     /// report (default off).
     pub verdict_log: VerdictLogMode,
+    /// Run on the real API server, with the real agent binary, and make
+    /// these steps' changes after the first probes (`--apiserver real`);
+    /// none: the in-process agents (the default).
+    pub live: Option<LiveOptions>,
 }
 
 /// Runs `scenario_yaml` in a fresh lab and returns the probe results.
@@ -65,6 +71,7 @@ pub fn run_inspected<T>(
 ) -> Result<(Report, T), LabError> {
     let started = Instant::now();
     let (cluster, plan) = load(scenario_yaml, scenario_name, options)?;
+    check_live_options(options)?;
     require_root()?;
     netns::install_signal_teardown()?;
     let rt = runtime()?;
@@ -88,9 +95,18 @@ pub fn run_inspected<T>(
         elapsed_ms = started.elapsed().as_millis(),
         "lab built"
     );
-    let collectors = enforce::enforce(&plan, &topology, &cluster, options.verdict_log, &run)?;
-    let (probes, node_probes) =
-        probe::probe_all(&plan, &topology, &rt, &dial, Timeouts::default())?;
+    let (collectors, mut live) = match &options.live {
+        None => (
+            enforce::enforce(&plan, &topology, &cluster, options.verdict_log, &run)?,
+            None,
+        ),
+        Some(live) => (
+            enforce::Collectors::default(),
+            Some(LiveCluster::start(live, &cluster, &plan, &topology, &run)?),
+        ),
+    };
+    let probe_now = || probe::probe_all(&plan, &topology, &rt, &dial, Timeouts::default());
+    let (probes, node_probes) = probe_now()?;
     let inspected = inspect(&Inspection {
         cluster: &cluster,
         plan: &plan,
@@ -106,7 +122,15 @@ pub fn run_inspected<T>(
             })
             .collect(),
     });
+    let mut steps = Vec::new();
+    if let (Some(cluster), Some(options)) = (&mut live, &options.live) {
+        for step in &options.steps {
+            steps.push(run_step(cluster, &topology, step, &probe_now)?);
+        }
+    }
     let verdicts = collectors.finish()?;
+    // The agents and the server go before their namespaces.
+    drop(live);
     drop(servers);
     topology.teardown()?;
     tracing::info!(
@@ -121,9 +145,70 @@ pub fn run_inspected<T>(
             nodes: plan.nodes.len(),
             via_service: options.via_service,
             verdicts,
+            steps,
         },
         inspected,
     ))
+}
+
+/// Makes `step`'s changes, waits for the agents to follow, and probes
+/// (again, while the step's expectation is not met and time remains).
+fn run_step(
+    cluster: &mut LiveCluster,
+    topology: &Topology,
+    step: &Step,
+    probe_now: &impl Fn() -> Result<(Vec<Probe>, Vec<NodeProbe>), LabError>,
+) -> Result<StepReport, LabError> {
+    let span = tracing::info_span!("step", step = %step.name);
+    let _entered = span.enter();
+    let started = Instant::now();
+    cluster.apply(step)?;
+    let mut rounds = 0;
+    loop {
+        cluster.settle(topology)?;
+        let (probes, node_probes) = probe_now()?;
+        rounds += 1;
+        let report = StepReport {
+            name: step.name.clone(),
+            probes,
+            node_probes,
+            rounds,
+        };
+        let Some(expected) = &step.expect else {
+            return Ok(report);
+        };
+        let mismatches = crate::report::compare(&report.as_report(), expected)?.len();
+        if mismatches == 0 || started.elapsed() > crate::apiserver::PATIENCE {
+            tracing::info!(
+                rounds,
+                mismatches,
+                elapsed_ms = started.elapsed().as_millis(),
+                "step probed"
+            );
+            return Ok(report);
+        }
+        tracing::info!(rounds, mismatches, "not there yet; probing again");
+    }
+}
+
+/// `--apiserver real` leaves out what only the in-process agents do.
+fn check_live_options(options: &RunOptions) -> Result<(), LabError> {
+    let only_in_process = if options.live.is_none() {
+        None
+    } else if options.via_service {
+        Some("--via-service")
+    } else if options.verdict_log != VerdictLogMode::Off {
+        Some("--verdicts")
+    } else {
+        None
+    };
+    only_in_process.map_or(Ok(()), |flag| {
+        Err(LabError::Options {
+            reason: format!(
+                "{flag} runs with the in-process agents only, not with --apiserver real"
+            ),
+        })
+    })
 }
 
 /// Parses and places the scenario (no privileges needed).

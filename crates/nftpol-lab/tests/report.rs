@@ -1,7 +1,7 @@
 //! compare() and truth-table rendering: pure, no privileges needed.
 
 use nftpol_lab::report::Family;
-use nftpol_lab::{compare, LabError, Mismatch, NodeProbe, Probe, Report};
+use nftpol_lab::{compare, LabError, Mismatch, NodeProbe, Probe, Report, StepReport};
 
 fn probe(from: &str, to: &str, port: u16, protocol: &str, connected: bool) -> Probe {
     Probe {
@@ -52,6 +52,7 @@ fn report() -> Report {
         nodes: 2,
         via_service: false,
         verdicts: Vec::new(),
+        steps: Vec::new(),
     }
 }
 
@@ -214,4 +215,38 @@ fn json_has_probes_and_node_probes_only_every_probe_names_its_family() {
     assert_eq!(json["probes"][2]["family"], serde_json::json!("IPv6"));
     assert_eq!(json["probes"][7]["skipped"], serde_json::json!(true));
     assert_eq!(json["node_probes"][0]["family"], serde_json::json!("IPv4"));
+}
+
+#[test]
+fn steps_print_their_own_tables_and_json_after_the_first_probes() {
+    let mut report = report();
+    assert!(
+        !report.to_json().contains("\"steps\""),
+        "no steps key without steps"
+    );
+    report.steps.push(StepReport {
+        name: "open x/b".to_owned(),
+        probes: vec![probe("x/a", "x/b", 80, "TCP", true)],
+        node_probes: Vec::new(),
+        rounds: 3,
+    });
+    let tables = report.truth_table();
+    let (before, after) = tables
+        .split_once("after step 1: open x/b\n")
+        .expect("a heading for the step");
+    assert!(before.contains("total: 8 probes"), "{tables}");
+    assert!(
+        after.contains("total: 1 probes, 1 connected, 0 blocked"),
+        "{tables}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
+    assert_eq!(json["steps"][0]["name"], "open x/b");
+    assert_eq!(json["steps"][0]["probes"][0]["connected"], true);
+    assert!(
+        json["steps"][0].get("rounds").is_none(),
+        "rounds vary between runs"
+    );
+    let step = report.steps[0].as_report();
+    let expected = r#"{"probes": [{"from": "x/a", "to": "x/b", "port": 80, "protocol": "TCP", "connected": false}]}"#;
+    assert_eq!(compare(&step, expected).expect("comparable").len(), 1);
 }

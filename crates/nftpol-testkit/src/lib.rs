@@ -4,9 +4,6 @@
 //! namespace a kernel test does). Nothing in the agent or the CLI links it.
 //!
 //! What it holds, each once for the whole workspace:
-//! - [`apiserver`]: a real etcd + kube-apiserver in a namespace of the test's
-//!   own (TLS, ServiceAccount tokens, RBAC, CRDs), kubectl as admin, and
-//!   veth links to node namespaces;
 //! - [`netns`]: the network-namespace guard of every kernel test (unique name
 //!   from run id and counter, `lo` up, removed on drop even after a panic, a
 //!   clear message without root) and a sweep for namespaces the code under
@@ -32,7 +29,6 @@
 //! kit's copies (`expected Ruleset, found Ruleset`).
 //! `crates/nftpol-ir/tests/render_text.rs` uses the kit across the cycle.
 
-pub mod apiserver;
 pub mod fixtures;
 pub mod netns;
 pub mod nft;

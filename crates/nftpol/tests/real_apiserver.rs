@@ -1,6 +1,5 @@
 //! The real `nftpol agent` binary against the real kube-apiserver (etcd +
-//! kube-apiserver of `integration/apiserver`, the test kit's
-//! [`ApiServer`]), holding only the ServiceAccount token of
+//! kube-apiserver of `integration/apiserver`, the lab's [`ApiServer`]), holding only the ServiceAccount token of
 //! `deploy/rbac.yaml`, in a node namespace linked to the server's by a veth
 //! pair. Enforcement is checked on the table read back from the node's
 //! kernel, walked by the IR interpreter for each pod pair.
@@ -25,8 +24,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::ApiResource;
 use nftpol_ir::interpret::{interpret, Packet};
 use nftpol_ir::{Hook, Ruleset};
+use nftpol_lab::apiserver::{
+    command_in, ApiServer, History, Tools, AGENT_SERVICE_ACCOUNT, PATIENCE,
+};
+use nftpol_lab::netns::RunId;
 use nftpol_netlink::{Dataplane as _, KernelDataplane};
-use nftpol_testkit::apiserver::{ApiServer, History, AGENT_SERVICE_ACCOUNT, PATIENCE};
 use nftpol_testkit::netns::Netns;
 use serde_json::json;
 
@@ -136,44 +138,63 @@ impl Drop for Agent {
 /// Namespaces x (ns=x) and y (ns=y), node-1, pods x/a, x/b, y/c Running on
 /// it, and NetworkPolicy x/only-x: x's pods take ingress from x only.
 fn populate(server: &ApiServer) {
-    server.create_namespace("x", &[("ns", "x")]);
-    server.create_namespace("y", &[("ns", "y")]);
+    server
+        .create_namespace("x", &[("ns", "x")])
+        .expect("namespace x");
+    server
+        .create_namespace("y", &[("ns", "y")])
+        .expect("namespace y");
     server.apply(&format!(
         "apiVersion: v1\nkind: Node\nmetadata: {{name: {NODE}}}\nspec: {{podCIDR: {POD_CIDR}, podCIDRs: [{POD_CIDR}]}}\n"
-    ));
+    ))
+    .expect("the node");
     for (namespace, name, ip) in [("x", "a", A), ("x", "b", B), ("y", "c", C)] {
         server.apply(&format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: \"{namespace}\", labels: {{pod: {name}}}}}\n\
              spec:\n  nodeName: {NODE}\n  containers: [{{name: s, image: registry.k8s.io/pause:3.10, ports: [{{containerPort: 80}}]}}]\n"
-        ));
-        server.set_pod_running(namespace, name, ip);
+        ))
+        .expect("a pod");
+        server
+            .set_pod_running(namespace, name, ip)
+            .expect("a pod's status");
     }
     server.apply(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-x, namespace: x}\n\
          spec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: x}}}]}]\n",
-    );
+        )
+        .expect("x/only-x");
 }
 
-/// A client of `kubeconfig` on a runtime whose sockets live in `netns`.
+/// A fresh server of the tools `scripts/apiserver.sh build` made.
+fn start_server() -> ApiServer {
+    let tools = Tools::locate(None, Path::new(env!("CARGO_BIN_EXE_nftpol")))
+        .unwrap_or_else(|error| panic!("{error}"));
+    ApiServer::start(tools, &RunId::new()).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// A client of `kubeconfig` on a runtime whose sockets live in the
+/// server's namespace.
 fn in_namespace<T: Send>(
-    netns: &Netns,
+    server: &ApiServer,
     kubeconfig: &Path,
     body: impl AsyncFnOnce(kube::Client) -> T + Send,
 ) -> T {
-    netns.run(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(async {
-                let config = Kubeconfig::read_from(kubeconfig).expect("the kubeconfig");
-                let config =
-                    kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
-                        .await
-                        .expect("a client config");
-                body(kube::Client::try_from(config).expect("a client")).await
-            })
-    })
+    server
+        .run_inside(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(async {
+                    let config = Kubeconfig::read_from(kubeconfig).expect("the kubeconfig");
+                    let config =
+                        kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
+                            .await
+                            .expect("a client config");
+                    body(kube::Client::try_from(config).expect("a client")).await
+                })
+        })
+        .expect("a thread in the server's namespace")
 }
 
 /// The HTTP status of a failed API call, or 0 for success.
@@ -263,9 +284,7 @@ fn plugin_explain(server: &ApiServer, plugins: &Path, from: &str, to: &str) -> (
         plugins.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let output: Output = server
-        .netns()
-        .command(&server.tools().kubectl().display().to_string())
+    let output: Output = command_in(server.netns_name(), &server.tools().kubectl())
         .args([
             "nftpol", "explain", "--from", from, "--to", to, "--port", "80/TCP",
         ])
@@ -296,12 +315,14 @@ struct Cluster {
 
 #[test]
 fn agent_with_deploy_rbac_follows_the_real_api_server() {
-    let server = ApiServer::start();
+    let mut server = start_server();
     populate(&server);
     let node = Netns::new();
-    server.connect(&node);
+    server.connect(node.name()).expect("linking the node");
     let (namespace, name) = AGENT_SERVICE_ACCOUNT;
-    let kubeconfig = server.service_account_kubeconfig(namespace, name);
+    let kubeconfig = server
+        .service_account_kubeconfig(namespace, name)
+        .expect("the agent's kubeconfig");
     let agent = Agent::start(&node, &kubeconfig, server.dir().join("agent.log"));
     let mut cluster = Cluster {
         server,
@@ -322,7 +343,7 @@ impl Cluster {
     }
 
     fn as_admin<T: Send>(&self, body: impl AsyncFnOnce(kube::Client) -> T + Send) -> T {
-        in_namespace(self.server.netns(), &self.server.admin_kubeconfig(), body)
+        in_namespace(&self.server, &self.server.admin_kubeconfig(), body)
     }
 
     /// (a) The agent, holding only the token of deploy/rbac.yaml, gets
@@ -345,8 +366,9 @@ impl Cluster {
         let (namespace, name) = AGENT_SERVICE_ACCOUNT;
         let local = self
             .server
-            .service_account_kubeconfig_local(namespace, name);
-        let statuses = in_namespace(self.server.netns(), &local, async |client| {
+            .service_account_kubeconfig_local(namespace, name)
+            .expect("a local kubeconfig of the agent's token");
+        let statuses = in_namespace(&self.server, &local, async |client| {
             let pods: Api<Pod> = Api::namespaced(client.clone(), "x");
             let pod: Pod = serde_json::from_value(json!({
                 "metadata": {"name": "intruder"},
@@ -373,7 +395,7 @@ impl Cluster {
     /// (d) The ClusterNetworkPolicy CRD installed while the agent runs is
     /// picked up live: an Admin Deny from y into x/b is enforced.
     fn crd_installed_later_is_picked_up_live(&self) {
-        self.server.install_cluster_policy_crd();
+        self.server.install_cluster_policy_crd().expect("the CRD");
         self.as_admin(async |client| {
             let policy = cluster_policy(
                 "deny-y-to-b",
@@ -460,16 +482,18 @@ impl Cluster {
         // Two more reconciles, each visible in the table; a repeated Event
         // would be created right after the first, while the second runs.
         let label = |value: &str| {
-            self.server.kubectl_ok(
-                &[
-                    "label",
-                    "namespace",
-                    "y",
-                    &format!("ns={value}"),
-                    "--overwrite",
-                ],
-                None,
-            );
+            self.server
+                .kubectl_ok(
+                    &[
+                        "label",
+                        "namespace",
+                        "y",
+                        &format!("ns={value}"),
+                        "--overwrite",
+                    ],
+                    None,
+                )
+                .expect("relabelling y");
         };
         label("x");
         self.wait_for_table("y relabelled ns=x", |table| allows(table, C, A));
@@ -505,14 +529,19 @@ impl Cluster {
         let lists_before = agent_lists(&self.server);
         // A write after every object the agent saw, so each of its watches
         // resumes from a revision older than the compaction.
-        self.server.kubectl_ok(
-            &["create", "configmap", "-n", "x", "after-last-change"],
-            None,
-        );
-        let sampler = Sampler::start(&self.node);
-        self.server.restart(History::Compacted);
         self.server
-            .kubectl_ok(&["delete", "networkpolicy", "-n", "x", "only-x"], None);
+            .kubectl_ok(
+                &["create", "configmap", "-n", "x", "after-last-change"],
+                None,
+            )
+            .expect("a configmap");
+        let sampler = Sampler::start(&self.node);
+        self.server
+            .restart(History::Compacted)
+            .expect("restarting the server");
+        self.server
+            .kubectl_ok(&["delete", "networkpolicy", "-n", "x", "only-x"], None)
+            .expect("deleting x/only-x");
         self.wait_for_table("only-x deleted after the restart", |table| {
             allows(table, C, A) && !allows(table, C, B)
         });
@@ -533,7 +562,7 @@ fn wait_for_events(server: &ApiServer, name: &str, count: usize) -> Vec<Event> {
     let admin = server.admin_kubeconfig();
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let events = in_namespace(server.netns(), &admin, async |client| {
+        let events = in_namespace(server, &admin, async |client| {
             let api: Api<Event> = Api::all(client);
             api.list(&ListParams::default())
                 .await
@@ -557,15 +586,17 @@ fn wait_for_events(server: &ApiServer, name: &str, count: usize) -> Vec<Event> {
 
 #[test]
 fn deploy_and_the_helm_chart_pass_server_side_dry_run() {
-    let server = ApiServer::start();
-    let repository = nftpol_testkit::apiserver::repository();
-    let kustomized = server.kubectl_ok(
-        &[
-            "kustomize",
-            &repository.join("deploy").display().to_string(),
-        ],
-        None,
-    );
+    let server = start_server();
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let kustomized = server
+        .kubectl_ok(
+            &[
+                "kustomize",
+                &repository.join("deploy").display().to_string(),
+            ],
+            None,
+        )
+        .expect("kubectl kustomize deploy/");
     let helm = std::env::var_os("HELM").unwrap_or_else(|| "helm".into());
     let rendered = Command::new(helm)
         .args(["template", "nftpol"])
@@ -583,10 +614,12 @@ fn deploy_and_the_helm_chart_pass_server_side_dry_run() {
         ("kustomize deploy/", kustomized),
         ("helm template", rendered),
     ] {
-        let output = server.kubectl_with_input(
-            &["apply", "--dry-run=server", "-o", "name", "-f", "-"],
-            Some(&manifests),
-        );
+        let output = server
+            .kubectl_with_input(
+                &["apply", "--dry-run=server", "-o", "name", "-f", "-"],
+                Some(&manifests),
+            )
+            .expect("running kubectl");
         assert!(
             output.status.success(),
             "{what}: the server rejected it: {}",
