@@ -1,7 +1,7 @@
 //! One lab run, as named steps: load → place → build → serve → (services) →
 //! enforce → probe → tear down.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nftpol_ruleset::verdict_log::VerdictLogMode;
 
@@ -14,6 +14,10 @@ use crate::report::{NodeProbe, Probe, Report, StepReport};
 use crate::steps::Step;
 use crate::topology::Topology;
 use crate::{enforce, service};
+
+/// How long a step may take to reach its expectation before the run
+/// reports the probes as they are (the agents follow within a second).
+const STEP_PATIENCE: Duration = Duration::from_secs(20);
 
 /// How to run a scenario.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -178,7 +182,7 @@ fn run_step(
             return Ok(report);
         };
         let mismatches = crate::report::compare(&report.as_report(), expected)?.len();
-        if mismatches == 0 || started.elapsed() > crate::apiserver::PATIENCE {
+        if mismatches == 0 || started.elapsed() > STEP_PATIENCE {
             tracing::info!(
                 rounds,
                 mismatches,

@@ -43,7 +43,7 @@ pub enum LabCommand {
         /// With `--apiserver real`: a step file of policy and label changes
         /// made to the live cluster after the first probes, each followed
         /// by the probes again (see integration/live/).
-        #[arg(long, requires = "apiserver")]
+        #[arg(long)]
         steps: Option<PathBuf>,
         /// The directory of `scripts/apiserver.sh build`'s binaries
         /// (default: $NFTPOL_KUBE_TOOLS, else target/tools/kubernetes-<version>
