@@ -25,9 +25,14 @@
 //! 5. Enforcement: one agent per node, in the node's namespace, through
 //!    `nftpol_agent::Reconciler` and `nftpol_netlink::KernelDataplane`, as
 //!    `nftpol agent` does; probing waits for every agent's first commit.
+//!    With [`RunOptions::live`] instead ([`live`]): a real kube-apiserver
+//!    ([`apiserver`]) holds the scenario, and each node runs the real
+//!    `nftpol agent` binary against it.
 //! 6. [`probe::probe_all`]: every pod pair, port and address family both
 //!    pods have, plus node → local pod.
-//! 7. Tear down.
+//! 7. Live runs only: each step of the step file ([`steps`]) changes the
+//!    cluster through the server, and the probes run again.
+//! 8. Tear down.
 //!
 //! # Design choices this crate owns
 //! - **Namespaces are made in-process** (unshare + bind mount on
