@@ -9,15 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn lab_namespaces() -> Vec<String> {
-    let output = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("iproute2 is installed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| line.starts_with("nftpol-lab-"))
-        .map(str::to_owned)
-        .collect()
+    nftpol_testkit::netns::list(nftpol_lab::netns::PREFIX)
 }
 
 fn live_folder() -> PathBuf {
