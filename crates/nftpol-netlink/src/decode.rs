@@ -33,14 +33,14 @@ pub struct Dump {
 }
 
 /// Calls `f` with the attributes of every nf_tables message of type `kind`.
-pub fn each_message<'a>(
-    datagrams: &'a [Vec<u8>],
+pub fn each_message<'a, D: AsRef<[u8]>>(
+    datagrams: &'a [D],
     kind: u16,
     what: &str,
     mut f: impl FnMut(Attrs<'a>) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
     for datagram in datagrams {
-        for message in messages(datagram) {
+        for message in messages(datagram.as_ref()) {
             let message = message.map_err(DecodeError::wire(what))?;
             if message.kind == NLMSG_DONE || message.kind == NLMSG_ERROR {
                 continue;

@@ -333,6 +333,25 @@ impl KernelDataplane {
         flags: u16,
         attrs: impl FnOnce(&mut Writer) -> Result<(), crate::nla::AttrTooLarge>,
     ) -> Result<Replies, ReadError> {
+        let mut datagrams = Vec::new();
+        let mut replies = self.request_streaming(family, kind, flags, attrs, |datagram| {
+            datagrams.push(datagram.to_vec());
+            Ok(())
+        })?;
+        replies.datagrams = datagrams;
+        Ok(replies)
+    }
+
+    /// [`Self::request_with`], handing each reply datagram to `sink` as it
+    /// arrives instead of keeping it; the replies' `datagrams` stay empty.
+    fn request_streaming(
+        &mut self,
+        family: u8,
+        kind: u16,
+        flags: u16,
+        attrs: impl FnOnce(&mut Writer) -> Result<(), crate::nla::AttrTooLarge>,
+        mut sink: impl FnMut(&[u8]) -> Result<(), ReadError>,
+    ) -> Result<Replies, ReadError> {
         let seq = self.next_seq();
         let mut w = Writer::new();
         let start = w.begin_message(
@@ -406,7 +425,7 @@ impl KernelDataplane {
                     }
                 }
             }
-            replies.datagrams.push(buffer.clone());
+            sink(&buffer)?;
             if done {
                 return Ok(replies);
             }
@@ -586,11 +605,18 @@ impl Dataplane for KernelDataplane {
         // Positions within a chain are only meaningful if the whole dump saw
         // one ruleset generation, as for `read`.
         for _ in 0..READ_ATTEMPTS {
-            let replies = self.dump(msg::GETRULE, &[(crate::uapi::rule::TABLE, TABLE_NAME)])?;
+            let mut decoder = counter::CounterDecoder::default();
+            let replies = self.request_streaming(
+                NFPROTO_INET,
+                msg::GETRULE,
+                NLM_F_DUMP,
+                |w| w.put_str(crate::uapi::rule::TABLE, TABLE_NAME),
+                |datagram| Ok(decoder.feed(datagram, TABLE_NAME)?),
+            )?;
             if replies.interrupted || replies.generations.len() > 1 {
                 continue;
             }
-            return Ok(counter::decode(&replies.datagrams, TABLE_NAME)?);
+            return Ok(decoder.finish());
         }
         Err(ReadError::Unstable {
             attempts: READ_ATTEMPTS,
