@@ -36,7 +36,7 @@ use crate::apiserver::{self, ApiServer, Tools, AGENT_SERVICE_ACCOUNT, PATIENCE};
 use crate::error::LabError;
 use crate::netns::RunId;
 use crate::plan::Plan;
-use crate::steps::{Kind, ObjectRef, Policy, Step};
+use crate::steps::{Labelled, Policy, PolicyRef, Step};
 use crate::topology::Topology;
 
 /// How long every agent's reconcile count must stay unchanged after a
@@ -252,23 +252,21 @@ impl LiveCluster {
                 let patch = Patch::Merge(change.merge_patch());
                 let params = PatchParams::default();
                 let object = &change.object;
-                let result = match object.kind {
-                    Kind::Pod => Api::<Pod>::namespaced(
-                        client.clone(),
-                        object.namespace.as_deref().unwrap_or_default(),
-                    )
-                    .patch(&object.name, &params, &patch)
-                    .await
-                    .map(drop),
-                    Kind::Namespace => Api::<Namespace>::all(client.clone())
-                        .patch(&object.name, &params, &patch)
+                let result = match object {
+                    Labelled::Pod { namespace, name } => {
+                        Api::<Pod>::namespaced(client.clone(), namespace)
+                            .patch(name, &params, &patch)
+                            .await
+                            .map(drop)
+                    }
+                    Labelled::Namespace(name) => Api::<Namespace>::all(client.clone())
+                        .patch(name, &params, &patch)
                         .await
                         .map(drop),
-                    Kind::Node => Api::<Node>::all(client.clone())
-                        .patch(&object.name, &params, &patch)
+                    Labelled::Node(name) => Api::<Node>::all(client.clone())
+                        .patch(name, &params, &patch)
                         .await
                         .map(drop),
-                    Kind::NetworkPolicy | Kind::ClusterNetworkPolicy => Ok(()),
                 };
                 result.map_err(|error| failed(format!("relabelling {object}"), error))?;
             }
@@ -478,21 +476,18 @@ where
     .map(drop)
 }
 
-async fn delete(client: &kube::Client, object: &ObjectRef) -> Result<(), kube::Error> {
+async fn delete(client: &kube::Client, policy: &PolicyRef) -> Result<(), kube::Error> {
     let params = DeleteParams::default();
-    match object.kind {
-        Kind::NetworkPolicy => Api::<NetworkPolicy>::namespaced(
-            client.clone(),
-            object.namespace.as_deref().unwrap_or_default(),
-        )
-        .delete(&object.name, &params)
-        .await
-        .map(drop),
-        Kind::ClusterNetworkPolicy => cluster_policies(client)
-            .delete(&object.name, &params)
+    match policy {
+        PolicyRef::Network { namespace, name } => {
+            Api::<NetworkPolicy>::namespaced(client.clone(), namespace)
+                .delete(name, &params)
+                .await
+                .map(drop)
+        }
+        PolicyRef::Cluster(name) => cluster_policies(client)
+            .delete(name, &params)
             .await
             .map(drop),
-        // Refused when the step file was read.
-        Kind::Pod | Kind::Namespace | Kind::Node => Ok(()),
     }
 }

@@ -41,7 +41,7 @@ pub struct Step {
     /// Label changes.
     pub labels: Vec<LabelChange>,
     /// Policies removed.
-    pub delete: Vec<ObjectRef>,
+    pub delete: Vec<PolicyRef>,
     /// The EXPECTED JSON for the probes after this step, if any.
     pub expect: Option<String>,
 }
@@ -57,7 +57,7 @@ pub enum Policy {
 
 /// What kind of object a step names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+enum Kind {
     /// A Pod (namespaced).
     Pod,
     /// A Namespace.
@@ -89,13 +89,11 @@ impl Kind {
 
 /// `Kind namespace/name` or `Kind name`, as a step writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectRef {
-    /// The object's kind.
-    pub kind: Kind,
+struct ObjectRef {
+    kind: Kind,
     /// Its namespace, for namespaced kinds.
-    pub namespace: Option<String>,
-    /// Its name.
-    pub name: String,
+    namespace: Option<String>,
+    name: String,
 }
 
 impl ObjectRef {
@@ -124,11 +122,89 @@ impl ObjectRef {
     }
 }
 
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ObjectRef {
+    fn id(&self) -> String {
         match &self.namespace {
-            Some(namespace) => write!(f, "{:?} {namespace}/{}", self.kind, self.name),
-            None => write!(f, "{:?} {}", self.kind, self.name),
+            Some(namespace) => format!("{:?} {namespace}/{}", self.kind, self.name),
+            None => format!("{:?} {}", self.kind, self.name),
+        }
+    }
+
+    fn into_labelled(self) -> Result<Labelled, String> {
+        match self.kind {
+            Kind::Pod => Ok(Labelled::Pod {
+                namespace: self.namespace.unwrap_or_default(),
+                name: self.name,
+            }),
+            Kind::Namespace => Ok(Labelled::Namespace(self.name)),
+            Kind::Node => Ok(Labelled::Node(self.name)),
+            Kind::NetworkPolicy | Kind::ClusterNetworkPolicy => Err(format!(
+                "{}: labels change a Pod, a Namespace or a Node",
+                self.id()
+            )),
+        }
+    }
+
+    fn into_policy(self) -> Result<PolicyRef, String> {
+        match self.kind {
+            Kind::NetworkPolicy => Ok(PolicyRef::Network {
+                namespace: self.namespace.unwrap_or_default(),
+                name: self.name,
+            }),
+            Kind::ClusterNetworkPolicy => Ok(PolicyRef::Cluster(self.name)),
+            Kind::Pod | Kind::Namespace | Kind::Node => Err(format!(
+                "{}: a step deletes policies only (the lab's pods, namespaces and nodes are built once)",
+                self.id()
+            )),
+        }
+    }
+}
+
+/// An object whose labels a step changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Labelled {
+    /// Pod `namespace/name`.
+    Pod {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// A Namespace.
+    Namespace(String),
+    /// A Node.
+    Node(String),
+}
+
+impl std::fmt::Display for Labelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pod { namespace, name } => write!(f, "Pod {namespace}/{name}"),
+            Self::Namespace(name) => write!(f, "Namespace {name}"),
+            Self::Node(name) => write!(f, "Node {name}"),
+        }
+    }
+}
+
+/// A policy a step deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyRef {
+    /// NetworkPolicy `namespace/name`.
+    Network {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// A ClusterNetworkPolicy.
+    Cluster(String),
+}
+
+impl std::fmt::Display for PolicyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Network { namespace, name } => write!(f, "NetworkPolicy {namespace}/{name}"),
+            Self::Cluster(name) => write!(f, "ClusterNetworkPolicy {name}"),
         }
     }
 }
@@ -137,7 +213,7 @@ impl std::fmt::Display for ObjectRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelChange {
     /// A Pod, Namespace or Node.
-    pub object: ObjectRef,
+    pub object: Labelled,
     /// Labels set (added or overwritten).
     pub set: BTreeMap<String, String>,
     /// Labels removed.
@@ -247,12 +323,7 @@ fn step(raw: RawStep, read: &impl Fn(&str) -> Result<String, String>) -> Result<
         .labels
         .into_iter()
         .map(|change| {
-            let object = ObjectRef::parse(&change.object)?;
-            if !matches!(object.kind, Kind::Pod | Kind::Namespace | Kind::Node) {
-                return Err(format!(
-                    "{object}: labels change a Pod, a Namespace or a Node"
-                ));
-            }
+            let object = ObjectRef::parse(&change.object)?.into_labelled()?;
             if change.set.is_empty() && change.remove.is_empty() {
                 return Err(format!(
                     "{object}: the label change sets and removes nothing"
@@ -275,16 +346,7 @@ fn step(raw: RawStep, read: &impl Fn(&str) -> Result<String, String>) -> Result<
     let delete = raw
         .delete
         .iter()
-        .map(|text| {
-            let object = ObjectRef::parse(text)?;
-            if matches!(object.kind, Kind::NetworkPolicy | Kind::ClusterNetworkPolicy) {
-                Ok(object)
-            } else {
-                Err(format!(
-                    "{object}: a step deletes policies only (the lab's pods, namespaces and nodes are built once)"
-                ))
-            }
-        })
+        .map(|text| ObjectRef::parse(text)?.into_policy())
         .collect::<Result<Vec<_>, _>>()?;
     if apply.is_empty() && labels.is_empty() && delete.is_empty() {
         return Err("it changes nothing: give it `apply`, `labels` or `delete`".to_owned());
@@ -364,12 +426,14 @@ mod tests {
             relabel.merge_patch(),
             serde_json::json!({"metadata": {"labels": {"role": "db", "tier": null}}})
         );
-        assert_eq!(steps[1].labels[1].object.namespace, None);
+        assert_eq!(
+            steps[1].labels[1].object,
+            Labelled::Namespace("y".to_owned())
+        );
         assert_eq!(
             steps[2].delete,
-            [ObjectRef {
-                kind: Kind::NetworkPolicy,
-                namespace: Some("x".to_owned()),
+            [PolicyRef::Network {
+                namespace: "x".to_owned(),
                 name: "deny".to_owned()
             }]
         );
