@@ -422,18 +422,34 @@ impl ApiServer {
     }
 
     /// Installs the ClusterNetworkPolicy CRD and waits until it is served.
+    ///
+    /// Polled rather than `kubectl wait --for=condition=Established`: that
+    /// fails at once ("accessor error") when it reads the CRD before the
+    /// server has written any condition.
     pub fn install_cluster_policy_crd(&self) -> Result<(), LabError> {
         self.apply_file(&self.tools.crd())?;
-        self.kubectl_ok(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/clusternetworkpolicies.policy.networking.k8s.io",
-            ],
-            None,
-        )
-        .map(drop)
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let established = self.kubectl_ok(
+                &[
+                    "get",
+                    "crd/clusternetworkpolicies.policy.networking.k8s.io",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+                ],
+                None,
+            )?;
+            if established.trim() == "True" {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(failure(
+                    "install the ClusterNetworkPolicy CRD",
+                    format!("not Established within {PATIENCE:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Creates a namespace with `labels` and its `default` ServiceAccount
