@@ -1,17 +1,18 @@
 //! The reconcile step.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use nftpol_ir::diff::{diff, Change, Diff};
 use nftpol_ir::Ruleset;
 use nftpol_model::{
-    cluster_policy::PriorityTie, resolve_snapshot, Direction, ModelError, PodChange, RemotePods,
-    Snapshot,
+    cluster_policy::PriorityTie, resolve_snapshot, Direction, ModelError, PodChange, PolicyChange,
+    PolicyContext, RemotePods, Snapshot,
 };
 use nftpol_netlink::{Applied, ApplyError, ConntrackError, Dataplane, ReadError};
 use nftpol_ruleset::catalogue::Provenance;
-use nftpol_ruleset::compile::{compile, pod_delta, CompileOptions};
+use nftpol_ruleset::compile::{compile, pod_delta, policy_delta, CommittedState, CompileOptions};
 use nftpol_ruleset::rejudge::{self, Rejudge};
 
 use crate::verdict_log::{Directory, LogDirectory};
@@ -40,15 +41,20 @@ pub enum Sync {
     Partial,
     /// Remote pods' changes alone, as element changes (no full model).
     Pods,
+    /// One NetworkPolicy's change alone: the objects it touches (no full
+    /// model).
+    Policy,
 }
 
 impl Sync {
-    /// `full`, `partial` or `pods`: the log field and the metric label.
+    /// `full`, `partial`, `pods` or `policy`: the log field and the metric
+    /// label.
     pub fn label(self) -> &'static str {
         match self {
             Sync::Full => "full",
             Sync::Partial => "partial",
             Sync::Pods => "pods",
+            Sync::Policy => "policy",
         }
     }
 }
@@ -131,6 +137,11 @@ pub struct Reconciler<D: Dataplane> {
     committed: Option<Ruleset>,
     /// Where every object of the committed ruleset came from.
     provenance: Provenance,
+    /// How many policy rules use each shared set of the committed ruleset.
+    set_users: BTreeMap<String, usize>,
+    /// The pods indexed for the policy path; dropped whenever pods (or
+    /// anything but one policy) may have changed, rebuilt on demand.
+    policy_context: Option<PolicyContext>,
     replaced_rules: BTreeSet<String>,
     full_sync_next: bool,
     generation: u64,
@@ -153,6 +164,8 @@ impl<D: Dataplane> Reconciler<D> {
             options,
             committed: None,
             provenance: Provenance::default(),
+            set_users: BTreeMap::new(),
+            policy_context: None,
             replaced_rules: BTreeSet::new(),
             full_sync_next: true,
             generation: 0,
@@ -260,13 +273,7 @@ impl<D: Dataplane> Reconciler<D> {
                     .map_err(|error| self.failed(ReconcileError::Apply(Box::new(error))))?,
             )
         };
-        self.replaced_rules
-            .extend(changes.changes.iter().filter_map(|change| match change {
-                Change::FlushChain(chain)
-                | Change::DeleteChain(chain)
-                | Change::AddRule { chain, .. } => Some(chain.clone()),
-                _ => None,
-            }));
+        self.replaced_rules.extend(replaced_rule_chains(&changes));
         let report = ReconcileReport::of_commit(
             self.generation,
             sync,
@@ -277,6 +284,8 @@ impl<D: Dataplane> Reconciler<D> {
             rejudged,
         );
         self.provenance = compiled.provenance;
+        self.set_users = compiled.set_users;
+        self.policy_context = None;
         if let Some(directory) = &self.log_directory {
             directory.publish(Directory::new(&self.node, &self.provenance, &snapshot.pods));
         }
@@ -310,6 +319,8 @@ impl<D: Dataplane> Reconciler<D> {
         snapshot: impl FnOnce() -> Snapshot,
     ) -> Result<ReconcileReport, ReconcileError> {
         let started = Instant::now();
+        // Whatever happens, the pods are no longer those the policy path indexed.
+        self.policy_context = None;
         let (Some(remote_pods), Some(committed), false) = (
             self.remote_pods.as_mut(),
             self.committed.as_mut(),
@@ -380,6 +391,121 @@ impl<D: Dataplane> Reconciler<D> {
         Ok(report)
     }
 
+    /// Brings the kernel up to date after `changes` to NetworkPolicies (in
+    /// the order the policy store saw them). When they are all one
+    /// policy's, the objects it touches become one batch without a full
+    /// model (see [`policy_delta`]): work in proportion to the policy and
+    /// the pods it selects and peers with. Anything else (several policies,
+    /// re-judging, the verdict log, a state that path does not expect)
+    /// takes the full path on `snapshot()`.
+    pub fn reconcile_policies(
+        &mut self,
+        changes: &[PolicyChange],
+        snapshot: impl Fn() -> Snapshot,
+    ) -> Result<ReconcileReport, ReconcileError> {
+        let started = Instant::now();
+        let (Some((before, after)), Some(_), false, None) = (
+            one_policy(changes),
+            self.committed.as_ref(),
+            self.full_sync_next,
+            self.log_directory.as_ref(),
+        ) else {
+            return self.reconcile(&snapshot());
+        };
+        let context = match self.policy_context.take() {
+            Some(context) => context,
+            None => PolicyContext::new(&snapshot(), &self.node),
+        };
+        let before = before.map(|policy| context.resolve(policy));
+        let after = after.map(|policy| context.resolve(policy));
+        let Some(id) = after
+            .as_ref()
+            .or(before.as_ref())
+            .map(|version| version.id.clone())
+        else {
+            return self.reconcile(&snapshot());
+        };
+        let span = tracing::info_span!("policy", namespace = %id.namespace, name = %id.name);
+        let _policy = span.enter();
+        let Some(committed) = self.committed.as_ref() else {
+            return self.reconcile(&snapshot());
+        };
+        let state = CommittedState {
+            ruleset: committed,
+            provenance: &self.provenance,
+            set_users: &self.set_users,
+        };
+        let Some(mut delta) = policy_delta(
+            state,
+            context.pod_families(),
+            before.as_ref(),
+            after.as_ref(),
+            self.options,
+        ) else {
+            tracing::debug!("the policy path declined; full model");
+            return self.reconcile(&snapshot());
+        };
+        let changes = std::mem::take(&mut delta.changes);
+        self.generation += 1;
+        let span = tracing::info_span!(
+            "reconcile",
+            generation = self.generation,
+            sync = Sync::Policy.label()
+        );
+        let _entered = span.enter();
+        let applied = if changes.is_empty() {
+            None
+        } else {
+            match self.dataplane.apply(&changes) {
+                Ok(applied) => Some(applied),
+                Err(error) => return Err(self.failed(ReconcileError::Apply(Box::new(error)))),
+            }
+        };
+        // As on the element path: a committed IR that refuses what the
+        // kernel accepted no longer mirrors it.
+        let Some(committed) = self.committed.as_mut() else {
+            return self.reconcile(&snapshot());
+        };
+        let mirrors_kernel = committed.apply(&changes).is_ok();
+        delta.record(&mut self.provenance, &mut self.set_users);
+        if let Some(remote_pods) = self.remote_pods.as_mut() {
+            remote_pods.replace_policy(before.as_ref(), after.as_ref());
+        }
+        self.replaced_rules.extend(replaced_rule_chains(&changes));
+        let object = id.to_string();
+        let fresh: Vec<ModelError> = after.map(|version| version.errors).unwrap_or_default();
+        for error in fresh.iter().filter(|e| !self.findings.invalid.contains(e)) {
+            tracing::warn!(%error, "invalid object part");
+        }
+        self.findings
+            .invalid
+            .retain(|error| error.kind != "NetworkPolicy" || error.object != object);
+        self.findings.invalid.extend(fresh);
+        let report = ReconcileReport::of_commit(
+            self.generation,
+            Sync::Policy,
+            &changes,
+            applied.unwrap_or_default(),
+            committed,
+            &self.findings,
+            None,
+        );
+        self.policy_context = Some(context);
+        tracing::info!(
+            changes = report.changes,
+            elements_added = report.elements_added,
+            elements_deleted = report.elements_deleted,
+            batch_bytes = report.bytes,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "reconciled one policy"
+        );
+        if !mirrors_kernel {
+            self.remote_pods = None;
+            self.full_sync_next = true;
+        }
+        Ok(report)
+    }
+
     /// Removes the conntrack entries of the flows the committed ruleset's
     /// judging rules denied when they re-judged them (marked with a
     /// direction's [`MarkBits::denied`](rejudge::MarkBits::denied) value):
@@ -434,4 +560,43 @@ fn next_generation(settings: Option<Rejudge>, bumps: bool) -> Option<Rejudge> {
         generation: settings.generation.next(settings.marks),
         ..settings
     })
+}
+
+/// The chains whose rules `changes` replace (flush, delete or append to):
+/// their kernel counters restart from 0.
+fn replaced_rule_chains(changes: &Diff) -> impl Iterator<Item = String> + '_ {
+    changes.changes.iter().filter_map(|change| match change {
+        Change::FlushChain(chain) | Change::DeleteChain(chain) | Change::AddRule { chain, .. } => {
+            Some(chain.clone())
+        }
+        _ => None,
+    })
+}
+
+/// The policy before the first of `changes` and after the last, when they
+/// are all one policy's (`namespace/name`); `None` otherwise (or none).
+fn one_policy(
+    changes: &[PolicyChange],
+) -> Option<(Option<&NetworkPolicy>, Option<&NetworkPolicy>)> {
+    let identity = |change: &PolicyChange| {
+        change
+            .after
+            .as_ref()
+            .or(change.before.as_ref())
+            .map(|policy| {
+                (
+                    policy.metadata.namespace.clone(),
+                    policy.metadata.name.clone(),
+                )
+            })
+    };
+    let (first, last) = (changes.first()?, changes.last()?);
+    let id = identity(first)?;
+    if changes
+        .iter()
+        .any(|change| identity(change).as_ref() != Some(&id))
+    {
+        return None;
+    }
+    Some((first.before.as_deref(), last.after.as_deref()))
 }

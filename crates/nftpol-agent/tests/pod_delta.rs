@@ -1,16 +1,19 @@
-//! Remote pod changes through `Reconciler::reconcile_pods` reach exactly the
-//! ruleset a full model and compile of the same cluster gives, whether they
-//! took the element path or fell back to the full one; and the element path
-//! is what remote pods take.
+//! Remote pod changes through `Reconciler::reconcile_pods`, and
+//! NetworkPolicy changes through `Reconciler::reconcile_policies`, reach
+//! exactly the ruleset (and provenance) a full model and compile of the
+//! same cluster gives, whether they took their fast path or fell back to
+//! the full one; and the fast paths are what remote pods and single
+//! policies take.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use nftpol_agent::{PodChange, Reconciler, Sync};
+use nftpol_model::PolicyChange;
 use nftpol_model::{resolve_snapshot, PodView, Snapshot};
 use nftpol_netlink::FakeDataplane;
-use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_ruleset::compile::{compile, CompileOptions, DenyAction};
 use nftpol_ruleset::rejudge::{self, MarkBits, Rejudge};
 use nftpol_testkit::fixtures::{self, Tcp, Udp};
 use proptest::prelude::*;
@@ -162,22 +165,24 @@ fn policies(specs: &[PolicySpec]) -> Vec<Arc<NetworkPolicy>> {
     specs
         .iter()
         .enumerate()
-        .map(|(index, spec)| {
-            let selector = spec
-                .app
-                .map_or(json!({}), |app| json!({"matchLabels": {"app": APPS[app]}}));
-            Arc::new(
-                fixtures::policy(NAMESPACES[spec.namespace], &format!("p{index}"))
-                    .spec(&json!({
-                        "podSelector": selector,
-                        "policyTypes": ["Ingress", "Egress"],
-                        "ingress": spec.ingress,
-                        "egress": spec.egress,
-                    }))
-                    .build(),
-            )
-        })
+        .map(|(index, spec)| policy_object(&format!("p{index}"), spec))
         .collect()
+}
+
+fn policy_object(name: &str, spec: &PolicySpec) -> Arc<NetworkPolicy> {
+    let selector = spec
+        .app
+        .map_or(json!({}), |app| json!({"matchLabels": {"app": APPS[app]}}));
+    Arc::new(
+        fixtures::policy(NAMESPACES[spec.namespace], name)
+            .spec(&json!({
+                "podSelector": selector,
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": spec.ingress,
+                "egress": spec.egress,
+            }))
+            .build(),
+    )
 }
 
 /// A change to the generated cluster's pods.
@@ -319,6 +324,148 @@ proptest! {
     ) {
         let options = CompileOptions { rejudge: Some(Rejudge::default()), ..CompileOptions::default() };
         check_pod_changes(options, &initial, &specs, &events)?;
+    }
+}
+
+/// A change to the generated cluster: a pod's, or a policy's.
+#[derive(Debug, Clone)]
+enum ClusterEvent {
+    Pod(Event),
+    AddPolicy(PolicySpec),
+    ReplacePolicy(usize, PolicySpec),
+    DeletePolicy(usize),
+}
+
+fn cluster_event() -> impl Strategy<Value = ClusterEvent> {
+    prop_oneof![
+        2 => event().prop_map(ClusterEvent::Pod),
+        3 => policy().prop_map(ClusterEvent::AddPolicy),
+        3 => (any::<usize>(), policy()).prop_map(|(index, spec)| ClusterEvent::ReplacePolicy(index, spec)),
+        2 => any::<usize>().prop_map(ClusterEvent::DeletePolicy),
+    ]
+}
+
+/// Applies a policy `event` to `policies` and returns the change the
+/// policy store reports.
+fn apply_policy(
+    event: &ClusterEvent,
+    policies: &mut Vec<Arc<NetworkPolicy>>,
+    serial: &mut usize,
+) -> Option<PolicyChange> {
+    match event {
+        ClusterEvent::AddPolicy(spec) => {
+            *serial += 1;
+            let added = policy_object(&format!("added-{serial}"), spec);
+            policies.push(Arc::clone(&added));
+            Some(PolicyChange {
+                before: None,
+                after: Some(added),
+            })
+        }
+        ClusterEvent::ReplacePolicy(index, spec) if !policies.is_empty() => {
+            let position = index % policies.len();
+            let before = Arc::clone(&policies[position]);
+            let name = before.metadata.name.clone().unwrap_or_default();
+            // The policy keeps its name, and its namespace (a policy
+            // cannot move); its selector and rules change.
+            let namespace = NAMESPACES
+                .iter()
+                .position(|namespace| before.metadata.namespace.as_deref() == Some(*namespace))
+                .unwrap_or(0);
+            let after = policy_object(
+                &name,
+                &PolicySpec {
+                    namespace,
+                    ..spec.clone()
+                },
+            );
+            policies[position] = Arc::clone(&after);
+            Some(PolicyChange {
+                before: Some(before),
+                after: Some(after),
+            })
+        }
+        ClusterEvent::DeletePolicy(index) if !policies.is_empty() => {
+            let before = policies.remove(index % policies.len());
+            Some(PolicyChange {
+                before: Some(before),
+                after: None,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Runs `events` through `reconcile_policies` and `reconcile_pods` and
+/// holds every commit (the ruleset, the fake kernel's, the provenance)
+/// equal to the full compile; every policy event takes the policy path.
+fn check_policy_changes(
+    options: CompileOptions,
+    initial: &[PodSpec],
+    specs: &[PolicySpec],
+    events: &[ClusterEvent],
+) -> Result<(), TestCaseError> {
+    let mut policies = policies(specs);
+    let mut pods: Vec<Arc<PodView>> = initial
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| pod(&format!("initial-{index}"), spec))
+        .collect();
+    let (mut pod_serial, mut policy_serial) = (0, 0);
+    let mut reconciler = Reconciler::new(FakeDataplane::new(), NODE, options);
+    reconciler
+        .reconcile(&snapshot(&pods, &policies))
+        .expect("the first sync commits");
+    for event in events {
+        let report = if let ClusterEvent::Pod(event) = event {
+            let Some(change) = apply(event, &mut pods, &mut pod_serial) else {
+                continue;
+            };
+            let now = snapshot(&pods, &policies);
+            reconciler
+                .reconcile_pods(&[change], || now.clone())
+                .expect("a pod change commits")
+        } else {
+            let Some(change) = apply_policy(event, &mut policies, &mut policy_serial) else {
+                continue;
+            };
+            let now = snapshot(&pods, &policies);
+            let report = reconciler
+                .reconcile_policies(&[change], || now.clone())
+                .expect("a policy change commits");
+            prop_assert_eq!(report.sync, Sync::Policy, "after {:?}", event);
+            report
+        };
+        let now = snapshot(&pods, &policies);
+        let expected = compile(&resolve_snapshot(&now, NODE), options);
+        prop_assert_eq!(
+            reconciler.committed(),
+            Some(&expected.ruleset),
+            "after {:?} ({:?})",
+            event,
+            report.sync
+        );
+        prop_assert_eq!(reconciler.dataplane_mut().state(), Some(&expected.ruleset));
+        prop_assert_eq!(reconciler.provenance(), &expected.provenance);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn policy_changes_interleaved_with_pod_changes_reach_the_full_compile(
+        initial in prop::collection::vec(pod_spec(), 0..10),
+        specs in prop::collection::vec(policy(), 0..4),
+        events in prop::collection::vec(cluster_event(), 1..10),
+        reject in any::<bool>(),
+    ) {
+        let options = CompileOptions {
+            deny: if reject { DenyAction::Reject } else { DenyAction::Drop },
+            ..CompileOptions::default()
+        };
+        check_policy_changes(options, &initial, &specs, &events)?;
     }
 }
 

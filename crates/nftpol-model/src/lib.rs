@@ -39,6 +39,7 @@ pub mod manifests;
 mod memberships;
 mod pods;
 mod policy;
+mod policy_change;
 mod resolve;
 mod selector;
 mod vocabulary;
@@ -52,6 +53,7 @@ pub use log_limit::{LogLimit, RatePeriod};
 pub use memberships::{Membership, MembershipDelta, PodChange, PodMemberships, RemotePods};
 pub use pods::{ContainerPort, PodView};
 pub use policy::PolicyId;
+pub use policy_change::{PolicyChange, PolicyContext, PolicyVersion, TargetPod};
 pub use resolve::{
     resolve, resolve_snapshot, ClusterTraffic, LocalPod, NamedPortEndpoint, NodeModel, Peers,
     PortRange, Ports, ResolvedClusterPolicy, ResolvedClusterRule, ResolvedPeer, ResolvedPolicy,

@@ -24,6 +24,7 @@ use ipnet::IpNet;
 use crate::cluster_policy::{ClusterPeer, ClusterPolicy, ClusterPort, Traffic};
 use crate::pods::PodView;
 use crate::policy::{labels_of, peer_identity, NamespaceScope, Peer, Policy, PolicyId, PortSpec};
+use crate::policy_change::PolicyVersion;
 use crate::vocabulary::Protocol;
 
 /// One set a pod's addresses belong to.
@@ -65,8 +66,9 @@ pub struct PodMemberships {
     node: String,
     pod_cidrs: Vec<IpNet>,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
-    /// Distinct selector peers (`Peer::Pods`) with their identities.
-    peers: Vec<(Peer, String)>,
+    /// Distinct selector peers (`Peer::Pods`) by identity, with how many
+    /// policies use them (a policy event removes a peer with its last user).
+    peers: BTreeMap<String, (Peer, usize)>,
     named_egress: Vec<NamedEgressRule>,
     /// Whether a ClusterNetworkPolicy egress rule has named ports: its
     /// per-destination sets are not tracked here, so every remote change
@@ -82,64 +84,64 @@ impl PodMemberships {
         namespaces: &BTreeMap<String, BTreeMap<String, String>>,
         policies: impl IntoIterator<Item = &'a Policy>,
     ) -> Self {
-        let mut peers = BTreeMap::new();
-        let mut named_egress = Vec::new();
-        for policy in policies {
-            for rule in [&policy.ingress, &policy.egress]
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                for peer in rule.peers.iter().flatten() {
-                    if let Peer::Pods { namespaces, pods } = peer {
-                        peers
-                            .entry(peer_identity(namespaces, pods))
-                            .or_insert_with(|| peer.clone());
-                    }
-                }
-            }
-            for (index, rule) in policy.egress.iter().flatten().enumerate() {
-                let named: Vec<(String, Protocol)> = rule
-                    .ports
-                    .iter()
-                    .flatten()
-                    .filter_map(|spec| match spec {
-                        PortSpec::Named { protocol, name } => Some((name.clone(), *protocol)),
-                        PortSpec::Range { .. } | PortSpec::Invalid => None,
-                    })
-                    .collect();
-                if !named.is_empty() {
-                    named_egress.push(NamedEgressRule {
-                        policy: policy.id.clone(),
-                        rule: index,
-                        peers: rule.peers.clone(),
-                        named,
-                    });
-                }
-            }
-        }
-        Self {
+        let mut memberships = Self {
             node: node.to_owned(),
             pod_cidrs: pod_cidrs.to_vec(),
             namespaces: namespaces.clone(),
-            peers: peers
-                .into_iter()
-                .map(|(identity, peer)| (peer, identity))
-                .collect(),
-            named_egress,
+            peers: BTreeMap::new(),
+            named_egress: Vec::new(),
             cluster_named_egress: false,
+        };
+        for policy in policies {
+            memberships.add_policy(policy);
         }
+        memberships
+    }
+
+    /// Counts the selector peers and named-port egress rules of `policy`
+    /// (one the model resolves).
+    pub(crate) fn add_policy(&mut self, policy: &Policy) {
+        for (identity, peer) in selector_peers(policy) {
+            self.peers.entry(identity).or_insert((peer, 0)).1 += 1;
+        }
+        for (index, rule) in policy.egress.iter().flatten().enumerate() {
+            let named: Vec<(String, Protocol)> = rule
+                .ports
+                .iter()
+                .flatten()
+                .filter_map(|spec| match spec {
+                    PortSpec::Named { protocol, name } => Some((name.clone(), *protocol)),
+                    PortSpec::Range { .. } | PortSpec::Invalid => None,
+                })
+                .collect();
+            if !named.is_empty() {
+                self.named_egress.push(NamedEgressRule {
+                    policy: policy.id.clone(),
+                    rule: index,
+                    peers: rule.peers.clone(),
+                    named,
+                });
+            }
+        }
+    }
+
+    /// Forgets what [`Self::add_policy`] counted for `policy`.
+    pub(crate) fn remove_policy(&mut self, policy: &Policy) {
+        for (identity, _) in selector_peers(policy) {
+            if let Some((_, users)) = self.peers.get_mut(&identity) {
+                *users -= 1;
+                if *users == 0 {
+                    self.peers.remove(&identity);
+                }
+            }
+        }
+        self.named_egress.retain(|rule| rule.policy != policy.id);
     }
 
     /// Adds the selector peers of the ClusterNetworkPolicies a model of
     /// this node resolved (they share the pod-address sets of equal
     /// NetworkPolicy peers).
     pub(crate) fn with_cluster_policies(mut self, policies: &[&ClusterPolicy]) -> Self {
-        let mut known: BTreeSet<String> = self
-            .peers
-            .iter()
-            .map(|(_, identity)| identity.clone())
-            .collect();
         for policy in policies {
             for rule in policy.ingress.iter().chain(&policy.egress) {
                 let Traffic::Matching { peers, .. } = &rule.traffic else {
@@ -149,13 +151,11 @@ impl PodMemberships {
                     if let ClusterPeer::Pods { namespaces, pods } = peer {
                         let scope = NamespaceScope::Matching(namespaces.clone());
                         let identity = peer_identity(&scope, pods);
-                        if known.insert(identity.clone()) {
-                            let peer = Peer::Pods {
-                                namespaces: scope,
-                                pods: pods.clone(),
-                            };
-                            self.peers.push((peer, identity));
-                        }
+                        let peer = Peer::Pods {
+                            namespaces: scope,
+                            pods: pods.clone(),
+                        };
+                        self.peers.entry(identity).or_insert((peer, 0)).1 += 1;
                     }
                 }
             }
@@ -191,7 +191,7 @@ impl PodMemberships {
             }
         };
         let mut memberships = Vec::new();
-        for (peer, identity) in &self.peers {
+        for (identity, (peer, _)) in &self.peers {
             if peer.selects_pod(&pod.namespace, &namespace_labels, &pod.labels) {
                 memberships.extend(pod.ips.iter().map(|address| {
                     let membership = Membership::Peer {
@@ -227,6 +227,26 @@ impl PodMemberships {
         memberships.dedup();
         memberships
     }
+}
+
+/// The distinct selector peers of `policy`'s rules, by identity (a peer
+/// repeated inside one policy counts once).
+fn selector_peers(policy: &Policy) -> BTreeMap<String, Peer> {
+    let mut peers = BTreeMap::new();
+    for rule in [&policy.ingress, &policy.egress]
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for peer in rule.peers.iter().flatten() {
+            if let Peer::Pods { namespaces, pods } = peer {
+                peers
+                    .entry(peer_identity(namespaces, pods))
+                    .or_insert_with(|| peer.clone());
+            }
+        }
+    }
+    peers
 }
 
 /// One pod's change since the last model, as the pod store saw it.
@@ -282,6 +302,22 @@ impl RemotePods {
             memberships,
             claims,
             claimed_per_family,
+        }
+    }
+
+    /// Follows one policy's change: `before` and `after` are its versions
+    /// (each counted only when the model resolves it), so that remote pods'
+    /// changes keep being judged against the policies in force.
+    pub fn replace_policy(
+        &mut self,
+        before: Option<&PolicyVersion>,
+        after: Option<&PolicyVersion>,
+    ) {
+        if let Some(before) = before.filter(|version| version.resolved.is_some()) {
+            self.memberships.remove_policy(&before.parsed);
+        }
+        if let Some(after) = after.filter(|version| version.resolved.is_some()) {
+            self.memberships.add_policy(&after.parsed);
         }
     }
 

@@ -23,7 +23,7 @@ use crate::log_limit::LogLimit;
 use crate::memberships::{PodMemberships, RemotePods};
 use crate::pods::{PodIndex, PodView};
 use crate::policy::{
-    labels_of, namespace_labels, parse_all, peer_identity, NamespaceScope, Peer, PolicyId,
+    labels_of, namespace_labels, parse_all, peer_identity, NamespaceScope, Peer, Policy, PolicyId,
     PortSpec, Rule,
 };
 use crate::selector::Selector;
@@ -310,7 +310,8 @@ fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeM
             .or_default()
             .push(position);
     }
-    let resolver = Resolver::new(index, &namespaces);
+    let by_namespace = pods_by_namespace(index);
+    let resolver = Resolver::new(index, &namespaces, &by_namespace);
     let mut resolved = Vec::new();
     for policy in &policies {
         let targets: Vec<usize> = locals_by_namespace
@@ -333,22 +334,7 @@ fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeM
             }
         }
         let target_pods: Vec<&PodView> = targets.iter().map(|position| locals[*position]).collect();
-        resolved.push(ResolvedPolicy {
-            id: policy.id.clone(),
-            ingress: policy.ingress.as_ref().map(|rules| {
-                rules
-                    .iter()
-                    .map(|rule| resolver.rule(rule, NamedOn::Targets(&target_pods)))
-                    .collect()
-            }),
-            egress: policy.egress.as_ref().map(|rules| {
-                rules
-                    .iter()
-                    .map(|rule| resolver.rule(rule, NamedOn::Peers))
-                    .collect()
-            }),
-            log_limit: policy.log_limit,
-        });
+        resolved.push(resolver.policy(policy, &target_pods));
     }
     let (cluster_parsed, priority_ties) =
         cluster_policy::parse_all(objects.cluster_policies.iter().copied(), &mut errors);
@@ -484,39 +470,68 @@ type PeerKey = (NamespaceScope, Selector);
 /// Addresses declaring one named port, with the number each resolves to.
 type NamedAddresses = Vec<(IpAddr, u16)>;
 
+/// Counted pods per namespace, with the addresses each owns.
+pub(crate) type PodsByNamespace = BTreeMap<String, Vec<(Arc<PodView>, Vec<IpAddr>)>>;
+
+/// Indexes `index`'s pods by namespace, with their owned addresses.
+pub(crate) fn pods_by_namespace(index: &PodIndex) -> PodsByNamespace {
+    let mut by_namespace: PodsByNamespace = BTreeMap::new();
+    for pod in &index.pods {
+        let owned = index.owned_ips(pod).collect();
+        by_namespace
+            .entry(pod.namespace.clone())
+            .or_default()
+            .push((Arc::clone(pod), owned));
+    }
+    by_namespace
+}
+
 /// Resolves rules against the whole cluster.
 ///
 /// Peers are looked up per namespace and cached per distinct (namespace
 /// scope, pod selector): policies repeat selectors, and a scan of every pod
 /// for every peer of every policy would cost policies × pods.
-struct Resolver<'a> {
+pub(crate) struct Resolver<'a> {
     index: &'a PodIndex,
     namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
-    /// Counted pods per namespace, with the addresses each owns.
-    by_namespace: BTreeMap<&'a str, Vec<(&'a PodView, Vec<IpAddr>)>>,
+    by_namespace: &'a PodsByNamespace,
     peer_cache: RefCell<HashMap<PeerKey, Arc<[IpAddr]>>>,
     /// Per (port name, protocol): every owned address of a pod declaring it, with the number.
     named_cache: RefCell<HashMap<(String, Protocol), Rc<NamedAddresses>>>,
 }
 
 impl<'a> Resolver<'a> {
-    fn new(
+    pub(crate) fn new(
         index: &'a PodIndex,
         namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
+        by_namespace: &'a PodsByNamespace,
     ) -> Self {
-        let mut by_namespace: BTreeMap<&str, Vec<(&PodView, Vec<IpAddr>)>> = BTreeMap::new();
-        for pod in &index.pods {
-            by_namespace
-                .entry(pod.namespace.as_str())
-                .or_default()
-                .push((pod, index.owned_ips(pod).collect()));
-        }
         Self {
             index,
             namespaces,
             by_namespace,
             peer_cache: RefCell::default(),
             named_cache: RefCell::default(),
+        }
+    }
+
+    /// `policy` resolved, isolating `targets` (its selected local pods).
+    pub(crate) fn policy(&self, policy: &Policy, targets: &[&PodView]) -> ResolvedPolicy {
+        ResolvedPolicy {
+            id: policy.id.clone(),
+            ingress: policy.ingress.as_ref().map(|rules| {
+                rules
+                    .iter()
+                    .map(|rule| self.rule(rule, NamedOn::Targets(targets)))
+                    .collect()
+            }),
+            egress: policy.egress.as_ref().map(|rules| {
+                rules
+                    .iter()
+                    .map(|rule| self.rule(rule, NamedOn::Peers))
+                    .collect()
+            }),
+            log_limit: policy.log_limit,
         }
     }
 
@@ -527,7 +542,7 @@ impl<'a> Resolver<'a> {
             return Arc::clone(found);
         }
         let mut addresses = Vec::new();
-        for (namespace, members) in &self.by_namespace {
+        for (namespace, members) in self.by_namespace {
             let namespace_matches = match namespaces {
                 NamespaceScope::Own(own) => own == namespace,
                 NamespaceScope::Matching(selector) => {

@@ -24,6 +24,7 @@ fn assert_provenance_describes(compiled: &Compiled) {
     let Compiled {
         ruleset,
         provenance,
+        ..
     } = compiled;
     assert_eq!(
         ruleset.chains.keys().collect::<Vec<_>>(),

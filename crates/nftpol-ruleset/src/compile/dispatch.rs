@@ -20,7 +20,10 @@ fn policies_of(direction: Direction, pod: &LocalPod) -> &[usize] {
     }
 }
 
-fn rules_of(direction: Direction, policy: &ResolvedPolicy) -> Option<&Vec<ResolvedRule>> {
+pub(super) fn rules_of(
+    direction: Direction,
+    policy: &ResolvedPolicy,
+) -> Option<&Vec<ResolvedRule>> {
     match direction {
         Direction::Egress => policy.egress.as_ref(),
         Direction::Ingress => policy.ingress.as_ref(),
@@ -109,7 +112,7 @@ pub(super) fn add_dispatch(
 
 /// A group chain: a jump to each isolating policy's chain (each accepts on a
 /// match), then the deny.
-fn add_group_chain(
+pub(super) fn add_group_chain(
     builder: &mut Builder,
     direction: Direction,
     policies: Vec<PolicyId>,

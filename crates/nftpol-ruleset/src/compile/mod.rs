@@ -75,9 +75,11 @@ mod base;
 mod cluster;
 mod dispatch;
 mod policy;
+mod policy_delta;
 mod ports;
 mod remote;
 
+pub use policy_delta::{policy_delta, CommittedState, PolicyDelta};
 pub use remote::pod_delta;
 
 /// Priority of the egress base chains: after DNAT (-100), at the standard
@@ -140,6 +142,12 @@ pub struct Compiled {
     /// The catalogue key of every chain and the role of each rule, the kind
     /// of every set.
     pub provenance: Provenance,
+    /// How many times the policies' (and ClusterNetworkPolicies') rules
+    /// asked for each shared set (peer, `ipBlock`, ports, named-port sets):
+    /// a set goes when its last user does (see [`policy_delta`]). Some exist
+    /// unreferenced by any rule (a rule whose ports are all invalid still
+    /// creates its peers' sets), so rule references cannot stand in.
+    pub set_users: BTreeMap<String, usize>,
 }
 
 /// Compiles `model` into the IR of table `inet nftpol`, with its provenance.
@@ -181,6 +189,12 @@ impl Builder {
 
     fn has_chain(&self, name: &str) -> bool {
         self.compiled.ruleset.chains.contains_key(name)
+    }
+
+    /// Counts one more user of the shared set `name` (see
+    /// [`Compiled::set_users`]).
+    fn use_set(&mut self, name: &str) {
+        *self.compiled.set_users.entry(name.to_owned()).or_default() += 1;
     }
 
     /// Adds `set` under `key`, whose name it takes.

@@ -194,6 +194,7 @@ fn peer_conditions(
                             .collect();
                         builder.add_set(&key, pods);
                     }
+                    builder.use_set(&name);
                     name
                 }
                 ResolvedPeer::Block(block) => {
@@ -215,6 +216,7 @@ fn peer_conditions(
                         addresses.elements = elements;
                         builder.add_set(&key, addresses);
                     }
+                    builder.use_set(&name);
                     name
                 }
             };

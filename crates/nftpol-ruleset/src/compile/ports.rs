@@ -39,6 +39,7 @@ pub(super) fn add_ports_set(builder: &mut Builder, ranges: &[PortRange]) -> Stri
         ports.elements = elements;
         builder.add_set(&key, ports);
     }
+    builder.use_set(&name);
     name
 }
 
@@ -65,6 +66,7 @@ pub(super) fn add_named_set(
         .map(|endpoint| named_element(endpoint.address, endpoint.protocol.number(), endpoint.port))
         .collect();
     builder.add_set(key, endpoints);
+    builder.use_set(&key.name());
 }
 
 /// Port ranges merged per protocol: pipapo rejects overlapping elements.

@@ -1,0 +1,143 @@
+//! One NetworkPolicy's change without a full model: the policy's versions
+//! before and after, each resolved on its own against the cluster's pods.
+//!
+//! A NetworkPolicy's part of the model depends on nothing but the policy
+//! and the pods (and namespaces) it selects and peers with: which local pods
+//! of its namespace it isolates, its rules' peers and ports resolved to
+//! addresses. So with the pods indexed once ([`PolicyContext`], O(pods),
+//! kept while no pod, namespace or node changes), a policy event costs the
+//! policy's own resolution: O(its namespace's pods + the pods its peers
+//! scan), not O(policies). What the ruleset makes of a version is the
+//! compiler's business (`nftpol_ruleset::compile::policy_delta`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+
+use crate::cluster::Snapshot;
+use crate::error::ModelError;
+use crate::pods::{PodIndex, PodView};
+use crate::policy::{namespace_labels, Policy, PolicyId};
+use crate::resolve::{pods_by_namespace, PodsByNamespace, ResolvedPolicy, Resolver};
+
+/// One NetworkPolicy's change since the last model, as the policy store saw
+/// it.
+#[derive(Debug, Clone)]
+pub struct PolicyChange {
+    /// The policy before (`None`: created).
+    pub before: Option<Arc<NetworkPolicy>>,
+    /// The policy after (`None`: deleted).
+    pub after: Option<Arc<NetworkPolicy>>,
+}
+
+/// The cluster's pods and namespaces indexed for resolving one policy at a
+/// time. Valid while pods, namespaces and nodes stay as they were when it
+/// was built.
+pub struct PolicyContext {
+    node: String,
+    index: PodIndex,
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    by_namespace: PodsByNamespace,
+}
+
+impl std::fmt::Debug for PolicyContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyContext")
+            .field("node", &self.node)
+            .field("pods", &self.index.pods.len())
+            .field("namespaces", &self.namespaces.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A local pod one version of a policy isolates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetPod {
+    /// `namespace/name`.
+    pub key: String,
+    /// The addresses it owns (never empty: a pod without one is not in the
+    /// ruleset).
+    pub ips: Vec<IpAddr>,
+}
+
+/// What the model makes of one version of a NetworkPolicy.
+#[derive(Debug, Clone)]
+pub struct PolicyVersion {
+    /// `namespace/name`.
+    pub id: PolicyId,
+    /// The policy resolved, when it isolates a local pod (as
+    /// [`crate::NodeModel::policies`] would hold it); `None` otherwise.
+    pub resolved: Option<ResolvedPolicy>,
+    /// The local pods with addresses it isolates, sorted by key (in the
+    /// directions `resolved` isolates).
+    pub targets: Vec<TargetPod>,
+    /// Its invalid parts.
+    pub errors: Vec<ModelError>,
+    /// The parsed policy, for the remote pods' memberships.
+    pub(crate) parsed: Policy,
+}
+
+impl PolicyContext {
+    /// Indexes `snapshot`'s pods and namespaces for node `node`: O(pods).
+    pub fn new(snapshot: &Snapshot, node: &str) -> Self {
+        let index = PodIndex::new(snapshot.pods.iter().map(Arc::clone));
+        let by_namespace = pods_by_namespace(&index);
+        Self {
+            node: node.to_owned(),
+            namespaces: namespace_labels(snapshot.namespaces.iter().map(AsRef::as_ref)),
+            index,
+            by_namespace,
+        }
+    }
+
+    /// Whether any counted pod has an IPv4 address, and an IPv6 one (as
+    /// [`crate::NodeModel::cluster_has_ipv4_pods`] and its IPv6 twin).
+    pub fn pod_families(&self) -> (bool, bool) {
+        (
+            self.index.any_address(IpAddr::is_ipv4),
+            self.index.any_address(IpAddr::is_ipv6),
+        )
+    }
+
+    /// `policy` parsed and resolved exactly as a full model would resolve
+    /// it: O(its namespace's pods + the pods its peers scan).
+    pub fn resolve(&self, policy: &NetworkPolicy) -> PolicyVersion {
+        let mut errors = Vec::new();
+        let parsed = Policy::parse(policy, &mut errors);
+        let selected: Vec<(&PodView, &[IpAddr])> = self
+            .by_namespace
+            .get(parsed.id.namespace.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(pod, _)| pod.node_name.as_deref() == Some(self.node.as_str()))
+            .filter(|(pod, _)| parsed.targets.selects(&pod.labels))
+            .map(|(pod, ips)| (pod.as_ref(), ips.as_slice()))
+            .collect();
+        let isolates = parsed.ingress.is_some() || parsed.egress.is_some();
+        let (resolved, targets) = if selected.is_empty() || !isolates {
+            (None, Vec::new())
+        } else {
+            let pods: Vec<&PodView> = selected.iter().map(|(pod, _)| *pod).collect();
+            let resolver = Resolver::new(&self.index, &self.namespaces, &self.by_namespace);
+            let mut targets: Vec<TargetPod> = selected
+                .iter()
+                .filter(|(_, ips)| !ips.is_empty())
+                .map(|(pod, ips)| TargetPod {
+                    key: pod.key(),
+                    ips: ips.to_vec(),
+                })
+                .collect();
+            targets.sort_by(|a, b| a.key.cmp(&b.key));
+            (Some(resolver.policy(&parsed, &pods)), targets)
+        };
+        PolicyVersion {
+            id: parsed.id.clone(),
+            resolved,
+            targets,
+            errors,
+            parsed,
+        }
+    }
+}
