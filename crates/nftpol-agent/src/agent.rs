@@ -36,10 +36,10 @@ use crate::error::AgentError;
 use crate::events::EventReporter;
 use crate::http::Health;
 use crate::metrics::Metrics;
-use crate::reconcile::{ReconcileReport, Reconciler};
+use crate::reconcile::{ReconcileError, ReconcileReport, Reconciler};
 use crate::traffic::TrafficTracker;
 use crate::verdict_log::LogDirectory;
-use crate::watch::{self, Stores};
+use crate::watch::{self, Changes, Stores};
 use crate::Dataplane;
 
 /// How the agent runs.
@@ -189,11 +189,7 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             let timer = metrics.reconcile.start();
             let view = stores.clone();
             let (returned, result) = tokio::task::spawn_blocking(move || {
-                let result = if changes.structural {
-                    reconciler.reconcile(&view.snapshot())
-                } else {
-                    reconciler.reconcile_pods(&changes.pods, || view.snapshot())
-                };
+                let result = reconcile_changes(&mut reconciler, &changes, &view);
                 (reconciler, result)
             })
             .await
@@ -256,6 +252,25 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
                 }
             }
         }
+    }
+}
+
+/// Reconciles `changes` on the path they allow: the full model for a
+/// structural change, the element path for pods alone, the policy path for
+/// NetworkPolicies alone. One batch per reconcile, so pod and policy
+/// changes together take the full model.
+fn reconcile_changes<D: Dataplane>(
+    reconciler: &mut Reconciler<D>,
+    changes: &Changes,
+    view: &Stores,
+) -> Result<ReconcileReport, ReconcileError> {
+    let only_policies = !changes.policies.is_empty() && changes.pods.is_empty();
+    if changes.structural || (!changes.policies.is_empty() && !only_policies) {
+        reconciler.reconcile(&view.snapshot())
+    } else if only_policies {
+        reconciler.reconcile_policies(&changes.policies, || view.snapshot())
+    } else {
+        reconciler.reconcile_pods(&changes.pods, || view.snapshot())
     }
 }
 

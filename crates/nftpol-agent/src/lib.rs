@@ -44,6 +44,6 @@ pub mod watch;
 
 pub use agent::{Agent, AgentConfig, Progress};
 pub use error::AgentError;
-pub use nftpol_model::PodChange;
+pub use nftpol_model::{PodChange, PolicyChange};
 pub use nftpol_netlink::Dataplane;
 pub use reconcile::{ReconcileError, ReconcileReport, Reconciler, Sync};

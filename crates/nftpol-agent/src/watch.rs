@@ -42,19 +42,27 @@ use crate::coalesce::Trigger;
 use crate::error::AgentError;
 use crate::metrics::Metrics;
 use crate::strip::{self, StoredPod};
-use nftpol_model::PodChange;
+use nftpol_model::{PodChange, PolicyChange};
 
 /// Pod changes beyond this many since the last reconcile make the next one
 /// a full model: cheaper by then, and the log stays bounded.
 const MAX_LOGGED_POD_CHANGES: usize = 10_000;
+
+/// NetworkPolicy changes beyond this many since the last reconcile make the
+/// next one a full model: the policy path takes one policy at a time, and
+/// the log stays bounded.
+const MAX_LOGGED_POLICY_CHANGES: usize = 64;
 
 /// What changed since the last reconcile took the log.
 #[derive(Debug, Default)]
 pub struct Changes {
     /// Pod changes, in order (meaningful only when not `structural`).
     pub pods: Vec<PodChange>,
-    /// Whether anything but single pods changed: another kind, a relist,
-    /// or more pod changes than are logged.
+    /// NetworkPolicy changes, in order (meaningful only when not
+    /// `structural`).
+    pub policies: Vec<PolicyChange>,
+    /// Whether anything but single pods and NetworkPolicies changed:
+    /// another kind, a relist, or more changes than are logged.
     pub structural: bool,
 }
 
@@ -67,6 +75,7 @@ impl Default for ChangeLog {
     fn default() -> Self {
         Self(Arc::new(Mutex::new(Changes {
             pods: Vec::new(),
+            policies: Vec::new(),
             structural: true,
         })))
     }
@@ -87,6 +96,7 @@ impl ChangeLog {
         self.with(|changes| {
             changes.structural = true;
             changes.pods.clear();
+            changes.policies.clear();
         });
     }
 
@@ -98,8 +108,24 @@ impl ChangeLog {
             if changes.pods.len() >= MAX_LOGGED_POD_CHANGES {
                 changes.structural = true;
                 changes.pods.clear();
+                changes.policies.clear();
             } else {
                 changes.pods.push(change);
+            }
+        });
+    }
+
+    fn policy(&self, change: PolicyChange) {
+        self.with(|changes| {
+            if changes.structural {
+                return;
+            }
+            if changes.policies.len() >= MAX_LOGGED_POLICY_CHANGES {
+                changes.structural = true;
+                changes.pods.clear();
+                changes.policies.clear();
+            } else {
+                changes.policies.push(change);
             }
         });
     }
@@ -257,7 +283,7 @@ pub fn spawn(
         "networkpolicies",
         watcher(Api::all(client.clone()), config.clone()),
         writers.policies,
-        (strip::policy, record_structural),
+        (strip::policy, record_policy),
         Observers {
             trigger: trigger.clone(),
             metrics: Arc::clone(metrics),
@@ -422,7 +448,24 @@ fn record_pod(store: &Store<StoredPod>, event: &Event<StoredPod>, changes: &Chan
     }
 }
 
-/// Logs that a kind other than pods changed.
+/// Logs a NetworkPolicy event that changes the store, before it is applied
+/// (the store still holds the policy as it was).
+fn record_policy(store: &Store<NetworkPolicy>, event: &Event<NetworkPolicy>, changes: &ChangeLog) {
+    let stored = |policy: &NetworkPolicy| store.get(&ObjectRef::from_obj(policy));
+    match event {
+        Event::Apply(policy) => changes.policy(PolicyChange {
+            before: stored(policy),
+            after: Some(Arc::new(policy.clone())),
+        }),
+        Event::Delete(policy) => changes.policy(PolicyChange {
+            before: stored(policy),
+            after: None,
+        }),
+        Event::Init | Event::InitApply(_) | Event::InitDone => changes.structural(),
+    }
+}
+
+/// Logs that a kind other than pods and NetworkPolicies changed.
 fn record_structural<K>(_: &Store<K>, _: &Event<K>, changes: &ChangeLog)
 where
     K: Lookup<DynamicType = ()> + Clone + 'static,

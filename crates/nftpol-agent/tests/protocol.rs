@@ -325,12 +325,29 @@ async fn policy_create_update_and_delete_are_enforced() {
             allows(state, B, A, 81) && !allows(state, B, A, 80)
         })
         .await;
+    let updated = agent.progress().last.expect("a report");
+    assert_eq!(
+        updated.sync,
+        Sync::Policy,
+        "one policy's change: {updated:?}"
+    );
     server.delete(Kind::NetworkPolicy, "x", "allow-b");
     let state = agent
         .wait_until("deleted: a unisolated", |state| {
             allows(state, B, A, 80) && allows(state, C, A, 81)
         })
         .await;
+    let deleted = agent.progress().last.expect("a report");
+    assert_eq!(
+        deleted.sync,
+        Sync::Policy,
+        "one policy's change: {deleted:?}"
+    );
+    let page = agent.metrics.encode();
+    assert!(
+        page.contains("nftpol_reconcile_duration_seconds_count{sync=\"policy\"}"),
+        "{page}"
+    );
     assert!(
         !state.chains.keys().any(|name| name.contains("allow-b")),
         "leftover chains"
