@@ -1,28 +1,34 @@
 //! Measurement 10: one NetworkPolicy added to (then deleted from) a large
 //! cluster, from the event to the kernel's ack, on the agent's path.
 //!
-//! A policy event is structural: the agent's loop hands the stores'
-//! snapshot to `Reconciler::reconcile` (model, compile, diff against the
-//! committed ruleset, one batch). This measurement does the same in a fresh
-//! network namespace, on a committed table of the generated cluster: each
-//! event adds a copy of one of the generator's policies under a new name
-//! (so it selects pods that other policies isolate already, and its peers
-//! are those of a real policy), or deletes the copy added before, in turn.
-//! Timed from the snapshot (an `Arc` copy of the stores' objects, as the
-//! loop takes it) to the ack. Before each event's reconcile, the same
-//! model, compile and diff are timed alone (outside the reconciler, whose
-//! result they do not touch): the userspace share of the event, so the
-//! rest is the commit's.
+//! A batch of one policy's events goes to `Reconciler::reconcile_policies`
+//! (the policy resolved alone, the objects it touches diffed, one batch).
+//! This measurement does the same in a fresh network namespace, on a
+//! committed table of the generated cluster: each event adds a copy of one
+//! of the generator's policies under a new name (so it selects pods that
+//! other policies isolate already, and its peers are those of a real
+//! policy), or deletes the copy added before, in turn. Timed from the
+//! change (with the stores' snapshot at hand, as the loop has it) to the
+//! ack. The dataplane is timed apart: its `apply` (encoding the batch,
+//! sending it, the kernel's commit up to the ack) is the kernel's share,
+//! the rest of the event the userspace share. The first event after the
+//! full sync also builds the policy path's pod index (O(pods), once per
+//! pod change): it is the `max`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use anyhow::{Context as _, Result};
-use nftpol_agent::Reconciler;
-use nftpol_ir::diff::diff;
-use nftpol_model::{resolve_snapshot, Snapshot};
-use nftpol_netlink::KernelDataplane;
-use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_agent::{Reconciler, Sync};
+use nftpol_ir::diff::Diff;
+use nftpol_ir::Ruleset;
+use nftpol_model::{PolicyChange, Snapshot};
+use nftpol_netlink::{
+    Applied, ApplyError, ConntrackError, Dataplane, KernelDataplane, ReadError, RuleCounter,
+};
+use nftpol_ruleset::compile::CompileOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{self, Rng, Shape, POLICIES_PER_NAMESPACE};
@@ -51,9 +57,17 @@ pub struct PolicyChurnResult {
     pub added: Summary,
     /// Event-to-ack latency of the deletes, ms.
     pub deleted: Summary,
-    /// Model + compile + diff of each event's snapshot alone, ms.
+    /// The userspace share of each event (the event less the dataplane's
+    /// apply), ms.
     #[serde(default)]
     pub compute: Summary,
+    /// The kernel's share of each event: the batch sent and committed,
+    /// timed to the ack, ms.
+    #[serde(default)]
+    pub kernel: Summary,
+    /// Events that took the policy path (the rest took the full model).
+    #[serde(default)]
+    pub policy_path: usize,
     /// Netlink messages per event.
     pub messages: Summary,
     /// Batch bytes per event.
@@ -62,19 +76,65 @@ pub struct PolicyChurnResult {
     pub budget_hit: bool,
 }
 
+/// The kernel's dataplane, with the time of its last `apply` kept.
+struct TimedDataplane {
+    kernel: KernelDataplane,
+    applied: Duration,
+}
+
+impl Dataplane for TimedDataplane {
+    fn apply(&mut self, diff: &Diff) -> Result<Applied, ApplyError> {
+        let started = Instant::now();
+        let applied = self.kernel.apply(diff);
+        self.applied = started.elapsed();
+        applied
+    }
+
+    fn read(&mut self) -> Result<Option<Ruleset>, ReadError> {
+        self.kernel.read()
+    }
+
+    fn read_counters(&mut self) -> Result<Vec<RuleCounter>, ReadError> {
+        self.kernel.read_counters()
+    }
+
+    fn delete_table(&mut self) -> Result<(), ApplyError> {
+        self.kernel.delete_table()
+    }
+
+    fn flush_conntrack_by_mark(&mut self, mark: u32, mask: u32) -> Result<(), ConntrackError> {
+        self.kernel.flush_conntrack_by_mark(mark, mask)
+    }
+}
+
+/// What the events measured, in ms (and counts).
+#[derive(Default)]
+struct Samples {
+    added: Vec<f64>,
+    deleted: Vec<f64>,
+    compute: Vec<f64>,
+    kernel: Vec<f64>,
+    messages: Vec<f64>,
+    bytes: Vec<f64>,
+    policy_path: usize,
+}
+
 /// Runs measurement 10 for `shape`.
 pub fn run(shape: Shape, bounds: Bounds) -> Result<PolicyChurnResult> {
     let mut snapshot = Snapshot::from(&generate::cluster(shape));
     let namespaces = generate::namespace_count(shape.policies);
     in_fresh_netns(move || {
-        let dataplane = KernelDataplane::open().context("opening the netlink socket")?;
+        let kernel = KernelDataplane::open().context("opening the netlink socket")?;
+        let dataplane = TimedDataplane {
+            kernel,
+            applied: Duration::ZERO,
+        };
         let mut reconciler = Reconciler::new(dataplane, generate::NODE, CompileOptions::default());
         let (first, full_sync_ms) = timed(|| reconciler.reconcile(&snapshot));
         first.context("the first sync failed")?;
         let mut rng = Rng::new(shape.seed ^ 0x0070_11c7);
         let started = Instant::now();
-        let (mut added, mut deleted, mut compute, mut messages, mut bytes) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut samples = Samples::default();
         let mut budget_hit = false;
         for step in 0..bounds.events {
             if started.elapsed().as_secs_f64() > bounds.budget_s {
@@ -82,41 +142,51 @@ pub fn run(shape: Shape, bounds: Bounds) -> Result<PolicyChurnResult> {
                 break;
             }
             let adding = step % 2 == 0;
-            if adding {
+            let change = if adding {
                 // Kinds 1.. select pods (kind 0, the default deny, selects
                 // all of a namespace's pods and is a policy of its own kind).
                 let kind = 1 + rng.below(POLICIES_PER_NAMESPACE - 1);
                 let mut policy = generate::policy(rng.below(namespaces), kind, namespaces);
                 policy.metadata.name = Some(format!("churn-{step}"));
-                snapshot.policies.push(Arc::new(policy));
+                let policy = Arc::new(policy);
+                snapshot.policies.push(Arc::clone(&policy));
+                PolicyChange {
+                    before: None,
+                    after: Some(policy),
+                }
             } else {
-                snapshot.policies.pop();
-            }
-            let ((), computed) = timed(|| {
-                let model = resolve_snapshot(&snapshot, generate::NODE);
-                let desired = compile(&model, CompileOptions::default()).ruleset;
-                drop(diff(reconciler.committed(), &desired));
-            });
-            compute.push(computed);
-            let (report, elapsed) = timed(|| reconciler.reconcile(&snapshot.clone()));
+                PolicyChange {
+                    before: snapshot.policies.pop(),
+                    after: None,
+                }
+            };
+            reconciler.dataplane_mut().applied = Duration::ZERO;
+            let (report, elapsed) =
+                timed(|| reconciler.reconcile_policies(&[change], || snapshot.clone()));
             let report = report.with_context(|| format!("policy event {step} failed"))?;
+            let kernel_ms = reconciler.dataplane_mut().applied.as_secs_f64() * 1000.0;
+            samples.policy_path += usize::from(report.sync == Sync::Policy);
             if adding {
-                added.push(elapsed);
+                samples.added.push(elapsed);
             } else {
-                deleted.push(elapsed);
+                samples.deleted.push(elapsed);
             }
-            messages.push(usize_f64(report.messages));
-            bytes.push(usize_f64(report.bytes));
+            samples.kernel.push(kernel_ms);
+            samples.compute.push(elapsed - kernel_ms);
+            samples.messages.push(usize_f64(report.messages));
+            samples.bytes.push(usize_f64(report.bytes));
         }
         Ok(PolicyChurnResult {
             pods: shape.pods,
             policies: shape.policies,
             full_sync_ms,
-            added: Summary::of(&added),
-            deleted: Summary::of(&deleted),
-            compute: Summary::of(&compute),
-            messages: Summary::of(&messages),
-            bytes: Summary::of(&bytes),
+            added: Summary::of(&samples.added),
+            deleted: Summary::of(&samples.deleted),
+            compute: Summary::of(&samples.compute),
+            kernel: Summary::of(&samples.kernel),
+            policy_path: samples.policy_path,
+            messages: Summary::of(&samples.messages),
+            bytes: Summary::of(&samples.bytes),
             budget_hit,
         })
     })
