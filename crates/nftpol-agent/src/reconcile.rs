@@ -7,12 +7,14 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use nftpol_ir::diff::{diff, Change, Diff};
 use nftpol_ir::Ruleset;
 use nftpol_model::{
-    cluster_policy::PriorityTie, resolve_snapshot, Direction, ModelError, PodChange, PolicyChange,
-    PolicyContext, RemotePods, Snapshot,
+    cluster_policy::PriorityTie, resolve_snapshot, Direction, LogLimit, ModelError, PodChange,
+    PolicyChange, PolicyContext, PolicyId, PolicyVersion, RemotePods, Snapshot,
 };
 use nftpol_netlink::{Applied, ApplyError, ConntrackError, Dataplane, ReadError};
 use nftpol_ruleset::catalogue::Provenance;
-use nftpol_ruleset::compile::{compile, pod_delta, policy_delta, CommittedState, CompileOptions};
+use nftpol_ruleset::compile::{
+    compile, pod_delta, policy_delta, CommittedState, CompileOptions, PolicyDelta,
+};
 use nftpol_ruleset::rejudge::{self, Rejudge};
 
 use crate::verdict_log::{Directory, LogDirectory};
@@ -139,6 +141,9 @@ pub struct Reconciler<D: Dataplane> {
     provenance: Provenance,
     /// How many policy rules use each shared set of the committed ruleset.
     set_users: BTreeMap<String, usize>,
+    /// The log limit of every policy the committed ruleset was compiled
+    /// from (the policy path's new group chains log at the strictest).
+    log_limits: BTreeMap<PolicyId, LogLimit>,
     /// The pods indexed for the policy path; dropped whenever pods (or
     /// anything but one policy) may have changed, rebuilt on demand.
     policy_context: Option<PolicyContext>,
@@ -165,6 +170,7 @@ impl<D: Dataplane> Reconciler<D> {
             committed: None,
             provenance: Provenance::default(),
             set_users: BTreeMap::new(),
+            log_limits: BTreeMap::new(),
             policy_context: None,
             replaced_rules: BTreeSet::new(),
             full_sync_next: true,
@@ -285,6 +291,11 @@ impl<D: Dataplane> Reconciler<D> {
         );
         self.provenance = compiled.provenance;
         self.set_users = compiled.set_users;
+        self.log_limits = model
+            .policies
+            .iter()
+            .map(|policy| (policy.id.clone(), policy.log_limit))
+            .collect();
         self.policy_context = None;
         if let Some(directory) = &self.log_directory {
             directory.publish(Directory::new(&self.node, &self.provenance, &snapshot.pods));
@@ -396,19 +407,18 @@ impl<D: Dataplane> Reconciler<D> {
     /// policy's, the objects it touches become one batch without a full
     /// model (see [`policy_delta`]): work in proportion to the policy and
     /// the pods it selects and peers with. Anything else (several policies,
-    /// re-judging, the verdict log, a state that path does not expect)
-    /// takes the full path on `snapshot()`.
+    /// a state that path does not expect) takes the full path on
+    /// `snapshot()`.
     pub fn reconcile_policies(
         &mut self,
         changes: &[PolicyChange],
         snapshot: impl Fn() -> Snapshot,
     ) -> Result<ReconcileReport, ReconcileError> {
         let started = Instant::now();
-        let (Some((before, after)), Some(_), false, None) = (
+        let (Some((before, after)), Some(_), false) = (
             one_policy(changes),
             self.committed.as_ref(),
             self.full_sync_next,
-            self.log_directory.as_ref(),
         ) else {
             return self.reconcile(&snapshot());
         };
@@ -434,6 +444,7 @@ impl<D: Dataplane> Reconciler<D> {
             ruleset: committed,
             provenance: &self.provenance,
             set_users: &self.set_users,
+            log_limits: &self.log_limits,
         };
         let Some(mut delta) = policy_delta(
             state,
@@ -445,7 +456,12 @@ impl<D: Dataplane> Reconciler<D> {
             tracing::debug!("the policy path declined; full model");
             return self.reconcile(&snapshot());
         };
-        let changes = std::mem::take(&mut delta.changes);
+        let mut changes = std::mem::take(&mut delta.changes);
+        let bumps = !changes.is_empty() && delta.may_remove_permission;
+        let rejudged = next_generation(self.options.rejudge, bumps);
+        if let Some(next) = rejudged {
+            changes = rejudge::with_generation(changes, committed, next);
+        }
         self.generation += 1;
         let span = tracing::info_span!(
             "reconcile",
@@ -463,36 +479,28 @@ impl<D: Dataplane> Reconciler<D> {
         };
         // As on the element path: a committed IR that refuses what the
         // kernel accepted no longer mirrors it.
-        let Some(committed) = self.committed.as_mut() else {
-            return self.reconcile(&snapshot());
-        };
-        let mirrors_kernel = committed.apply(&changes).is_ok();
-        delta.record(&mut self.provenance, &mut self.set_users);
-        if let Some(remote_pods) = self.remote_pods.as_mut() {
-            remote_pods.replace_policy(before.as_ref(), after.as_ref());
+        let mirrors_kernel = self
+            .committed
+            .as_mut()
+            .is_some_and(|committed| committed.apply(&changes).is_ok());
+        self.follow_policy(delta, before.as_ref(), after);
+        if rejudged.is_some() {
+            self.options.rejudge = rejudged;
         }
         self.replaced_rules.extend(replaced_rule_chains(&changes));
-        let object = id.to_string();
-        let fresh: Vec<ModelError> = after.map(|version| version.errors).unwrap_or_default();
-        for error in fresh.iter().filter(|e| !self.findings.invalid.contains(e)) {
-            tracing::warn!(%error, "invalid object part");
-        }
-        self.findings
-            .invalid
-            .retain(|error| error.kind != "NetworkPolicy" || error.object != object);
-        self.findings.invalid.extend(fresh);
         let report = ReconcileReport::of_commit(
             self.generation,
             Sync::Policy,
             &changes,
             applied.unwrap_or_default(),
-            committed,
+            self.committed.as_ref().unwrap_or(&Ruleset::default()),
             &self.findings,
-            None,
+            rejudged,
         );
         self.policy_context = Some(context);
         tracing::info!(
             changes = report.changes,
+            rejudge_generation = report.rejudge_generation,
             elements_added = report.elements_added,
             elements_deleted = report.elements_deleted,
             batch_bytes = report.bytes,
@@ -504,6 +512,41 @@ impl<D: Dataplane> Reconciler<D> {
             self.full_sync_next = true;
         }
         Ok(report)
+    }
+
+    /// Brings what the reconciler keeps besides the committed ruleset (the
+    /// provenance, set users, verdict log names, remote pods' memberships,
+    /// log limits, findings) in step with a committed policy-path `delta`
+    /// of one policy from `before` to `after`.
+    fn follow_policy(
+        &mut self,
+        delta: PolicyDelta,
+        before: Option<&PolicyVersion>,
+        after: Option<PolicyVersion>,
+    ) {
+        let (gone, added) = delta.record(&mut self.provenance, &mut self.set_users);
+        if let Some(directory) = &self.log_directory {
+            directory.update(|directory| directory.follow_chains(&gone, &added));
+        }
+        if let Some(remote_pods) = self.remote_pods.as_mut() {
+            remote_pods.replace_policy(before, after.as_ref());
+        }
+        let Some(id) = after.as_ref().or(before).map(|version| version.id.clone()) else {
+            return;
+        };
+        self.log_limits.remove(&id);
+        if let Some(resolved) = after.as_ref().and_then(|version| version.resolved.as_ref()) {
+            self.log_limits.insert(id.clone(), resolved.log_limit);
+        }
+        let object = id.to_string();
+        let fresh: Vec<ModelError> = after.map(|version| version.errors).unwrap_or_default();
+        for error in fresh.iter().filter(|e| !self.findings.invalid.contains(e)) {
+            tracing::warn!(%error, "invalid object part");
+        }
+        self.findings
+            .invalid
+            .retain(|error| error.kind != "NetworkPolicy" || error.object != object);
+        self.findings.invalid.extend(fresh);
     }
 
     /// Removes the conntrack entries of the flows the committed ruleset's

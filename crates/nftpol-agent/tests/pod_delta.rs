@@ -9,12 +9,15 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use nftpol_agent::verdict_log::LogDirectory;
 use nftpol_agent::{PodChange, Reconciler, Sync};
+use nftpol_model::log_limit::LOG_LIMIT;
 use nftpol_model::PolicyChange;
 use nftpol_model::{resolve_snapshot, PodView, Snapshot};
 use nftpol_netlink::FakeDataplane;
 use nftpol_ruleset::compile::{compile, CompileOptions, DenyAction};
 use nftpol_ruleset::rejudge::{self, MarkBits, Rejudge};
+use nftpol_ruleset::verdict_log::{LogCatalogue, VerdictLogMode, VerdictLogOptions};
 use nftpol_testkit::fixtures::{self, Tcp, Udp};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -169,20 +172,29 @@ fn policies(specs: &[PolicySpec]) -> Vec<Arc<NetworkPolicy>> {
         .collect()
 }
 
+/// The policy `name` with `spec`. Its verdict log limit follows from its
+/// name (so a replaced policy keeps it, and group chains of policies with
+/// different limits log at the strictest).
 fn policy_object(name: &str, spec: &PolicySpec) -> Arc<NetworkPolicy> {
     let selector = spec
         .app
         .map_or(json!({}), |app| json!({"matchLabels": {"app": APPS[app]}}));
-    Arc::new(
-        fixtures::policy(NAMESPACES[spec.namespace], name)
-            .spec(&json!({
-                "podSelector": selector,
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": spec.ingress,
-                "egress": spec.egress,
-            }))
-            .build(),
-    )
+    let mut policy = fixtures::policy(NAMESPACES[spec.namespace], name)
+        .spec(&json!({
+            "podSelector": selector,
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": spec.ingress,
+            "egress": spec.egress,
+        }))
+        .build();
+    let limit = match name.bytes().last().map(|last| last % 3) {
+        Some(1) => Some("3/second"),
+        Some(2) => Some("20/hour"),
+        _ => None,
+    };
+    policy.metadata.annotations =
+        limit.map(|limit| [(LOG_LIMIT.to_owned(), limit.to_owned())].into());
+    Arc::new(policy)
 }
 
 /// A change to the generated cluster's pods.
@@ -413,9 +425,12 @@ fn check_policy_changes(
         .collect();
     let (mut pod_serial, mut policy_serial) = (0, 0);
     let mut reconciler = Reconciler::new(FakeDataplane::new(), NODE, options);
+    let directory = LogDirectory::default();
+    reconciler.set_log_directory(directory.clone());
     reconciler
         .reconcile(&snapshot(&pods, &policies))
         .expect("the first sync commits");
+    let mut previous = generation(&reconciler);
     for event in events {
         let report = if let ClusterEvent::Pod(event) = event {
             let Some(change) = apply(event, &mut pods, &mut pod_serial) else {
@@ -437,7 +452,17 @@ fn check_policy_changes(
             report
         };
         let now = snapshot(&pods, &policies);
-        let expected = compile(&resolve_snapshot(&now, NODE), options);
+        let mut expected = compile(&resolve_snapshot(&now, NODE), options);
+        let reached = generation(&reconciler);
+        if let (Some(settings), Some(reached)) = (options.rejudge, reached) {
+            rejudge::set_generation(
+                &mut expected.ruleset,
+                Rejudge {
+                    generation: reached,
+                    ..settings
+                },
+            );
+        }
         prop_assert_eq!(
             reconciler.committed(),
             Some(&expected.ruleset),
@@ -447,8 +472,19 @@ fn check_policy_changes(
         );
         prop_assert_eq!(reconciler.dataplane_mut().state(), Some(&expected.ruleset));
         prop_assert_eq!(reconciler.provenance(), &expected.provenance);
+        let catalogue = directory.read(|directory| directory.catalogue().clone());
+        prop_assert_eq!(catalogue, LogCatalogue::new(&expected.provenance));
+        prop_assert!(reached >= previous, "the generation never goes back");
+        previous = reached;
     }
     Ok(())
+}
+
+/// The generation the committed table stamps (with re-judging).
+fn generation(reconciler: &Reconciler<FakeDataplane>) -> Option<rejudge::Generation> {
+    reconciler
+        .committed()
+        .and_then(|table| rejudge::generation_of(table, MarkBits::default()))
 }
 
 proptest! {
@@ -463,6 +499,26 @@ proptest! {
     ) {
         let options = CompileOptions {
             deny: if reject { DenyAction::Reject } else { DenyAction::Drop },
+            ..CompileOptions::default()
+        };
+        check_policy_changes(options, &initial, &specs, &events)?;
+    }
+
+    /// The agent's defaults: re-judging on, denies logged; and every
+    /// verdict logged.
+    #[test]
+    fn policy_changes_with_rejudging_and_the_verdict_log_reach_the_full_compile(
+        initial in prop::collection::vec(pod_spec(), 0..10),
+        specs in prop::collection::vec(policy(), 0..4),
+        events in prop::collection::vec(cluster_event(), 1..10),
+        all in any::<bool>(),
+    ) {
+        let options = CompileOptions {
+            rejudge: Some(Rejudge::default()),
+            verdict_log: VerdictLogOptions {
+                mode: if all { VerdictLogMode::All } else { VerdictLogMode::Deny },
+                ..VerdictLogOptions::default()
+            },
             ..CompileOptions::default()
         };
         check_policy_changes(options, &initial, &specs, &events)?;
@@ -534,4 +590,79 @@ fn remote_pod_changes_take_the_element_path_and_local_ones_the_full_path() {
         let expected = compile(&resolve_snapshot(&now, NODE), CompileOptions::default()).ruleset;
         assert_eq!(reconciler.committed(), Some(&expected), "{event:?}");
     }
+}
+
+#[test]
+fn policy_path_bumps_the_generation_only_when_permission_may_go() {
+    let isolating = PolicySpec {
+        namespace: 0,
+        app: Some(0),
+        ingress: vec![json!({"from": [{"podSelector": {"matchLabels": {"app": "b"}}}]})],
+        egress: vec![],
+    };
+    let mut policies = policies(std::slice::from_ref(&isolating));
+    let local = |app, address| PodSpec {
+        namespace: 0,
+        app,
+        tier: None,
+        node: 1,
+        address,
+        dual_stack: false,
+        http_port: 80,
+        phase: "Running",
+    };
+    let pods = vec![pod("a", &local(0, 2)), pod("c", &local(2, 3))];
+    let options = CompileOptions {
+        rejudge: Some(Rejudge::default()),
+        ..CompileOptions::default()
+    };
+    let mut reconciler = Reconciler::new(FakeDataplane::new(), NODE, options);
+    reconciler
+        .reconcile(&snapshot(&pods, &policies))
+        .expect("the first sync commits");
+    let allow_more = PolicySpec {
+        ingress: vec![json!({"ports": [{"port": 8080}]})],
+        ..isolating.clone()
+    };
+    let isolate_c = PolicySpec {
+        app: Some(2),
+        ..isolating
+    };
+    let mut serial = 0;
+    for (event, bumps) in [
+        // a is isolated for ingress and egress already: only more allowed.
+        (ClusterEvent::AddPolicy(allow_more), false),
+        (ClusterEvent::DeletePolicy(1), true),
+        // c was isolated by nothing.
+        (ClusterEvent::AddPolicy(isolate_c), true),
+    ] {
+        let change = apply_policy(&event, &mut policies, &mut serial).expect("a change");
+        let now = snapshot(&pods, &policies);
+        let report = reconciler
+            .reconcile_policies(&[change], || now.clone())
+            .expect("a policy change commits");
+        assert_eq!(report.sync, Sync::Policy, "{event:?}");
+        assert!(report.changes > 0, "{event:?} changed the table");
+        assert_eq!(report.rejudge_generation.is_some(), bumps, "{event:?}");
+    }
+    // Two policies' changes in one batch: the full model.
+    let changes: Vec<PolicyChange> = (0..2)
+        .filter_map(|_| apply_policy(&ClusterEvent::DeletePolicy(0), &mut policies, &mut serial))
+        .collect();
+    let now = snapshot(&pods, &policies);
+    let report = reconciler
+        .reconcile_policies(&changes, || now.clone())
+        .expect("the policy changes commit");
+    assert_eq!(report.sync, Sync::Partial);
+    let mut expected = compile(&resolve_snapshot(&now, NODE), options).ruleset;
+    if let Some(reached) = generation(&reconciler) {
+        rejudge::set_generation(
+            &mut expected,
+            Rejudge {
+                generation: reached,
+                ..Rejudge::default()
+            },
+        );
+    }
+    assert_eq!(reconciler.committed(), Some(&expected));
 }

@@ -233,6 +233,26 @@ fn stamp_chain(direction: Direction) -> String {
 /// accepts by way of that direction's stamp; the provenance follows rule by
 /// rule.
 pub(crate) fn install(compiled: &mut Compiled, rejudge: Rejudge) {
+    judge_connections(compiled, rejudge.marks);
+    for direction in [Direction::Egress, Direction::Ingress] {
+        for (key, roles, chain) in generation_chains(rejudge, direction) {
+            compiled.provenance.chains.insert(
+                chain.name.clone(),
+                ChainOrigin {
+                    chain: key,
+                    rules: roles,
+                },
+            );
+            compiled.ruleset.chains.insert(chain.name.clone(), chain);
+        }
+    }
+}
+
+/// Rewrites every chain of `compiled` to judge the connection and accept by
+/// way of its direction's stamp (the part of [`install`] that does not
+/// depend on the generation, chain by chain: the policy path applies it to
+/// the chains it compiles alone).
+pub(crate) fn judge_connections(compiled: &mut Compiled, marks: MarkBits) {
     for (name, origin) in &mut compiled.provenance.chains {
         let Some(chain) = compiled.ruleset.chains.get_mut(name) else {
             continue;
@@ -266,7 +286,7 @@ pub(crate) fn install(compiled: &mut Compiled, rejudge: Rejudge) {
                         let stamp = denies.then(|| {
                             (
                                 RuleRole::DeniedStamp,
-                                denied_stamp(rejudge.marks, direction, &rule.matches),
+                                denied_stamp(marks, direction, &rule.matches),
                             )
                         });
                         stamp.into_iter().chain([(role.clone(), rule)])
@@ -286,18 +306,6 @@ pub(crate) fn install(compiled: &mut Compiled, rejudge: Rejudge) {
                 action: Action::Verdict(Verdict::Goto(stamp)),
                 comment: None,
             });
-        }
-    }
-    for direction in [Direction::Egress, Direction::Ingress] {
-        for (key, roles, chain) in generation_chains(rejudge, direction) {
-            compiled.provenance.chains.insert(
-                chain.name.clone(),
-                ChainOrigin {
-                    chain: key,
-                    rules: roles,
-                },
-            );
-            compiled.ruleset.chains.insert(chain.name.clone(), chain);
         }
     }
 }

@@ -64,7 +64,7 @@ use nftpol_ir::{
 use nftpol_model::cluster_policy::Tier;
 use nftpol_model::{Direction, LogLimit, PolicyId, RatePeriod};
 
-use crate::catalogue::{ChainName, Family, Provenance, RuleRole, SetName};
+use crate::catalogue::{ChainName, ChainOrigin, Family, Provenance, RuleRole, SetName};
 use crate::log_prefix::{LogPrefix, ShortId, Subject};
 use crate::names;
 
@@ -344,38 +344,85 @@ impl LogCatalogue {
     pub fn new(provenance: &Provenance) -> Self {
         let mut catalogue = LogCatalogue::default();
         for origin in provenance.chains.values() {
-            match &origin.chain {
-                ChainName::Policy { policy, direction } => {
-                    let id = short_id(&names::policy_log_id(policy, direction.label()));
-                    catalogue.policies.insert((*direction, id), policy.clone());
-                }
-                ChainName::Group {
-                    direction,
-                    policies,
-                } => {
-                    let id = short_id(&names::group_log_id(direction.label(), policies));
-                    catalogue.groups.insert((*direction, id), policies.clone());
-                }
-                ChainName::ClusterPolicy { policy, direction } => {
-                    let id = short_id(&names::cluster_log_id(policy, direction.label()));
-                    for role in &origin.rules {
-                        if let RuleRole::ClusterRule { rule, name, .. } = role {
-                            let rule = u16::try_from(*rule).unwrap_or(u16::MAX);
-                            catalogue
-                                .cluster_rules
-                                .insert((*direction, id, rule), (policy.clone(), name.clone()));
-                        }
-                    }
-                }
-                ChainName::Base { .. }
-                | ChainName::ClusterList { .. }
-                | ChainName::BelowAdmin { .. }
-                | ChainName::OwnNode { .. }
-                | ChainName::Judged { .. }
-                | ChainName::Stamp { .. } => {}
-            }
+            catalogue.learn(origin);
         }
         catalogue
+    }
+
+    /// Follows a commit that removed (or replaced) the chains of `gone` and
+    /// added those of `new` (the policy path, which never rebuilds the
+    /// whole provenance).
+    pub fn follow(&mut self, gone: &[ChainOrigin], new: &[ChainOrigin]) {
+        for origin in gone {
+            self.forget(origin);
+        }
+        for origin in new {
+            self.learn(origin);
+        }
+    }
+
+    /// Adds the ids of the chain of `origin`.
+    fn learn(&mut self, origin: &ChainOrigin) {
+        match &origin.chain {
+            ChainName::Policy { policy, direction } => {
+                let id = short_id(&names::policy_log_id(policy, direction.label()));
+                self.policies.insert((*direction, id), policy.clone());
+            }
+            ChainName::Group {
+                direction,
+                policies,
+            } => {
+                let id = short_id(&names::group_log_id(direction.label(), policies));
+                self.groups.insert((*direction, id), policies.clone());
+            }
+            ChainName::ClusterPolicy { policy, direction } => {
+                let id = short_id(&names::cluster_log_id(policy, direction.label()));
+                for role in &origin.rules {
+                    if let RuleRole::ClusterRule { rule, name, .. } = role {
+                        let rule = u16::try_from(*rule).unwrap_or(u16::MAX);
+                        self.cluster_rules
+                            .insert((*direction, id, rule), (policy.clone(), name.clone()));
+                    }
+                }
+            }
+            ChainName::Base { .. }
+            | ChainName::ClusterList { .. }
+            | ChainName::BelowAdmin { .. }
+            | ChainName::OwnNode { .. }
+            | ChainName::Judged { .. }
+            | ChainName::Stamp { .. } => {}
+        }
+    }
+
+    /// Removes the ids [`Self::learn`] added for `origin`, where they still
+    /// name its chain (two chains may share a short id; the later one kept
+    /// it).
+    fn forget(&mut self, origin: &ChainOrigin) {
+        match &origin.chain {
+            ChainName::Policy { policy, direction } => {
+                let key = (
+                    *direction,
+                    short_id(&names::policy_log_id(policy, direction.label())),
+                );
+                if self.policies.get(&key) == Some(policy) {
+                    self.policies.remove(&key);
+                }
+            }
+            ChainName::Group {
+                direction,
+                policies,
+            } => {
+                let key = (
+                    *direction,
+                    short_id(&names::group_log_id(direction.label(), policies)),
+                );
+                if self.groups.get(&key) == Some(policies) {
+                    self.groups.remove(&key);
+                }
+            }
+            // Only NetworkPolicy chains come and go on the policy path.
+            _ => {}
+        }
     }
 
     /// What `prefix` means here.

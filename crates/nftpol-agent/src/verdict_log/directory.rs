@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use nftpol_model::PodView;
-use nftpol_ruleset::catalogue::Provenance;
+use nftpol_ruleset::catalogue::{ChainOrigin, Provenance};
 use nftpol_ruleset::log_prefix::LogPrefix;
 use nftpol_ruleset::verdict_log::{Decider, LogCatalogue};
 
@@ -49,6 +49,11 @@ impl Directory {
         &self.node
     }
 
+    /// The meaning of every log id of the committed ruleset.
+    pub fn catalogue(&self) -> &LogCatalogue {
+        &self.catalogue
+    }
+
     /// What `prefix` means on this node.
     pub fn decider(&self, prefix: &LogPrefix) -> Decider {
         self.catalogue.decider(prefix)
@@ -62,6 +67,12 @@ impl Directory {
             Some(Endpoint::Node(node)) => format!("node:{node}"),
             None => "external".to_owned(),
         }
+    }
+
+    /// Follows a policy-path commit that removed (or replaced) the chains of
+    /// `gone` and added those of `new`.
+    pub fn follow_chains(&mut self, gone: &[ChainOrigin], new: &[ChainOrigin]) {
+        self.catalogue.follow(gone, new);
     }
 
     /// Follows pod changes of an element-only commit.

@@ -20,10 +20,17 @@
 //! element-versus-replace choices are the full path's. Held equal to a
 //! full compile by the agent's `policy_delta` property tests.
 //!
-//! Not handled (`None`, the caller takes the full path): re-judging (a
-//! commit may bump the generation every accept rule stamps) and the
-//! verdict log (group chains log at the strictest limit of every isolating
-//! policy, which the committed state does not record).
+//! With re-judging, the chains compiled alone are rewritten to judge the
+//! connection as the full compile's are ([`crate::rejudge`]); whether the
+//! change may take permission away is decided from the change itself
+//! ([`PolicyDelta::may_remove_permission`]). With the verdict log, a new
+//! group chain logs at the strictest limit of its policies, read from the
+//! committed policies' limits ([`CommittedState::log_limits`]).
+//!
+//! Not handled (`None`, the caller takes the full path): a change of the
+//! policy's log limit while denies are logged (every group chain holding
+//! the policy would change), and a committed state this path does not
+//! expect.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,6 +41,8 @@ use nftpol_model::{Direction, LogLimit, PolicyId, PolicyVersion, TargetPod};
 use super::dispatch::{add_group_chain, rules_of};
 use super::{address_value, family_of, policy, Builder, CompileOptions};
 use crate::catalogue::{ChainName, ChainOrigin, Family, Provenance, SetKind, SetName};
+use crate::rejudge;
+use crate::verdict_log;
 
 /// One policy's change: the diff, and what the committed state's
 /// bookkeeping becomes once the kernel took it.
@@ -41,6 +50,11 @@ use crate::catalogue::{ChainName, ChainOrigin, Family, Provenance, SetKind, SetN
 pub struct PolicyDelta {
     /// The changes, in an order the kernel accepts in one batch.
     pub changes: Diff,
+    /// Whether the change may take permission away (with re-judging, the
+    /// commit then bumps the generation). `false` only for a new policy
+    /// whose pods were all isolated already in each direction it isolates:
+    /// their group chains gain a jump into a chain that only accepts.
+    pub may_remove_permission: bool,
     /// Chains gone.
     removed_chains: BTreeSet<String>,
     /// Chains created or rewritten, with their new origin.
@@ -56,11 +70,23 @@ pub struct PolicyDelta {
 impl PolicyDelta {
     /// Brings `provenance` and `set_users` (those of the committed ruleset
     /// the delta was made against) to those of the ruleset after it.
-    pub fn record(self, provenance: &mut Provenance, set_users: &mut BTreeMap<String, usize>) {
-        for name in &self.removed_chains {
-            provenance.chains.remove(name);
+    /// Returns the origins of the chains gone or replaced, and of those
+    /// added or replacing them (for the verdict log's catalogue).
+    pub fn record(
+        self,
+        provenance: &mut Provenance,
+        set_users: &mut BTreeMap<String, usize>,
+    ) -> (Vec<ChainOrigin>, Vec<ChainOrigin>) {
+        let mut gone: Vec<ChainOrigin> = self
+            .removed_chains
+            .iter()
+            .filter_map(|name| provenance.chains.remove(name))
+            .collect();
+        let mut added = Vec::with_capacity(self.chains.len());
+        for (name, origin) in self.chains {
+            added.push(origin.clone());
+            gone.extend(provenance.chains.insert(name, origin));
         }
-        provenance.chains.extend(self.chains);
         for name in &self.removed_sets {
             provenance.sets.remove(name);
         }
@@ -72,6 +98,7 @@ impl PolicyDelta {
                 set_users.insert(name, users);
             }
         }
+        (gone, added)
     }
 }
 
@@ -85,6 +112,9 @@ pub struct CommittedState<'a> {
     pub provenance: &'a Provenance,
     /// Its set user counts (see [`super::Compiled::set_users`]).
     pub set_users: &'a BTreeMap<String, usize>,
+    /// The log limit of every policy the model resolved (group chains log
+    /// at the strictest of theirs).
+    pub log_limits: &'a BTreeMap<PolicyId, LogLimit>,
 }
 
 /// The diff that turns `committed` (a full compile's, kept up to date) into
@@ -100,14 +130,18 @@ pub fn policy_delta(
     after: Option<&PolicyVersion>,
     options: CompileOptions,
 ) -> Option<PolicyDelta> {
-    if options.rejudge.is_some()
-        || options.verdict_log.logs_allows()
-        || options.verdict_log.logs_denies()
-    {
-        return None;
-    }
     let id = after.or(before)?.id.clone();
     if before.is_some_and(|version| version.id != id) {
+        return None;
+    }
+    let limit = |version: Option<&PolicyVersion>| {
+        version.and_then(|version| version.resolved.as_ref().map(|resolved| resolved.log_limit))
+    };
+    if options.verdict_log.logs_denies()
+        && limit(before).is_some()
+        && limit(after).is_some()
+        && limit(before) != limit(after)
+    {
         return None;
     }
     let families: Vec<Family> = [(pod_families.0, Family::V4), (pod_families.1, Family::V6)]
@@ -124,9 +158,12 @@ pub fn policy_delta(
     let new = scratch(after, &families, options);
     delta.policy_chains(&old, &new)?;
     delta.sets(&old, &new)?;
+    let mut newly_isolated = false;
     for direction in [Direction::Egress, Direction::Ingress] {
-        delta.dispatch(&id, direction, before, after, options)?;
+        newly_isolated |= delta.dispatch(&id, direction, (before, after), limit(after), options)?;
     }
+    delta.result.may_remove_permission =
+        before.is_some() || newly_isolated || !delta.result.removed_sets.is_empty();
     delta.result.changes = diff(Some(&delta.old), &delta.new);
     Some(delta.result)
 }
@@ -151,7 +188,16 @@ fn scratch(
             policy::add_policy(&mut builder, families, resolved, direction, rules, options);
         }
     }
+    judge_connections(&mut builder, options);
     builder
+}
+
+/// With re-judging, rewrites the chains of `builder` as the full compile
+/// rewrites every chain.
+fn judge_connections(builder: &mut Builder, options: CompileOptions) {
+    if let Some(settings) = options.rejudge {
+        rejudge::judge_connections(&mut builder.compiled, settings.marks);
+    }
 }
 
 /// The targets of `version` in `direction` (none when it does not isolate it).
@@ -249,15 +295,17 @@ impl Delta<'_> {
     /// The dispatch elements of the pods the policy isolated or isolates in
     /// `direction`, moved to the group chain of their new list of isolating
     /// policies; group chains created with their first element and deleted
-    /// with their last.
+    /// with their last. `limit` is the new version's log limit. Returns
+    /// whether a pod no policy isolated in `direction` is isolated now.
     fn dispatch(
         &mut self,
         id: &PolicyId,
         direction: Direction,
-        before: Option<&PolicyVersion>,
-        after: Option<&PolicyVersion>,
+        (before, after): (Option<&PolicyVersion>, Option<&PolicyVersion>),
+        limit: Option<LogLimit>,
         options: CompileOptions,
-    ) -> Option<()> {
+    ) -> Option<bool> {
+        let mut newly_isolated = false;
         let isolated_after: BTreeSet<&str> = targets(after, direction)
             .iter()
             .map(|pod| pod.key.as_str())
@@ -298,11 +346,11 @@ impl Delta<'_> {
             if now == was {
                 continue;
             }
+            newly_isolated |= was.is_none();
             if let Some(name) = &now {
                 if !self.committed.ruleset.chains.contains_key(name) && !groups.has_chain(name) {
-                    // The limit only matters with the verdict log, which
-                    // takes the full path.
-                    add_group_chain(&mut groups, direction, list, LogLimit::default(), options);
+                    let limit = self.group_limit(&list, id, limit)?;
+                    add_group_chain(&mut groups, direction, list, limit, options);
                 }
             }
             let ips = pod.ips.len().cast_signed();
@@ -311,30 +359,9 @@ impl Delta<'_> {
                     *moved.entry(group.clone()).or_default() += sign * ips;
                 }
             }
-            for ip in &pod.ips {
-                let family = family_of(*ip);
-                let key = vec![address_value(*ip)];
-                for (part, group) in [(&mut self.old, &was), (&mut self.new, &now)] {
-                    let map = partial_set(
-                        part,
-                        self.committed.ruleset,
-                        &SetName::Dispatch { direction, family },
-                    )?;
-                    if let Some(group) = group {
-                        map.elements
-                            .insert(Element::mapping(key.clone(), Verdict::Jump(group.clone())));
-                    }
-                    let isolated = partial_set(
-                        part,
-                        self.committed.ruleset,
-                        &SetName::Isolated { direction, family },
-                    )?;
-                    if group.is_some() {
-                        isolated.elements.insert(Element::key(key.clone()));
-                    }
-                }
-            }
+            self.move_elements(direction, pod, (&was, &now))?;
         }
+        judge_connections(&mut groups, options);
         for (name, chain) in groups.compiled.ruleset.chains {
             self.result.chains.insert(
                 name.clone(),
@@ -348,6 +375,62 @@ impl Delta<'_> {
                 let chain = self.committed.ruleset.chains.get(&name)?;
                 self.old.chains.insert(name.clone(), chain.clone());
                 self.result.removed_chains.insert(name);
+            }
+        }
+        Some(newly_isolated)
+    }
+
+    /// The log limit of the group chain of `list`: the strictest of its
+    /// policies' (`limit` for `id`, whose new version it is).
+    fn group_limit(
+        &self,
+        list: &[PolicyId],
+        id: &PolicyId,
+        limit: Option<LogLimit>,
+    ) -> Option<LogLimit> {
+        let limits: Option<Vec<LogLimit>> = list
+            .iter()
+            .map(|listed| {
+                if listed == id {
+                    limit
+                } else {
+                    self.committed.log_limits.get(listed).copied()
+                }
+            })
+            .collect();
+        Some(verdict_log::strictest(limits?))
+    }
+
+    /// Moves `pod`'s dispatch elements of `direction` from the group chain
+    /// `was` to `now` (`None`: not isolated), in the partial maps and
+    /// isolated sets.
+    fn move_elements(
+        &mut self,
+        direction: Direction,
+        pod: &TargetPod,
+        (was, now): (&Option<String>, &Option<String>),
+    ) -> Option<()> {
+        for ip in &pod.ips {
+            let family = family_of(*ip);
+            let key = vec![address_value(*ip)];
+            for (part, group) in [(&mut self.old, was), (&mut self.new, now)] {
+                let map = partial_set(
+                    part,
+                    self.committed.ruleset,
+                    &SetName::Dispatch { direction, family },
+                )?;
+                if let Some(group) = group {
+                    map.elements
+                        .insert(Element::mapping(key.clone(), Verdict::Jump(group.clone())));
+                }
+                let isolated = partial_set(
+                    part,
+                    self.committed.ruleset,
+                    &SetName::Isolated { direction, family },
+                )?;
+                if group.is_some() {
+                    isolated.elements.insert(Element::key(key.clone()));
+                }
             }
         }
         Some(())
