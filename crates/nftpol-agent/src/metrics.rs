@@ -30,7 +30,7 @@ use crate::traffic::{
     cluster_rule_series, policy_series, ClusterRuleKey, Increments, PolicyDirection,
 };
 
-/// `sync="full|partial"`.
+/// `sync="full|partial|pods|policy"` (see [`Sync::label`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct SyncLabel {
     sync: &'static str,
