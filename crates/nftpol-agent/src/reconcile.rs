@@ -13,7 +13,7 @@ use nftpol_model::{
 use nftpol_netlink::{Applied, ApplyError, ConntrackError, Dataplane, ReadError};
 use nftpol_ruleset::catalogue::Provenance;
 use nftpol_ruleset::compile::{
-    compile, pod_delta, policy_delta, CommittedState, CompileOptions, PolicyDelta,
+    compile, pod_delta, policy_delta, CommittedState, CompileOptions, PolicyBatch, PolicyDelta,
 };
 use nftpol_ruleset::rejudge::{self, Rejudge};
 
@@ -403,20 +403,21 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     /// Brings the kernel up to date after `changes` to NetworkPolicies (in
-    /// the order the policy store saw them). When they are all one
-    /// policy's, the objects it touches become one batch without a full
-    /// model (see [`policy_delta`]): work in proportion to the policy and
-    /// the pods it selects and peers with. Anything else (several policies,
-    /// a state that path does not expect) takes the full path on
-    /// `snapshot()`.
+    /// the order the policy store saw them), without a full model: each
+    /// changed policy is resolved alone and diffed where it touches the
+    /// committed ruleset (see [`policy_delta`]), in turn, and the deltas
+    /// become one batch ([`PolicyBatch`]): work in proportion to the
+    /// policies and the pods they select and peer with. What that path
+    /// declines (a log-limit change while denies are logged, a state it
+    /// does not expect) takes the full path on `snapshot()`.
     pub fn reconcile_policies(
         &mut self,
         changes: &[PolicyChange],
         snapshot: impl Fn() -> Snapshot,
     ) -> Result<ReconcileReport, ReconcileError> {
         let started = Instant::now();
-        let (Some((before, after)), Some(_), false) = (
-            one_policy(changes),
+        let (Some(policies), Some(_), false) = (
+            by_policy(changes),
             self.committed.as_ref(),
             self.full_sync_next,
         ) else {
@@ -426,19 +427,51 @@ impl<D: Dataplane> Reconciler<D> {
             Some(context) => context,
             None => PolicyContext::new(&snapshot(), &self.node),
         };
-        let before = before.map(|policy| context.resolve(policy));
-        let after = after.map(|policy| context.resolve(policy));
-        let Some(id) = after
-            .as_ref()
-            .or(before.as_ref())
-            .map(|version| version.id.clone())
-        else {
+        let versions: Vec<(Option<PolicyVersion>, Option<PolicyVersion>)> = policies
+            .into_iter()
+            .map(|(before, after)| {
+                (
+                    before.map(|policy| context.resolve(policy)),
+                    after.map(|policy| context.resolve(policy)),
+                )
+            })
+            .collect();
+        if versions
+            .iter()
+            .any(|(before, after)| !path_takes(self.options, before.as_ref(), after.as_ref()))
+        {
             return self.reconcile(&snapshot());
+        }
+        let mut batch = PolicyBatch::default();
+        for (before, after) in versions {
+            if !self.absorb_policy(&mut batch, &context, before.as_ref(), after) {
+                // Earlier deltas may have moved the committed IR: the full
+                // path reads the kernel's truth.
+                self.full_sync_next = true;
+                return self.reconcile(&snapshot());
+            }
+        }
+        self.policy_context = Some(context);
+        self.commit_policies(&batch, started)
+    }
+
+    /// Makes one policy's delta against the state the deltas before left,
+    /// applies it to the committed IR and bookkeeping, and adds it to
+    /// `batch`. `false`: the path declined, or the IR refused the delta.
+    fn absorb_policy(
+        &mut self,
+        batch: &mut PolicyBatch,
+        context: &PolicyContext,
+        before: Option<&PolicyVersion>,
+        after: Option<PolicyVersion>,
+    ) -> bool {
+        let Some(id) = after.as_ref().or(before).map(|version| version.id.clone()) else {
+            return true;
         };
         let span = tracing::info_span!("policy", namespace = %id.namespace, name = %id.name);
         let _policy = span.enter();
         let Some(committed) = self.committed.as_ref() else {
-            return self.reconcile(&snapshot());
+            return false;
         };
         let state = CommittedState {
             ruleset: committed,
@@ -446,21 +479,48 @@ impl<D: Dataplane> Reconciler<D> {
             set_users: &self.set_users,
             log_limits: &self.log_limits,
         };
-        let Some(mut delta) = policy_delta(
+        let Some(delta) = policy_delta(
             state,
             context.pod_families(),
-            before.as_ref(),
+            before,
             after.as_ref(),
             self.options,
         ) else {
             tracing::debug!("the policy path declined; full model");
-            return self.reconcile(&snapshot());
+            return false;
         };
-        let mut changes = std::mem::take(&mut delta.changes);
-        let bumps = !changes.is_empty() && delta.may_remove_permission;
+        let applied = self
+            .committed
+            .as_mut()
+            .is_some_and(|committed| committed.apply(&delta.changes()).is_ok());
+        if !applied {
+            return false;
+        }
+        batch.absorb(&delta);
+        self.follow_policy(delta, before, after);
+        true
+    }
+
+    /// Commits the absorbed policy deltas (their bookkeeping done, the
+    /// committed IR moved already) in one batch, bumping the re-judging
+    /// generation when they may take permission away.
+    fn commit_policies(
+        &mut self,
+        batch: &PolicyBatch,
+        started: Instant,
+    ) -> Result<ReconcileReport, ReconcileError> {
+        let mut changes = batch.changes();
+        let bumps = !changes.is_empty() && batch.may_remove_permission();
         let rejudged = next_generation(self.options.rejudge, bumps);
-        if let Some(next) = rejudged {
+        if let (Some(next), Some(committed)) = (rejudged, self.committed.as_mut()) {
+            let generation = rejudge::with_generation(Diff::default(), committed, next);
+            // The generation chains are the only ones this changes; a
+            // refusal means the IR no longer mirrors what the kernel holds.
+            if committed.apply(&generation).is_err() {
+                self.full_sync_next = true;
+            }
             changes = rejudge::with_generation(changes, committed, next);
+            self.options.rejudge = rejudged;
         }
         self.generation += 1;
         let span = tracing::info_span!(
@@ -474,19 +534,11 @@ impl<D: Dataplane> Reconciler<D> {
         } else {
             match self.dataplane.apply(&changes) {
                 Ok(applied) => Some(applied),
+                // The committed IR and the bookkeeping moved already: the
+                // full sync the failure asks for reads the kernel's truth.
                 Err(error) => return Err(self.failed(ReconcileError::Apply(Box::new(error)))),
             }
         };
-        // As on the element path: a committed IR that refuses what the
-        // kernel accepted no longer mirrors it.
-        let mirrors_kernel = self
-            .committed
-            .as_mut()
-            .is_some_and(|committed| committed.apply(&changes).is_ok());
-        self.follow_policy(delta, before.as_ref(), after);
-        if rejudged.is_some() {
-            self.options.rejudge = rejudged;
-        }
         self.replaced_rules.extend(replaced_rule_chains(&changes));
         let report = ReconcileReport::of_commit(
             self.generation,
@@ -497,7 +549,6 @@ impl<D: Dataplane> Reconciler<D> {
             &self.findings,
             rejudged,
         );
-        self.policy_context = Some(context);
         tracing::info!(
             changes = report.changes,
             rejudge_generation = report.rejudge_generation,
@@ -505,12 +556,8 @@ impl<D: Dataplane> Reconciler<D> {
             elements_deleted = report.elements_deleted,
             batch_bytes = report.bytes,
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "reconciled one policy"
+            "reconciled policies"
         );
-        if !mirrors_kernel {
-            self.remote_pods = None;
-            self.full_sync_next = true;
-        }
         Ok(report)
     }
 
@@ -616,30 +663,53 @@ fn replaced_rule_chains(changes: &Diff) -> impl Iterator<Item = String> + '_ {
     })
 }
 
-/// The policy before the first of `changes` and after the last, when they
-/// are all one policy's (`namespace/name`); `None` otherwise (or none).
-fn one_policy(
-    changes: &[PolicyChange],
-) -> Option<(Option<&NetworkPolicy>, Option<&NetworkPolicy>)> {
-    let identity = |change: &PolicyChange| {
-        change
-            .after
-            .as_ref()
-            .or(change.before.as_ref())
-            .map(|policy| {
-                (
-                    policy.metadata.namespace.clone(),
-                    policy.metadata.name.clone(),
-                )
-            })
-    };
-    let (first, last) = (changes.first()?, changes.last()?);
-    let id = identity(first)?;
-    if changes
-        .iter()
-        .any(|change| identity(change).as_ref() != Some(&id))
-    {
-        return None;
+/// A namespaced object's `(namespace, name)`.
+type ObjectKey = (Option<String>, Option<String>);
+
+/// A policy before and after.
+type Versions<'a> = (Option<&'a NetworkPolicy>, Option<&'a NetworkPolicy>);
+
+/// Each policy `changes` touch, in first-seen order, as it was before its
+/// first change and is after its last; `None` when there is none.
+fn by_policy(changes: &[PolicyChange]) -> Option<Vec<Versions<'_>>> {
+    let mut order: Vec<ObjectKey> = Vec::new();
+    let mut versions: BTreeMap<ObjectKey, Versions<'_>> = BTreeMap::new();
+    for change in changes {
+        let Some(policy) = change.after.as_ref().or(change.before.as_ref()) else {
+            continue;
+        };
+        let key = (
+            policy.metadata.namespace.clone(),
+            policy.metadata.name.clone(),
+        );
+        let after = change.after.as_deref();
+        if let Some(versions) = versions.get_mut(&key) {
+            versions.1 = after;
+        } else {
+            order.push(key.clone());
+            versions.insert(key, (change.before.as_deref(), after));
+        }
     }
-    Some((first.before.as_deref(), last.after.as_deref()))
+    let policies: Vec<_> = order
+        .iter()
+        .filter_map(|key| versions.get(key).copied())
+        .collect();
+    (!policies.is_empty()).then_some(policies)
+}
+
+/// Whether the policy path takes one policy's change from `before` to
+/// `after` under `options`: not a change of its log limit while denies are
+/// logged (every group chain holding it would change).
+fn path_takes(
+    options: CompileOptions,
+    before: Option<&PolicyVersion>,
+    after: Option<&PolicyVersion>,
+) -> bool {
+    let limit = |version: Option<&PolicyVersion>| {
+        version.and_then(|version| version.resolved.as_ref().map(|resolved| resolved.log_limit))
+    };
+    !options.verdict_log.logs_denies()
+        || limit(before).is_none()
+        || limit(after).is_none()
+        || limit(before) == limit(after)
 }

@@ -339,33 +339,46 @@ proptest! {
     }
 }
 
-/// A change to the generated cluster: a pod's, or a policy's.
+/// A change to the generated cluster's policies.
+#[derive(Debug, Clone)]
+enum PolicyEvent {
+    Add(PolicySpec),
+    Replace(usize, PolicySpec),
+    Delete(usize),
+}
+
+fn policy_event() -> impl Strategy<Value = PolicyEvent> {
+    prop_oneof![
+        3 => policy().prop_map(PolicyEvent::Add),
+        3 => (any::<usize>(), policy()).prop_map(|(index, spec)| PolicyEvent::Replace(index, spec)),
+        2 => any::<usize>().prop_map(PolicyEvent::Delete),
+    ]
+}
+
+/// A change to the generated cluster: a pod's, or a burst of policy
+/// changes (one reconcile).
 #[derive(Debug, Clone)]
 enum ClusterEvent {
     Pod(Event),
-    AddPolicy(PolicySpec),
-    ReplacePolicy(usize, PolicySpec),
-    DeletePolicy(usize),
+    Policies(Vec<PolicyEvent>),
 }
 
 fn cluster_event() -> impl Strategy<Value = ClusterEvent> {
     prop_oneof![
         2 => event().prop_map(ClusterEvent::Pod),
-        3 => policy().prop_map(ClusterEvent::AddPolicy),
-        3 => (any::<usize>(), policy()).prop_map(|(index, spec)| ClusterEvent::ReplacePolicy(index, spec)),
-        2 => any::<usize>().prop_map(ClusterEvent::DeletePolicy),
+        5 => prop::collection::vec(policy_event(), 1..4).prop_map(ClusterEvent::Policies),
     ]
 }
 
 /// Applies a policy `event` to `policies` and returns the change the
 /// policy store reports.
 fn apply_policy(
-    event: &ClusterEvent,
+    event: &PolicyEvent,
     policies: &mut Vec<Arc<NetworkPolicy>>,
     serial: &mut usize,
 ) -> Option<PolicyChange> {
     match event {
-        ClusterEvent::AddPolicy(spec) => {
+        PolicyEvent::Add(spec) => {
             *serial += 1;
             let added = policy_object(&format!("added-{serial}"), spec);
             policies.push(Arc::clone(&added));
@@ -374,7 +387,7 @@ fn apply_policy(
                 after: Some(added),
             })
         }
-        ClusterEvent::ReplacePolicy(index, spec) if !policies.is_empty() => {
+        PolicyEvent::Replace(index, spec) if !policies.is_empty() => {
             let position = index % policies.len();
             let before = Arc::clone(&policies[position]);
             let name = before.metadata.name.clone().unwrap_or_default();
@@ -397,7 +410,7 @@ fn apply_policy(
                 after: Some(after),
             })
         }
-        ClusterEvent::DeletePolicy(index) if !policies.is_empty() => {
+        PolicyEvent::Delete(index) if !policies.is_empty() => {
             let before = policies.remove(index % policies.len());
             Some(PolicyChange {
                 before: Some(before),
@@ -409,8 +422,9 @@ fn apply_policy(
 }
 
 /// Runs `events` through `reconcile_policies` and `reconcile_pods` and
-/// holds every commit (the ruleset, the fake kernel's, the provenance)
-/// equal to the full compile; every policy event takes the policy path.
+/// holds every commit (the ruleset, the fake kernel's, the provenance, the
+/// verdict log's catalogue) equal to the full compile; every burst of
+/// policy changes takes the policy path.
 fn check_policy_changes(
     options: CompileOptions,
     initial: &[PodSpec],
@@ -440,16 +454,22 @@ fn check_policy_changes(
             reconciler
                 .reconcile_pods(&[change], || now.clone())
                 .expect("a pod change commits")
-        } else {
-            let Some(change) = apply_policy(event, &mut policies, &mut policy_serial) else {
+        } else if let ClusterEvent::Policies(burst) = event {
+            let changes: Vec<PolicyChange> = burst
+                .iter()
+                .filter_map(|event| apply_policy(event, &mut policies, &mut policy_serial))
+                .collect();
+            if changes.is_empty() {
                 continue;
-            };
+            }
             let now = snapshot(&pods, &policies);
             let report = reconciler
-                .reconcile_policies(&[change], || now.clone())
-                .expect("a policy change commits");
+                .reconcile_policies(&changes, || now.clone())
+                .expect("policy changes commit");
             prop_assert_eq!(report.sync, Sync::Policy, "after {:?}", event);
             report
+        } else {
+            continue;
         };
         let now = snapshot(&pods, &policies);
         let mut expected = compile(&resolve_snapshot(&now, NODE), options);
@@ -631,10 +651,10 @@ fn policy_path_bumps_the_generation_only_when_permission_may_go() {
     let mut serial = 0;
     for (event, bumps) in [
         // a is isolated for ingress and egress already: only more allowed.
-        (ClusterEvent::AddPolicy(allow_more), false),
-        (ClusterEvent::DeletePolicy(1), true),
+        (PolicyEvent::Add(allow_more), false),
+        (PolicyEvent::Delete(1), true),
         // c was isolated by nothing.
-        (ClusterEvent::AddPolicy(isolate_c), true),
+        (PolicyEvent::Add(isolate_c), true),
     ] {
         let change = apply_policy(&event, &mut policies, &mut serial).expect("a change");
         let now = snapshot(&pods, &policies);
@@ -645,15 +665,16 @@ fn policy_path_bumps_the_generation_only_when_permission_may_go() {
         assert!(report.changes > 0, "{event:?} changed the table");
         assert_eq!(report.rejudge_generation.is_some(), bumps, "{event:?}");
     }
-    // Two policies' changes in one batch: the full model.
+    // Two policies' changes in one burst: one batch.
     let changes: Vec<PolicyChange> = (0..2)
-        .filter_map(|_| apply_policy(&ClusterEvent::DeletePolicy(0), &mut policies, &mut serial))
+        .filter_map(|_| apply_policy(&PolicyEvent::Delete(0), &mut policies, &mut serial))
         .collect();
     let now = snapshot(&pods, &policies);
     let report = reconciler
         .reconcile_policies(&changes, || now.clone())
         .expect("the policy changes commit");
-    assert_eq!(report.sync, Sync::Partial);
+    assert_eq!(report.sync, Sync::Policy);
+    assert!(report.rejudge_generation.is_some(), "allows went");
     let mut expected = compile(&resolve_snapshot(&now, NODE), options).ruleset;
     if let Some(reached) = generation(&reconciler) {
         rejudge::set_generation(

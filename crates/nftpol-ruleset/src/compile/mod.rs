@@ -79,7 +79,7 @@ mod policy_delta;
 mod ports;
 mod remote;
 
-pub use policy_delta::{policy_delta, CommittedState, PolicyDelta};
+pub use policy_delta::{policy_delta, CommittedState, PolicyBatch, PolicyDelta};
 pub use remote::pod_delta;
 
 /// Priority of the egress base chains: after DNAT (-100), at the standard

@@ -35,7 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nftpol_ir::diff::{diff, Diff};
-use nftpol_ir::{Element, Ruleset, Set, Verdict};
+use nftpol_ir::{Element, Ruleset, Set, Value, Verdict};
 use nftpol_model::{Direction, LogLimit, PolicyId, PolicyVersion, TargetPod};
 
 use super::dispatch::{add_group_chain, rules_of};
@@ -48,8 +48,13 @@ use crate::verdict_log;
 /// bookkeeping becomes once the kernel took it.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyDelta {
-    /// The changes, in an order the kernel accepts in one batch.
-    pub changes: Diff,
+    /// The touched objects as committed (the dispatch maps and isolated
+    /// sets holding only the touched pods' elements).
+    old: Ruleset,
+    /// The touched objects as they become (absent: deleted).
+    new: Ruleset,
+    /// The sets of `old` and `new` that are partial views.
+    partial_sets: BTreeSet<String>,
     /// Whether the change may take permission away (with re-judging, the
     /// commit then bumps the generation). `false` only for a new policy
     /// whose pods were all isolated already in each direction it isolates:
@@ -68,6 +73,11 @@ pub struct PolicyDelta {
 }
 
 impl PolicyDelta {
+    /// The changes, in an order the kernel accepts in one batch.
+    pub fn changes(&self) -> Diff {
+        diff(Some(&self.old), &self.new)
+    }
+
     /// Brings `provenance` and `set_users` (those of the committed ruleset
     /// the delta was made against) to those of the ruleset after it.
     /// Returns the origins of the chains gone or replaced, and of those
@@ -150,8 +160,6 @@ pub fn policy_delta(
         .collect();
     let mut delta = Delta {
         committed,
-        old: Ruleset::default(),
-        new: Ruleset::default(),
         result: PolicyDelta::default(),
     };
     let old = scratch(before, &families, options);
@@ -164,7 +172,6 @@ pub fn policy_delta(
     }
     delta.result.may_remove_permission =
         before.is_some() || newly_isolated || !delta.result.removed_sets.is_empty();
-    delta.result.changes = diff(Some(&delta.old), &delta.new);
     Some(delta.result)
 }
 
@@ -216,13 +223,9 @@ fn targets(version: Option<&PolicyVersion>, direction: Direction) -> &[TargetPod
 #[derive(Debug)]
 struct Unexpected;
 
-/// The two partial rulesets being built, and the bookkeeping.
+/// A delta being built against the committed state.
 struct Delta<'a> {
     committed: CommittedState<'a>,
-    /// The touched objects as committed.
-    old: Ruleset,
-    /// The touched objects as they become (absent: deleted).
-    new: Ruleset,
     result: PolicyDelta,
 }
 
@@ -232,18 +235,21 @@ impl Delta<'_> {
     fn policy_chains(&mut self, old: &Builder, new: &Builder) -> Option<()> {
         for name in old.compiled.ruleset.chains.keys() {
             let chain = self.committed.ruleset.chains.get(name)?;
-            self.old.chains.insert(name.clone(), chain.clone());
+            self.result.old.chains.insert(name.clone(), chain.clone());
             if !new.compiled.ruleset.chains.contains_key(name) {
                 self.result.removed_chains.insert(name.clone());
             }
         }
         for (name, chain) in &new.compiled.ruleset.chains {
-            self.new.chains.insert(name.clone(), chain.clone());
+            self.result.new.chains.insert(name.clone(), chain.clone());
             self.result
                 .chains
                 .insert(name.clone(), new.compiled.provenance.chains[name].clone());
             if let Some(committed) = self.committed.ruleset.chains.get(name) {
-                self.old.chains.insert(name.clone(), committed.clone());
+                self.result
+                    .old
+                    .chains
+                    .insert(name.clone(), committed.clone());
             }
         }
         Some(())
@@ -270,18 +276,18 @@ impl Delta<'_> {
             let wanted = new.compiled.ruleset.sets.get(name);
             match (committed, wanted, remaining) {
                 (Some(committed), _, 0) => {
-                    self.old.sets.insert(name.clone(), committed.clone());
+                    self.result.old.sets.insert(name.clone(), committed.clone());
                     self.result.removed_sets.insert(name.clone());
                 }
                 (None, Some(wanted), 1..) => {
-                    self.new.sets.insert(name.clone(), wanted.clone());
+                    self.result.new.sets.insert(name.clone(), wanted.clone());
                     self.result
                         .sets
                         .insert(name.clone(), new.compiled.provenance.sets[name]);
                 }
                 (Some(committed), Some(wanted), 1..) if committed != wanted => {
-                    self.old.sets.insert(name.clone(), committed.clone());
-                    self.new.sets.insert(name.clone(), wanted.clone());
+                    self.result.old.sets.insert(name.clone(), committed.clone());
+                    self.result.new.sets.insert(name.clone(), wanted.clone());
                 }
                 (Some(_), _, 1..) => {}
                 // Counted users of a set that is not there: not the state
@@ -367,13 +373,13 @@ impl Delta<'_> {
                 name.clone(),
                 groups.compiled.provenance.chains[&name].clone(),
             );
-            self.new.chains.insert(name, chain);
+            self.result.new.chains.insert(name, chain);
         }
         for (name, change) in moved.into_iter().filter(|(_, change)| *change < 0) {
             let held = self.group_elements(direction, &name).cast_signed();
             if held + change == 0 {
                 let chain = self.committed.ruleset.chains.get(&name)?;
-                self.old.chains.insert(name.clone(), chain.clone());
+                self.result.old.chains.insert(name.clone(), chain.clone());
                 self.result.removed_chains.insert(name);
             }
         }
@@ -413,11 +419,12 @@ impl Delta<'_> {
         for ip in &pod.ips {
             let family = family_of(*ip);
             let key = vec![address_value(*ip)];
-            for (part, group) in [(&mut self.old, was), (&mut self.new, now)] {
+            for (part, group) in [(&mut self.result.old, was), (&mut self.result.new, now)] {
                 let map = partial_set(
                     part,
                     self.committed.ruleset,
                     &SetName::Dispatch { direction, family },
+                    &mut self.result.partial_sets,
                 )?;
                 if let Some(group) = group {
                     map.elements
@@ -427,6 +434,7 @@ impl Delta<'_> {
                     part,
                     self.committed.ruleset,
                     &SetName::Isolated { direction, family },
+                    &mut self.result.partial_sets,
                 )?;
                 if group.is_some() {
                     isolated.elements.insert(Element::key(key.clone()));
@@ -485,20 +493,133 @@ fn partial_set<'p>(
     part: &'p mut Ruleset,
     committed: &Ruleset,
     key: &SetName,
+    partial: &mut BTreeSet<String>,
 ) -> Option<&'p mut Set> {
     let name = key.name();
     if !part.sets.contains_key(&name) {
-        let set = committed.sets.get(&name)?;
-        let shape = Set {
-            name: set.name.clone(),
-            key: set.key.clone(),
-            interval: set.interval,
-            is_verdict_map: set.is_verdict_map,
-            dynamic: set.dynamic.clone(),
-            comment: set.comment.clone(),
-            elements: BTreeSet::new(),
-        };
-        part.sets.insert(name.clone(), shape);
+        partial.insert(name.clone());
+        part.sets
+            .insert(name.clone(), shape_of(committed.sets.get(&name)?));
     }
     part.sets.get_mut(&name)
+}
+
+/// Several policies' deltas, each made against the state the one before
+/// left (the caller applies each to the committed IR in turn), merged into
+/// one batch: every touched object (or, in the dispatch maps and isolated
+/// sets, every touched element key) as it was before the first delta and
+/// as the last one leaves it. An object deleted by one delta and created
+/// again by a later one is not touched in the kernel at all.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyBatch {
+    old: Ruleset,
+    new: Ruleset,
+    chains: BTreeSet<String>,
+    sets: BTreeSet<String>,
+    /// The element keys touched per partial set.
+    keys: BTreeMap<String, BTreeSet<Vec<Value>>>,
+    may_remove_permission: bool,
+}
+
+impl PolicyBatch {
+    /// Adds `delta`, made against the state the deltas absorbed so far left.
+    pub fn absorb(&mut self, delta: &PolicyDelta) {
+        self.may_remove_permission |= delta.may_remove_permission;
+        let names: BTreeSet<&String> = delta
+            .old
+            .chains
+            .keys()
+            .chain(delta.new.chains.keys())
+            .collect();
+        for name in names {
+            if self.chains.insert(name.clone()) {
+                if let Some(chain) = delta.old.chains.get(name) {
+                    self.old.chains.insert(name.clone(), chain.clone());
+                }
+            }
+            match delta.new.chains.get(name) {
+                Some(chain) => self.new.chains.insert(name.clone(), chain.clone()),
+                None => self.new.chains.remove(name),
+            };
+        }
+        let names: BTreeSet<&String> = delta.old.sets.keys().chain(delta.new.sets.keys()).collect();
+        for name in names {
+            if delta.partial_sets.contains(name) {
+                self.absorb_elements(name, delta);
+                continue;
+            }
+            if self.sets.insert(name.clone()) {
+                if let Some(set) = delta.old.sets.get(name) {
+                    self.old.sets.insert(name.clone(), set.clone());
+                }
+            }
+            match delta.new.sets.get(name) {
+                Some(set) => self.new.sets.insert(name.clone(), set.clone()),
+                None => self.new.sets.remove(name),
+            };
+        }
+    }
+
+    /// Merges the touched elements of the partial set `name` of `delta`.
+    fn absorb_elements(&mut self, name: &str, delta: &PolicyDelta) {
+        let (Some(old), Some(new)) = (delta.old.sets.get(name), delta.new.sets.get(name)) else {
+            return;
+        };
+        for part in [&mut self.old, &mut self.new] {
+            part.sets
+                .entry(name.to_owned())
+                .or_insert_with(|| shape_of(old));
+        }
+        let touched = self.keys.entry(name.to_owned()).or_default();
+        let keys: BTreeSet<&Vec<Value>> = old
+            .elements
+            .iter()
+            .chain(&new.elements)
+            .map(|element| &element.start)
+            .collect();
+        for key in keys {
+            if touched.insert(key.clone()) {
+                if let Some(set) = self.old.sets.get_mut(name) {
+                    set.elements.extend(
+                        old.elements
+                            .iter()
+                            .filter(|element| &element.start == key)
+                            .cloned(),
+                    );
+                }
+            }
+            if let Some(set) = self.new.sets.get_mut(name) {
+                set.elements.retain(|element| &element.start != key);
+                set.elements.extend(
+                    new.elements
+                        .iter()
+                        .filter(|element| &element.start == key)
+                        .cloned(),
+                );
+            }
+        }
+    }
+
+    /// The changes of every absorbed delta, in one batch.
+    pub fn changes(&self) -> Diff {
+        diff(Some(&self.old), &self.new)
+    }
+
+    /// Whether any absorbed delta may take permission away.
+    pub fn may_remove_permission(&self) -> bool {
+        self.may_remove_permission
+    }
+}
+
+/// `set` without its elements.
+fn shape_of(set: &Set) -> Set {
+    Set {
+        name: set.name.clone(),
+        key: set.key.clone(),
+        interval: set.interval,
+        is_verdict_map: set.is_verdict_map,
+        dynamic: set.dynamic.clone(),
+        comment: set.comment.clone(),
+        elements: BTreeSet::new(),
+    }
 }
