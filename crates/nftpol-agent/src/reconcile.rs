@@ -330,8 +330,9 @@ impl<D: Dataplane> Reconciler<D> {
         snapshot: impl FnOnce() -> Snapshot,
     ) -> Result<ReconcileReport, ReconcileError> {
         let started = Instant::now();
-        // Whatever happens, the pods are no longer those the policy path indexed.
-        self.policy_context = None;
+        // Followed below when the element path commits; any other outcome
+        // leaves pods the policy path's index does not know.
+        let mut policy_context = self.policy_context.take();
         let (Some(remote_pods), Some(committed), false) = (
             self.remote_pods.as_mut(),
             self.committed.as_mut(),
@@ -377,6 +378,12 @@ impl<D: Dataplane> Reconciler<D> {
         }
         if let Some(directory) = &self.log_directory {
             directory.update(|directory| directory.apply(pod_changes));
+        }
+        if policy_context
+            .as_mut()
+            .is_some_and(|context| context.apply(pod_changes))
+        {
+            self.policy_context = policy_context;
         }
         let report = ReconcileReport::of_commit(
             self.generation,

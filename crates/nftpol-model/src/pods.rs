@@ -128,7 +128,9 @@ impl PodView {
 /// prevents; the first by `namespace/name` owns it, so every layer agrees.
 pub(crate) struct PodIndex {
     pub(crate) pods: Vec<Arc<PodView>>,
-    owners: BTreeMap<IpAddr, usize>,
+    /// The owner of each address (the pod itself, not its position: the
+    /// policy path inserts and removes pods).
+    owners: BTreeMap<IpAddr, Arc<PodView>>,
 }
 
 impl PodIndex {
@@ -142,9 +144,9 @@ impl PodIndex {
         let mut views: Vec<Arc<PodView>> = views.into_iter().filter(|pod| pod.counts()).collect();
         views.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let mut owners = BTreeMap::new();
-        for (index, pod) in views.iter().enumerate() {
+        for pod in &views {
             for ip in &pod.ips {
-                owners.entry(*ip).or_insert(index);
+                owners.entry(*ip).or_insert_with(|| Arc::clone(pod));
             }
         }
         Self {
@@ -160,9 +162,40 @@ impl PodIndex {
 
     /// The pod owning `address`, if any.
     pub(crate) fn owner(&self, address: IpAddr) -> Option<&PodView> {
-        self.owners
-            .get(&address)
-            .map(|index| self.pods[*index].as_ref())
+        self.owners.get(&address).map(AsRef::as_ref)
+    }
+
+    /// Removes the counted `pod`, which must own each of its addresses
+    /// alone (the caller checks); `false` when it is not indexed.
+    pub(crate) fn remove_sole_owner(&mut self, pod: &PodView) -> bool {
+        let Ok(position) = self.position(pod) else {
+            return false;
+        };
+        self.pods.remove(position);
+        for ip in &pod.ips {
+            self.owners.remove(ip);
+        }
+        true
+    }
+
+    /// Adds the counted `pod`, none of whose addresses any pod claims (the
+    /// caller checks); `false` when a pod of its name is indexed.
+    pub(crate) fn insert_sole_owner(&mut self, pod: &Arc<PodView>) -> bool {
+        let Err(position) = self.position(pod) else {
+            return false;
+        };
+        self.pods.insert(position, Arc::clone(pod));
+        for ip in &pod.ips {
+            self.owners.insert(*ip, Arc::clone(pod));
+        }
+        true
+    }
+
+    /// Where `pod` is (or would be) in the sorted pods.
+    fn position(&self, pod: &PodView) -> Result<usize, usize> {
+        self.pods.binary_search_by(|held| {
+            (&held.namespace, &held.name).cmp(&(&pod.namespace, &pod.name))
+        })
     }
 
     /// The addresses `pod` owns.

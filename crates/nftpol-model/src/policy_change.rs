@@ -10,7 +10,7 @@
 //! scan), not O(policies). What the ruleset makes of a version is the
 //! compiler's business (`nftpol_ruleset::compile::policy_delta`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use crate::cluster::Snapshot;
 use crate::error::ModelError;
+use crate::memberships::PodChange;
 use crate::pods::{PodIndex, PodView};
 use crate::policy::{namespace_labels, Policy, PolicyId};
 use crate::resolve::{pods_by_namespace, PodsByNamespace, ResolvedPolicy, Resolver};
@@ -40,6 +41,12 @@ pub struct PolicyContext {
     index: PodIndex,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
     by_namespace: PodsByNamespace,
+    /// Counted pods claiming each address (the owner rule is only kept
+    /// incrementally while no address has two).
+    claims: HashMap<IpAddr, u32>,
+    /// Addresses with a claim, per family (IPv4, IPv6): whether any counted
+    /// pod has one, without a scan of every pod per event.
+    claimed_per_family: [usize; 2],
 }
 
 impl std::fmt::Debug for PolicyContext {
@@ -84,11 +91,23 @@ impl PolicyContext {
     pub fn new(snapshot: &Snapshot, node: &str) -> Self {
         let index = PodIndex::new(snapshot.pods.iter().map(Arc::clone));
         let by_namespace = pods_by_namespace(&index);
+        let mut claims: HashMap<IpAddr, u32> = HashMap::new();
+        for pod in &index.pods {
+            for ip in &pod.ips {
+                *claims.entry(*ip).or_default() += 1;
+            }
+        }
+        let mut claimed_per_family = [0; 2];
+        for ip in claims.keys() {
+            claimed_per_family[usize::from(ip.is_ipv6())] += 1;
+        }
         Self {
             node: node.to_owned(),
             namespaces: namespace_labels(snapshot.namespaces.iter().map(AsRef::as_ref)),
             index,
             by_namespace,
+            claims,
+            claimed_per_family,
         }
     }
 
@@ -96,9 +115,68 @@ impl PolicyContext {
     /// [`crate::NodeModel::cluster_has_ipv4_pods`] and its IPv6 twin).
     pub fn pod_families(&self) -> (bool, bool) {
         (
-            self.index.any_address(IpAddr::is_ipv4),
-            self.index.any_address(IpAddr::is_ipv6),
+            self.claimed_per_family[0] > 0,
+            self.claimed_per_family[1] > 0,
         )
+    }
+
+    /// Follows `changes` to pods, as a fresh index of the pods after them
+    /// would be: O(changes × the namespace's pods). `false` when a change
+    /// touches an address another counted pod claims (the owner rule would
+    /// need every claimant): the context is then unusable and must be
+    /// built again.
+    pub fn apply(&mut self, changes: &[PodChange]) -> bool {
+        changes.iter().all(|change| {
+            let removed = change
+                .before
+                .as_ref()
+                .filter(|pod| pod.counts())
+                .is_none_or(|pod| self.remove(pod));
+            removed
+                && change
+                    .after
+                    .as_ref()
+                    .filter(|pod| pod.counts())
+                    .is_none_or(|pod| self.insert(pod))
+        })
+    }
+
+    fn remove(&mut self, pod: &PodView) -> bool {
+        if pod.ips.iter().any(|ip| self.claims.get(ip) != Some(&1)) {
+            return false;
+        }
+        if !self.index.remove_sole_owner(pod) {
+            return false;
+        }
+        for ip in &pod.ips {
+            self.claims.remove(ip);
+            self.claimed_per_family[usize::from(ip.is_ipv6())] -= 1;
+        }
+        let Some(members) = self.by_namespace.get_mut(&pod.namespace) else {
+            return false;
+        };
+        members.retain(|(member, _)| member.name != pod.name);
+        if members.is_empty() {
+            self.by_namespace.remove(&pod.namespace);
+        }
+        true
+    }
+
+    fn insert(&mut self, pod: &Arc<PodView>) -> bool {
+        if pod.ips.iter().any(|ip| self.claims.contains_key(ip)) {
+            return false;
+        }
+        if !self.index.insert_sole_owner(pod) {
+            return false;
+        }
+        for ip in &pod.ips {
+            self.claims.insert(*ip, 1);
+            self.claimed_per_family[usize::from(ip.is_ipv6())] += 1;
+        }
+        let members = self.by_namespace.entry(pod.namespace.clone()).or_default();
+        let at = members.partition_point(|(member, _)| member.name < pod.name);
+        members.insert(at, (Arc::clone(pod), pod.ips.clone()));
+        true
     }
 
     /// `policy` parsed and resolved exactly as a full model would resolve
