@@ -7,8 +7,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use nftpol_ir::diff::{diff, Change, Diff};
 use nftpol_ir::Ruleset;
 use nftpol_model::{
-    cluster_policy::PriorityTie, resolve_snapshot, Direction, LogLimit, ModelError, PodChange,
-    PolicyChange, PolicyContext, PolicyId, PolicyVersion, RemotePods, Snapshot,
+    cluster_policy::PriorityTie, resolve_snapshot_with_context, Direction, LogLimit, ModelError,
+    PodChange, PolicyChange, PolicyContext, PolicyId, PolicyVersion, RemotePods, Snapshot,
 };
 use nftpol_netlink::{Applied, ApplyError, ConntrackError, Dataplane, ReadError};
 use nftpol_ruleset::catalogue::Provenance;
@@ -229,7 +229,9 @@ impl<D: Dataplane> Reconciler<D> {
         let _entered = span.enter();
         let started = Instant::now();
 
-        let mut model = resolve_snapshot(snapshot, &self.node);
+        // Kept only if this commits: the index is of this snapshot's pods.
+        self.policy_context = None;
+        let (mut model, policy_context) = resolve_snapshot_with_context(snapshot, &self.node);
         let findings = Findings {
             invalid: std::mem::take(&mut model.errors),
             priority_ties: std::mem::take(&mut model.priority_ties),
@@ -291,12 +293,12 @@ impl<D: Dataplane> Reconciler<D> {
         );
         self.provenance = compiled.provenance;
         self.set_users = compiled.set_users;
+        self.policy_context = Some(policy_context);
         self.log_limits = model
             .policies
             .iter()
             .map(|policy| (policy.id.clone(), policy.log_limit))
             .collect();
-        self.policy_context = None;
         if let Some(directory) = &self.log_directory {
             directory.publish(Directory::new(&self.node, &self.provenance, &snapshot.pods));
         }

@@ -11,9 +11,9 @@
 //! change (with the stores' snapshot at hand, as the loop has it) to the
 //! ack. The dataplane is timed apart: its `apply` (encoding the batch,
 //! sending it, the kernel's commit up to the ack) is the kernel's share,
-//! the rest of the event the userspace share. The first event after the
-//! full sync also builds the policy path's pod index (O(pods), once per
-//! pod change): it is the `max`.
+//! the rest of the event the userspace share. The full sync keeps the pod
+//! index the policy path resolves against (element-path pod changes keep
+//! it up to date), so no event rebuilds it.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -333,7 +333,12 @@ impl Plan {
                 elements: vec![20_000, 80_000],
                 runs: 3,
             },
-            policy_churn: vec![(10_000, 10_000, 20, 60.0), (100_000, 10_000, 20, 90.0)],
+            policy_churn: vec![
+                (10_000, 1_000, 20, 30.0),
+                (10_000, 3_000, 20, 40.0),
+                (10_000, 10_000, 20, 60.0),
+                (100_000, 10_000, 20, 90.0),
+            ],
             timeout: Duration::from_mins(10),
             big: 100_000 * 1000,
             big_timeout: Duration::from_mins(6),

@@ -55,8 +55,8 @@ pub use pods::{ContainerPort, PodView};
 pub use policy::PolicyId;
 pub use policy_change::{PolicyChange, PolicyContext, PolicyVersion, TargetPod};
 pub use resolve::{
-    resolve, resolve_snapshot, ClusterTraffic, LocalPod, NamedPortEndpoint, NodeModel, Peers,
-    PortRange, Ports, ResolvedClusterPolicy, ResolvedClusterRule, ResolvedPeer, ResolvedPolicy,
-    ResolvedRule,
+    resolve, resolve_snapshot, resolve_snapshot_with_context, ClusterTraffic, LocalPod,
+    NamedPortEndpoint, NodeModel, Peers, PortRange, Ports, ResolvedClusterPolicy,
+    ResolvedClusterRule, ResolvedPeer, ResolvedPolicy, ResolvedRule,
 };
 pub use vocabulary::{Direction, Protocol};

@@ -10,7 +10,7 @@
 //! scan), not O(policies). What the ruleset makes of a version is the
 //! compiler's business (`nftpol_ruleset::compile::policy_delta`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -41,9 +41,10 @@ pub struct PolicyContext {
     index: PodIndex,
     namespaces: BTreeMap<String, BTreeMap<String, String>>,
     by_namespace: PodsByNamespace,
-    /// Counted pods claiming each address (the owner rule is only kept
-    /// incrementally while no address has two).
-    claims: HashMap<IpAddr, u32>,
+    /// Addresses two or more counted pods claim (usually none): a change
+    /// touching one needs every claimant to keep the owner rule, so the
+    /// context is given up instead.
+    contested: HashSet<IpAddr>,
     /// Addresses with a claim, per family (IPv4, IPv6): whether any counted
     /// pod has one, without a scan of every pod per event.
     claimed_per_family: [usize; 2],
@@ -91,22 +92,34 @@ impl PolicyContext {
     pub fn new(snapshot: &Snapshot, node: &str) -> Self {
         let index = PodIndex::new(snapshot.pods.iter().map(Arc::clone));
         let by_namespace = pods_by_namespace(&index);
-        let mut claims: HashMap<IpAddr, u32> = HashMap::new();
-        for pod in &index.pods {
-            for ip in &pod.ips {
-                *claims.entry(*ip).or_default() += 1;
+        let namespaces = namespace_labels(snapshot.namespaces.iter().map(AsRef::as_ref));
+        Self::from_parts(node, index, namespaces, by_namespace)
+    }
+
+    /// The context of pods indexed already (by a full model).
+    pub(crate) fn from_parts(
+        node: &str,
+        index: PodIndex,
+        namespaces: BTreeMap<String, BTreeMap<String, String>>,
+        by_namespace: PodsByNamespace,
+    ) -> Self {
+        let mut claimed = HashSet::new();
+        let mut contested = HashSet::new();
+        for ip in index.pods.iter().flat_map(|pod| &pod.ips) {
+            if !claimed.insert(*ip) {
+                contested.insert(*ip);
             }
         }
         let mut claimed_per_family = [0; 2];
-        for ip in claims.keys() {
+        for ip in &claimed {
             claimed_per_family[usize::from(ip.is_ipv6())] += 1;
         }
         Self {
             node: node.to_owned(),
-            namespaces: namespace_labels(snapshot.namespaces.iter().map(AsRef::as_ref)),
+            namespaces,
             index,
             by_namespace,
-            claims,
+            contested,
             claimed_per_family,
         }
     }
@@ -142,14 +155,13 @@ impl PolicyContext {
     }
 
     fn remove(&mut self, pod: &PodView) -> bool {
-        if pod.ips.iter().any(|ip| self.claims.get(ip) != Some(&1)) {
+        if pod.ips.iter().any(|ip| self.contested.contains(ip)) {
             return false;
         }
         if !self.index.remove_sole_owner(pod) {
             return false;
         }
         for ip in &pod.ips {
-            self.claims.remove(ip);
             self.claimed_per_family[usize::from(ip.is_ipv6())] -= 1;
         }
         let Some(members) = self.by_namespace.get_mut(&pod.namespace) else {
@@ -163,14 +175,13 @@ impl PolicyContext {
     }
 
     fn insert(&mut self, pod: &Arc<PodView>) -> bool {
-        if pod.ips.iter().any(|ip| self.claims.contains_key(ip)) {
+        if pod.ips.iter().any(|ip| self.index.owner(*ip).is_some()) {
             return false;
         }
         if !self.index.insert_sole_owner(pod) {
             return false;
         }
         for ip in &pod.ips {
-            self.claims.insert(*ip, 1);
             self.claimed_per_family[usize::from(ip.is_ipv6())] += 1;
         }
         let members = self.by_namespace.entry(pod.namespace.clone()).or_default();

@@ -26,6 +26,7 @@ use crate::policy::{
     labels_of, namespace_labels, parse_all, peer_identity, NamespaceScope, Peer, Policy, PolicyId,
     PortSpec, Rule,
 };
+use crate::policy_change::PolicyContext;
 use crate::selector::Selector;
 use crate::vocabulary::Protocol;
 
@@ -257,12 +258,40 @@ pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
         cluster_policies: cluster.cluster_policies.iter().collect(),
         nodes: cluster.nodes.iter().collect(),
     };
-    resolve_indexed(&PodIndex::from_pods(&cluster.pods), &objects, node)
+    let index = PodIndex::from_pods(&cluster.pods);
+    resolve_indexed(&index, &pods_by_namespace(&index), &objects, node)
 }
 
 /// Resolves the model for node `node` from a snapshot of pod views.
 pub fn resolve_snapshot(snapshot: &Snapshot, node: &str) -> NodeModel {
-    let objects = Objects {
+    let index = PodIndex::new(snapshot.pods.iter().map(Arc::clone));
+    resolve_indexed(
+        &index,
+        &pods_by_namespace(&index),
+        &objects_of(snapshot),
+        node,
+    )
+}
+
+/// [`resolve_snapshot`], and the pods indexed for the policy path (the
+/// index the model was resolved with, kept rather than built again at the
+/// first policy event).
+pub fn resolve_snapshot_with_context(
+    snapshot: &Snapshot,
+    node: &str,
+) -> (NodeModel, PolicyContext) {
+    let index = PodIndex::new(snapshot.pods.iter().map(Arc::clone));
+    let by_namespace = pods_by_namespace(&index);
+    let objects = objects_of(snapshot);
+    let model = resolve_indexed(&index, &by_namespace, &objects, node);
+    let namespaces = namespace_labels(objects.namespaces.iter().copied());
+    let context = PolicyContext::from_parts(node, index, namespaces, by_namespace);
+    (model, context)
+}
+
+/// The objects of `snapshot` other than pods.
+fn objects_of(snapshot: &Snapshot) -> Objects<'_> {
+    Objects {
         namespaces: snapshot.namespaces.iter().map(AsRef::as_ref).collect(),
         policies: snapshot.policies.iter().map(AsRef::as_ref).collect(),
         cluster_policies: snapshot
@@ -271,12 +300,7 @@ pub fn resolve_snapshot(snapshot: &Snapshot, node: &str) -> NodeModel {
             .map(AsRef::as_ref)
             .collect(),
         nodes: snapshot.nodes.iter().map(AsRef::as_ref).collect(),
-    };
-    resolve_indexed(
-        &PodIndex::new(snapshot.pods.iter().map(Arc::clone)),
-        &objects,
-        node,
-    )
+    }
 }
 
 /// The objects other than pods.
@@ -287,7 +311,12 @@ struct Objects<'a> {
     nodes: Vec<&'a Node>,
 }
 
-fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeModel {
+fn resolve_indexed(
+    index: &PodIndex,
+    by_namespace: &PodsByNamespace,
+    objects: &Objects<'_>,
+    node: &str,
+) -> NodeModel {
     let mut errors = Vec::new();
     let namespaces = namespace_labels(objects.namespaces.iter().copied());
     let policies = parse_all(objects.policies.iter().copied(), &mut errors);
@@ -310,8 +339,7 @@ fn resolve_indexed(index: &PodIndex, objects: &Objects<'_>, node: &str) -> NodeM
             .or_default()
             .push(position);
     }
-    let by_namespace = pods_by_namespace(index);
-    let resolver = Resolver::new(index, &namespaces, &by_namespace);
+    let resolver = Resolver::new(index, &namespaces, by_namespace);
     let mut resolved = Vec::new();
     for policy in &policies {
         let targets: Vec<usize> = locals_by_namespace

@@ -355,9 +355,9 @@ fn policy_churn_section(md: &mut String, results: &Results) {
          namespace on the committed table of the generated cluster, timed from the change to the kernel's ack. \
          Each add is a copy of one of the generator's policies under a new name (it selects pods other policies \
          isolate already); each delete removes it again. `kernel` is the dataplane's `apply` alone (the batch \
-         encoded, sent and committed, timed to the ack); `userspace` is the rest of the event. The first event \
-         after the full sync also indexes the pods for the policy path (once per pod change): it is the add \
-         `max`. `policy path` counts the events that took it (the rest would be full models).\n"
+         encoded, sent and committed, timed to the ack); `userspace` is the rest of the event. `policy path` \
+         counts the events that took it (the rest would be full models). The smaller rows vary the table's \
+         size (rules and chains grow with policies, not pods): the kernel's share follows it.\n"
     );
     let _ = writeln!(md, "| pods | policies | first sync ms | adds | add p50 ms | add max ms | deletes | delete p50 ms | delete max ms | userspace p50 ms | kernel p50 ms (max) | policy path | messages p50 | batch bytes p50 (min–max) |");
     let _ = writeln!(
