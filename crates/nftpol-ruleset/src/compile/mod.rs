@@ -50,6 +50,9 @@
 //! - [`policy`]: each policy's chain of allow rules and its peer sets;
 //! - [`ports`]: port sets and named-port sets;
 //! - [`remote`]: remote pods' changes as element-only diffs;
+//! - [`policy_delta`]: one NetworkPolicy's change as a diff of the objects
+//!   it touches (both versions compiled alone), and several merged into
+//!   one batch;
 //! - [`cluster`]: the ClusterNetworkPolicy Admin tier before the dispatch
 //!   map, the Baseline tier after it (reached only by pods no
 //!   NetworkPolicy isolates in that direction);
