@@ -143,9 +143,12 @@ impl Ruleset {
             .filter(|chain| chain.name != name)
             .flat_map(|chain| &chain.rules)
             .any(|rule| matches!(&rule.action, Action::Verdict(verdict) if targets(verdict, name)));
+        // Only verdict maps hold verdicts: the pod-address sets, the
+        // bulk of the elements, need no scan.
         let from_maps = self
             .sets
             .values()
+            .filter(|set| set.is_verdict_map)
             .flat_map(|set| &set.elements)
             .any(|element| {
                 element
