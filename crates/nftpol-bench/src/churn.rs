@@ -31,7 +31,7 @@ use nftpol_ruleset::compile::CompileOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{self, Rng, Shape, APPS};
-use crate::measure::{timed, Summary};
+use crate::measure::{timed, usize_f64, Summary};
 use crate::netns::in_fresh_netns;
 
 /// Limits of the reconciler path.
@@ -328,12 +328,4 @@ fn kernel_events_run(
         bytes: Summary::of(&bytes),
         budget_hit: false,
     })
-}
-
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "byte counts far below 2^52 are exact in f64"
-)]
-fn usize_f64(value: usize) -> f64 {
-    value as f64
 }

@@ -11,6 +11,15 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     (value, started.elapsed().as_secs_f64() * 1000.0)
 }
 
+/// A count as a float, for means, rates and plot coordinates.
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "the counts measured (objects, bytes, events) are far below 2^52, exact in f64"
+)]
+pub fn usize_f64(value: usize) -> f64 {
+    value as f64
+}
+
 /// Peak resident set size of this process so far, in MiB (`ru_maxrss`).
 pub fn peak_rss_mib() -> f64 {
     nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)

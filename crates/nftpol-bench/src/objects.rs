@@ -23,7 +23,7 @@ use nftpol_ir::{
 use serde::{Deserialize, Serialize};
 
 use crate::commit::commit_in_fresh_netns;
-use crate::measure::Summary;
+use crate::measure::{usize_f64, Summary};
 
 /// The kind of object a point adds to the baseline table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -329,14 +329,6 @@ pub fn run(counts: &Counts) -> Result<ObjectsResult> {
         baseline: baseline_commit,
         points,
     })
-}
-
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "object counts far below 2^52 are exact in f64"
-)]
-fn usize_f64(value: usize) -> f64 {
-    value as f64
 }
 
 #[cfg(test)]

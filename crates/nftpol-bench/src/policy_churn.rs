@@ -32,7 +32,7 @@ use nftpol_ruleset::compile::CompileOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{self, Rng, Shape, POLICIES_PER_NAMESPACE};
-use crate::measure::{timed, Summary};
+use crate::measure::{timed, usize_f64, Summary};
 use crate::netns::in_fresh_netns;
 
 /// Limits of a run.
@@ -190,12 +190,4 @@ pub fn run(shape: Shape, bounds: Bounds) -> Result<PolicyChurnResult> {
             budget_hit,
         })
     })
-}
-
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "message and byte counts far below 2^52 are exact in f64"
-)]
-fn usize_f64(value: usize) -> f64 {
-    value as f64
 }

@@ -102,6 +102,10 @@ fn options_only_the_in_process_agents_have_are_refused_with_the_real_api_server(
             "--via-service runs with the in-process agents only",
         ),
         (
+            &["--apiserver", "real", "--verdicts=deny"][..],
+            "--verdicts runs with the in-process agents only",
+        ),
+        (
             &["--apiserver", "real", "--kube-tools", "/nonexistent"][..],
             "/nonexistent/nftpol-apiserver: missing; build the API server tools with `scripts/apiserver.sh build`",
         ),

@@ -7,11 +7,12 @@ use std::path::Path;
 use anyhow::Result;
 use plotters::prelude::*;
 
-use super::{count, met, ms, svg_error, usize_f64};
+use super::{count, met, ms, svg_error};
 use crate::cluster_policies::ClusterPolicyResult;
 use crate::dataplane::DataplaneResult;
 use crate::features::FeaturesResult;
 use crate::machine::Load;
+use crate::measure::usize_f64;
 use crate::measure::Spread;
 use crate::rounds::{Point, Setup};
 use crate::run::{PreviousDataplane, Results};

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context as _, Result};
 use plotters::prelude::*;
 
+use crate::measure::usize_f64;
 use crate::run::Results;
 
 mod dataplane;
@@ -632,12 +633,4 @@ fn plot_commit(results: &Results, path: &Path) -> Result<()> {
         .draw()
         .map_err(svg_error)?;
     root.present().map_err(svg_error)
-}
-
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "plot coordinates of counts far below 2^52"
-)]
-fn usize_f64(value: usize) -> f64 {
-    value as f64
 }

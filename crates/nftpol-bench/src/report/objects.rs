@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{count, ms, usize_f64};
+use super::{count, ms};
+use crate::measure::usize_f64;
 use crate::objects::{ObjectKind, ObjectsResult};
 use crate::run::Results;
 
