@@ -35,6 +35,7 @@ pub mod coalesce;
 mod error;
 pub mod events;
 pub mod http;
+mod memory;
 pub mod metrics;
 mod reconcile;
 pub mod strip;

@@ -23,23 +23,24 @@ pub struct ContainerPort {
 /// A pod reduced to what enforcement reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodView {
-    /// The pod's namespace.
-    pub namespace: String,
+    /// The pod's namespace, interned: a namespace holds many pods.
+    pub namespace: ArcIntern<str>,
     /// The pod's name.
     pub name: String,
     /// Labels, interned: the replicas of a workload carry equal label maps,
     /// and a small `BTreeMap` costs over half a kilobyte.
     pub labels: ArcIntern<BTreeMap<String, String>>,
-    /// `spec.nodeName`, if scheduled.
-    pub node_name: Option<String>,
+    /// `spec.nodeName`, if scheduled; interned: a node hosts many pods.
+    pub node_name: Option<ArcIntern<str>>,
     /// `spec.hostNetwork`.
     pub host_network: bool,
     /// Whether `status.phase` is Succeeded or Failed.
     pub terminal: bool,
     /// All parseable addresses of `status.podIPs` (or `status.podIP`), deduplicated.
     pub ips: Vec<IpAddr>,
-    /// Declared container ports with a valid number and protocol.
-    pub ports: Vec<ContainerPort>,
+    /// Declared container ports with a valid number and protocol,
+    /// interned: the replicas of a workload declare the same ones.
+    pub ports: ArcIntern<Vec<ContainerPort>>,
 }
 
 impl PodView {
@@ -83,22 +84,21 @@ impl PodView {
                         .filter(|number| *number > 0)?,
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
         Self {
-            namespace: meta
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_owned()),
+            namespace: ArcIntern::from(meta.namespace.as_deref().unwrap_or("default")),
             name: meta.name.clone().unwrap_or_default(),
             labels: ArcIntern::new(meta.labels.clone().unwrap_or_default()),
-            node_name: spec.and_then(|spec| spec.node_name.clone()),
+            node_name: spec
+                .and_then(|spec| spec.node_name.as_deref())
+                .map(ArcIntern::from),
             host_network: spec.and_then(|spec| spec.host_network).unwrap_or(false),
             terminal: matches!(
                 status.and_then(|status| status.phase.as_deref()),
                 Some("Succeeded" | "Failed")
             ),
             ips,
-            ports,
+            ports: ArcIntern::from(ports),
         }
     }
 

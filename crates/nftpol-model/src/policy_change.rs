@@ -164,12 +164,12 @@ impl PolicyContext {
         for ip in &pod.ips {
             self.claimed_per_family[usize::from(ip.is_ipv6())] -= 1;
         }
-        let Some(members) = self.by_namespace.get_mut(&pod.namespace) else {
+        let Some(members) = self.by_namespace.get_mut(&*pod.namespace) else {
             return false;
         };
         members.retain(|(member, _)| member.name != pod.name);
         if members.is_empty() {
-            self.by_namespace.remove(&pod.namespace);
+            self.by_namespace.remove(&*pod.namespace);
         }
         true
     }
@@ -184,7 +184,10 @@ impl PolicyContext {
         for ip in &pod.ips {
             self.claimed_per_family[usize::from(ip.is_ipv6())] += 1;
         }
-        let members = self.by_namespace.entry(pod.namespace.clone()).or_default();
+        let members = self
+            .by_namespace
+            .entry(pod.namespace.to_string())
+            .or_default();
         let at = members.partition_point(|(member, _)| member.name < pod.name);
         members.insert(at, (Arc::clone(pod), pod.ips.clone()));
         true

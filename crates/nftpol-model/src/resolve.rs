@@ -335,7 +335,7 @@ fn resolve_indexed(
     let mut locals_by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (position, pod) in locals.iter().enumerate() {
         locals_by_namespace
-            .entry(pod.namespace.as_str())
+            .entry(&*pod.namespace)
             .or_default()
             .push(position);
     }
@@ -505,11 +505,14 @@ pub(crate) type PodsByNamespace = BTreeMap<String, Vec<(Arc<PodView>, Vec<IpAddr
 pub(crate) fn pods_by_namespace(index: &PodIndex) -> PodsByNamespace {
     let mut by_namespace: PodsByNamespace = BTreeMap::new();
     for pod in &index.pods {
-        let owned = index.owned_ips(pod).collect();
-        by_namespace
-            .entry(pod.namespace.clone())
-            .or_default()
-            .push((Arc::clone(pod), owned));
+        let member = (Arc::clone(pod), index.owned_ips(pod).collect());
+        // One key allocated per namespace, not per pod.
+        match by_namespace.get_mut(&*pod.namespace) {
+            Some(members) => members.push(member),
+            None => {
+                by_namespace.insert(pod.namespace.to_string(), vec![member]);
+            }
+        }
     }
     by_namespace
 }

@@ -307,6 +307,9 @@ pub(crate) fn judge_connections(compiled: &mut Compiled, marks: MarkBits) {
                 comment: None,
             });
         }
+        // The committed ruleset keeps these vectors: no growth slack.
+        origin.rules.shrink_to_fit();
+        chain.rules.shrink_to_fit();
     }
 }
 

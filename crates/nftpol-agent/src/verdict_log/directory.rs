@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use internment::ArcIntern;
 use nftpol_model::PodView;
 use nftpol_ruleset::catalogue::{ChainOrigin, Provenance};
 use nftpol_ruleset::log_prefix::LogPrefix;
@@ -11,13 +12,14 @@ use nftpol_ruleset::verdict_log::{Decider, LogCatalogue};
 
 use nftpol_model::PodChange;
 
-/// What an address belongs to.
+/// What an address belongs to. Both share what the pod store holds (a
+/// formatted name per address would cost about 50 bytes a pod).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    /// A counted pod: `namespace/name`.
-    Pod(String),
+    /// A counted pod, named `namespace/name`.
+    Pod(Arc<PodView>),
     /// A node, through one of its hostNetwork pods: `node:NAME`.
-    Node(String),
+    Node(ArcIntern<str>),
 }
 
 /// The names the verdict log needs: the node, the meaning of each log id
@@ -63,7 +65,7 @@ impl Directory {
     /// node's address, `external` otherwise.
     pub fn name_of(&self, address: IpAddr) -> String {
         match self.endpoints.get(&address) {
-            Some(Endpoint::Pod(key)) => key.clone(),
+            Some(Endpoint::Pod(pod)) => pod.key(),
             Some(Endpoint::Node(node)) => format!("node:{node}"),
             None => "external".to_owned(),
         }
@@ -89,14 +91,14 @@ impl Directory {
         }
     }
 
-    fn add(&mut self, pod: &PodView) {
+    fn add(&mut self, pod: &Arc<PodView>) {
         if pod.terminal {
             return;
         }
         let endpoint = match (&pod.node_name, pod.host_network) {
             (Some(node), true) => Endpoint::Node(node.clone()),
             (None, true) => return,
-            (_, false) => Endpoint::Pod(pod.key()),
+            (_, false) => Endpoint::Pod(Arc::clone(pod)),
         };
         for address in &pod.ips {
             // The first claim of an address wins; the model counts no pod
