@@ -262,35 +262,12 @@ impl<D: Dataplane> Reconciler<D> {
                 .map_err(|error| self.failed(ReconcileError::Read(Box::new(error))))?;
             self.adopt_generation(&mut desired);
         }
-        let mut changes = diff(self.committed.as_ref(), &desired);
-        // A table created now holds no judged flow: nothing to re-judge.
-        let rejudged = self.committed.as_ref().and_then(|committed| {
-            let bumps = !changes.is_empty() && rejudge::may_remove_permission(committed, &desired);
-            next_generation(self.options.rejudge, bumps)
-        });
-        if let Some(next) = rejudged {
-            rejudge::set_generation(&mut desired, next);
-            changes = diff(self.committed.as_ref(), &desired);
-        }
-        let applied = if changes.is_empty() {
-            None
-        } else {
-            Some(
-                self.dataplane
-                    .apply(&changes)
-                    .map_err(|error| self.failed(ReconcileError::Apply(Box::new(error))))?,
-            )
-        };
-        self.replaced_rules.extend(replaced_rule_chains(&changes));
-        let report = ReconcileReport::of_commit(
-            self.generation,
-            sync,
-            &changes,
-            applied.unwrap_or_default(),
-            &desired,
-            &findings,
-            rejudged,
-        );
+        // The diff borrows from both rulesets: taken out of `self` until the
+        // commit (a failed one reads the kernel's table again anyway).
+        let committed = self.committed.take();
+        let (report, rejudged) =
+            self.commit_model(committed.as_ref(), &mut desired, sync, &findings)?;
+        drop(committed);
         self.provenance = compiled.provenance;
         self.set_users = compiled.set_users;
         self.policy_context = Some(policy_context);
@@ -643,6 +620,50 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     /// Records a failure: the next reconcile re-reads the kernel's truth.
+    /// Diffs `desired` against `committed` (moving the re-judging
+    /// generation on when the commit may take permission away) and commits
+    /// the diff in one batch.
+    fn commit_model(
+        &mut self,
+        committed: Option<&Ruleset>,
+        desired: &mut Ruleset,
+        sync: Sync,
+        findings: &Findings,
+    ) -> Result<(ReconcileReport, Option<Rejudge>), ReconcileError> {
+        let changes = diff(committed, desired);
+        // A table created now holds no judged flow: nothing to re-judge.
+        let rejudged = committed.and_then(|committed| {
+            let bumps = !changes.is_empty() && rejudge::may_remove_permission(committed, desired);
+            next_generation(self.options.rejudge, bumps)
+        });
+        let changes = match rejudged {
+            Some(next) => {
+                drop(changes);
+                rejudge::set_generation(desired, next);
+                diff(committed, desired)
+            }
+            None => changes,
+        };
+        let applied = if changes.is_empty() {
+            Applied::default()
+        } else {
+            self.dataplane
+                .apply(&changes)
+                .map_err(|error| self.failed(ReconcileError::Apply(Box::new(error))))?
+        };
+        self.replaced_rules.extend(replaced_rule_chains(&changes));
+        let report = ReconcileReport::of_commit(
+            self.generation,
+            sync,
+            &changes,
+            applied,
+            desired,
+            findings,
+            rejudged,
+        );
+        Ok((report, rejudged))
+    }
+
     fn failed(&mut self, error: ReconcileError) -> ReconcileError {
         self.full_sync_next = true;
         tracing::warn!(error = %error, "reconcile failed; the previous ruleset stays in force");
@@ -663,7 +684,7 @@ fn next_generation(settings: Option<Rejudge>, bumps: bool) -> Option<Rejudge> {
 
 /// The chains whose rules `changes` replace (flush, delete or append to):
 /// their kernel counters restart from 0.
-fn replaced_rule_chains(changes: &Diff) -> impl Iterator<Item = String> + '_ {
+fn replaced_rule_chains<'a>(changes: &'a Diff<'_>) -> impl Iterator<Item = String> + 'a {
     changes.changes.iter().filter_map(|change| match change {
         Change::FlushChain(chain) | Change::DeleteChain(chain) | Change::AddRule { chain, .. } => {
             Some(chain.clone())

@@ -140,7 +140,7 @@ fn sibling_elements(
     provenance: &Provenance,
     sibling: Ipv4Addr,
     address: Ipv4Addr,
-) -> Vec<Change> {
+) -> Vec<Change<'static>> {
     let mut changes = Vec::new();
     for set in ruleset.sets.values() {
         let local = matches!(
@@ -173,14 +173,14 @@ fn sibling_elements(
         if !added.is_empty() {
             changes.push(Change::AddElements {
                 set: set.name.clone(),
-                elements: added,
+                elements: added.into(),
             });
         }
     }
     changes
 }
 
-fn inverse(changes: &[Change]) -> Vec<Change> {
+fn inverse<'a>(changes: &[Change<'a>]) -> Vec<Change<'a>> {
     changes
         .iter()
         .filter_map(|change| match change {

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::diff::{Change, Diff};
+use crate::diff::{Change, Diff, Elements};
 use crate::{Action, Chain, Element, Match, Object, Rule, Ruleset, Value, Verdict};
 
 /// Why a change cannot be applied to a ruleset.
@@ -104,7 +104,7 @@ impl Ruleset {
         }
     }
 
-    fn delete_elements(&mut self, name: &str, elements: &[Element]) -> Result<(), Conflict> {
+    fn delete_elements(&mut self, name: &str, elements: &Elements<'_>) -> Result<(), Conflict> {
         let set = self
             .sets
             .get_mut(name)
@@ -163,7 +163,7 @@ impl Ruleset {
         Ok(())
     }
 
-    fn add_elements(&mut self, name: &str, elements: &[Element]) -> Result<(), Conflict> {
+    fn add_elements(&mut self, name: &str, elements: &Elements<'_>) -> Result<(), Conflict> {
         let Ruleset { chains, sets } = self;
         let set = sets
             .get_mut(name)

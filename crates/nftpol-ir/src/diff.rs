@@ -18,13 +18,19 @@
 //! Batch order: add table, flush chains, delete elements, delete sets, delete
 //! chains, add sets, add chains, add elements, add rules.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{Action, Chain, Element, Match, Rule, Ruleset, Set};
 
 /// One step of a transaction on table `inet nftpol`.
+///
+/// Rules and elements are borrowed from the ruleset the change brings about
+/// where they can be: a first sync adds every rule and element of the
+/// table, and owned copies of them would double the ruleset's memory until
+/// the batch is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub enum Change<'a> {
     /// Create the table (first apply only).
     AddTable,
     /// Remove every rule of an existing chain.
@@ -34,7 +40,7 @@ pub enum Change {
         /// The set.
         set: String,
         /// Elements the set holds now.
-        elements: Vec<Element>,
+        elements: Elements<'a>,
     },
     /// Delete a chain (already flushed and unreferenced).
     DeleteChain(String),
@@ -49,25 +55,166 @@ pub enum Change {
         /// The set.
         set: String,
         /// Elements the set does not hold yet.
-        elements: Vec<Element>,
+        elements: Elements<'a>,
     },
     /// Append a rule to a chain.
     AddRule {
         /// The chain.
         chain: String,
         /// The rule.
-        rule: Rule,
+        rule: Cow<'a, Rule>,
     },
 }
 
-/// An ordered list of changes; applied in order, in one transaction.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Diff {
-    /// The changes, in an order the kernel accepts.
-    pub changes: Vec<Change>,
+impl Change<'_> {
+    /// The same change, owning what it borrowed.
+    pub fn into_owned(self) -> Change<'static> {
+        match self {
+            Change::AddTable => Change::AddTable,
+            Change::FlushChain(name) => Change::FlushChain(name),
+            Change::DeleteElements { set, elements } => Change::DeleteElements {
+                set,
+                elements: elements.into_owned(),
+            },
+            Change::DeleteChain(name) => Change::DeleteChain(name),
+            Change::DeleteSet(name) => Change::DeleteSet(name),
+            Change::AddSet(set) => Change::AddSet(set),
+            Change::AddChain(chain) => Change::AddChain(chain),
+            Change::AddElements { set, elements } => Change::AddElements {
+                set,
+                elements: elements.into_owned(),
+            },
+            Change::AddRule { chain, rule } => Change::AddRule {
+                chain,
+                rule: Cow::Owned(rule.into_owned()),
+            },
+        }
+    }
 }
 
-impl Diff {
+/// The elements of one element change, borrowed from a set or owned.
+/// Equal when they list equal elements in the same order, whoever owns them.
+#[derive(Debug, Clone)]
+pub enum Elements<'a> {
+    /// Elements of a set that outlives the change.
+    Borrowed(Vec<&'a Element>),
+    /// Elements made for the change.
+    Owned(Vec<Element>),
+}
+
+impl<'a> Elements<'a> {
+    /// How many.
+    pub fn len(&self) -> usize {
+        match self {
+            Elements::Borrowed(elements) => elements.len(),
+            Elements::Owned(elements) => elements.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element at `index`.
+    pub fn get(&self, index: usize) -> Option<&Element> {
+        match self {
+            Elements::Borrowed(elements) => elements.get(index).copied(),
+            Elements::Owned(elements) => elements.get(index),
+        }
+    }
+
+    /// The elements, in order.
+    pub fn iter(&self) -> ElementsIter<'_, 'a> {
+        match self {
+            Elements::Borrowed(elements) => ElementsIter::Borrowed(elements.iter()),
+            Elements::Owned(elements) => ElementsIter::Owned(elements.iter()),
+        }
+    }
+
+    /// The same elements, owned.
+    pub fn into_owned(self) -> Elements<'static> {
+        match self {
+            Elements::Borrowed(elements) => {
+                Elements::Owned(elements.into_iter().cloned().collect())
+            }
+            Elements::Owned(elements) => Elements::Owned(elements),
+        }
+    }
+}
+
+/// The iterator of [`Elements::iter`].
+#[derive(Debug, Clone)]
+pub enum ElementsIter<'b, 'a> {
+    /// Over borrowed elements.
+    Borrowed(std::slice::Iter<'b, &'a Element>),
+    /// Over owned elements.
+    Owned(std::slice::Iter<'b, Element>),
+}
+
+impl<'b> Iterator for ElementsIter<'b, '_> {
+    type Item = &'b Element;
+
+    fn next(&mut self) -> Option<&'b Element> {
+        match self {
+            ElementsIter::Borrowed(elements) => elements.next().copied(),
+            ElementsIter::Owned(elements) => elements.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            ElementsIter::Borrowed(elements) => elements.size_hint(),
+            ElementsIter::Owned(elements) => elements.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for ElementsIter<'_, '_> {}
+
+impl<'b, 'a> IntoIterator for &'b Elements<'a> {
+    type Item = &'b Element;
+    type IntoIter = ElementsIter<'b, 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl From<Vec<Element>> for Elements<'static> {
+    fn from(elements: Vec<Element>) -> Self {
+        Elements::Owned(elements)
+    }
+}
+
+impl FromIterator<Element> for Elements<'static> {
+    fn from_iter<I: IntoIterator<Item = Element>>(elements: I) -> Self {
+        Elements::Owned(elements.into_iter().collect())
+    }
+}
+
+impl<'a> FromIterator<&'a Element> for Elements<'a> {
+    fn from_iter<I: IntoIterator<Item = &'a Element>>(elements: I) -> Self {
+        Elements::Borrowed(elements.into_iter().collect())
+    }
+}
+
+impl PartialEq for Elements<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Elements<'_> {}
+
+/// An ordered list of changes; applied in order, in one transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diff<'a> {
+    /// The changes, in an order the kernel accepts.
+    pub changes: Vec<Change<'a>>,
+}
+
+impl<'a> Diff<'a> {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
@@ -86,7 +233,7 @@ impl Diff {
     /// The diff without its element changes: what it does to the
     /// structure of a table (see [`Ruleset::without_elements`]).
     #[must_use]
-    pub fn without_elements(&self) -> Diff {
+    pub fn without_elements(&self) -> Diff<'a> {
         Diff {
             changes: self
                 .changes
@@ -112,13 +259,24 @@ impl Diff {
                 _ => (added, deleted),
             })
     }
+
+    /// The same diff, owning what it borrowed.
+    pub fn into_owned(self) -> Diff<'static> {
+        Diff {
+            changes: self.changes.into_iter().map(Change::into_owned).collect(),
+        }
+    }
 }
 
 /// The changes that turn `previous` into `next`; `previous` is `None` when the
 /// table does not exist yet.
-pub fn diff(previous: Option<&Ruleset>, next: &Ruleset) -> Diff {
-    let empty = Ruleset::default();
-    let plan = Plan::new(previous.unwrap_or(&empty), next);
+pub fn diff<'a>(previous: Option<&'a Ruleset>, next: &'a Ruleset) -> Diff<'a> {
+    // Static: the diff borrows from both rulesets (from this one, nothing).
+    static EMPTY: Ruleset = Ruleset {
+        chains: BTreeMap::new(),
+        sets: BTreeMap::new(),
+    };
+    let plan = Plan::new(previous.unwrap_or(&EMPTY), next);
     let mut changes = Vec::new();
     if previous.is_none() {
         changes.push(Change::AddTable);
@@ -154,7 +312,7 @@ pub fn diff(previous: Option<&Ruleset>, next: &Ruleset) -> Diff {
     for chain in refilled {
         changes.extend(chain.rules.iter().map(|rule| Change::AddRule {
             chain: chain.name.clone(),
-            rule: rule.clone(),
+            rule: Cow::Borrowed(rule),
         }));
     }
     Diff { changes }
@@ -227,7 +385,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Chains whose rules go away: rewritten or removed ones that have rules.
-    fn flushes(&self) -> impl Iterator<Item = Change> + '_ {
+    fn flushes(&self) -> impl Iterator<Item = Change<'a>> + '_ {
         self.rewritten_chains
             .iter()
             .chain(&self.removed_chains)
@@ -236,7 +394,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Element deletes from kept sets, and element adds to kept and new sets.
-    fn element_changes(&self) -> (Vec<Change>, Vec<Change>) {
+    fn element_changes(&self) -> (Vec<Change<'a>>, Vec<Change<'a>>) {
         let mut deletions = Vec::new();
         let mut additions = Vec::new();
         for set in self.next.sets.values() {
@@ -244,7 +402,10 @@ impl<'a> Plan<'a> {
                 Some(was) if !self.replaced_sets.contains(set.name.as_str()) => {
                     element_changes(was, set)
                 }
-                _ => (Vec::new(), set.elements.iter().cloned().collect()),
+                _ => (
+                    Elements::Borrowed(Vec::new()),
+                    set.elements.iter().collect(),
+                ),
             };
             if !deleted.is_empty() {
                 deletions.push(Change::DeleteElements {
@@ -283,9 +444,9 @@ fn must_replace(was: &Set, next: &Set) -> bool {
 }
 
 /// Elements to delete from and to add to `was` so it equals `next`.
-fn element_changes(was: &Set, next: &Set) -> (Vec<Element>, Vec<Element>) {
-    let deleted = was.elements.difference(&next.elements).cloned().collect();
-    let added = next.elements.difference(&was.elements).cloned().collect();
+fn element_changes<'a>(was: &'a Set, next: &'a Set) -> (Elements<'a>, Elements<'a>) {
+    let deleted = was.elements.difference(&next.elements).collect();
+    let added = next.elements.difference(&was.elements).collect();
     (deleted, added)
 }
 

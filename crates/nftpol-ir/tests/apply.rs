@@ -284,7 +284,7 @@ fn conflicts_name_the_object_and_the_kernel_rule() {
             "an overlapping interval exists already",
             nftpol_ir::diff::Change::AddElements {
                 set: set(),
-                elements: vec![element(4, 6)],
+                elements: vec![element(4, 6)].into(),
             },
             Conflict::Exists(Object::Element {
                 set: set(),
@@ -295,7 +295,7 @@ fn conflicts_name_the_object_and_the_kernel_rule() {
             "deleting an absent element is missing",
             nftpol_ir::diff::Change::DeleteElements {
                 set: set(),
-                elements: vec![element(2, 3)],
+                elements: vec![element(2, 3)].into(),
             },
             Conflict::Missing(Object::Element {
                 set: set(),
@@ -316,7 +316,7 @@ fn conflicts_name_the_object_and_the_kernel_rule() {
             "a lookup of the wrong key type does not fit",
             nftpol_ir::diff::Change::AddRule {
                 chain: "filter-forward".to_owned(),
-                rule: Rule {
+                rule: std::borrow::Cow::Owned(Rule {
                     matches: vec![Match::Lookup {
                         key: vec![Field::TransportDport],
                         set: set(),
@@ -325,7 +325,7 @@ fn conflicts_name_the_object_and_the_kernel_rule() {
                     counter: false,
                     action: Action::Verdict(Verdict::Accept),
                     comment: None,
-                },
+                }),
             },
             Conflict::KeyMismatch(Object::Rule {
                 chain: "filter-forward".to_owned(),

@@ -62,7 +62,7 @@ fn an_applied_diff_renders_as_the_target_text() {
     let mut state = ruleset(&[2], Verdict::Drop);
     let target = ruleset(&[3, 2], Verdict::Reject);
     state
-        .apply(&diff(Some(&state), &target))
+        .apply(&diff(Some(&state), &target).into_owned())
         .expect("the diff applies to the state it was taken from");
     assert_ruleset!(
         state,

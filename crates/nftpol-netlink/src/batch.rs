@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use nftpol_ir::diff::{Change, Diff};
+use nftpol_ir::diff::{Change, Diff, Elements};
 use nftpol_ir::{BaseChain, Chain, ChainPolicy, Hook, Set};
 
 use crate::error::{ApplyError, Object};
@@ -252,7 +252,7 @@ impl<'a> BatchWriter<'a> {
         kind: u16,
         flags: u16,
         set_name: &str,
-        elements: &[nftpol_ir::Element],
+        elements: &Elements<'_>,
         sets: &BTreeMap<String, Set>,
     ) -> Result<(), SetEncodeError> {
         let Some(set) = sets.get(set_name) else {

@@ -25,7 +25,7 @@ use crate::{Applied, Dataplane};
 #[derive(Debug, Clone, Default)]
 pub struct FakeDataplane {
     state: Option<Ruleset>,
-    last_diff: Option<Diff>,
+    last_diff: Option<Diff<'static>>,
     last_applied: Option<Applied>,
     applied: usize,
     rejected: usize,
@@ -63,7 +63,7 @@ impl FakeDataplane {
     }
 
     /// The last diff that was applied successfully.
-    pub fn last_diff(&self) -> Option<&Diff> {
+    pub fn last_diff(&self) -> Option<&Diff<'static>> {
         self.last_diff.as_ref()
     }
 
@@ -177,7 +177,7 @@ impl Dataplane for FakeDataplane {
             messages: batch.message_count(),
             bytes: batch.bytes.len(),
         };
-        self.last_diff = Some(diff.clone());
+        self.last_diff = Some(diff.clone().into_owned());
         self.last_applied = Some(applied);
         Ok(applied)
     }

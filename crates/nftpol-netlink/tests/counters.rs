@@ -29,7 +29,8 @@ fn counters_of_every_counter_rule_match_the_fake_and_start_at_zero() {
             Vec::new(),
             "no table, no counters"
         );
-        let changes = diff(None, &fixture());
+        let ruleset = fixture();
+        let changes = diff(None, &ruleset);
         dataplane.apply(&changes).expect("the fixture applies");
         let kernel = dataplane.read_counters().expect("reading counters");
         let mut fake = FakeDataplane::new();

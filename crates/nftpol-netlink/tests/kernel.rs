@@ -145,7 +145,7 @@ fn rejected_batch_changes_nothing_and_names_the_element() {
                 },
                 Change::AddElements {
                     set: PEERS_V4.to_owned(),
-                    elements: vec![overlapping.clone()],
+                    elements: vec![overlapping.clone()].into(),
                 },
             ],
         };
@@ -356,12 +356,13 @@ fn fake_and_kernel_agree_on_every_batch() {
         grown.chains.get_mut("egress-other").unwrap().rules.clear();
         let add = |set: &str, element: Element| Change::AddElements {
             set: set.to_owned(),
-            elements: vec![element],
+            elements: vec![element].into(),
         };
         let del = |set: &str, element: Element| Change::DeleteElements {
             set: set.to_owned(),
-            elements: vec![element],
+            elements: vec![element].into(),
         };
+        let empty = Ruleset::default();
         let batches: Vec<(&str, Diff)> = vec![
             ("create", diff(None, &ir)),
             (
@@ -432,7 +433,7 @@ fn fake_and_kernel_agree_on_every_batch() {
                 Diff {
                     changes: vec![Change::AddRule {
                         chain: "egress-other".to_owned(),
-                        rule: nftpol_ir::Rule {
+                        rule: std::borrow::Cow::Owned(nftpol_ir::Rule {
                             matches: vec![nftpol_ir::Match::Lookup {
                                 key: vec![nftpol_ir::Field::Ipv4Daddr],
                                 set: "missing".to_owned(),
@@ -441,13 +442,13 @@ fn fake_and_kernel_agree_on_every_batch() {
                             counter: false,
                             action: nftpol_ir::Action::Verdict(Verdict::Drop),
                             comment: None,
-                        },
+                        }),
                     }],
                 },
             ),
             ("grow", diff(Some(&ir), &grown)),
             ("shrink back", diff(Some(&grown), &ir)),
-            ("replace", diff(Some(&ir), &Ruleset::default())),
+            ("replace", diff(Some(&ir), &empty)),
         ];
         let mut kernel = open();
         let mut fake = FakeDataplane::new();

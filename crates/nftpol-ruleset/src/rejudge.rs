@@ -55,6 +55,8 @@
 //! match them, so an isolated pod's untracked packets are dropped by packet
 //! address (fail closed).
 
+use std::borrow::Cow;
+
 use nftpol_ir::diff::{Change, Diff};
 use nftpol_ir::{Action, Chain, CtDirection, CtState, Field, Match, Rule, Ruleset, Verdict};
 use nftpol_model::Direction;
@@ -478,7 +480,7 @@ pub fn set_generation(ruleset: &mut Ruleset, rejudge: Rejudge) {
 /// `changes` (element changes only, to `current`) plus what moves
 /// `current`'s generation chains to `rejudge.generation`: flushed first and
 /// refilled last, in the batch order of [`nftpol_ir::diff`].
-pub fn with_generation(changes: Diff, current: &Ruleset, rejudge: Rejudge) -> Diff {
+pub fn with_generation<'a>(changes: Diff<'a>, current: &Ruleset, rejudge: Rejudge) -> Diff<'a> {
     let chains: Vec<Chain> = [Direction::Egress, Direction::Ingress]
         .into_iter()
         .flat_map(|direction| generation_chains(rejudge, direction))
@@ -494,7 +496,7 @@ pub fn with_generation(changes: Diff, current: &Ruleset, rejudge: Rejudge) -> Di
         let name = chain.name;
         chain.rules.into_iter().map(move |rule| Change::AddRule {
             chain: name.clone(),
-            rule,
+            rule: Cow::Owned(rule),
         })
     }));
     Diff { changes: all }

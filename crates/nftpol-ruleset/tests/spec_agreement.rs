@@ -241,7 +241,7 @@ fn apply(state: &mut Ruleset, changes: &[Change]) {
                 .get_mut(chain)
                 .expect("chain exists")
                 .rules
-                .push(rule.clone()),
+                .push(rule.clone().into_owned()),
         }
     }
 }

@@ -74,7 +74,7 @@ pub struct PolicyDelta {
 
 impl PolicyDelta {
     /// The changes, in an order the kernel accepts in one batch.
-    pub fn changes(&self) -> Diff {
+    pub fn changes(&self) -> Diff<'_> {
         diff(Some(&self.old), &self.new)
     }
 
@@ -601,7 +601,7 @@ impl PolicyBatch {
     }
 
     /// The changes of every absorbed delta, in one batch.
-    pub fn changes(&self) -> Diff {
+    pub fn changes(&self) -> Diff<'_> {
         diff(Some(&self.old), &self.new)
     }
 

@@ -24,7 +24,7 @@ pub fn pod_delta(
     remote: &mut RemotePods,
     changes: &[PodChange],
     committed: &Ruleset,
-) -> Option<Diff> {
+) -> Option<Diff<'static>> {
     let delta = remote.apply(changes)?;
     let elements = |memberships: &BTreeSet<(Membership, IpAddr)>| -> BTreeSet<(String, Element)> {
         memberships
@@ -77,7 +77,7 @@ fn element_diff(
     committed: &Ruleset,
     removed: &BTreeSet<(String, Element)>,
     added: &BTreeSet<(String, Element)>,
-) -> Diff {
+) -> Diff<'static> {
     let mut deletes: BTreeMap<&str, Vec<Element>> = BTreeMap::new();
     let mut adds: BTreeMap<&str, Vec<Element>> = BTreeMap::new();
     for (set, element) in removed.difference(added) {
@@ -102,12 +102,12 @@ fn element_diff(
         .into_iter()
         .map(|(set, elements)| Change::DeleteElements {
             set: set.to_owned(),
-            elements,
+            elements: elements.into(),
         })
         .collect();
     changes.extend(adds.into_iter().map(|(set, elements)| Change::AddElements {
         set: set.to_owned(),
-        elements,
+        elements: elements.into(),
     }));
     Diff { changes }
 }
