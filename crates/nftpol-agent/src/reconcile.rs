@@ -254,6 +254,16 @@ impl<D: Dataplane> Reconciler<D> {
             tracing::warn!(%tie, "ClusterNetworkPolicies share a priority");
         }
         let compiled = compile(&model, self.options);
+        // What a commit keeps of the model; the rest is freed before the
+        // diff and the batch are built (a full sync's peak of memory).
+        let log_limits = model
+            .policies
+            .iter()
+            .map(|policy| (policy.id.clone(), policy.log_limit))
+            .collect();
+        let remote_pods = std::mem::take(&mut model.remote_pods);
+        let (local_pods, policies) = (model.local_pods.len(), model.policies.len());
+        drop(model);
         let mut desired = compiled.ruleset;
         if sync == Sync::Full {
             self.committed = self
@@ -271,11 +281,7 @@ impl<D: Dataplane> Reconciler<D> {
         self.provenance = compiled.provenance;
         self.set_users = compiled.set_users;
         self.policy_context = Some(policy_context);
-        self.log_limits = model
-            .policies
-            .iter()
-            .map(|policy| (policy.id.clone(), policy.log_limit))
-            .collect();
+        self.log_limits = log_limits;
         if let Some(directory) = &self.log_directory {
             directory.publish(Directory::new(&self.node, &self.provenance, &snapshot.pods));
         }
@@ -283,12 +289,12 @@ impl<D: Dataplane> Reconciler<D> {
         if rejudged.is_some() {
             self.options.rejudge = rejudged;
         }
-        self.remote_pods = Some(std::mem::take(&mut model.remote_pods));
+        self.remote_pods = Some(remote_pods);
         self.findings = findings;
         self.full_sync_next = false;
         tracing::info!(
-            pods = model.local_pods.len(),
-            policies = model.policies.len(),
+            pods = local_pods,
+            policies,
             rejudge_generation = report.rejudge_generation,
             elements_added = report.elements_added,
             elements_deleted = report.elements_deleted,

@@ -21,7 +21,7 @@ use crate::error::ModelError;
 use crate::memberships::PodChange;
 use crate::pods::{PodIndex, PodView};
 use crate::policy::{namespace_labels, Policy, PolicyId};
-use crate::resolve::{pods_by_namespace, PodsByNamespace, ResolvedPolicy, Resolver};
+use crate::resolve::{pods_by_namespace, Member, PodsByNamespace, ResolvedPolicy, Resolver};
 
 /// One NetworkPolicy's change since the last model, as the policy store saw
 /// it.
@@ -167,7 +167,7 @@ impl PolicyContext {
         let Some(members) = self.by_namespace.get_mut(&*pod.namespace) else {
             return false;
         };
-        members.retain(|(member, _)| member.name != pod.name);
+        members.retain(|member| member.pod.name != pod.name);
         if members.is_empty() {
             self.by_namespace.remove(&*pod.namespace);
         }
@@ -188,8 +188,8 @@ impl PolicyContext {
             .by_namespace
             .entry(pod.namespace.to_string())
             .or_default();
-        let at = members.partition_point(|(member, _)| member.name < pod.name);
-        members.insert(at, (Arc::clone(pod), pod.ips.clone()));
+        let at = members.partition_point(|member| member.pod.name < pod.name);
+        members.insert(at, Member::new(Arc::clone(pod), pod.ips.clone()));
         true
     }
 
@@ -203,9 +203,9 @@ impl PolicyContext {
             .get(parsed.id.namespace.as_str())
             .into_iter()
             .flatten()
-            .filter(|(pod, _)| pod.node_name.as_deref() == Some(self.node.as_str()))
-            .filter(|(pod, _)| parsed.targets.selects(&pod.labels))
-            .map(|(pod, ips)| (pod.as_ref(), ips.as_slice()))
+            .filter(|member| member.pod.node_name.as_deref() == Some(self.node.as_str()))
+            .filter(|member| parsed.targets.selects(&member.pod.labels))
+            .map(|member| (member.pod.as_ref(), member.ips()))
             .collect();
         let isolates = parsed.ingress.is_some() || parsed.egress.is_some();
         let (resolved, targets) = if selected.is_empty() || !isolates {

@@ -499,13 +499,36 @@ type PeerKey = (NamespaceScope, Selector);
 type NamedAddresses = Vec<(IpAddr, u16)>;
 
 /// Counted pods per namespace, with the addresses each owns.
-pub(crate) type PodsByNamespace = BTreeMap<String, Vec<(Arc<PodView>, Vec<IpAddr>)>>;
+pub(crate) type PodsByNamespace = BTreeMap<String, Vec<Member>>;
+
+/// A counted pod and the addresses it owns: all of its own, unless an
+/// address is another pod's too (a conflict the API normally prevents).
+/// Kept per pod for as long as the policy path lives, so the common case
+/// allocates nothing.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub(crate) pod: Arc<PodView>,
+    /// The owned addresses when they are not all of the pod's.
+    disputed: Option<Box<[IpAddr]>>,
+}
+
+impl Member {
+    pub(crate) fn new(pod: Arc<PodView>, owned: Vec<IpAddr>) -> Self {
+        let disputed = (owned != pod.ips).then(|| owned.into_boxed_slice());
+        Self { pod, disputed }
+    }
+
+    /// The addresses the pod owns.
+    pub(crate) fn ips(&self) -> &[IpAddr] {
+        self.disputed.as_deref().unwrap_or(&self.pod.ips)
+    }
+}
 
 /// Indexes `index`'s pods by namespace, with their owned addresses.
 pub(crate) fn pods_by_namespace(index: &PodIndex) -> PodsByNamespace {
     let mut by_namespace: PodsByNamespace = BTreeMap::new();
     for pod in &index.pods {
-        let member = (Arc::clone(pod), index.owned_ips(pod).collect());
+        let member = Member::new(Arc::clone(pod), index.owned_ips(pod).collect());
         // One key allocated per namespace, not per pod.
         match by_namespace.get_mut(&*pod.namespace) {
             Some(members) => members.push(member),
@@ -581,9 +604,9 @@ impl<'a> Resolver<'a> {
                 }
             };
             if namespace_matches {
-                for (pod, ips) in members {
-                    if pods.matches(&pod.labels) {
-                        addresses.extend_from_slice(ips);
+                for member in members {
+                    if pods.matches(&member.pod.labels) {
+                        addresses.extend_from_slice(member.ips());
                     }
                 }
             }
@@ -607,7 +630,10 @@ impl<'a> Resolver<'a> {
             .by_namespace
             .values()
             .flatten()
-            .filter_map(|(pod, ips)| pod.named_port(name, protocol).map(|port| (ips, port)))
+            .filter_map(|member| {
+                let port = member.pod.named_port(name, protocol)?;
+                Some((member.ips(), port))
+            })
             .flat_map(|(ips, port)| ips.iter().map(move |ip| (*ip, port)))
             .collect();
         let endpoints = Rc::new(endpoints);
