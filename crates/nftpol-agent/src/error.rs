@@ -4,8 +4,8 @@
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// A watch task ended before its initial list completed.
-    #[error("a watch ended before its initial list completed")]
-    WatchEnded(#[source] kube::runtime::reflector::store::WriterDropped),
+    #[error("the {0} watch ended before its initial list completed")]
+    WatchEnded(&'static str),
     /// Every watch ended, so no change can reach the agent any more.
     #[error("every watch ended")]
     WatchesEnded,

@@ -37,6 +37,7 @@ pub mod events;
 pub mod http;
 mod memory;
 pub mod metrics;
+pub mod pod_store;
 mod reconcile;
 pub mod strip;
 pub mod traffic;

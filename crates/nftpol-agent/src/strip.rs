@@ -2,20 +2,17 @@
 //!
 //! A full Pod object (managed fields, annotations, volumes, container
 //! specs, conditions) costs several kilobytes; what the model reads is a
-//! few hundred bytes. Pods become [`StoredPod`]s, the model's own view; the
+//! few hundred bytes. Pods become the model's own view ([`PodView`]); the
 //! other kinds (far fewer) keep their type with every unread field cleared.
 //! `resourceVersion` is dropped too (the watcher tracks it before this
 //! step), so an update that changed nothing enforcement reads leaves the
 //! reduced object equal to the stored one and queues no reconcile.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, NodeStatus, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::reflector::Lookup;
-use kube::Resource;
 use nftpol_model::cluster_policy::api::ClusterNetworkPolicy;
 use nftpol_model::PodView;
 
@@ -32,69 +29,19 @@ fn metadata(meta: &mut ObjectMeta) {
     };
 }
 
-/// A Pod as the pod store keeps it: the model's [`PodView`] (labels,
-/// node, host network, phase, addresses, declared ports). A k8s-openapi
-/// Pod with every other field cleared still costs about 5 KB (its
-/// generated structs are large even when empty); a view costs a few
-/// hundred bytes, and reconciles share it through the `Arc`.
-///
-/// No uid: nothing reads it, and the store would keep it twice (in the
-/// object and in its key's `extra`), about 150 bytes a pod. The store
-/// keys objects by namespace and name alone (`ObjectRef` ignores `extra`
-/// in equality and hashing), so deletes and replacements work without it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredPod {
-    /// What the model reads.
-    pub view: Arc<PodView>,
-}
-
-impl Lookup for StoredPod {
-    type DynamicType = ();
-
-    fn kind((): &()) -> Cow<'_, str> {
-        <Pod as Resource>::kind(&())
-    }
-
-    fn group((): &()) -> Cow<'_, str> {
-        <Pod as Resource>::group(&())
-    }
-
-    fn version((): &()) -> Cow<'_, str> {
-        <Pod as Resource>::version(&())
-    }
-
-    fn plural((): &()) -> Cow<'_, str> {
-        <Pod as Resource>::plural(&())
-    }
-
-    fn name(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Borrowed(&self.view.name))
-    }
-
-    fn namespace(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Borrowed(&self.view.namespace))
-    }
-
-    fn resource_version(&self) -> Option<Cow<'_, str>> {
-        // Not kept: an update that changed nothing enforcement reads must
-        // compare equal to the stored pod.
-        None
-    }
-
-    fn uid(&self) -> Option<Cow<'_, str>> {
-        None
-    }
-}
-
-/// A Pod reduced to what the pod store keeps.
+/// A Pod reduced to what the pod store keeps: the model's [`PodView`]
+/// (labels, node, host network, phase, addresses, declared ports). A
+/// k8s-openapi Pod with every other field cleared still costs about 5 KB
+/// (its generated structs are large even when empty); a view costs a few
+/// hundred bytes, and reconciles share it through the `Arc`. No uid and no
+/// resource version: nothing reads them, and an update that changed nothing
+/// enforcement reads must compare equal to the stored view.
 #[expect(
     clippy::needless_pass_by_value,
     reason = "every kind's stripper takes the watched object by value, as the watch pipeline hands it over"
 )]
-pub fn pod(pod: Pod) -> StoredPod {
-    StoredPod {
-        view: Arc::new(PodView::from_pod(&pod)),
-    }
+pub fn pod(pod: Pod) -> Arc<PodView> {
+    Arc::new(PodView::from_pod(&pod))
 }
 
 /// A Namespace: name and labels.
@@ -204,14 +151,11 @@ mod tests {
     }
 
     #[test]
-    fn stored_pod_is_the_model_view_keyed_by_namespace_and_name() {
+    fn stored_pod_is_the_model_view() {
         let original = full_pod();
         let stored = pod(original.clone());
-        assert_eq!(*stored.view, PodView::from_pod(&original));
-        assert_eq!(stored.uid(), None, "the uid is not kept");
-        assert_eq!(stored.name().as_deref(), Some("a"));
-        assert_eq!(stored.namespace().as_deref(), Some("x"));
-        assert_eq!(StoredPod::plural(&()), "pods");
+        assert_eq!(*stored, PodView::from_pod(&original));
+        assert_eq!((&*stored.namespace, stored.name.as_str()), ("x", "a"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Reflectors: list-then-watch for Pods (all namespaces), Namespaces,
 //! NetworkPolicies, Nodes and ClusterNetworkPolicies, each into a store of
-//! stripped objects.
+//! stripped objects: pods into [`crate::pod_store`] (one pointer a pod),
+//! the other kinds into kube-runtime's reflector stores.
 //!
 //! The ClusterNetworkPolicy CRD may be absent: the agent then enforces
 //! NetworkPolicy only (its store counts as a complete, empty list), says so
@@ -33,7 +34,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use nftpol_model::cluster_policy::api::{self as cnp_api, ClusterNetworkPolicy};
-use nftpol_model::Snapshot;
+use nftpol_model::{PodView, Snapshot};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
@@ -41,7 +42,8 @@ use crate::agent::Progress;
 use crate::coalesce::Trigger;
 use crate::error::AgentError;
 use crate::metrics::Metrics;
-use crate::strip::{self, StoredPod};
+use crate::pod_store::{PodStore, PodWriter};
+use crate::strip;
 use nftpol_model::{PodChange, PolicyChange};
 
 /// Pod changes beyond this many since the last reconcile make the next one
@@ -135,7 +137,7 @@ impl ChangeLog {
 #[derive(Debug, Clone)]
 pub struct Stores {
     changes: ChangeLog,
-    pods: Store<StoredPod>,
+    pods: PodStore,
     namespaces: Store<Namespace>,
     policies: Store<NetworkPolicy>,
     nodes: Store<Node>,
@@ -148,7 +150,7 @@ pub struct Writers {
     /// What changed, for the reconcile loop.
     pub changes: ChangeLog,
     /// Pods, all namespaces.
-    pub pods: reflector::store::Writer<StoredPod>,
+    pub pods: PodWriter,
     /// Namespaces.
     pub namespaces: reflector::store::Writer<Namespace>,
     /// NetworkPolicies, all namespaces.
@@ -163,7 +165,7 @@ pub struct Writers {
 pub fn stores() -> (Stores, Writers) {
     let writers = Writers {
         changes: ChangeLog::default(),
-        pods: reflector::store::Writer::default(),
+        pods: PodWriter::default(),
         namespaces: reflector::store::Writer::default(),
         policies: reflector::store::Writer::default(),
         nodes: reflector::store::Writer::default(),
@@ -204,11 +206,16 @@ impl Stores {
             self.nodes.wait_until_ready(),
             self.cluster_policies.wait_until_ready(),
         );
-        pods.and(namespaces)
-            .and(policies)
-            .and(nodes)
-            .and(cluster_policies)
-            .map_err(AgentError::WatchEnded)
+        pods.map_err(|_| AgentError::WatchEnded("pods"))?;
+        for (resource, ready) in [
+            ("namespaces", namespaces),
+            ("networkpolicies", policies),
+            ("nodes", nodes),
+            ("clusternetworkpolicies", cluster_policies),
+        ] {
+            ready.map_err(|_| AgentError::WatchEnded(resource))?;
+        }
+        Ok(())
     }
 
     /// What changed since the last call.
@@ -232,12 +239,7 @@ impl Stores {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             namespaces: sorted(&self.namespaces),
-            pods: self
-                .pods
-                .state()
-                .iter()
-                .map(|pod| Arc::clone(&pod.view))
-                .collect(),
+            pods: self.pods.state(),
             policies: sorted(&self.policies),
             cluster_policies: sorted(&self.cluster_policies),
             nodes: sorted(&self.nodes),
@@ -403,16 +405,58 @@ where
     watcher::watcher(api, config).default_backoff()
 }
 
-/// Whether applying `event` changes what the store holds for enforcement.
-fn changes_store<K>(store: &Store<K>, event: &Event<K>) -> bool
+/// A store one watch writes: kube-runtime's reflector store, or the pod
+/// store ([`crate::pod_store`]).
+trait Sink<K> {
+    /// Whether applying `event` changes what the store holds.
+    fn changed_by(&self, event: &Event<K>) -> bool;
+    /// Applies `event`.
+    fn apply(&mut self, event: &Event<K>);
+    /// How many objects the store holds.
+    fn len(&self) -> usize;
+}
+
+impl<K> Sink<K> for reflector::store::Writer<K>
 where
     K: Lookup<DynamicType = ()> + Clone + PartialEq + 'static,
 {
-    match event {
-        Event::Apply(object) => store.get(&ObjectRef::from_obj(object)).as_deref() != Some(object),
-        Event::Delete(object) => store.get(&ObjectRef::from_obj(object)).is_some(),
-        Event::InitDone => true,
-        Event::Init | Event::InitApply(_) => false,
+    fn changed_by(&self, event: &Event<K>) -> bool {
+        let store = self.as_reader();
+        match event {
+            Event::Apply(object) => {
+                store.get(&ObjectRef::from_obj(object)).as_deref() != Some(object)
+            }
+            Event::Delete(object) => store.get(&ObjectRef::from_obj(object)).is_some(),
+            Event::InitDone => true,
+            Event::Init | Event::InitApply(_) => false,
+        }
+    }
+
+    fn apply(&mut self, event: &Event<K>) {
+        self.apply_watcher_event(event);
+    }
+
+    fn len(&self) -> usize {
+        self.as_reader().len()
+    }
+}
+
+impl Sink<Arc<PodView>> for PodWriter {
+    fn changed_by(&self, event: &Event<Arc<PodView>>) -> bool {
+        match event {
+            Event::Apply(pod) => self.get(pod).as_deref() != Some(&**pod),
+            Event::Delete(pod) => self.get(pod).is_some(),
+            Event::InitDone => true,
+            Event::Init | Event::InitApply(_) => false,
+        }
+    }
+
+    fn apply(&mut self, event: &Event<Arc<PodView>>) {
+        self.apply_watcher_event(event);
+    }
+
+    fn len(&self) -> usize {
+        self.as_reader().len()
     }
 }
 
@@ -425,23 +469,18 @@ struct Observers {
 }
 
 /// Logs an event that changes a store into the change log.
-type Recorder<K> = fn(&Store<K>, &Event<K>, &ChangeLog);
+type Recorder<S, K> = fn(&S, &Event<K>, &ChangeLog);
 
 /// Logs a pod event that changes the store, before it is applied (the
 /// store still holds the pod as it was).
-fn record_pod(store: &Store<StoredPod>, event: &Event<StoredPod>, changes: &ChangeLog) {
-    let stored = |pod: &StoredPod| {
-        store
-            .get(&ObjectRef::from_obj(pod))
-            .map(|stored| Arc::clone(&stored.view))
-    };
+fn record_pod(store: &PodWriter, event: &Event<Arc<PodView>>, changes: &ChangeLog) {
     match event {
         Event::Apply(pod) => changes.pod(PodChange {
-            before: stored(pod),
-            after: Some(Arc::clone(&pod.view)),
+            before: store.get(pod),
+            after: Some(Arc::clone(pod)),
         }),
         Event::Delete(pod) => changes.pod(PodChange {
-            before: stored(pod),
+            before: store.get(pod),
             after: None,
         }),
         Event::Init | Event::InitApply(_) | Event::InitDone => changes.structural(),
@@ -450,7 +489,12 @@ fn record_pod(store: &Store<StoredPod>, event: &Event<StoredPod>, changes: &Chan
 
 /// Logs a NetworkPolicy event that changes the store, before it is applied
 /// (the store still holds the policy as it was).
-fn record_policy(store: &Store<NetworkPolicy>, event: &Event<NetworkPolicy>, changes: &ChangeLog) {
+fn record_policy(
+    store: &reflector::store::Writer<NetworkPolicy>,
+    event: &Event<NetworkPolicy>,
+    changes: &ChangeLog,
+) {
+    let store = store.as_reader();
     let stored = |policy: &NetworkPolicy| store.get(&ObjectRef::from_obj(policy));
     match event {
         Event::Apply(policy) => changes.policy(PolicyChange {
@@ -466,10 +510,7 @@ fn record_policy(store: &Store<NetworkPolicy>, event: &Event<NetworkPolicy>, cha
 }
 
 /// Logs that a kind other than pods and NetworkPolicies changed.
-fn record_structural<K>(_: &Store<K>, _: &Event<K>, changes: &ChangeLog)
-where
-    K: Lookup<DynamicType = ()> + Clone + 'static,
-{
+fn record_structural<S, K>(_: &S, _: &Event<K>, changes: &ChangeLog) {
     changes.structural();
 }
 
@@ -485,29 +526,28 @@ fn reduced<In, Out>(event: Event<In>, reduce: fn(In) -> Out) -> Event<Out> {
 }
 
 /// Feeds one watch stream into its store, queueing reconciles.
-async fn drive<In, K, S>(
+async fn drive<In, K, W, S>(
     resource: &'static str,
     stream: S,
-    mut writer: reflector::store::Writer<K>,
-    (reduce, record): (fn(In) -> K, Recorder<K>),
+    mut writer: W,
+    (reduce, record): (fn(In) -> K, Recorder<W, K>),
     observers: Observers,
 ) where
-    K: Lookup<DynamicType = ()> + Clone + PartialEq + 'static,
+    W: Sink<K>,
     S: Stream<Item = Result<Event<In>, watcher::Error>>,
 {
-    let store = writer.as_reader();
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
                 let event = reduced(event, reduce);
-                let changed = changes_store(&store, &event);
+                let changed = writer.changed_by(&event);
                 if changed {
-                    record(&store, &event, &observers.changes);
+                    record(&writer, &event, &observers.changes);
                 }
-                writer.apply_watcher_event(&event);
+                writer.apply(&event);
                 if matches!(event, Event::InitDone) {
-                    tracing::info!(resource, objects = store.len(), "list complete");
+                    tracing::info!(resource, objects = writer.len(), "list complete");
                 }
                 if changed {
                     observers.metrics.reconcile.queued();
