@@ -16,7 +16,8 @@
 //! - A chain whose rules change is flushed and its rules re-added.
 //!
 //! Batch order: add table, flush chains, delete elements, delete sets, delete
-//! chains, add sets, add chains, add elements, add rules.
+//! chains, add sets (the most used first: see `Plan::created_sets_by_use`),
+//! add chains, add elements, add rules.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -297,7 +298,11 @@ pub fn diff<'a>(previous: Option<&'a Ruleset>, next: &'a Ruleset) -> Diff<'a> {
             .iter()
             .map(|name| Change::DeleteChain((*name).to_owned())),
     );
-    changes.extend(plan.created_sets().map(|set| Change::AddSet(set.shape())));
+    changes.extend(
+        plan.created_sets_by_use()
+            .into_iter()
+            .map(|set| Change::AddSet(set.shape())),
+    );
     let created_chains: Vec<&Chain> = plan.created_chains().collect();
     changes.extend(created_chains.iter().map(|chain| {
         Change::AddChain(Chain {
@@ -427,6 +432,31 @@ impl<'a> Plan<'a> {
         self.next.sets.values().filter(|set| {
             !self.old.sets.contains_key(&set.name) || self.replaced_sets.contains(set.name.as_str())
         })
+    }
+
+    /// The created sets, those the most rules look up first (then by
+    /// name). The kernel finds the set of a rule's lookup by walking the
+    /// table's sets in creation order, comparing names: a set created late
+    /// costs every rule using it a walk past all the others. At 10,000
+    /// policies (5,600 sets, 44,000 rules) those walks are most of a first
+    /// sync's kernel time, and the few port sets most rules use would
+    /// otherwise come last (`ports-…` sorts after `pods-…`).
+    fn created_sets_by_use(&self) -> Vec<&'a Set> {
+        let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
+        for rule in self.next.chains.values().flat_map(|chain| &chain.rules) {
+            for matched in &rule.matches {
+                if let Match::Lookup { set, .. } = matched {
+                    *uses.entry(set.as_str()).or_default() += 1;
+                }
+            }
+            if let Action::VerdictMap { map, .. } = &rule.action {
+                *uses.entry(map.as_str()).or_default() += 1;
+            }
+        }
+        let mut sets: Vec<&Set> = self.created_sets().collect();
+        let used = |set: &Set| uses.get(set.name.as_str()).copied().unwrap_or(0);
+        sets.sort_by(|a, b| used(b).cmp(&used(a)).then_with(|| a.name.cmp(&b.name)));
+        sets
     }
 
     fn created_chains(&self) -> impl Iterator<Item = &'a Chain> + '_ {
