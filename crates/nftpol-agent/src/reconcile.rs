@@ -187,7 +187,9 @@ impl<D: Dataplane> Reconciler<D> {
         self.log_directory = Some(directory);
     }
 
-    /// The ruleset last committed, if any.
+    /// The ruleset last committed: `None` before the first commit, and
+    /// after a full model failed to commit (the next reconcile reads the
+    /// kernel's table back).
     pub fn committed(&self) -> Option<&Ruleset> {
         self.committed.as_ref()
     }
@@ -625,7 +627,6 @@ impl<D: Dataplane> Reconciler<D> {
         }
     }
 
-    /// Records a failure: the next reconcile re-reads the kernel's truth.
     /// Diffs `desired` against `committed` (moving the re-judging
     /// generation on when the commit may take permission away) and commits
     /// the diff in one batch.
@@ -670,6 +671,7 @@ impl<D: Dataplane> Reconciler<D> {
         Ok((report, rejudged))
     }
 
+    /// Records a failure: the next reconcile re-reads the kernel's truth.
     fn failed(&mut self, error: ReconcileError) -> ReconcileError {
         self.full_sync_next = true;
         tracing::warn!(error = %error, "reconcile failed; the previous ruleset stays in force");

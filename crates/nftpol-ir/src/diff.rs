@@ -16,8 +16,8 @@
 //! - A chain whose rules change is flushed and its rules re-added.
 //!
 //! Batch order: add table, flush chains, delete elements, delete sets, delete
-//! chains, add sets (the most used first: see `Plan::created_sets_by_use`),
-//! add chains, add elements, add rules.
+//! chains, add sets (the most looked up first: see [`sets_by_use`]), add
+//! chains, add elements, add rules.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -434,29 +434,9 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// The created sets, those the most rules look up first (then by
-    /// name). The kernel finds the set of a rule's lookup by walking the
-    /// table's sets in creation order, comparing names: a set created late
-    /// costs every rule using it a walk past all the others. At 10,000
-    /// policies (5,600 sets, 44,000 rules) those walks are most of a first
-    /// sync's kernel time, and the few port sets most rules use would
-    /// otherwise come last (`ports-…` sorts after `pods-…`).
+    /// The created sets, in [`sets_by_use`] order.
     fn created_sets_by_use(&self) -> Vec<&'a Set> {
-        let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
-        for rule in self.next.chains.values().flat_map(|chain| &chain.rules) {
-            for matched in &rule.matches {
-                if let Match::Lookup { set, .. } = matched {
-                    *uses.entry(set.as_str()).or_default() += 1;
-                }
-            }
-            if let Action::VerdictMap { map, .. } = &rule.action {
-                *uses.entry(map.as_str()).or_default() += 1;
-            }
-        }
-        let mut sets: Vec<&Set> = self.created_sets().collect();
-        let used = |set: &Set| uses.get(set.name.as_str()).copied().unwrap_or(0);
-        sets.sort_by(|a, b| used(b).cmp(&used(a)).then_with(|| a.name.cmp(&b.name)));
-        sets
+        sets_by_use(self.next, self.created_sets())
     }
 
     fn created_chains(&self) -> impl Iterator<Item = &'a Chain> + '_ {
@@ -465,6 +445,34 @@ impl<'a> Plan<'a> {
                 || self.removed_chains.contains(chain.name.as_str())
         })
     }
+}
+
+/// `sets` of `ruleset`, those the most of its rules look up first (then by
+/// name): the order a diff creates new sets in, and [`crate::render`]
+/// writes them in.
+///
+/// The kernel finds the set of a rule's lookup by walking the table's sets
+/// in creation order, comparing names: a set created late costs every rule
+/// using it a walk past all the others. At 10,000 policies (5,600 sets,
+/// 44,000 rules) those walks were most of a first sync's kernel time, with
+/// the few port sets most rules use last in name order (`ports-…` sorts
+/// after `pods-…`).
+pub fn sets_by_use<'a>(ruleset: &Ruleset, sets: impl IntoIterator<Item = &'a Set>) -> Vec<&'a Set> {
+    let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
+    for rule in ruleset.chains.values().flat_map(|chain| &chain.rules) {
+        for matched in &rule.matches {
+            if let Match::Lookup { set, .. } = matched {
+                *uses.entry(set.as_str()).or_default() += 1;
+            }
+        }
+        if let Action::VerdictMap { map, .. } = &rule.action {
+            *uses.entry(map.as_str()).or_default() += 1;
+        }
+    }
+    let mut sets: Vec<&Set> = sets.into_iter().collect();
+    let used = |set: &Set| uses.get(set.name.as_str()).copied().unwrap_or(0);
+    sets.sort_by(|a, b| used(b).cmp(&used(a)).then_with(|| a.name.cmp(&b.name)));
+    sets
 }
 
 /// Whether `next` cannot be reached from `was` by element changes.

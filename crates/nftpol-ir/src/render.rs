@@ -1,11 +1,13 @@
 //! The IR → `nft -f` syntax: what the agent installs, for people and for
 //! `nft -c` checks.
 //!
-//! Sets and maps come first, then chains, each in name order: the order in
+//! Sets and maps come first (the most looked up first, see
+//! [`crate::diff::sets_by_use`]), then chains in name order: the order in
 //! which a diff from nothing creates them, so `nft list` of a table loaded
 //! from this text and of one applied over netlink print identically (nft
-//! lists objects in creation order). `nft -f` resolves references to chains
-//! defined further down the same file.
+//! lists objects in creation order), and `nft -f` of it gets the same
+//! kernel cost. `nft -f` resolves references to chains defined further down
+//! the same file.
 
 // `let _ = writeln!(out, …)` below: writing to a String cannot fail.
 use std::fmt::Write;
@@ -18,7 +20,7 @@ use crate::{
 /// Renders the whole table as one `table inet nftpol { … }` block.
 pub fn render(ruleset: &Ruleset) -> String {
     let mut out = format!("table {TABLE_FAMILY} {TABLE_NAME} {{\n");
-    for set in ruleset.sets.values() {
+    for set in crate::diff::sets_by_use(ruleset, ruleset.sets.values()) {
         render_set(&mut out, set);
     }
     for chain in ruleset.chains.values() {
