@@ -26,10 +26,10 @@ use crate::{Action, Chain, Element, Match, Rule, Ruleset, Set};
 
 /// One step of a transaction on table `inet nftpol`.
 ///
-/// Rules and elements are borrowed from the ruleset the change brings about
-/// where they can be: a first sync adds every rule and element of the
-/// table, and owned copies of them would double the ruleset's memory until
-/// the batch is sent.
+/// Rules and elements are borrowed from the two rulesets a [`diff`]
+/// compares where they can be: a first sync adds every rule and element of
+/// the table, and owned copies of them would double the ruleset's memory
+/// until the batch is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change<'a> {
     /// Create the table (first apply only).
