@@ -97,6 +97,25 @@ pub struct Rule {
     pub comment: Option<String>,
 }
 
+impl Rule {
+    /// Every set the rule names: those its matches look up, the verdict map
+    /// it jumps through and the map it updates. The kernel resolves each by
+    /// name when the rule is added, and refuses to delete a set a rule
+    /// still names.
+    pub fn referenced_sets(&self) -> impl Iterator<Item = &str> {
+        let lookups = self.matches.iter().filter_map(|matched| match matched {
+            Match::Lookup { set, .. } => Some(set.as_str()),
+            _ => None,
+        });
+        let by_action = match &self.action {
+            Action::VerdictMap { map, .. } => Some(map.as_str()),
+            Action::Update(update) => Some(update.set.as_str()),
+            Action::Verdict(_) | Action::SetCtMark { .. } | Action::Log(_) => None,
+        };
+        lookups.chain(by_action)
+    }
+}
+
 /// Conntrack states a rule can test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CtState {
