@@ -36,7 +36,7 @@ use crate::error::AgentError;
 use crate::events::EventReporter;
 use crate::http::Health;
 use crate::metrics::Metrics;
-use crate::reconcile::{ReconcileError, ReconcileReport, Reconciler, Sync};
+use crate::reconcile::{ReconcileError, ReconcileReport, Reconciler};
 use crate::traffic::TrafficTracker;
 use crate::verdict_log::LogDirectory;
 use crate::watch::{self, Changes, Stores};
@@ -190,12 +190,6 @@ impl<D: Dataplane + Send + 'static> Agent<D> {
             let view = stores.clone();
             let (returned, result) = tokio::task::spawn_blocking(move || {
                 let result = reconcile_changes(&mut reconciler, &changes, &view);
-                if result
-                    .as_ref()
-                    .is_ok_and(|report| matches!(report.sync, Sync::Full | Sync::Partial))
-                {
-                    crate::memory::release_freed();
-                }
                 (reconciler, result)
             })
             .await
@@ -369,6 +363,8 @@ mod tests {
     use kube::runtime::watcher::Event;
     use nftpol_netlink::FakeDataplane;
     use nftpol_ruleset::rejudge::Rejudge;
+
+    use crate::reconcile::Sync;
 
     use super::*;
 

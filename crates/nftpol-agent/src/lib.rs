@@ -35,7 +35,6 @@ pub mod coalesce;
 mod error;
 pub mod events;
 pub mod http;
-mod memory;
 pub mod metrics;
 pub mod pod_store;
 mod reconcile;

@@ -3,6 +3,7 @@
 //! exit codes.
 
 mod agent;
+mod allocator;
 mod lab;
 mod live;
 mod manifests;
