@@ -27,12 +27,12 @@ use nftpol_ir::{Element, Ruleset, Value};
 use nftpol_model::{Cluster, PodView, Snapshot};
 use nftpol_netlink::{Dataplane as _, KernelDataplane};
 use nftpol_ruleset::catalogue::{Provenance, SetKind};
-use nftpol_ruleset::compile::CompileOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{self, Rng, Shape, APPS};
 use crate::measure::{timed, usize_f64, Summary};
 use crate::netns::in_fresh_netns;
+use crate::options::agent_defaults;
 
 /// Limits of the reconciler path.
 #[derive(Debug, Clone, Copy)]
@@ -231,7 +231,7 @@ pub fn run(shape: Shape, bounds: Bounds, kernel_events: usize) -> Result<ChurnRe
     let namespaces = generate::namespace_count(shape.policies);
     in_fresh_netns(move || {
         let dataplane = KernelDataplane::open().context("opening the netlink socket")?;
-        let mut reconciler = Reconciler::new(dataplane, generate::NODE, CompileOptions::default());
+        let mut reconciler = Reconciler::new(dataplane, generate::NODE, agent_defaults());
         let (first, full_sync_ms) = timed(|| reconciler.reconcile(&snapshot));
         let first = first.context("the first sync failed")?;
         let mut rng = Rng::new(shape.seed ^ 0x00c0_ffee);

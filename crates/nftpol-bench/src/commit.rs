@@ -9,12 +9,13 @@ use nftpol_ir::diff::{diff, Diff};
 use nftpol_ir::render::render;
 use nftpol_model::{resolve_snapshot, Snapshot};
 use nftpol_netlink::{Applied, Dataplane as _, KernelDataplane};
-use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_ruleset::compile::compile;
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{self, Shape};
 use crate::measure::{children_peak_rss_mib, peak_rss_mib, timed, Summary};
 use crate::netns::in_fresh_netns;
+use crate::options::agent_defaults;
 
 /// What measurement 2 found for one size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,7 +104,7 @@ pub fn run(shape: Shape, runs: usize) -> Result<CommitResult> {
     let snapshot = Snapshot::from(&generate::cluster(shape));
     let (model, resolve_ms) = timed(|| resolve_snapshot(&snapshot, generate::NODE));
     drop(snapshot);
-    let (ruleset, compile_ms) = timed(|| compile(&model, CompileOptions::default()).ruleset);
+    let (ruleset, compile_ms) = timed(|| compile(&model, agent_defaults()).ruleset);
     drop(model);
     let (changes, diff_ms) = timed(|| diff(None, &ruleset));
     let (text, render_ms) = timed(|| render(&ruleset));

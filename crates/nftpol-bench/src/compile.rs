@@ -3,11 +3,12 @@
 use nftpol_ir::diff::diff;
 use nftpol_ir::Ruleset;
 use nftpol_model::{resolve_snapshot, Snapshot};
-use nftpol_ruleset::compile::{compile, CompileOptions};
+use nftpol_ruleset::compile::compile;
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{self, Shape};
 use crate::measure::{peak_rss_mib, timed};
+use crate::options::agent_defaults;
 
 /// What one compile measurement found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +64,7 @@ pub fn run(shape: Shape) -> CompileResult {
     let (cluster, generate_ms) = timed(|| generate::cluster(shape));
     let snapshot = Snapshot::from(&cluster);
     let (model, resolve_ms) = timed(|| resolve_snapshot(&snapshot, generate::NODE));
-    let (ruleset, compile_ms) = timed(|| compile(&model, CompileOptions::default()).ruleset);
+    let (ruleset, compile_ms) = timed(|| compile(&model, agent_defaults()).ruleset);
     let (full, diff_full_ms) = timed(|| diff(None, &ruleset));
     let (same, diff_same_ms) = timed(|| diff(Some(&ruleset), &ruleset));
     assert!(same.is_empty(), "a ruleset differs from itself");

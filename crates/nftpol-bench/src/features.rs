@@ -19,13 +19,11 @@
 
 use anyhow::Result;
 use nftpol_ir::Ruleset;
-use nftpol_ruleset::compile::CompileOptions;
-use nftpol_ruleset::rejudge::Rejudge;
-use nftpol_ruleset::verdict_log::{VerdictLogMode, VerdictLogOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::lab::{self, Tables};
 use crate::machine::{load_average, Load};
+use crate::options::agent_with;
 use crate::rounds::{self, Point, Schedule, Setup, Trial};
 
 /// What measurement 7 found.
@@ -55,24 +53,6 @@ impl FeaturesResult {
     }
 }
 
-/// The compile options `nftpol agent --rejudge-established=R
-/// --verdict-log=deny|off` passes to the compiler (default mark bits,
-/// NFLOG group and deny action).
-fn options(rejudge: bool, verdict_log_deny: bool) -> CompileOptions {
-    CompileOptions {
-        rejudge: rejudge.then(Rejudge::default),
-        verdict_log: VerdictLogOptions {
-            mode: if verdict_log_deny {
-                VerdictLogMode::Deny
-            } else {
-                VerdictLogMode::Off
-            },
-            ..VerdictLogOptions::default()
-        },
-        ..CompileOptions::default()
-    }
-}
-
 /// Runs measurement 7.
 pub fn run(pods: usize, policies: usize, schedule: Schedule, seed: u64) -> Result<FeaturesResult> {
     let start = load_average();
@@ -83,7 +63,7 @@ pub fn run(pods: usize, policies: usize, schedule: Schedule, seed: u64) -> Resul
     let trials: Vec<Trial> = [(false, false), (true, false), (false, true), (true, true)]
         .into_iter()
         .map(|(rejudge, verdict_log_deny)| {
-            let rulesets = lab::rulesets_with(&cluster, options(rejudge, verdict_log_deny))
+            let rulesets = lab::rulesets_with(&cluster, agent_with(rejudge, verdict_log_deny))
                 .map(|compiled| compiled.ruleset);
             let elements = rulesets.iter().map(Ruleset::element_count).sum();
             let tables = Tables::Nftpol(Box::new(rulesets));
@@ -119,6 +99,7 @@ pub fn run(pods: usize, policies: usize, schedule: Schedule, seed: u64) -> Resul
 mod tests {
     use super::*;
     use nftpol_ir::Action;
+    use nftpol_ruleset::compile::CompileOptions;
 
     fn logs(options: CompileOptions) -> bool {
         let cluster = crate::generate::cluster(crate::generate::Shape {
@@ -141,7 +122,7 @@ mod tests {
     #[test]
     fn each_setup_compiles_what_its_flags_ask_for() {
         for (rejudge, deny) in [(false, false), (true, false), (false, true), (true, true)] {
-            let options = options(rejudge, deny);
+            let options = agent_with(rejudge, deny);
             assert_eq!(options.rejudge.is_some(), rejudge, "{rejudge} {deny}");
             assert_eq!(logs(options), deny, "{rejudge} {deny}");
         }

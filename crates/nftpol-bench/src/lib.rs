@@ -35,6 +35,7 @@ pub mod measure;
 pub mod memory;
 pub mod netns;
 pub mod objects;
+pub mod options;
 pub mod policy_churn;
 pub mod probe;
 pub mod rejudge;

@@ -28,12 +28,12 @@ use nftpol_model::{PolicyChange, Snapshot};
 use nftpol_netlink::{
     Applied, ApplyError, ConntrackError, Dataplane, KernelDataplane, ReadError, RuleCounter,
 };
-use nftpol_ruleset::compile::CompileOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{self, Rng, Shape, POLICIES_PER_NAMESPACE};
 use crate::measure::{timed, usize_f64, Summary};
 use crate::netns::in_fresh_netns;
+use crate::options::agent_defaults;
 
 /// Limits of a run.
 #[derive(Debug, Clone, Copy)]
@@ -129,7 +129,7 @@ pub fn run(shape: Shape, bounds: Bounds) -> Result<PolicyChurnResult> {
             kernel,
             applied: Duration::ZERO,
         };
-        let mut reconciler = Reconciler::new(dataplane, generate::NODE, CompileOptions::default());
+        let mut reconciler = Reconciler::new(dataplane, generate::NODE, agent_defaults());
         let (first, full_sync_ms) = timed(|| reconciler.reconcile(&snapshot));
         first.context("the first sync failed")?;
         let mut rng = Rng::new(shape.seed ^ 0x0070_11c7);

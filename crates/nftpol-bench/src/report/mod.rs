@@ -144,7 +144,13 @@ fn markdown(results: &Results) -> String {
 }
 
 fn headline(md: &mut String, results: &Results) {
-    let _ = writeln!(md, "## Targets\n\n| target | measured | |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "## Targets\n\nCompile, commit, churn and policy churn compile what `nftpol agent` without flags \
+         installs: established flows re-judged, denies logged (`nftpol_bench::options::agent_defaults`). \
+         Each isolating group's chain then ends in five rules instead of one.\n\n\
+         | target | measured | |\n|---|---|---|"
+    );
     if let Some(big) = results.commit.iter().max_by_key(|c| (c.pods, c.policies)) {
         let ours = big.nftpol_full_sync_ms();
         let theirs = big.nft_full_sync_ms();
