@@ -41,6 +41,20 @@ pub struct MemoryResult {
     pub settled_rss_mib: f64,
     /// The agent's peak RSS (`VmHWM`), MiB.
     pub peak_rss_mib: f64,
+    /// Bytes of the batches the agent committed until it was ready (its
+    /// first sync): the kernel takes a batch in one `sendmsg`, so the peak
+    /// holds all of them at once beside the committed ruleset.
+    #[serde(default)]
+    pub batch_bytes: usize,
+}
+
+/// What one agent run measured.
+struct AgentRun {
+    ready_ms: f64,
+    ready_rss_mib: f64,
+    settled_rss_mib: f64,
+    peak_rss_mib: f64,
+    batch_bytes: usize,
 }
 
 /// How long the agent may take to become ready.
@@ -75,7 +89,7 @@ pub fn run(shape: Shape, agent: &Path) -> Result<MemoryResult> {
             .enable_all()
             .build()
             .context("starting a tokio runtime")?;
-        let (ready_ms, ready_rss_mib, settled_rss_mib, peak_rss_mib) = runtime.block_on(async {
+        let run = runtime.block_on(async {
             let server = FakeApiServer::start().await;
             server.apply_all(&cluster.namespaces);
             server.apply_all(&cluster.nodes);
@@ -89,17 +103,18 @@ pub fn run(shape: Shape, agent: &Path) -> Result<MemoryResult> {
             policies: shape.policies,
             objects,
             pod_json_bytes,
-            ready_ms,
-            ready_rss_mib,
-            settled_rss_mib,
-            peak_rss_mib,
+            ready_ms: run.ready_ms,
+            ready_rss_mib: run.ready_rss_mib,
+            settled_rss_mib: run.settled_rss_mib,
+            peak_rss_mib: run.peak_rss_mib,
+            batch_bytes: run.batch_bytes,
         })
     })
 }
 
 /// Starts the agent against `url`, waits until it is ready and reads its
-/// memory: (ready ms, RSS at ready, RSS settled, peak), MiB.
-async fn measure_agent(agent: &Path, url: &str) -> Result<(f64, f64, f64, f64)> {
+/// memory and what it committed.
+async fn measure_agent(agent: &Path, url: &str) -> Result<AgentRun> {
     let scratch = Scratch::new()?;
     let kubeconfig = scratch.0.join("kubeconfig");
     std::fs::write(&kubeconfig, kubeconfig_for(url)).context("writing the kubeconfig")?;
@@ -139,6 +154,7 @@ async fn measure_agent(agent: &Path, url: &str) -> Result<(f64, f64, f64, f64)> 
     }
     let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
     let ready_rss = status_mib(pid, "VmRSS")?;
+    let batch_bytes = committed_batch_bytes().await?;
     tokio::time::sleep(SETTLE).await;
     let settled_rss = status_mib(pid, "VmRSS")?;
     let peak = status_mib(pid, "VmHWM")?;
@@ -148,19 +164,43 @@ async fn measure_agent(agent: &Path, url: &str) -> Result<(f64, f64, f64, f64)> 
     )
     .context("stopping the agent")?;
     child.wait().await.context("waiting for the agent")?;
-    Ok((ready_ms, ready_rss, settled_rss, peak))
+    Ok(AgentRun {
+        ready_ms,
+        ready_rss_mib: ready_rss,
+        settled_rss_mib: settled_rss,
+        peak_rss_mib: peak,
+        batch_bytes,
+    })
+}
+
+/// `GET path` from the agent's HTTP port: the whole response, or `None`
+/// if it does not answer.
+async fn get(path: &str) -> Option<Vec<u8>> {
+    let mut stream = tokio::net::TcpStream::connect(AGENT_LISTEN).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n");
+    let mut response = Vec::new();
+    stream.write_all(request.as_bytes()).await.ok()?;
+    stream.read_to_end(&mut response).await.ok()?;
+    Some(response)
 }
 
 /// Whether the agent's `/readyz` answers 200.
 async fn is_ready() -> bool {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(AGENT_LISTEN).await else {
-        return false;
-    };
-    let request = b"GET /readyz HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n";
-    let mut response = Vec::new();
-    stream.write_all(request).await.is_ok()
-        && stream.read_to_end(&mut response).await.is_ok()
-        && response.starts_with(b"HTTP/1.1 200")
+    get("/readyz")
+        .await
+        .is_some_and(|response| response.starts_with(b"HTTP/1.1 200"))
+}
+
+/// `nftpol_batch_bytes_total` from the agent's `/metrics`.
+async fn committed_batch_bytes() -> Result<usize> {
+    let response = get("/metrics")
+        .await
+        .context("the agent's /metrics did not answer")?;
+    let text = String::from_utf8_lossy(&response);
+    text.lines()
+        .find_map(|line| line.strip_prefix("nftpol_batch_bytes_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .context("no nftpol_batch_bytes_total in the agent's /metrics")
 }
 
 /// A `/proc/PID/status` field (kB) in MiB.

@@ -57,7 +57,7 @@ fuzz_target!(|scenario: Scenario| {
         .push_diff(&changes, &BTreeMap::new())
         .unwrap_or_else(|error| panic!("a compiled IR must encode: {error}"));
     let batch = writer.finish();
-    assert_eq!(frame_count(&batch.bytes), batch.message_count() + 2);
+    assert_eq!(frame_count(&batch.to_bytes()), batch.message_count() + 2);
     assert!(batch.message_count() >= changes.changes.len());
 
     let mut fake = FakeDataplane::new();

@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
         // that they fit together (a lookup's set exists and matches its key).
         return;
     }
-    let again = dump_of_batch(&writer.finish().bytes, Layout::default());
+    let again = dump_of_batch(&writer.finish().to_bytes(), Layout::default());
     match decode_dump(&again) {
         Ok(redecoded) => assert_eq!(
             redecoded,

@@ -56,7 +56,7 @@ fn check_round_trip(ruleset: &Ruleset, layout: Layout) {
     writer
         .push_diff(&diff(None, ruleset), &BTreeMap::new())
         .unwrap_or_else(|error| panic!("a compiled IR must encode: {error}"));
-    let dump = dump_of_batch(&writer.finish().bytes, layout);
+    let dump = dump_of_batch(&writer.finish().to_bytes(), layout);
     match decode_dump(&dump) {
         Ok(decoded) => assert_eq!(
             &decoded,

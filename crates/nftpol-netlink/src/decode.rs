@@ -322,7 +322,8 @@ mod tests {
             .expect("encodable");
         let batch = writer.finish();
         let mut dump = Dump::default();
-        let mut rest = batch.bytes.as_slice();
+        let bytes = batch.to_bytes();
+        let mut rest = bytes.as_slice();
         while rest.len() >= 16 {
             let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
             let message = rest[..len].to_vec();

@@ -175,7 +175,7 @@ impl Dataplane for FakeDataplane {
         self.applied += 1;
         let applied = Applied {
             messages: batch.message_count(),
-            bytes: batch.bytes.len(),
+            bytes: batch.byte_len(),
         };
         self.last_diff = Some(diff.clone().into_owned());
         self.last_applied = Some(applied);

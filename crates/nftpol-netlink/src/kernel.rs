@@ -12,7 +12,8 @@
 //!   whose replies span two ruleset generations is retried.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use nftpol_ir::diff::{diff, Change, Diff};
@@ -21,7 +22,7 @@ use nftpol_ir::{
     Ruleset, Set, Value, Verdict, TABLE_NAME,
 };
 use nix::errno::Errno;
-use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::socket::{sendmsg, setsockopt, sockopt, MsgFlags};
 
 use crate::batch::{Batch, BatchWriter};
 use crate::conntrack;
@@ -165,8 +166,9 @@ impl KernelDataplane {
 
     /// Sends `batch` in one `sendmsg` and collects the kernel's verdict.
     fn commit(&mut self, batch: &Batch, diff: &Diff) -> Result<(), ApplyError> {
-        if batch.bytes.len() + 4096 > self.send_buffer {
-            let size = batch.bytes.len() + 65536;
+        let len = batch.byte_len();
+        if len + 4096 > self.send_buffer {
+            let size = len + 65536;
             setsockopt(&self.socket, sockopt::SndBufForce, &size).map_err(|errno| {
                 ApplyError::Io {
                     stage: "forcing the send buffer",
@@ -175,14 +177,25 @@ impl KernelDataplane {
             })?;
             self.send_buffer = size;
         }
-        let sent = self
-            .socket
-            .send(&batch.bytes, 0)
-            .map_err(|source| ApplyError::Io {
-                stage: "sending the batch",
-                source,
-            })?;
-        if sent != batch.bytes.len() {
+        // One datagram gathered from every chunk: the kernel copies it into
+        // one skb and runs the batch from BEGIN to END.
+        let chunks: Vec<IoSlice<'_>> = batch
+            .chunks
+            .iter()
+            .map(|chunk| IoSlice::new(chunk))
+            .collect();
+        let sent = sendmsg::<()>(
+            self.socket.as_raw_fd(),
+            &chunks,
+            &[],
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(|errno| ApplyError::Io {
+            stage: "sending the batch",
+            source: errno.into(),
+        })?;
+        if sent != len {
             return Err(ApplyError::Io {
                 stage: "sending the batch",
                 source: io::Error::from(io::ErrorKind::WriteZero),
@@ -570,7 +583,7 @@ impl Dataplane for KernelDataplane {
         self.committed_sets = Some(sets);
         Ok(Applied {
             messages: batch.message_count(),
-            bytes: batch.bytes.len(),
+            bytes: batch.byte_len(),
         })
     }
 

@@ -40,6 +40,13 @@ impl Writer {
         Self::default()
     }
 
+    /// An empty writer with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(capacity),
+        }
+    }
+
     /// The bytes written so far.
     pub fn bytes(&self) -> &[u8] {
         &self.buf
@@ -108,10 +115,14 @@ impl Writer {
 
     /// Appends a NUL-terminated string attribute.
     pub fn put_str(&mut self, kind: u16, value: &str) -> Result<(), AttrTooLarge> {
-        let mut bytes = Vec::with_capacity(value.len() + 1);
-        bytes.extend_from_slice(value.as_bytes());
-        bytes.push(0);
-        self.put(kind, &bytes)
+        let total = NLA_HDRLEN + value.len() + 1;
+        let len = u16::try_from(total).map_err(|_| AttrTooLarge { kind, len: total })?;
+        self.buf.extend_from_slice(&len.to_ne_bytes());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf.extend_from_slice(value.as_bytes());
+        self.buf.push(0);
+        self.pad();
+        Ok(())
     }
 
     /// Opens a nested attribute; close it with [`Writer::end_nested`].

@@ -88,7 +88,7 @@ fn encoded_table_decodes_to_the_same_ir_from_any_dump_layout() {
         "the batch must split a set's elements over several messages"
     );
     for (name, layout) in cases {
-        let dump = dump_of_batch(&batch.bytes, layout);
+        let dump = dump_of_batch(&batch.to_bytes(), layout);
         assert_eq!(
             dump.elements.keys().collect::<Vec<_>>(),
             want.sets.keys().collect::<Vec<_>>(),
@@ -104,7 +104,7 @@ fn dump_missing_an_element_reply_decodes_to_different_ir() {
     // The round trip above is not vacuous: losing one reply shows.
     let want = ruleset();
     let mut dump = dump_of_batch(
-        &encode(&want).bytes,
+        &encode(&want).to_bytes(),
         Layout {
             messages_per_datagram: 1,
             elements_per_message: 1,
@@ -121,4 +121,48 @@ fn dump_missing_an_element_reply_decodes_to_different_ir() {
         got.sets.get("many-v4").map(|set| set.elements.len()),
         Some(4999)
     );
+}
+
+/// The `nlmsg_len` of every message in `chunk`, walking it from the start;
+/// `None` if a message runs past the chunk's end.
+fn message_lengths(chunk: &[u8]) -> Option<Vec<usize>> {
+    let mut lengths = Vec::new();
+    let mut rest = chunk;
+    while !rest.is_empty() {
+        let len = u32::from_ne_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let padded = (len + 3) & !3;
+        if len < 16 || padded > rest.len() {
+            return None;
+        }
+        lengths.push(len);
+        rest = &rest[padded..];
+    }
+    Some(lengths)
+}
+
+#[test]
+fn a_large_batch_is_chunked_between_messages_and_decodes_the_same() {
+    let mut want = ruleset();
+    let many = want.sets.get_mut("many-v4").expect("the fixture's big set");
+    many.elements = many_v4(200_000);
+    let batch = encode(&want);
+    assert!(
+        batch.chunks.len() > 1,
+        "a {} byte batch in one chunk",
+        batch.byte_len()
+    );
+    let mut messages = 0;
+    for (index, chunk) in batch.chunks.iter().enumerate() {
+        let lengths = message_lengths(chunk)
+            .unwrap_or_else(|| panic!("chunk {index} does not end on a message boundary"));
+        messages += lengths.len();
+    }
+    assert_eq!(
+        messages,
+        batch.message_count() + 2,
+        "BEGIN, the messages, END"
+    );
+    let got = decode_dump(&dump_of_batch(&batch.to_bytes(), Layout::default()))
+        .expect("the joined chunks decode");
+    assert_eq!(got, want);
 }
