@@ -153,17 +153,17 @@ fn sibling_elements(
         let mut added = Vec::new();
         for element in &set.elements {
             let (Some(Value::Ipv4(first)), Some(Value::Ipv4(last))) =
-                (element.start.first(), element.end.first())
+                (element.start().first(), element.end().first())
             else {
                 continue;
             };
             if *first <= sibling && sibling <= *last {
-                let mut start = element.start.clone();
+                let mut start = element.start().to_vec();
                 start[0] = Value::Ipv4(address);
                 let end = if set.interval && set.key.len() == 1 {
                     start.clone()
                 } else {
-                    let mut end = element.end.clone();
+                    let mut end = element.end().to_vec();
                     end[0] = Value::Ipv4(address);
                     end
                 };

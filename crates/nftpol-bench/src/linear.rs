@@ -31,7 +31,7 @@ fn value(value: &Value) -> String {
 
 /// The literal values of one single-field element: single addresses, or one range.
 fn literals(element: &Element) -> Vec<String> {
-    match (element.start.first(), element.end.first()) {
+    match (element.start().first(), element.end().first()) {
         (Some(Value::Ipv4(first)), Some(Value::Ipv4(last))) => {
             let (first, last) = (u32::from(*first), u32::from(*last));
             if last - first < SPLIT_UP_TO {
@@ -90,7 +90,7 @@ fn linear_rules(compiled: &Compiled, rule: &Rule) -> Vec<String> {
                 Some(format!(
                     "{} {} {verdict}",
                     field_text(*first),
-                    value(element.start.first()?)
+                    value(element.start().first()?)
                 ))
             })
             .collect();
@@ -116,7 +116,7 @@ fn linear_rules(compiled: &Compiled, rule: &Rule) -> Vec<String> {
         } else {
             let parts: Vec<String> = key
                 .iter()
-                .zip(&element.start)
+                .zip(element.start())
                 .map(|(f, v)| format!("{} {}", field_text(*f), value(v)))
                 .collect();
             rules.push(format!("{} {rest}", parts.join(" ")));

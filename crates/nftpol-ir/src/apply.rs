@@ -179,11 +179,11 @@ impl Ruleset {
             } else if set.key.len() == 1 {
                 set.elements
                     .iter()
-                    .any(|held| held.start <= element.end && element.start <= held.end)
+                    .any(|held| held.start() <= element.end() && element.start() <= held.end())
             } else {
                 set.elements
                     .iter()
-                    .any(|held| contains(held, &element.start) || contains(held, &element.end))
+                    .any(|held| contains(held, element.start()) || contains(held, element.end()))
             };
             if clash {
                 return Err(element_object(name, element, Conflict::Exists));
@@ -261,17 +261,17 @@ fn element_object(set: &str, element: &Element, conflict: fn(Object) -> Conflict
 /// key without data.
 fn held_with_key<'a>(elements: &'a BTreeSet<Element>, element: &Element) -> Option<&'a Element> {
     elements
-        .range(Element::range(element.start.clone(), element.end.clone())..)
+        .range(Element::range(element.start().to_vec(), element.end().to_vec())..)
         .next()
-        .filter(|held| held.start == element.start && held.end == element.end)
+        .filter(|held| held.start() == element.start() && held.end() == element.end())
 }
 
 /// Whether the key `point` falls in every field range of `element`.
 fn contains(element: &Element, point: &[Value]) -> bool {
     element
-        .start
+        .start()
         .iter()
-        .zip(&element.end)
+        .zip(element.end())
         .zip(point)
         .all(|((start, end), value)| start <= value && value <= end)
 }

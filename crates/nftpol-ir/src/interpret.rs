@@ -402,10 +402,10 @@ fn find_element<'a>(
         .get(name)
         .ok_or_else(|| InterpretError::MissingSet(name.to_owned()))?;
     Ok(set.elements.iter().find(|element| {
-        element.start.len() == values.len()
+        element.start().len() == values.len()
             && values
                 .iter()
-                .zip(element.start.iter().zip(&element.end))
+                .zip(element.start().iter().zip(element.end()))
                 .all(|(value, (start, end))| start <= value && value <= end)
     }))
 }

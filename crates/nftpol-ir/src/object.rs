@@ -61,7 +61,7 @@ pub struct ElementText<'a>(pub &'a Element);
 
 impl fmt::Display for ElementText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, (start, end)) in self.0.start.iter().zip(&self.0.end).enumerate() {
+        for (index, (start, end)) in self.0.start().iter().zip(self.0.end()).enumerate() {
             if index > 0 {
                 write!(f, " . ")?;
             }

@@ -92,9 +92,9 @@ fn value(value: &Value) -> String {
 
 fn element(element: &Element) -> String {
     let fields: Vec<String> = element
-        .start
+        .start()
         .iter()
-        .zip(&element.end)
+        .zip(element.end())
         .map(|(start, end)| {
             if start == end {
                 value(start)

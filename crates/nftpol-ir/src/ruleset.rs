@@ -435,45 +435,112 @@ pub enum Value {
 
 /// One set element: a key or, in interval sets, an inclusive range of keys.
 ///
-/// `start` and `end` have one value per key field. In a set without
-/// `interval`, `end == start`. In an interval set each field matches
-/// `start[i] ..= end[i]`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// [`Element::start`] and [`Element::end`] have one value per key field. In
+/// a set without `interval`, `end == start`. In an interval set each field
+/// matches `start[i] ..= end[i]`. Elements order by start, then end, then
+/// verdict.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Element {
-    /// The first key of the range (the key itself outside interval sets).
-    pub start: Vec<Value>,
-    /// The last key of the range, inclusive.
-    pub end: Vec<Value>,
+    /// The key, or a range's first key followed by its last. A key is
+    /// stored once (every element outside interval sets, where a pod set's
+    /// 100,000 elements live): one allocation of the values per element,
+    /// not a vector for each end.
+    values: Box<[Value]>,
+    /// Where a range's last key starts in `values`; `None` when the element
+    /// is one key. [`Element::new`] stores a range whose ends are equal as
+    /// one key, so equal elements are stored alike.
+    end_at: Option<usize>,
     /// The mapped verdict, in verdict maps only.
     pub verdict: Option<Verdict>,
 }
 
 impl Element {
+    /// An element from `start` to `end` (inclusive), mapped to `verdict` in
+    /// a verdict map.
+    pub fn new(start: Vec<Value>, end: Vec<Value>, verdict: Option<Verdict>) -> Self {
+        if start == end {
+            return Self {
+                values: start.into_boxed_slice(),
+                end_at: None,
+                verdict,
+            };
+        }
+        let end_at = Some(start.len());
+        let mut values = start;
+        values.extend(end);
+        Self {
+            values: values.into_boxed_slice(),
+            end_at,
+            verdict,
+        }
+    }
+
     /// A single-key element of a set.
     pub fn key(values: Vec<Value>) -> Self {
         Self {
-            end: values.clone(),
-            start: values,
+            values: values.into_boxed_slice(),
+            end_at: None,
             verdict: None,
         }
     }
 
     /// An inclusive range element of an interval set.
     pub fn range(start: Vec<Value>, end: Vec<Value>) -> Self {
-        Self {
-            start,
-            end,
-            verdict: None,
-        }
+        Self::new(start, end, None)
     }
 
     /// A single-key element of a verdict map.
     pub fn mapping(values: Vec<Value>, verdict: Verdict) -> Self {
         Self {
-            end: values.clone(),
-            start: values,
+            values: values.into_boxed_slice(),
+            end_at: None,
             verdict: Some(verdict),
         }
+    }
+
+    /// The first key of the range (the key itself outside interval sets).
+    pub fn start(&self) -> &[Value] {
+        match self.end_at {
+            Some(end_at) => &self.values[..end_at],
+            None => &self.values,
+        }
+    }
+
+    /// The last key of the range, inclusive.
+    pub fn end(&self) -> &[Value] {
+        match self.end_at {
+            Some(end_at) => &self.values[end_at..],
+            None => &self.values,
+        }
+    }
+}
+
+impl Ord for Element {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.start()
+            .cmp(other.start())
+            .then_with(|| self.end().cmp(other.end()))
+            .then_with(|| self.verdict.cmp(&other.verdict))
+    }
+}
+
+impl PartialOrd for Element {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[expect(
+    clippy::missing_fields_in_debug,
+    reason = "values and end_at are shown as the start and end they hold"
+)]
+impl std::fmt::Debug for Element {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Element")
+            .field("start", &self.start())
+            .field("end", &self.end())
+            .field("verdict", &self.verdict)
+            .finish()
     }
 }
 

@@ -205,8 +205,8 @@ pub fn write_element(
     delete: bool,
 ) -> Result<(), SetEncodeError> {
     let shape = |reason: String| SetEncodeError::Shape(reason);
-    let start = key::encode(&set.key, &element.start).map_err(shape)?;
-    let end = key::encode(&set.key, &element.end).map_err(shape)?;
+    let start = key::encode(&set.key, element.start()).map_err(shape)?;
+    let end = key::encode(&set.key, element.end()).map_err(shape)?;
     let verdict = match (&element.verdict, set.is_verdict_map) {
         (Some(verdict), true) => Some(raw_verdict(verdict).map_err(shape)?),
         (None, false) => None,
@@ -432,11 +432,7 @@ pub fn to_elements(set: &Set, mut raw: Vec<RawElement>) -> Result<BTreeSet<Eleme
                 (None, _) => start.clone(),
                 (Some(_), false) => return Err("KEY_END in a set without interval".to_owned()),
             };
-            elements.insert(Element {
-                start,
-                end,
-                verdict: verdict_of_raw(raw)?,
-            });
+            elements.insert(Element::new(start, end, verdict_of_raw(raw)?));
         }
         return Ok(elements);
     }
@@ -449,11 +445,11 @@ pub fn to_elements(set: &Set, mut raw: Vec<RawElement>) -> Result<BTreeSet<Eleme
         if raw.is_end {
             if let Some((start, verdict)) = open.take() {
                 let last = key::decrement(&raw.key).ok_or("interval end at zero")?;
-                elements.insert(Element {
-                    start: key::decode(&set.key, &start)?,
-                    end: key::decode(&set.key, &last)?,
+                elements.insert(Element::new(
+                    key::decode(&set.key, &start)?,
+                    key::decode(&set.key, &last)?,
                     verdict,
-                });
+                ));
             }
         } else if open.is_some() {
             return Err("two interval starts without an end between them".to_owned());
@@ -463,11 +459,11 @@ pub fn to_elements(set: &Set, mut raw: Vec<RawElement>) -> Result<BTreeSet<Eleme
     }
     if let Some((start, verdict)) = open {
         let max = vec![0xff; start.len()];
-        elements.insert(Element {
-            start: key::decode(&set.key, &start)?,
-            end: key::decode(&set.key, &max)?,
+        elements.insert(Element::new(
+            key::decode(&set.key, &start)?,
+            key::decode(&set.key, &max)?,
             verdict,
-        });
+        ));
     }
     Ok(elements)
 }

@@ -258,7 +258,7 @@ impl Widening<'_> {
         let verdicts = |set: &Set| -> BTreeMap<Vec<nftpol_ir::Value>, Option<Verdict>> {
             set.elements
                 .iter()
-                .map(|element| (element.start.clone(), element.verdict.clone()))
+                .map(|element| (element.start().to_vec(), element.verdict.clone()))
                 .collect()
         };
         let (was, is) = (verdicts(was), verdicts(is));
@@ -324,11 +324,11 @@ fn covers(set: &Set, elements: &BTreeSet<Element>) -> bool {
         if set.key.len() == 1 {
             // One field: the set's ranges are disjoint, so only the one
             // starting last at or before the element can hold it.
-            let probe = Element::range(element.start.clone(), element.start.clone());
+            let probe = Element::range(element.start().to_vec(), element.start().to_vec());
             let before = set.elements.range(..=probe).next_back();
             let after = set
                 .elements
-                .range(Element::range(element.start.clone(), element.start.clone())..)
+                .range(Element::range(element.start().to_vec(), element.start().to_vec())..)
                 .next();
             return before
                 .into_iter()
@@ -343,16 +343,16 @@ fn covers(set: &Set, elements: &BTreeSet<Element>) -> bool {
 
 /// Whether `element`'s box lies inside `container`'s, field by field.
 fn inside(element: &Element, container: &Element) -> bool {
-    element.start.len() == container.start.len()
-        && element.end.len() == container.end.len()
+    element.start().len() == container.start().len()
+        && element.end().len() == container.end().len()
         && element
-            .start
+            .start()
             .iter()
-            .zip(&container.start)
+            .zip(container.start())
             .all(|(value, low)| low <= value)
         && element
-            .end
+            .end()
             .iter()
-            .zip(&container.end)
+            .zip(container.end())
             .all(|(value, high)| value <= high)
 }

@@ -460,7 +460,7 @@ impl Delta<'_> {
         let map = self.committed.ruleset.sets.get(&name).ok_or(Unexpected)?;
         let probe = Element::key(vec![address_value(address)]);
         match map.elements.range(&probe..).next() {
-            Some(element) if element.start == probe.start => match &element.verdict {
+            Some(element) if element.start() == probe.start() => match &element.verdict {
                 Some(Verdict::Jump(group)) => Ok(Some(group.clone())),
                 _ => Err(Unexpected),
             },
@@ -571,29 +571,29 @@ impl PolicyBatch {
                 .or_insert_with(|| shape_of(old));
         }
         let touched = self.keys.entry(name.to_owned()).or_default();
-        let keys: BTreeSet<&Vec<Value>> = old
+        let keys: BTreeSet<&[Value]> = old
             .elements
             .iter()
             .chain(&new.elements)
-            .map(|element| &element.start)
+            .map(Element::start)
             .collect();
         for key in keys {
-            if touched.insert(key.clone()) {
+            if touched.insert(key.to_vec()) {
                 if let Some(set) = self.old.sets.get_mut(name) {
                     set.elements.extend(
                         old.elements
                             .iter()
-                            .filter(|element| &element.start == key)
+                            .filter(|element| element.start() == key)
                             .cloned(),
                     );
                 }
             }
             if let Some(set) = self.new.sets.get_mut(name) {
-                set.elements.retain(|element| &element.start != key);
+                set.elements.retain(|element| element.start() != key);
                 set.elements.extend(
                     new.elements
                         .iter()
-                        .filter(|element| &element.start == key)
+                        .filter(|element| element.start() == key)
                         .cloned(),
                 );
             }

@@ -25,7 +25,7 @@ pub(super) fn add_ports_set(builder: &mut Builder, ranges: &[PortRange]) -> Stri
     let elements = port_elements(ranges);
     let identity = elements
         .iter()
-        .map(|element| format!("{:?}-{:?}", element.start, element.end))
+        .map(|element| format!("{:?}-{:?}", element.start(), element.end()))
         .collect::<Vec<_>>()
         .join(",");
     let key = SetName::Ports { identity };
