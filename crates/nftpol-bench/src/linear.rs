@@ -82,7 +82,7 @@ fn linear_rules(compiled: &Compiled, rule: &Rule) -> Vec<String> {
             .elements
             .iter()
             .filter_map(|element| {
-                let verdict = match element.verdict.as_ref()? {
+                let verdict = match element.verdict()? {
                     nftpol_ir::Verdict::Goto(chain) => format!("goto {chain}"),
                     nftpol_ir::Verdict::Jump(chain) => format!("jump {chain}"),
                     _ => return None,

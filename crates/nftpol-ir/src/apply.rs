@@ -152,8 +152,7 @@ impl Ruleset {
             .flat_map(|set| &set.elements)
             .any(|element| {
                 element
-                    .verdict
-                    .as_ref()
+                    .verdict()
                     .is_some_and(|verdict| targets(verdict, name))
             });
         if from_rules || from_maps {
@@ -169,7 +168,7 @@ impl Ruleset {
             .get_mut(name)
             .ok_or_else(|| Conflict::Missing(Object::Set(name.to_owned())))?;
         for element in elements {
-            if let Some(Verdict::Jump(target) | Verdict::Goto(target)) = &element.verdict {
+            if let Some(Verdict::Jump(target) | Verdict::Goto(target)) = element.verdict() {
                 if !chains.contains_key(target) {
                     return Err(element_object(name, element, Conflict::Missing));
                 }

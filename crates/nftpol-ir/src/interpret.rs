@@ -386,7 +386,7 @@ fn map_lookup(
     match key_of(key, packet) {
         None => Ok(None),
         Some(values) => {
-            Ok(find_element(ruleset, map, &values)?.and_then(|element| element.verdict.clone()))
+            Ok(find_element(ruleset, map, &values)?.and_then(|element| element.verdict().cloned()))
         }
     }
 }

@@ -70,7 +70,7 @@ impl fmt::Display for ElementText<'_> {
                 write!(f, "-{}", ValueText(*end))?;
             }
         }
-        if let Some(verdict) = &self.0.verdict {
+        if let Some(verdict) = self.0.verdict() {
             write!(f, " : {verdict:?}")?;
         }
         Ok(())

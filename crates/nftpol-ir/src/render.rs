@@ -103,7 +103,7 @@ fn element(element: &Element) -> String {
             }
         })
         .collect();
-    match &element.verdict {
+    match element.verdict() {
         Some(verdict_value) => format!("{} : {}", fields.join(" . "), verdict(verdict_value)),
         None => fields.join(" . "),
     }

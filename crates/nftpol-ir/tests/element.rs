@@ -45,7 +45,7 @@ proptest! {
         let right = Element::new(b.0.clone(), b.1.clone(), b.2.clone());
         prop_assert_eq!(left.start(), a.0.as_slice());
         prop_assert_eq!(left.end(), a.1.as_slice());
-        prop_assert_eq!(&left.verdict, &a.2);
+        prop_assert_eq!(left.verdict(), a.2.as_ref());
         let want: Ordering = (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2));
         prop_assert_eq!(left.cmp(&right), want);
         prop_assert_eq!(left == right, want == Ordering::Equal);

@@ -207,7 +207,7 @@ pub fn write_element(
     let shape = |reason: String| SetEncodeError::Shape(reason);
     let start = key::encode(&set.key, element.start()).map_err(shape)?;
     let end = key::encode(&set.key, element.end()).map_err(shape)?;
-    let verdict = match (&element.verdict, set.is_verdict_map) {
+    let verdict = match (element.verdict(), set.is_verdict_map) {
         (Some(verdict), true) => Some(raw_verdict(verdict).map_err(shape)?),
         (None, false) => None,
         (Some(_), false) => return Err(shape("a verdict in a set that is not a map".to_owned())),

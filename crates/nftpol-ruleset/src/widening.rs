@@ -258,7 +258,7 @@ impl Widening<'_> {
         let verdicts = |set: &Set| -> BTreeMap<Vec<nftpol_ir::Value>, Option<Verdict>> {
             set.elements
                 .iter()
-                .map(|element| (element.start().to_vec(), element.verdict.clone()))
+                .map(|element| (element.start().to_vec(), element.verdict().cloned()))
                 .collect()
         };
         let (was, is) = (verdicts(was), verdicts(is));

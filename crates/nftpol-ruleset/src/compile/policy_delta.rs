@@ -460,7 +460,7 @@ impl Delta<'_> {
         let map = self.committed.ruleset.sets.get(&name).ok_or(Unexpected)?;
         let probe = Element::key(vec![address_value(address)]);
         match map.elements.range(&probe..).next() {
-            Some(element) if element.start() == probe.start() => match &element.verdict {
+            Some(element) if element.start() == probe.start() => match element.verdict() {
                 Some(Verdict::Jump(group)) => Ok(Some(group.clone())),
                 _ => Err(Unexpected),
             },
@@ -480,7 +480,7 @@ impl Delta<'_> {
             })
             .flat_map(|map| &map.elements)
             .filter(|element| {
-                matches!(&element.verdict, Some(Verdict::Jump(target)) if target == group)
+                matches!(element.verdict(), Some(Verdict::Jump(target)) if target == group)
             })
             .count()
     }
