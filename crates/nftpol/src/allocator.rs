@@ -14,9 +14,10 @@
 //! jemalloc behaves the same in both builds, so the memory benchmark
 //! measures what ships. One arena (the agent allocates mostly on one thread
 //! at a time; thread caches keep the rest fast) and no decay delay (return
-//! dirty pages as they are freed) took the settled RSS at 100k/10k from 226
-//! MiB (glibc with `malloc_trim`) to 193 MiB; glibc with one arena reached
-//! 209 MiB, mimalloc 227 MiB.
+//! dirty pages as they are freed) took the agent at 100k/10k from 228 / 289
+//! MiB settled / peak (glibc with `malloc_trim`) to 193 / 272 MiB; glibc
+//! with one arena reached 209 / 260, mimalloc at best 227 / 306, jemalloc's
+//! own defaults 225 / 321.
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
