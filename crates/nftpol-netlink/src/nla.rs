@@ -97,15 +97,7 @@ impl Writer {
 
     /// Appends one attribute.
     pub fn put(&mut self, kind: u16, value: &[u8]) -> Result<(), AttrTooLarge> {
-        let len = u16::try_from(NLA_HDRLEN + value.len()).map_err(|_| AttrTooLarge {
-            kind,
-            len: NLA_HDRLEN + value.len(),
-        })?;
-        self.buf.extend_from_slice(&len.to_ne_bytes());
-        self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(value);
-        self.pad();
-        Ok(())
+        self.put_parts(kind, &[value])
     }
 
     /// Appends a big-endian `u32` attribute.
@@ -115,12 +107,19 @@ impl Writer {
 
     /// Appends a NUL-terminated string attribute.
     pub fn put_str(&mut self, kind: u16, value: &str) -> Result<(), AttrTooLarge> {
-        let total = NLA_HDRLEN + value.len() + 1;
+        self.put_parts(kind, &[value.as_bytes(), &[0]])
+    }
+
+    /// Appends one attribute whose value is `parts` in order, written in
+    /// place (a string and its NUL need no joined copy).
+    fn put_parts(&mut self, kind: u16, parts: &[&[u8]]) -> Result<(), AttrTooLarge> {
+        let total = NLA_HDRLEN + parts.iter().map(|part| part.len()).sum::<usize>();
         let len = u16::try_from(total).map_err(|_| AttrTooLarge { kind, len: total })?;
         self.buf.extend_from_slice(&len.to_ne_bytes());
         self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(value.as_bytes());
-        self.buf.push(0);
+        for part in parts {
+            self.buf.extend_from_slice(part);
+        }
         self.pad();
         Ok(())
     }
