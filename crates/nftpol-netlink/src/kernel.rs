@@ -464,24 +464,53 @@ impl KernelDataplane {
             Err(error) => return Err(error),
         }
         let filter = [(crate::uapi::chain::TABLE, TABLE_NAME)];
+        // Each request sees the generation current when it runs. A commit
+        // between two of them can remove what the earlier one listed (the
+        // table, or a set whose elements are asked for next): that read
+        // saw two generations and is retried, not an error.
+        let Some(chains) = vanished_is_none(self.dump(msg::GETCHAIN, &filter))? else {
+            return Ok(Some((Dump::default(), false)));
+        };
+        let Some(rules) = vanished_is_none(self.dump(msg::GETRULE, &filter))? else {
+            return Ok(Some((Dump::default(), false)));
+        };
+        let Some(sets) = vanished_is_none(self.dump(msg::GETSET, &filter))? else {
+            return Ok(Some((Dump::default(), false)));
+        };
         let mut dump = Dump {
-            chains: collect(self.dump(msg::GETCHAIN, &filter)?),
-            rules: collect(self.dump(msg::GETRULE, &filter)?),
-            sets: collect(self.dump(msg::GETSET, &filter)?),
+            chains: collect(chains),
+            rules: collect(rules),
+            sets: collect(sets),
             elements: BTreeMap::new(),
         };
         let sets = decode::sets(&dump.sets, TABLE_NAME)?;
         // A dynamic map's elements are the packet path's, not ours.
         let ours = sets.iter().filter(|(_, set)| set.dynamic.is_none());
         for (name, _) in ours {
-            let replies = self.dump(
+            let replies = vanished_is_none(self.dump(
                 msg::GETSETELEM,
                 &[(elem::LIST_TABLE, TABLE_NAME), (elem::LIST_SET, name)],
-            )?;
+            ))?;
+            let Some(replies) = replies else {
+                return Ok(Some((dump, false)));
+            };
             dump.elements.insert(name.clone(), collect(replies));
         }
         let consistent = !interrupted && generations.len() <= 1;
         Ok(Some((dump, consistent)))
+    }
+}
+
+/// `None` for a request whose object is gone (`ENOENT`): removed by a
+/// commit since an earlier request of the same read named it.
+fn vanished_is_none(replies: Result<Replies, ReadError>) -> Result<Option<Replies>, ReadError> {
+    match replies {
+        Ok(replies) => Ok(Some(replies)),
+        Err(ReadError::Kernel {
+            errno: Errno::ENOENT,
+            ..
+        }) => Ok(None),
+        Err(error) => Err(error),
     }
 }
 

@@ -319,6 +319,67 @@ fn delete_table_removes_it_and_is_idempotent() {
     });
 }
 
+/// A reader beside a writer sees whole generations: the table read is
+/// several requests, and a commit between two of them (a set removed after
+/// the set dump named it, the table deleted after the table request) makes
+/// that read retry, never fail with the kernel's `ENOENT`.
+#[test]
+fn a_read_during_commits_returns_a_whole_generation() {
+    in_fresh_netns(|| {
+        let base = fixture();
+        let mut with_extra = base.clone();
+        let extra = Set {
+            name: "churned-v4".to_owned(),
+            key: vec![KeyType::Ipv4Addr],
+            interval: false,
+            is_verdict_map: false,
+            dynamic: None,
+            comment: None,
+            elements: many_v4(5_000),
+        };
+        with_extra.sets.insert(extra.name.clone(), extra);
+        // None → base → with_extra → base → None, over and over.
+        let cycle: [Option<&Ruleset>; 4] = [None, Some(&base), Some(&with_extra), Some(&base)];
+        let writing = std::sync::atomic::AtomicBool::new(true);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                let mut kernel = open();
+                for step in 0..400 {
+                    let from = cycle[step % cycle.len()];
+                    match cycle[(step + 1) % cycle.len()] {
+                        Some(to) => {
+                            kernel.apply(&diff(from, to)).expect("apply");
+                        }
+                        None => kernel.delete_table().expect("delete"),
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                writing.store(false, std::sync::atomic::Ordering::Relaxed);
+            });
+            let mut reader = open();
+            let (mut whole, mut unstable) = (0, 0);
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                match reader.read() {
+                    Ok(read) => {
+                        assert!(
+                            read.as_ref()
+                                .is_none_or(|read| *read == base || *read == with_extra),
+                            "a read mixed generations"
+                        );
+                        whole += 1;
+                    }
+                    // Five generations in a row changed under one read: the
+                    // honest answer for a table this busy.
+                    Err(nftpol_netlink::ReadError::Unstable { .. }) => unstable += 1,
+                    Err(error) => panic!("a read during commits failed: {error}"),
+                }
+            }
+            writer.join().expect("the writer");
+            assert!(whole > 0, "no read completed ({unstable} unstable)");
+        });
+    });
+}
+
 fn outcome(
     result: Result<nftpol_netlink::Applied, ApplyError>,
 ) -> Result<(), (&'static str, Option<Object>)> {
