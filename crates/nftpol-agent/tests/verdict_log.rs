@@ -503,6 +503,7 @@ fn flood_ruleset() -> nftpol_ir::Ruleset {
     }
     .rules(
         &matches,
+        &Family::ALL,
         LogLimit::default(),
         LogPrefix {
             verdict: log_prefix::Verdict::Drop,

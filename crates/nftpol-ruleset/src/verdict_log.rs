@@ -33,7 +33,9 @@
 //! kernels without `CONFIG_NETFILTER_NETLINK_GLUE_CT`, and a dropped first
 //! packet's conntrack entry is never confirmed, so no conntrack lookup can
 //! find it afterwards. So the kernel writes it down itself: right before
-//! each log rule, one record rule per family
+//! each log rule, one record rule per family whose packets can reach it
+//! (behind the dispatch of local pods' addresses, only the families the
+//! cluster's pods have)
 //!
 //! ```text
 //! ct state new ct status dnat limit rate 10/minute burst 10 packets update @dnat-origins-v4 { ip saddr . ip daddr . meta l4proto . th sport . th dport timeout 10s : ct original ip daddr . ct original proto-dst }
@@ -114,17 +116,20 @@ impl VerdictLogOptions {
     }
 
     /// The rules placed right before a verdict rule with `matches`: a
-    /// record rule per family the matches allow (see the module doc), then
-    /// the log rule, each for the first packet of a connection only,
-    /// within `limit`.
+    /// record rule per family the matches allow among `families` (those
+    /// whose packets reach the rule; see the module doc), then the log
+    /// rule, each for the first packet of a connection only, within
+    /// `limit`.
     pub fn rules(
         self,
         matches: &[Match],
+        families: &[Family],
         limit: LogLimit,
         prefix: LogPrefix,
     ) -> Vec<(RuleRole, Rule)> {
-        let mut rules: Vec<(RuleRole, Rule)> = Family::ALL
-            .into_iter()
+        let mut rules: Vec<(RuleRole, Rule)> = families
+            .iter()
+            .copied()
             .filter(|family| allows_family(matches, *family))
             .map(|family| (RuleRole::DnatRecord, record_rule(matches, limit, family)))
             .collect();

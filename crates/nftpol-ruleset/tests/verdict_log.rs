@@ -304,6 +304,61 @@ fn a_group_logs_at_the_strictest_rate_of_its_policies_before_its_deny() {
     );
 }
 
+/// The maps the group chains' record rules update, each chain's sorted.
+fn group_records(ruleset: &Ruleset) -> Vec<Vec<String>> {
+    ruleset
+        .chains
+        .values()
+        .filter(|chain| chain.name.contains("-group-"))
+        .map(|chain| {
+            let mut maps: Vec<String> = chain
+                .rules
+                .iter()
+                .filter_map(|rule| match &rule.action {
+                    Action::Update(update) => Some(update.set.clone()),
+                    _ => None,
+                })
+                .collect();
+            maps.sort();
+            maps
+        })
+        .collect()
+}
+
+/// Only the dispatch of local pods' addresses enters a group chain, so an
+/// IPv6 record rule there is dead weight until the cluster has an IPv6 pod
+/// (in a 10,000-policy cluster, 8,000 of its 86,000 rules).
+#[test]
+fn group_chains_record_original_destinations_for_the_clusters_pod_families_only() {
+    let compiled = |scenario: &str| {
+        let cluster = manifests::parse(scenario).expect("scenario parses").cluster;
+        let model = resolve(&cluster, NODE);
+        compile(&model, options(VerdictLogMode::Deny, DenyAction::Drop)).ruleset
+    };
+    let v4 = SetName::DnatOrigins(Family::V4).name();
+    let v6 = SetName::DnatOrigins(Family::V6).name();
+    let ipv4_only = group_records(&compiled(SCENARIO));
+    assert!(!ipv4_only.is_empty());
+    assert!(
+        ipv4_only.iter().all(|maps| *maps == [v4.clone()]),
+        "{ipv4_only:?}"
+    );
+    // A remote IPv6 pod makes IPv6 pod addresses possible on this node too.
+    let dual = format!(
+        "{SCENARIO}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: far, namespace: shop}}\n\
+         spec: {{nodeName: node-2, containers: [{{name: c}}]}}\n\
+         status: {{phase: Running, podIPs: [{{ip: 10.244.2.9}}, {{ip: \"fd00:2::9\"}}]}}\n"
+    );
+    let dual_stack = group_records(&compiled(&dual));
+    assert!(!dual_stack.is_empty());
+    assert!(
+        dual_stack
+            .iter()
+            .all(|maps| *maps == [v4.clone(), v6.clone()]),
+        "{dual_stack:?}"
+    );
+}
+
 #[test]
 fn unknown_packets_and_established_flows_never_reach_a_log_rule() {
     let cluster = manifests::parse(SCENARIO).expect("scenario parses").cluster;

@@ -289,8 +289,10 @@ fn unknown_pod_rules(direction: Direction, options: CompileOptions) -> Vec<(Rule
                 direction,
                 subject: Subject::UnknownPod,
             };
+            // An unknown pod may have either family.
             rules.extend(options.verdict_log.rules(
                 &matches,
+                &Family::ALL,
                 nftpol_model::LogLimit::default(),
                 prefix,
             ));

@@ -339,8 +339,11 @@ fn add_policy_chain(
                         rule: u16::try_from(resolved.index).unwrap_or(u16::MAX),
                     },
                 };
+                // The cluster dispatch of local pods' addresses is the
+                // only way in, as for a group chain.
                 chain_rules.extend(options.verdict_log.rules(
                     &matches,
+                    pod_families,
                     nftpol_model::LogLimit::default(),
                     prefix,
                 ));

@@ -57,6 +57,7 @@ pub(super) fn add_dispatch(
         &format!("local pods isolated for {direction}"),
         "group chain",
     );
+    let families = pod_families(model);
     let mut used_policies = BTreeSet::new();
     for pod in &model.local_pods {
         let isolating = policies_of(direction, pod);
@@ -78,7 +79,7 @@ pub(super) fn add_dispatch(
                     .iter()
                     .map(|index| model.policies[*index].log_limit),
             );
-            add_group_chain(builder, direction, ids, limit, options);
+            add_group_chain(builder, direction, &families, ids, limit, options);
         }
         used_policies.extend(isolating.iter().copied());
         for ip in &pod.ips {
@@ -101,7 +102,6 @@ pub(super) fn add_dispatch(
     for (family, set) in isolated {
         builder.add_set(&SetName::Isolated { direction, family }, set);
     }
-    let families = pod_families(model);
     for index in used_policies {
         let resolved = &model.policies[index];
         if let Some(rules) = rules_of(direction, resolved) {
@@ -111,10 +111,14 @@ pub(super) fn add_dispatch(
 }
 
 /// A group chain: a jump to each isolating policy's chain (each accepts on a
-/// match), then the deny.
+/// match), then the deny. Only the dispatch of local pods' addresses enters
+/// it, so only packets of the cluster's pod `families` reach it: the
+/// verdict log records the original destination for those alone (an
+/// IPv4-only cluster's group chains hold no IPv6 record rule).
 pub(super) fn add_group_chain(
     builder: &mut Builder,
     direction: Direction,
+    families: &[Family],
     policies: Vec<PolicyId>,
     limit: nftpol_model::LogLimit,
     options: CompileOptions,
@@ -149,7 +153,7 @@ pub(super) fn add_group_chain(
                 group: verdict_log::short_id(&names::group_log_id(direction.label(), &policies)),
             },
         };
-        rules.extend(options.verdict_log.rules(&[], limit, prefix));
+        rules.extend(options.verdict_log.rules(&[], families, limit, prefix));
     }
     rules.push((
         RuleRole::IsolatedDeny,

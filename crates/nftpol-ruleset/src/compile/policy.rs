@@ -45,6 +45,7 @@ pub(super) fn add_policy(
                     };
                     chain_rules.extend(options.verdict_log.rules(
                         &matches,
+                        pod_families,
                         policy.log_limit,
                         prefix,
                     ));

@@ -168,7 +168,14 @@ pub fn policy_delta(
     delta.sets(&old, &new)?;
     let mut newly_isolated = false;
     for direction in [Direction::Egress, Direction::Ingress] {
-        newly_isolated |= delta.dispatch(&id, direction, (before, after), limit(after), options)?;
+        newly_isolated |= delta.dispatch(
+            &id,
+            direction,
+            &families,
+            (before, after),
+            limit(after),
+            options,
+        )?;
     }
     delta.result.may_remove_permission =
         before.is_some() || newly_isolated || !delta.result.removed_sets.is_empty();
@@ -307,6 +314,7 @@ impl Delta<'_> {
         &mut self,
         id: &PolicyId,
         direction: Direction,
+        families: &[Family],
         (before, after): (Option<&PolicyVersion>, Option<&PolicyVersion>),
         limit: Option<LogLimit>,
         options: CompileOptions,
@@ -356,7 +364,7 @@ impl Delta<'_> {
             if let Some(name) = &now {
                 if !self.committed.ruleset.chains.contains_key(name) && !groups.has_chain(name) {
                     let limit = self.group_limit(&list, id, limit)?;
-                    add_group_chain(&mut groups, direction, list, limit, options);
+                    add_group_chain(&mut groups, direction, families, list, limit, options);
                 }
             }
             let ips = pod.ips.len().cast_signed();
