@@ -295,7 +295,7 @@ fn run_base_chain(
                     if key_of(&update.key, packet).is_some()
                         && key_of(&update.data, packet).is_some()
                     {
-                        trace.updates.push(update.clone());
+                        trace.updates.push(SetUpdate::clone(update));
                     }
                     None
                 }
@@ -631,12 +631,12 @@ mod tests {
         let record = Rule {
             matches: vec![Match::CtState([CtState::New].into()), Match::CtStatusDnat],
             counter: false,
-            action: Action::Update(SetUpdate {
+            action: Action::Update(Box::new(SetUpdate {
                 set: "origins-v4".to_owned(),
                 key: vec![Field::Ipv4Saddr, Field::TransportSport],
                 data: vec![Field::CtOriginalIpv4Daddr, Field::CtOriginalProtoDst],
                 timeout: std::time::Duration::from_secs(10),
-            }),
+            })),
             comment: None,
         };
         let ruleset = base(vec![record, verdict_rule(Verdict::Drop)]);

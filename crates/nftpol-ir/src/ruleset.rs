@@ -359,8 +359,10 @@ pub enum Action {
     Log(Log),
     /// `update @map { KEY timeout T : DATA }`: the packet path records
     /// `data` under `key` in a [`DynamicMap`] (the kernel's `dynset`) and
-    /// evaluation goes on with the next rule; never a verdict.
-    Update(SetUpdate),
+    /// evaluation goes on with the next rule; never a verdict. Boxed: it is
+    /// the largest action by far, and every rule's action is as large as
+    /// the largest (88 bytes inline made a rule 144; boxed, 104).
+    Update(Box<SetUpdate>),
 }
 
 /// An element the packet path writes into a dynamic map.

@@ -44,12 +44,12 @@ fn updating(map: &str) -> Rule {
     Rule {
         matches: Vec::new(),
         counter: false,
-        action: Action::Update(SetUpdate {
+        action: Action::Update(Box::new(SetUpdate {
             set: map.to_owned(),
             key: vec![Field::Ipv4Saddr],
             data: vec![Field::Ipv4Daddr],
             timeout: Duration::from_secs(10),
-        }),
+        })),
         comment: None,
     }
 }

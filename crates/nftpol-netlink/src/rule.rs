@@ -613,13 +613,13 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
                     flags: 0,
                 } = lookup
                 {
-                    action = Some(Action::Update(read_update(
+                    action = Some(Action::Update(Box::new(read_update(
                         set,
                         &fields,
                         &dregs,
                         *sreg_data,
                         *timeout_ms,
-                    )?));
+                    )?)));
                     rest = tail;
                     continue;
                 }

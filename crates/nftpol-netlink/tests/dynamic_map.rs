@@ -48,7 +48,7 @@ fn record(set: &str, saddr: Field, daddr: Field, original: Field) -> Rule {
     Rule {
         matches: vec![Match::CtState([CtState::New].into()), Match::CtStatusDnat],
         counter: false,
-        action: Action::Update(SetUpdate {
+        action: Action::Update(Box::new(SetUpdate {
             set: set.to_owned(),
             key: vec![
                 saddr,
@@ -59,7 +59,7 @@ fn record(set: &str, saddr: Field, daddr: Field, original: Field) -> Rule {
             ],
             data: vec![original, Field::CtOriginalProtoDst],
             timeout: Duration::from_secs(30),
-        }),
+        })),
         comment: None,
     }
 }

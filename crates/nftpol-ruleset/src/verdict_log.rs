@@ -266,12 +266,12 @@ fn record_rule(matches: &[Match], limit: LogLimit, family: Family) -> Rule {
     Rule {
         matches: all,
         counter: false,
-        action: Action::Update(SetUpdate {
+        action: Action::Update(Box::new(SetUpdate {
             set: SetName::DnatOrigins(family).name(),
             key: origin_key(family),
             data: origin_data(family),
             timeout: ORIGIN_TIMEOUT,
-        }),
+        })),
         comment: None,
     }
 }

@@ -392,12 +392,12 @@ pub fn fixture() -> Ruleset {
                     }),
                 ],
                 false,
-                Action::Update(SetUpdate {
+                Action::Update(Box::new(SetUpdate {
                     set: ORIGINS_V4.to_owned(),
                     key: vec![Field::Ipv4Saddr, Field::L4Proto, Field::TransportSport],
                     data: vec![Field::CtOriginalIpv4Daddr],
                     timeout: Duration::from_secs(10),
-                }),
+                })),
                 None,
             ),
             rule(
