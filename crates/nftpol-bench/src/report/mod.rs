@@ -151,7 +151,9 @@ fn headline(md: &mut String, results: &Results) {
         md,
         "## Targets\n\nCompile, commit, churn and policy churn compile what `nftpol agent` without flags \
          installs: established flows re-judged, denies logged (`nftpol_bench::options::agent_defaults`). \
-         Each isolating group's chain then ends in five rules instead of one.\n\n\
+         Each isolating group's chain then ends in four rules instead of one (the IPv4 record of a DNATed \
+         packet's original destination, the log, the re-judging mark, the deny; an IPv4-only cluster gets \
+         no IPv6 record).\n\n\
          | target | measured | |\n|---|---|---|"
     );
     if let Some(big) = results.commit.iter().max_by_key(|c| (c.pods, c.policies)) {
@@ -369,7 +371,10 @@ fn policy_churn_section(md: &mut String, results: &Results) {
          isolate already); each delete removes it again. `kernel` is the dataplane's `apply` alone (the batch \
          encoded, sent and committed, timed to the ack); `userspace` is the rest of the event. `policy path` \
          counts the events that took it (the rest would be full models). The smaller rows vary the table's \
-         size (rules and chains grow with policies, not pods): the kernel's share follows it.\n"
+         size (rules and chains grow with policies, not pods): the kernel's share follows it, because a \
+         commit that adds a rule or a jump makes the kernel validate the whole table's jump graph again \
+         (`nft_chain_validate`, from every base chain through every dispatch element, under `perf`), so \
+         its cost follows the rules reachable that way, not the batch.\n"
     );
     let _ = writeln!(md, "| pods | policies | first sync ms | adds | add p50 ms | add max ms | deletes | delete p50 ms | delete max ms | userspace p50 ms | kernel p50 ms (max) | policy path | messages p50 | batch bytes p50 (min–max) |");
     let _ = writeln!(
