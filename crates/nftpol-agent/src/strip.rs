@@ -52,9 +52,11 @@ pub fn namespace(mut namespace: Namespace) -> Namespace {
     namespace
 }
 
-/// A NetworkPolicy: metadata as above, the annotations the model reads
-/// (its verdict-log rate, [`nftpol_model::log_limit::ANNOTATIONS`]) and the
-/// whole spec. Other annotations are dropped, so changing one queues no
+/// A NetworkPolicy: metadata as above but its labels (nothing selects a
+/// policy; a chart's half-dozen labels cost a `BTreeMap` of over half a
+/// kilobyte each), the annotations the model reads (its verdict-log rate,
+/// [`nftpol_model::log_limit::ANNOTATIONS`]) and the whole spec. Other
+/// annotations and the labels are dropped, so changing one queues no
 /// reconcile.
 pub fn policy(mut policy: NetworkPolicy) -> NetworkPolicy {
     let annotations = policy.metadata.annotations.take().map(|mut all| {
@@ -62,6 +64,7 @@ pub fn policy(mut policy: NetworkPolicy) -> NetworkPolicy {
         all
     });
     metadata(&mut policy.metadata);
+    policy.metadata.labels = None;
     policy.metadata.annotations = annotations.filter(|kept| !kept.is_empty());
     policy
 }
@@ -171,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn policy_keeps_only_the_annotations_the_model_reads() {
+    fn policy_keeps_only_the_annotations_the_model_reads_and_no_labels() {
         let annotations = BTreeMap::from([
             (
                 nftpol_model::log_limit::LOG_LIMIT.to_owned(),
@@ -212,11 +215,19 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some("p".into()),
                 annotations: Some(BTreeMap::from([("a".into(), "b".into())])),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".into(),
+                    "Helm".into(),
+                )])),
                 ..ObjectMeta::default()
             },
             spec: None,
         });
         assert_eq!(unannotated.metadata.annotations, None);
+        assert_eq!(
+            unannotated.metadata.labels, None,
+            "nothing reads a policy's labels"
+        );
     }
 
     #[test]
