@@ -149,14 +149,20 @@ fn regarding(error: &ModelError, snapshot: &Snapshot) -> Option<(String, ObjectR
         ))
     } else if error.kind == NetworkPolicy::KIND {
         let (namespace, name) = error.object.split_once('/')?;
-        let policy = snapshot.policies.iter().find(|policy| {
-            policy.metadata.namespace.as_deref() == Some(namespace)
-                && policy.metadata.name.as_deref() == Some(name)
-        })?;
+        let policy = snapshot
+            .policies
+            .iter()
+            .find(|policy| policy.id().namespace == namespace && policy.id().name == name)?;
+        let metadata = ObjectMeta {
+            namespace: Some(namespace.to_owned()),
+            name: Some(name.to_owned()),
+            uid: policy.uid.clone(),
+            ..ObjectMeta::default()
+        };
         Some((
             namespace.to_owned(),
-            reference::<NetworkPolicy>(&policy.metadata),
-            policy.metadata.generation.unwrap_or_default(),
+            reference::<NetworkPolicy>(&metadata),
+            policy.generation.unwrap_or_default(),
         ))
     } else {
         None

@@ -36,11 +36,11 @@ mod error;
 pub mod events;
 pub mod http;
 pub mod metrics;
-pub mod pod_store;
 mod reconcile;
 pub mod strip;
 pub mod traffic;
 pub mod verdict_log;
+pub mod view_store;
 pub mod watch;
 
 pub use agent::{Agent, AgentConfig, Progress};

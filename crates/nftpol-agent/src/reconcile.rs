@@ -3,12 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use nftpol_ir::diff::{diff, Change, Diff};
 use nftpol_ir::Ruleset;
 use nftpol_model::{
     cluster_policy::PriorityTie, resolve_snapshot_with_context, Direction, LogLimit, ModelError,
-    PodChange, PolicyChange, PolicyContext, PolicyId, PolicyVersion, RemotePods, Snapshot,
+    PodChange, PolicyChange, PolicyContext, PolicyId, PolicyVersion, PolicyView, RemotePods,
+    Snapshot,
 };
 use nftpol_netlink::{Applied, ApplyError, ConntrackError, Dataplane, ReadError};
 use nftpol_ruleset::catalogue::Provenance;
@@ -702,29 +702,24 @@ fn replaced_rule_chains<'a>(changes: &'a Diff<'_>) -> impl Iterator<Item = Strin
 }
 
 /// A namespaced object's `(namespace, name)`.
-type ObjectKey = (Option<String>, Option<String>);
-
 /// A policy before and after.
-type Versions<'a> = (Option<&'a NetworkPolicy>, Option<&'a NetworkPolicy>);
+type Versions<'a> = (Option<&'a PolicyView>, Option<&'a PolicyView>);
 
 /// Each policy `changes` touch, in first-seen order, as it was before its
 /// first change and is after its last; `None` when there is none.
 fn by_policy(changes: &[PolicyChange]) -> Option<Vec<Versions<'_>>> {
-    let mut order: Vec<ObjectKey> = Vec::new();
-    let mut versions: BTreeMap<ObjectKey, Versions<'_>> = BTreeMap::new();
+    let mut order: Vec<&PolicyId> = Vec::new();
+    let mut versions: BTreeMap<&PolicyId, Versions<'_>> = BTreeMap::new();
     for change in changes {
         let Some(policy) = change.after.as_ref().or(change.before.as_ref()) else {
             continue;
         };
-        let key = (
-            policy.metadata.namespace.clone(),
-            policy.metadata.name.clone(),
-        );
+        let key = policy.id();
         let after = change.after.as_deref();
-        if let Some(versions) = versions.get_mut(&key) {
+        if let Some(versions) = versions.get_mut(key) {
             versions.1 = after;
         } else {
-            order.push(key.clone());
+            order.push(key);
             versions.insert(key, (change.before.as_deref(), after));
         }
     }

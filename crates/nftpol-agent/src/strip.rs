@@ -2,8 +2,10 @@
 //!
 //! A full Pod object (managed fields, annotations, volumes, container
 //! specs, conditions) costs several kilobytes; what the model reads is a
-//! few hundred bytes. Pods become the model's own view ([`PodView`]); the
-//! other kinds (far fewer) keep their type with every unread field cleared.
+//! few hundred bytes. Pods and NetworkPolicies become the model's own views
+//! ([`PodView`], [`PolicyView`]: a policy object keeps each label selector
+//! as a `BTreeMap` of over half a kilobyte); the other kinds (far fewer)
+//! keep their type with every unread field cleared.
 //! `resourceVersion` is dropped too (the watcher tracks it before this
 //! step), so an update that changed nothing enforcement reads leaves the
 //! reduced object equal to the stored one and queues no reconcile.
@@ -14,7 +16,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, NodeStatus, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use nftpol_model::cluster_policy::api::ClusterNetworkPolicy;
-use nftpol_model::PodView;
+use nftpol_model::{PodView, PolicyView};
 
 /// Keeps name, namespace, labels, uid and generation (the Events on an
 /// object name its uid and are reported once per generation).
@@ -52,21 +54,18 @@ pub fn namespace(mut namespace: Namespace) -> Namespace {
     namespace
 }
 
-/// A NetworkPolicy: metadata as above but its labels (nothing selects a
-/// policy; a chart's half-dozen labels cost a `BTreeMap` of over half a
-/// kilobyte each), the annotations the model reads (its verdict-log rate,
-/// [`nftpol_model::log_limit::ANNOTATIONS`]) and the whole spec. Other
-/// annotations and the labels are dropped, so changing one queues no
-/// reconcile.
-pub fn policy(mut policy: NetworkPolicy) -> NetworkPolicy {
-    let annotations = policy.metadata.annotations.take().map(|mut all| {
-        all.retain(|key, _| nftpol_model::log_limit::ANNOTATIONS.contains(&key.as_str()));
-        all
-    });
-    metadata(&mut policy.metadata);
-    policy.metadata.labels = None;
-    policy.metadata.annotations = annotations.filter(|kept| !kept.is_empty());
-    policy
+/// A NetworkPolicy parsed into the view the policy store keeps: its
+/// identity, uid and generation, its spec as the model reads it, the rate
+/// of its verdict logs (the annotations of
+/// [`nftpol_model::log_limit::ANNOTATIONS`]) and what is invalid in it.
+/// Other annotations and its labels are not kept (nothing selects a
+/// policy), so changing one queues no reconcile.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "every kind's stripper takes the watched object by value, as the watch pipeline hands it over"
+)]
+pub fn policy(policy: NetworkPolicy) -> Arc<PolicyView> {
+    Arc::new(PolicyView::from_policy(&policy))
 }
 
 /// A Node: name, labels, `spec.podCIDR(s)` (this node's fail-closed
@@ -174,60 +173,41 @@ mod tests {
     }
 
     #[test]
-    fn policy_keeps_only_the_annotations_the_model_reads_and_no_labels() {
-        let annotations = BTreeMap::from([
-            (
-                nftpol_model::log_limit::LOG_LIMIT.to_owned(),
-                "5/second".to_owned(),
-            ),
-            (
-                nftpol_model::log_limit::KUBE_ROUTER_LOG_LIMIT_BURST.to_owned(),
-                "3".to_owned(),
-            ),
-            (
-                "kubectl.kubernetes.io/last-applied-configuration".to_owned(),
-                "{}".repeat(512),
-            ),
-        ]);
-        let stripped = policy(NetworkPolicy {
-            metadata: ObjectMeta {
-                name: Some("p".into()),
-                annotations: Some(annotations),
-                ..ObjectMeta::default()
-            },
-            spec: None,
-        });
-        let kept: Vec<&str> = stripped
-            .metadata
-            .annotations
-            .iter()
-            .flatten()
-            .map(|(key, _)| key.as_str())
-            .collect();
-        assert_eq!(
-            kept,
-            [
-                nftpol_model::log_limit::KUBE_ROUTER_LOG_LIMIT_BURST,
-                nftpol_model::log_limit::LOG_LIMIT
-            ]
+    fn a_policy_view_keeps_its_log_rate_and_no_other_annotation_or_label() {
+        let with = |annotations: &[(&str, &str)], labels: &[(&str, &str)]| {
+            let pairs = |pairs: &[(&str, &str)]| {
+                Some(
+                    pairs
+                        .iter()
+                        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                        .collect::<BTreeMap<String, String>>(),
+                )
+            };
+            policy(NetworkPolicy {
+                metadata: ObjectMeta {
+                    name: Some("p".into()),
+                    namespace: Some("n".into()),
+                    annotations: pairs(annotations),
+                    labels: pairs(labels),
+                    ..ObjectMeta::default()
+                },
+                spec: None,
+            })
+        };
+        let plain = with(&[], &[]);
+        let applied = "{}".repeat(512);
+        let unread = with(
+            &[("kubectl.kubernetes.io/last-applied-configuration", &applied)],
+            &[("app.kubernetes.io/managed-by", "Helm")],
         );
-        let unannotated = policy(NetworkPolicy {
-            metadata: ObjectMeta {
-                name: Some("p".into()),
-                annotations: Some(BTreeMap::from([("a".into(), "b".into())])),
-                labels: Some(BTreeMap::from([(
-                    "app.kubernetes.io/managed-by".into(),
-                    "Helm".into(),
-                )])),
-                ..ObjectMeta::default()
-            },
-            spec: None,
-        });
-        assert_eq!(unannotated.metadata.annotations, None);
         assert_eq!(
-            unannotated.metadata.labels, None,
-            "nothing reads a policy's labels"
+            plain, unread,
+            "unread annotations and labels change nothing"
         );
+        let limited = with(&[(nftpol_model::log_limit::LOG_LIMIT, "5/second")], &[]);
+        assert_ne!(plain, limited, "the verdict-log rate is read");
+        let malformed = with(&[(nftpol_model::log_limit::LOG_LIMIT, "often")], &[]);
+        assert_eq!(malformed.errors().len(), 1, "{:?}", malformed.errors());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Reflectors: list-then-watch for Pods (all namespaces), Namespaces,
 //! NetworkPolicies, Nodes and ClusterNetworkPolicies, each into a store of
-//! stripped objects: pods into [`crate::pod_store`] (one pointer a pod),
-//! the other kinds into kube-runtime's reflector stores.
+//! stripped objects: pods and NetworkPolicies as views into
+//! [`crate::view_store`] (one pointer an object), the other kinds into
+//! kube-runtime's reflector stores.
 //!
 //! The ClusterNetworkPolicy CRD may be absent: the agent then enforces
 //! NetworkPolicy only (its store counts as a complete, empty list), says so
@@ -28,13 +29,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{self, Lookup, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use nftpol_model::cluster_policy::api::{self as cnp_api, ClusterNetworkPolicy};
-use nftpol_model::{PodView, Snapshot};
+use nftpol_model::{PodView, PolicyView, Snapshot};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
@@ -42,8 +42,8 @@ use crate::agent::Progress;
 use crate::coalesce::Trigger;
 use crate::error::AgentError;
 use crate::metrics::Metrics;
-use crate::pod_store::{PodStore, PodWriter};
 use crate::strip;
+use crate::view_store::{Named, PodStore, PodWriter, PolicyStore, PolicyWriter, ViewWriter};
 use nftpol_model::{PodChange, PolicyChange};
 
 /// Pod changes beyond this many since the last reconcile make the next one
@@ -139,7 +139,7 @@ pub struct Stores {
     changes: ChangeLog,
     pods: PodStore,
     namespaces: Store<Namespace>,
-    policies: Store<NetworkPolicy>,
+    policies: PolicyStore,
     nodes: Store<Node>,
     cluster_policies: Store<ClusterNetworkPolicy>,
 }
@@ -154,7 +154,7 @@ pub struct Writers {
     /// Namespaces.
     pub namespaces: reflector::store::Writer<Namespace>,
     /// NetworkPolicies, all namespaces.
-    pub policies: reflector::store::Writer<NetworkPolicy>,
+    pub policies: PolicyWriter,
     /// Every Node.
     pub nodes: reflector::store::Writer<Node>,
     /// ClusterNetworkPolicies (a complete empty list while the CRD is absent).
@@ -167,7 +167,7 @@ pub fn stores() -> (Stores, Writers) {
         changes: ChangeLog::default(),
         pods: PodWriter::default(),
         namespaces: reflector::store::Writer::default(),
-        policies: reflector::store::Writer::default(),
+        policies: PolicyWriter::default(),
         nodes: reflector::store::Writer::default(),
         cluster_policies: reflector::store::Writer::default(),
     };
@@ -207,9 +207,9 @@ impl Stores {
             self.cluster_policies.wait_until_ready(),
         );
         pods.map_err(|_| AgentError::WatchEnded("pods"))?;
+        policies.map_err(|_| AgentError::WatchEnded("networkpolicies"))?;
         for (resource, ready) in [
             ("namespaces", namespaces),
-            ("networkpolicies", policies),
             ("nodes", nodes),
             ("clusternetworkpolicies", cluster_policies),
         ] {
@@ -240,7 +240,11 @@ impl Stores {
         Snapshot {
             namespaces: sorted(&self.namespaces),
             pods: self.pods.state(),
-            policies: sorted(&self.policies),
+            policies: {
+                let mut policies = self.policies.state();
+                policies.sort_by(|a, b| a.id().cmp(b.id()));
+                policies
+            },
             cluster_policies: sorted(&self.cluster_policies),
             nodes: sorted(&self.nodes),
         }
@@ -405,8 +409,8 @@ where
     watcher::watcher(api, config).default_backoff()
 }
 
-/// A store one watch writes: kube-runtime's reflector store, or the pod
-/// store ([`crate::pod_store`]).
+/// A store one watch writes: kube-runtime's reflector store, or a view
+/// store ([`crate::view_store`]).
 trait Sink<K> {
     /// Whether applying `event` changes what the store holds.
     fn changed_by(&self, event: &Event<K>) -> bool;
@@ -441,17 +445,17 @@ where
     }
 }
 
-impl Sink<Arc<PodView>> for PodWriter {
-    fn changed_by(&self, event: &Event<Arc<PodView>>) -> bool {
+impl<V: Named + PartialEq> Sink<Arc<V>> for ViewWriter<V> {
+    fn changed_by(&self, event: &Event<Arc<V>>) -> bool {
         match event {
-            Event::Apply(pod) => self.get(pod).as_deref() != Some(&**pod),
-            Event::Delete(pod) => self.get(pod).is_some(),
+            Event::Apply(view) => self.get(view).as_deref() != Some(&**view),
+            Event::Delete(view) => self.get(view).is_some(),
             Event::InitDone => true,
             Event::Init | Event::InitApply(_) => false,
         }
     }
 
-    fn apply(&mut self, event: &Event<Arc<PodView>>) {
+    fn apply(&mut self, event: &Event<Arc<V>>) {
         self.apply_watcher_event(event);
     }
 
@@ -489,20 +493,14 @@ fn record_pod(store: &PodWriter, event: &Event<Arc<PodView>>, changes: &ChangeLo
 
 /// Logs a NetworkPolicy event that changes the store, before it is applied
 /// (the store still holds the policy as it was).
-fn record_policy(
-    store: &reflector::store::Writer<NetworkPolicy>,
-    event: &Event<NetworkPolicy>,
-    changes: &ChangeLog,
-) {
-    let store = store.as_reader();
-    let stored = |policy: &NetworkPolicy| store.get(&ObjectRef::from_obj(policy));
+fn record_policy(store: &PolicyWriter, event: &Event<Arc<PolicyView>>, changes: &ChangeLog) {
     match event {
         Event::Apply(policy) => changes.policy(PolicyChange {
-            before: stored(policy),
-            after: Some(Arc::new(policy.clone())),
+            before: store.get(policy),
+            after: Some(Arc::clone(policy)),
         }),
         Event::Delete(policy) => changes.policy(PolicyChange {
-            before: stored(policy),
+            before: store.get(policy),
             after: None,
         }),
         Event::Init | Event::InitApply(_) | Event::InitDone => changes.structural(),

@@ -8,12 +8,11 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use nftpol_agent::verdict_log::LogDirectory;
 use nftpol_agent::{PodChange, Reconciler, Sync};
 use nftpol_model::log_limit::LOG_LIMIT;
 use nftpol_model::PolicyChange;
-use nftpol_model::{resolve_snapshot, PodView, Snapshot};
+use nftpol_model::{resolve_snapshot, PodView, PolicyView, Snapshot};
 use nftpol_netlink::FakeDataplane;
 use nftpol_ruleset::compile::{compile, CompileOptions, DenyAction};
 use nftpol_ruleset::rejudge::{self, MarkBits, Rejudge};
@@ -164,7 +163,7 @@ fn policy() -> impl Strategy<Value = PolicySpec> {
         })
 }
 
-fn policies(specs: &[PolicySpec]) -> Vec<Arc<NetworkPolicy>> {
+fn policies(specs: &[PolicySpec]) -> Vec<Arc<PolicyView>> {
     specs
         .iter()
         .enumerate()
@@ -175,7 +174,7 @@ fn policies(specs: &[PolicySpec]) -> Vec<Arc<NetworkPolicy>> {
 /// The policy `name` with `spec`. Its verdict log limit follows from its
 /// name (so a replaced policy keeps it, and group chains of policies with
 /// different limits log at the strictest).
-fn policy_object(name: &str, spec: &PolicySpec) -> Arc<NetworkPolicy> {
+fn policy_object(name: &str, spec: &PolicySpec) -> Arc<PolicyView> {
     let selector = spec
         .app
         .map_or(json!({}), |app| json!({"matchLabels": {"app": APPS[app]}}));
@@ -194,7 +193,7 @@ fn policy_object(name: &str, spec: &PolicySpec) -> Arc<NetworkPolicy> {
     };
     policy.metadata.annotations =
         limit.map(|limit| [(LOG_LIMIT.to_owned(), limit.to_owned())].into());
-    Arc::new(policy)
+    Arc::new(PolicyView::from_policy(&policy))
 }
 
 /// A change to the generated cluster's pods.
@@ -213,7 +212,7 @@ fn event() -> impl Strategy<Value = Event> {
     ]
 }
 
-fn snapshot(pods: &[Arc<PodView>], policies: &[Arc<NetworkPolicy>]) -> Snapshot {
+fn snapshot(pods: &[Arc<PodView>], policies: &[Arc<PolicyView>]) -> Snapshot {
     Snapshot {
         namespaces: vec![
             namespace("x", "blue"),
@@ -374,7 +373,7 @@ fn cluster_event() -> impl Strategy<Value = ClusterEvent> {
 /// policy store reports.
 fn apply_policy(
     event: &PolicyEvent,
-    policies: &mut Vec<Arc<NetworkPolicy>>,
+    policies: &mut Vec<Arc<PolicyView>>,
     serial: &mut usize,
 ) -> Option<PolicyChange> {
     match event {
@@ -390,12 +389,12 @@ fn apply_policy(
         PolicyEvent::Replace(index, spec) if !policies.is_empty() => {
             let position = index % policies.len();
             let before = Arc::clone(&policies[position]);
-            let name = before.metadata.name.clone().unwrap_or_default();
+            let name = before.id().name.clone();
             // The policy keeps its name, and its namespace (a policy
             // cannot move); its selector and rules change.
             let namespace = NAMESPACES
                 .iter()
-                .position(|namespace| before.metadata.namespace.as_deref() == Some(*namespace))
+                .position(|namespace| before.id().namespace == *namespace)
                 .unwrap_or(0);
             let after = policy_object(
                 &name,

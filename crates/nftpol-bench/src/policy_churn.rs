@@ -24,7 +24,7 @@ use anyhow::{Context as _, Result};
 use nftpol_agent::{Reconciler, Sync};
 use nftpol_ir::diff::Diff;
 use nftpol_ir::Ruleset;
-use nftpol_model::{PolicyChange, Snapshot};
+use nftpol_model::{PolicyChange, PolicyView, Snapshot};
 use nftpol_netlink::{
     Applied, ApplyError, ConntrackError, Dataplane, KernelDataplane, ReadError, RuleCounter,
 };
@@ -142,13 +142,17 @@ pub fn run(shape: Shape, bounds: Bounds) -> Result<PolicyChurnResult> {
                 break;
             }
             let adding = step % 2 == 0;
+            // The agent's watch parses a policy as it arrives (its store
+            // keeps the parsed view): that is part of the event's time.
+            let mut parse_ms = 0.0;
             let change = if adding {
                 // Kinds 1.. select pods (kind 0, the default deny, selects
                 // all of a namespace's pods and is a policy of its own kind).
                 let kind = 1 + rng.below(POLICIES_PER_NAMESPACE - 1);
                 let mut policy = generate::policy(rng.below(namespaces), kind, namespaces);
                 policy.metadata.name = Some(format!("churn-{step}"));
-                let policy = Arc::new(policy);
+                let (policy, ms) = timed(|| Arc::new(PolicyView::from_policy(&policy)));
+                parse_ms = ms;
                 snapshot.policies.push(Arc::clone(&policy));
                 PolicyChange {
                     before: None,
@@ -161,8 +165,9 @@ pub fn run(shape: Shape, bounds: Bounds) -> Result<PolicyChurnResult> {
                 }
             };
             reconciler.dataplane_mut().applied = Duration::ZERO;
-            let (report, elapsed) =
+            let (report, reconcile_ms) =
                 timed(|| reconciler.reconcile_policies(&[change], || snapshot.clone()));
+            let elapsed = parse_ms + reconcile_ms;
             let report = report.with_context(|| format!("policy event {step} failed"))?;
             let kernel_ms = reconciler.dataplane_mut().applied.as_secs_f64() * 1000.0;
             samples.policy_path += usize::from(report.sync == Sync::Policy);

@@ -7,6 +7,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use crate::cluster_policy::api::ClusterNetworkPolicy;
 use crate::pods::PodView;
+use crate::policy::PolicyView;
 
 /// A snapshot of the objects that decide enforcement.
 #[derive(Debug, Clone, Default)]
@@ -46,10 +47,11 @@ impl Extend<Cluster> for Cluster {
     }
 }
 
-/// The objects one reconcile reads, pods already reduced to [`PodView`]s:
-/// what an agent keeps between reconciles. A k8s-openapi Pod costs about
-/// 5 KB even with every unread field cleared (its generated structs are
-/// large when empty); a view costs a few hundred bytes. Everything is
+/// The objects one reconcile reads, pods and NetworkPolicies already
+/// reduced to views ([`PodView`], [`PolicyView`]): what an agent keeps
+/// between reconciles. A k8s-openapi Pod costs about 5 KB even with every
+/// unread field cleared (its generated structs are large when empty); a
+/// view costs a few hundred bytes. Everything is
 /// behind an `Arc`, so a snapshot shares the objects its stores hold
 /// instead of copying them for every reconcile.
 #[derive(Debug, Clone, Default)]
@@ -58,8 +60,8 @@ pub struct Snapshot {
     pub namespaces: Vec<Arc<Namespace>>,
     /// All pods, cluster-wide.
     pub pods: Vec<Arc<PodView>>,
-    /// All network policies.
-    pub policies: Vec<Arc<NetworkPolicy>>,
+    /// All network policies, parsed.
+    pub policies: Vec<Arc<PolicyView>>,
     /// All ClusterNetworkPolicies (none where the CRD is not installed).
     pub cluster_policies: Vec<Arc<ClusterNetworkPolicy>>,
     /// Nodes: the local node's `spec.podCIDRs`, and every node's labels and
@@ -76,7 +78,11 @@ impl From<&Cluster> for Snapshot {
                 .iter()
                 .map(|pod| Arc::new(PodView::from_pod(pod)))
                 .collect(),
-            policies: cluster.policies.iter().cloned().map(Arc::new).collect(),
+            policies: cluster
+                .policies
+                .iter()
+                .map(|policy| Arc::new(PolicyView::from_policy(policy)))
+                .collect(),
             cluster_policies: cluster
                 .cluster_policies
                 .iter()

@@ -18,7 +18,7 @@ use crate::cluster::Cluster;
 use crate::cluster_policy::{self, Action, ClusterPolicy, ClusterView, NodeAddresses, Tier};
 use crate::pods::{PodIndex, PodView};
 use crate::policy::{
-    labels_of, namespace_labels, parse_all, Peer, Policy, PolicyId, PortSpec, Rule,
+    labels_of, namespace_labels, parse_all, Peer, Policy, PolicyId, PolicyView, PortSpec, Rule,
 };
 use crate::vocabulary::Protocol;
 
@@ -120,7 +120,12 @@ impl Decision {
 pub fn evaluate(cluster: &Cluster, connection: &Connection) -> (Decision, Decision) {
     let index = PodIndex::from_pods(&cluster.pods);
     let mut errors = Vec::new();
-    let policies = parse_all(&cluster.policies, &mut errors);
+    let views: Vec<PolicyView> = cluster
+        .policies
+        .iter()
+        .map(PolicyView::from_policy)
+        .collect();
+    let policies = parse_all(&views, &mut errors);
     let (cluster_policies, _) = cluster_policy::parse_all(&cluster.cluster_policies, &mut errors);
     let namespaces = namespace_labels(&cluster.namespaces);
     let nodes = NodeAddresses::new(&cluster.nodes);
@@ -149,7 +154,7 @@ enum Side {
 struct Evaluator<'a> {
     cluster: &'a Cluster,
     index: &'a PodIndex,
-    policies: &'a [Policy],
+    policies: &'a [&'a Policy],
     /// In evaluation order (tier, priority, name).
     cluster_policies: &'a [ClusterPolicy],
     view: ClusterView<'a>,

@@ -52,7 +52,7 @@ pub use explain::explain;
 pub use log_limit::{LogLimit, RatePeriod};
 pub use memberships::{Membership, MembershipDelta, PodChange, PodMemberships, RemotePods};
 pub use pods::{ContainerPort, PodView};
-pub use policy::PolicyId;
+pub use policy::{PolicyId, PolicyView};
 pub use policy_change::{PolicyChange, PolicyContext, PolicyVersion, TargetPod};
 pub use resolve::{
     resolve, resolve_snapshot, resolve_snapshot_with_context, ClusterTraffic, LocalPod,

@@ -14,13 +14,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-
 use crate::cluster::Snapshot;
 use crate::error::ModelError;
 use crate::memberships::PodChange;
 use crate::pods::{PodIndex, PodView};
-use crate::policy::{namespace_labels, Policy, PolicyId};
+use crate::policy::{namespace_labels, Policy, PolicyId, PolicyView};
 use crate::resolve::{pods_by_namespace, Member, PodsByNamespace, ResolvedPolicy, Resolver};
 
 /// One NetworkPolicy's change since the last model, as the policy store saw
@@ -28,9 +26,9 @@ use crate::resolve::{pods_by_namespace, Member, PodsByNamespace, ResolvedPolicy,
 #[derive(Debug, Clone)]
 pub struct PolicyChange {
     /// The policy before (`None`: created).
-    pub before: Option<Arc<NetworkPolicy>>,
+    pub before: Option<Arc<PolicyView>>,
     /// The policy after (`None`: deleted).
-    pub after: Option<Arc<NetworkPolicy>>,
+    pub after: Option<Arc<PolicyView>>,
 }
 
 /// The cluster's pods and namespaces indexed for resolving one policy at a
@@ -193,11 +191,11 @@ impl PolicyContext {
         true
     }
 
-    /// `policy` parsed and resolved exactly as a full model would resolve
-    /// it: O(its namespace's pods + the pods its peers scan).
-    pub fn resolve(&self, policy: &NetworkPolicy) -> PolicyVersion {
-        let mut errors = Vec::new();
-        let parsed = Policy::parse(policy, &mut errors);
+    /// `policy` resolved exactly as a full model would resolve it:
+    /// O(its namespace's pods + the pods its peers scan).
+    pub fn resolve(&self, policy: &PolicyView) -> PolicyVersion {
+        let errors = policy.errors.clone();
+        let parsed = policy.policy.clone();
         let selected: Vec<(&PodView, &[IpAddr])> = self
             .by_namespace
             .get(parsed.id.namespace.as_str())

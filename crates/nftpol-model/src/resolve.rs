@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use crate::addresses::AddressSet;
 use crate::cluster::{Cluster, Snapshot};
@@ -24,7 +23,7 @@ use crate::memberships::{PodMemberships, RemotePods};
 use crate::pods::{PodIndex, PodView};
 use crate::policy::{
     labels_of, namespace_labels, parse_all, peer_identity, NamespaceScope, Peer, Policy, PolicyId,
-    PortSpec, Rule,
+    PolicyView, PortSpec, Rule,
 };
 use crate::policy_change::PolicyContext;
 use crate::selector::Selector;
@@ -252,9 +251,14 @@ pub enum Ports {
 
 /// Resolves the model for node `node`.
 pub fn resolve(cluster: &Cluster, node: &str) -> NodeModel {
+    let policies: Vec<PolicyView> = cluster
+        .policies
+        .iter()
+        .map(PolicyView::from_policy)
+        .collect();
     let objects = Objects {
         namespaces: cluster.namespaces.iter().collect(),
-        policies: cluster.policies.iter().collect(),
+        policies: policies.iter().collect(),
         cluster_policies: cluster.cluster_policies.iter().collect(),
         nodes: cluster.nodes.iter().collect(),
     };
@@ -306,7 +310,7 @@ fn objects_of(snapshot: &Snapshot) -> Objects<'_> {
 /// The objects other than pods.
 struct Objects<'a> {
     namespaces: Vec<&'a Namespace>,
-    policies: Vec<&'a NetworkPolicy>,
+    policies: Vec<&'a PolicyView>,
     cluster_policies: Vec<&'a ClusterNetworkPolicy>,
     nodes: Vec<&'a Node>,
 }
@@ -341,7 +345,7 @@ fn resolve_indexed(
     }
     let resolver = Resolver::new(index, &namespaces, by_namespace);
     let mut resolved = Vec::new();
-    for policy in &policies {
+    for &policy in &policies {
         let targets: Vec<usize> = locals_by_namespace
             .get(policy.id.namespace.as_str())
             .into_iter()
@@ -381,6 +385,7 @@ fn resolve_indexed(
         &namespaces,
         policies
             .iter()
+            .copied()
             .filter(|policy| resolved_ids.contains(&policy.id)),
     )
     .with_cluster_policies(&cluster_used);

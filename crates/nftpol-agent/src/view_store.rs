@@ -1,15 +1,17 @@
-//! The pod store: every pod's view, found by namespace and name through
-//! the view itself.
+//! The view stores: every pod's view, and every NetworkPolicy's, found by
+//! namespace and name through the view itself.
 //!
 //! kube-runtime's reflector store keys each object by an `ObjectRef` (its
 //! name and namespace again, plus the resource version and uid a key may
 //! carry, and a second `Arc`): about 200 bytes a pod beside the view, over
 //! 20 MiB at 100,000 pods, the largest single item of the agent's memory
 //! after the ruleset. Pods are the one kind counted in the hundreds of
-//! thousands, so they get this store: a hash table of one pointer per pod.
-//! It applies watcher events as the reflector's does (a relist is gathered
-//! aside and swapped in whole at its end), and is ready after the first
-//! complete list.
+//! thousands, and NetworkPolicies the one whose objects are far larger
+//! than what enforcement reads (a label selector is a `BTreeMap` of over
+//! half a kilobyte), so both are kept as views in this store: a hash table
+//! of one pointer per object. It applies watcher events as the reflector's
+//! does (a relist is gathered aside and swapped in whole at its end), and
+//! is ready after the first complete list.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -17,74 +19,129 @@ use std::sync::{Arc, PoisonError, RwLock};
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use kube::runtime::watcher::Event;
-use nftpol_model::PodView;
+use nftpol_model::{PodView, PolicyView};
 use tokio::sync::watch;
 
-/// Pods by namespace and name.
-#[derive(Debug, Default)]
-struct Pods {
-    table: HashTable<Arc<PodView>>,
+/// A view that knows the namespace and name of its object.
+pub trait Named {
+    /// The object's namespace.
+    fn namespace(&self) -> &str;
+    /// The object's name.
+    fn name(&self) -> &str;
+}
+
+impl Named for PodView {
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for PolicyView {
+    fn namespace(&self) -> &str {
+        &self.id().namespace
+    }
+
+    fn name(&self) -> &str {
+        &self.id().name
+    }
+}
+
+/// Views by namespace and name.
+#[derive(Debug)]
+struct Views<V> {
+    table: HashTable<Arc<V>>,
     hasher: RandomState,
 }
 
-impl Pods {
+impl<V> Default for Views<V> {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl<V: Named> Views<V> {
     fn hash(&self, namespace: &str, name: &str) -> u64 {
         self.hasher.hash_one((namespace, name))
     }
 
-    fn get(&self, namespace: &str, name: &str) -> Option<&Arc<PodView>> {
+    fn get(&self, namespace: &str, name: &str) -> Option<&Arc<V>> {
         self.table.find(self.hash(namespace, name), |held| {
-            &*held.namespace == namespace && held.name == name
+            held.namespace() == namespace && held.name() == name
         })
     }
 
-    fn insert(&mut self, pod: Arc<PodView>) {
-        let hash = self.hash(&pod.namespace, &pod.name);
+    fn insert(&mut self, view: Arc<V>) {
+        let hash = self.hash(view.namespace(), view.name());
         let hasher = &self.hasher;
         match self.table.entry(
             hash,
-            |held| held.namespace == pod.namespace && held.name == pod.name,
-            |held| hasher.hash_one((&*held.namespace, held.name.as_str())),
+            |held| held.namespace() == view.namespace() && held.name() == view.name(),
+            |held| hasher.hash_one((held.namespace(), held.name())),
         ) {
-            Entry::Occupied(mut held) => *held.get_mut() = pod,
+            Entry::Occupied(mut held) => *held.get_mut() = view,
             Entry::Vacant(free) => {
-                free.insert(pod);
+                free.insert(view);
             }
         }
     }
 
-    fn remove(&mut self, pod: &PodView) {
-        let hash = self.hash(&pod.namespace, &pod.name);
+    fn remove(&mut self, view: &V) {
+        let hash = self.hash(view.namespace(), view.name());
         if let Ok(held) = self.table.find_entry(hash, |held| {
-            held.namespace == pod.namespace && held.name == pod.name
+            held.namespace() == view.namespace() && held.name() == view.name()
         }) {
             held.remove();
         }
     }
 }
 
-/// The write handle: the pod watch applies its events here.
+/// The write handle: a watch applies its events here.
 #[derive(Debug)]
-pub struct PodWriter {
-    live: Arc<RwLock<Pods>>,
+pub struct ViewWriter<V> {
+    live: Arc<RwLock<Views<V>>>,
     /// The relist under way, swapped in at its end.
-    relist: Option<Pods>,
+    relist: Option<Views<V>>,
     ready: watch::Sender<bool>,
 }
 
 /// A read handle.
-#[derive(Debug, Clone)]
-pub struct PodStore {
-    live: Arc<RwLock<Pods>>,
+#[derive(Debug)]
+pub struct ViewStore<V> {
+    live: Arc<RwLock<Views<V>>>,
     ready: watch::Receiver<bool>,
 }
 
+impl<V> Clone for ViewStore<V> {
+    fn clone(&self) -> Self {
+        Self {
+            live: Arc::clone(&self.live),
+            ready: self.ready.clone(),
+        }
+    }
+}
+
+/// The pods' store: read handle and write handle.
+pub type PodStore = ViewStore<PodView>;
+/// The pods' write handle.
+pub type PodWriter = ViewWriter<PodView>;
+/// The NetworkPolicies' store.
+pub type PolicyStore = ViewStore<PolicyView>;
+/// The NetworkPolicies' write handle.
+pub type PolicyWriter = ViewWriter<PolicyView>;
+
 /// The write handle dropped before the first complete list.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the pod watch ended before its initial list completed")]
-pub struct PodWriterDropped;
+#[error("the watch ended before its initial list completed")]
+pub struct ViewWriterDropped;
 
-impl Default for PodWriter {
+impl<V> Default for ViewWriter<V> {
     fn default() -> Self {
         Self {
             live: Arc::default(),
@@ -94,32 +151,32 @@ impl Default for PodWriter {
     }
 }
 
-impl PodWriter {
+impl<V: Named> ViewWriter<V> {
     /// A read handle on this store.
-    pub fn as_reader(&self) -> PodStore {
-        PodStore {
+    pub fn as_reader(&self) -> ViewStore<V> {
+        ViewStore {
             live: Arc::clone(&self.live),
             ready: self.ready.subscribe(),
         }
     }
 
-    /// The stored view of the pod named as `pod` is.
-    pub fn get(&self, pod: &PodView) -> Option<Arc<PodView>> {
+    /// The stored view of the object named as `view` is.
+    pub fn get(&self, view: &V) -> Option<Arc<V>> {
         read(&self.live)
-            .get(&pod.namespace, &pod.name)
+            .get(view.namespace(), view.name())
             .map(Arc::clone)
     }
 
     /// Applies one watcher event.
-    pub fn apply_watcher_event(&mut self, event: &Event<Arc<PodView>>) {
+    pub fn apply_watcher_event(&mut self, event: &Event<Arc<V>>) {
         match event {
-            Event::Apply(pod) => write(&self.live).insert(Arc::clone(pod)),
-            Event::Delete(pod) => write(&self.live).remove(pod),
-            Event::Init => self.relist = Some(Pods::default()),
-            Event::InitApply(pod) => self
+            Event::Apply(view) => write(&self.live).insert(Arc::clone(view)),
+            Event::Delete(view) => write(&self.live).remove(view),
+            Event::Init => self.relist = Some(Views::default()),
+            Event::InitApply(view) => self
                 .relist
-                .get_or_insert_with(Pods::default)
-                .insert(Arc::clone(pod)),
+                .get_or_insert_with(Views::default)
+                .insert(Arc::clone(view)),
             Event::InitDone => {
                 *write(&self.live) = self.relist.take().unwrap_or_default();
                 self.ready.send_replace(true);
@@ -128,41 +185,41 @@ impl PodWriter {
     }
 }
 
-impl PodStore {
-    /// Every stored pod, in no particular order.
-    pub fn state(&self) -> Vec<Arc<PodView>> {
+impl<V> ViewStore<V> {
+    /// Every stored view, in no particular order.
+    pub fn state(&self) -> Vec<Arc<V>> {
         read(&self.live).table.iter().map(Arc::clone).collect()
     }
 
-    /// How many pods are stored.
+    /// How many views are stored.
     pub fn len(&self) -> usize {
         read(&self.live).table.len()
     }
 
-    /// Whether no pod is stored.
+    /// Whether no view is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Waits until the first complete list is in.
-    pub async fn wait_until_ready(&self) -> Result<(), PodWriterDropped> {
+    pub async fn wait_until_ready(&self) -> Result<(), ViewWriterDropped> {
         self.ready
             .clone()
             .wait_for(|ready| *ready)
             .await
             .map(drop)
-            .map_err(|_| PodWriterDropped)
+            .map_err(|_| ViewWriterDropped)
     }
 }
 
 // A panic elsewhere cannot leave the table half-updated: every change is
 // one call on it.
-fn read(pods: &RwLock<Pods>) -> std::sync::RwLockReadGuard<'_, Pods> {
-    pods.read().unwrap_or_else(PoisonError::into_inner)
+fn read<V>(views: &RwLock<Views<V>>) -> std::sync::RwLockReadGuard<'_, Views<V>> {
+    views.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write(pods: &RwLock<Pods>) -> std::sync::RwLockWriteGuard<'_, Pods> {
-    pods.write().unwrap_or_else(PoisonError::into_inner)
+fn write<V>(views: &RwLock<Views<V>>) -> std::sync::RwLockWriteGuard<'_, Views<V>> {
+    views.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
