@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nftpol_ir::Ruleset;
@@ -54,19 +54,21 @@ struct ResourceLabel {
     resource: &'static str,
 }
 
-/// One policy and direction.
+/// One policy and direction. Four families hold a series of each, and each
+/// family keeps its own copy of the labels: the names are shared, not
+/// copied four times (10,000 policies make 80,000 series).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct PolicyLabels {
-    namespace: String,
-    policy: String,
+    namespace: Arc<str>,
+    policy: Arc<str>,
     direction: &'static str,
 }
 
 impl From<&PolicyDirection> for PolicyLabels {
     fn from(owner: &PolicyDirection) -> Self {
         Self {
-            namespace: owner.policy.namespace.clone(),
-            policy: owner.policy.name.clone(),
+            namespace: Arc::from(owner.policy.namespace.as_str()),
+            policy: Arc::from(owner.policy.name.as_str()),
             direction: owner.direction.label(),
         }
     }

@@ -11,7 +11,7 @@ pub const NLMSG_HDRLEN: usize = 16;
 /// Size of `struct nfgenmsg`.
 pub const NFGENMSG_LEN: usize = 4;
 /// Size of `struct nlattr`.
-const NLA_HDRLEN: usize = 4;
+pub const NLA_HDRLEN: usize = 4;
 
 /// Rounds up to the netlink alignment of 4 bytes.
 pub const fn align(len: usize) -> usize {

@@ -166,6 +166,72 @@ fn rejected_batch_changes_nothing_and_names_the_element() {
     });
 }
 
+/// A rejected element deep inside a change of several messages is the one
+/// named: the kernel points at an attribute of one message, and the batch
+/// finds which element of that message's list holds it.
+#[test]
+fn a_rejected_element_in_a_later_message_of_a_long_change_is_named() {
+    in_fresh_netns(|| {
+        let mut kernel = open();
+        kernel.apply(&diff(None, &fixture())).expect("apply");
+        let range = |third: u8, first: u8| {
+            Element::range(
+                vec![Value::Ipv4(Ipv4Addr::new(10, 200, third, first))],
+                vec![Value::Ipv4(Ipv4Addr::new(10, 200, third, first + 9))],
+            )
+        };
+        // 5,120 ranges: several messages of at most MAX_ELEMENT_LIST bytes.
+        let mut elements: Vec<Element> = (0..=255u8)
+            .flat_map(|third| (0..20u8).map(move |tenth| range(third, tenth * 10)))
+            .collect();
+        // Overlaps 10.200.200.40–49 and 50–59, written before it: the
+        // kernel takes those and refuses this one.
+        let overlapping = Element::range(
+            vec![Value::Ipv4(Ipv4Addr::new(10, 200, 200, 45))],
+            vec![Value::Ipv4(Ipv4Addr::new(10, 200, 200, 50))],
+        );
+        let position = 201 * 20;
+        elements.insert(position, overlapping.clone());
+        let wide = Set {
+            name: "wide-v4".to_owned(),
+            key: vec![KeyType::Ipv4Addr],
+            interval: true,
+            is_verdict_map: false,
+            dynamic: None,
+            comment: None,
+            elements: std::collections::BTreeSet::default(),
+        };
+        let bad = Diff {
+            changes: vec![
+                Change::AddSet(wide),
+                Change::AddElements {
+                    set: "wide-v4".to_owned(),
+                    elements: elements.into(),
+                },
+            ],
+        };
+        let mut encoder = BatchWriter::new(TABLE_NAME, 1);
+        encoder.push_diff(&bad, &BTreeMap::new()).expect("encodes");
+        let messages = encoder.finish().message_count();
+        assert!(
+            messages >= 4,
+            "NEWSET and several element messages ({messages})"
+        );
+        let error = kernel
+            .apply(&bad)
+            .expect_err("an overlapping interval must be rejected");
+        assert!(error.is_exists(), "{error}");
+        assert_eq!(
+            error.object(),
+            Some(&Object::Element {
+                set: "wide-v4".to_owned(),
+                element: Box::new(overlapping)
+            }),
+            "{error}"
+        );
+    });
+}
+
 fn generations_during(
     kernel: &mut KernelDataplane,
     apply: impl FnOnce(&mut KernelDataplane),
