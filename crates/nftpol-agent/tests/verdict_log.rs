@@ -493,7 +493,7 @@ fn flood_ruleset() -> nftpol_ir::Ruleset {
         elements: [nftpol_ir::Element::key(vec![nftpol_ir::Value::Port(9999)])].into(),
     };
     let matches = vec![Match::Lookup {
-        key: vec![Field::TransportDport],
+        key: vec![Field::TransportDport].into(),
         set: ports.name.clone(),
         negated: false,
     }];

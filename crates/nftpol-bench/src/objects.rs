@@ -261,7 +261,7 @@ fn table(kind: ObjectKind, count: usize) -> Ruleset {
 fn allow_rule(set: &str, index: usize) -> Rule {
     Rule {
         matches: vec![Match::Lookup {
-            key: vec![Field::Ipv4Saddr],
+            key: vec![Field::Ipv4Saddr].into(),
             set: set.to_owned(),
             negated: false,
         }],

@@ -201,12 +201,12 @@ impl Ruleset {
             return Err(Conflict::Missing(object()));
         }
         let lookups = rule.matches.iter().filter_map(|matched| match matched {
-            Match::Lookup { key, set, .. } => Some((key, set, false)),
+            Match::Lookup { key, set, .. } => Some((&key[..], set, false)),
             _ => None,
         });
         let map = match &rule.action {
-            Action::VerdictMap { key, map } => Some((key, map, true)),
-            Action::Update(update) => Some((&update.key, &update.set, false)),
+            Action::VerdictMap { key, map } => Some((&key[..], map, true)),
+            Action::Update(update) => Some((&update.key[..], &update.set, false)),
             Action::Verdict(_) | Action::SetCtMark { .. } | Action::Log(_) => None,
         };
         for (fields, name, is_map) in lookups.chain(map) {

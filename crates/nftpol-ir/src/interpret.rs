@@ -574,7 +574,7 @@ mod tests {
         let mut ruleset = base(vec![
             Rule {
                 matches: vec![Match::Lookup {
-                    key: vec![Field::Ipv4Saddr],
+                    key: vec![Field::Ipv4Saddr].into(),
                     set: "blocked".to_owned(),
                     negated: false,
                 }],

@@ -231,8 +231,9 @@ pub enum Match {
     CtStatusDnat,
     /// `KEY @set` or `KEY != @set`: the concatenation of `key` is (not) in `set`.
     Lookup {
-        /// Fields concatenated in order.
-        key: Vec<Field>,
+        /// Fields concatenated in order (boxed: a rule holds many matches,
+        /// and a `Vec`'s capacity word is 8 bytes of each).
+        key: Box<[Field]>,
         /// The set's name.
         set: String,
         /// Whether the match is inverted (`!=`).

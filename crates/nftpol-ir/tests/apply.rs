@@ -212,7 +212,7 @@ fn build(
                 vec![]
             } else {
                 vec![Match::Lookup {
-                    key: shape.fields(),
+                    key: shape.fields().into(),
                     set: name,
                     negated: false,
                 }]
@@ -318,7 +318,7 @@ fn conflicts_name_the_object_and_the_kernel_rule() {
                 chain: "filter-forward".to_owned(),
                 rule: std::borrow::Cow::Owned(Rule {
                     matches: vec![Match::Lookup {
-                        key: vec![Field::TransportDport],
+                        key: vec![Field::TransportDport].into(),
                         set: set(),
                         negated: false,
                     }],

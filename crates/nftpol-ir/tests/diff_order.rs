@@ -29,7 +29,7 @@ fn looking_up(sets: &[&str]) -> Rule {
         matches: sets
             .iter()
             .map(|set| Match::Lookup {
-                key: vec![Field::Ipv4Saddr],
+                key: vec![Field::Ipv4Saddr].into(),
                 set: (*set).to_owned(),
                 negated: false,
             })

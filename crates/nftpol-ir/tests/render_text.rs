@@ -35,7 +35,7 @@ fn ruleset(peers: &[u8], verdict: Verdict) -> Ruleset {
         rules: vec![
             Rule {
                 matches: vec![Match::Lookup {
-                    key: vec![Field::Ipv4Saddr],
+                    key: vec![Field::Ipv4Saddr].into(),
                     set: "peers-v4".to_owned(),
                     negated: false,
                 }],

@@ -298,7 +298,7 @@ mod tests {
         };
         let rule = Rule {
             matches: vec![Match::Lookup {
-                key: vec![Field::Ipv4Saddr, Field::L4Proto, Field::TransportDport],
+                key: vec![Field::Ipv4Saddr, Field::L4Proto, Field::TransportDport].into(),
                 set: "s".to_owned(),
                 negated: false,
             }],

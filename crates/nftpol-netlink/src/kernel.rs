@@ -752,7 +752,7 @@ fn probe_ruleset() -> Ruleset {
             rule(
                 "lookup",
                 vec![Match::Lookup {
-                    key: vec![Field::Ipv4Daddr, Field::L4Proto, Field::TransportDport],
+                    key: vec![Field::Ipv4Daddr, Field::L4Proto, Field::TransportDport].into(),
                     set: "pipapo".to_owned(),
                     negated: false,
                 }],

@@ -639,7 +639,7 @@ pub fn read_rule(exprs: &[Expr], userdata: Option<&[u8]>) -> Result<Rule, String
                         ..
                     } => {
                         matches.push(Match::Lookup {
-                            key: fields,
+                            key: fields.into(),
                             set: set.clone(),
                             negated: flags & x::LOOKUP_F_INV != 0,
                         });

@@ -103,7 +103,7 @@ fn loopback_ruleset() -> Ruleset {
             },
             Rule {
                 matches: vec![Match::Lookup {
-                    key: vec![Field::Ipv4Daddr],
+                    key: vec![Field::Ipv4Daddr].into(),
                     set: "loopback-v4".to_owned(),
                     negated: false,
                 }],
@@ -120,7 +120,7 @@ fn loopback_ruleset() -> Ruleset {
         comment: None,
         rules: vec![Rule {
             matches: vec![Match::Lookup {
-                key: vec![Field::Ipv4Saddr],
+                key: vec![Field::Ipv4Saddr].into(),
                 set: "loopback-v4".to_owned(),
                 negated: true,
             }],

@@ -562,7 +562,7 @@ fn fake_and_kernel_agree_on_every_batch() {
                         chain: "egress-other".to_owned(),
                         rule: std::borrow::Cow::Owned(nftpol_ir::Rule {
                             matches: vec![nftpol_ir::Match::Lookup {
-                                key: vec![nftpol_ir::Field::Ipv4Daddr],
+                                key: vec![nftpol_ir::Field::Ipv4Daddr].into(),
                                 set: "missing".to_owned(),
                                 negated: false,
                             }],

@@ -389,11 +389,11 @@ fn map_fields(mut rule: Rule, map: impl Fn(Field) -> Field) -> Rule {
 
 fn uses_field(rule: &Rule, wanted: Field) -> bool {
     let lookups = rule.matches.iter().filter_map(|matched| match matched {
-        Match::Lookup { key, .. } => Some(key),
+        Match::Lookup { key, .. } => Some(&key[..]),
         _ => None,
     });
     let map = match &rule.action {
-        Action::VerdictMap { key, .. } => Some(key),
+        Action::VerdictMap { key, .. } => Some(&key[..]),
         _ => None,
     };
     lookups.chain(map).flatten().any(|field| *field == wanted)

@@ -84,7 +84,7 @@ fn rule(matches: Vec<Match>, counter: bool, action: Action, comment: Option<&str
 
 fn lookup(key: Vec<Field>, set: &str, negated: bool) -> Match {
     Match::Lookup {
-        key,
+        key: key.into(),
         set: set.to_owned(),
         negated,
     }

@@ -278,7 +278,7 @@ fn unknown_pod_rules(direction: Direction, options: CompileOptions) -> Vec<(Rule
         let matches = vec![
             lookup(vec![local], &SetName::PodCidrs(family).name()),
             Match::Lookup {
-                key: vec![local],
+                key: vec![local].into(),
                 set: SetName::LocalPodIps(family).name(),
                 negated: true,
             },

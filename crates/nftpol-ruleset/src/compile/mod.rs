@@ -288,7 +288,7 @@ fn address_value(address: IpAddr) -> Value {
 
 fn lookup(key: Vec<Field>, set: &str) -> Match {
     Match::Lookup {
-        key,
+        key: key.into(),
         set: set.to_owned(),
         negated: false,
     }
