@@ -157,7 +157,7 @@ mod tests {
         let original = full_pod();
         let stored = pod(original.clone());
         assert_eq!(*stored, PodView::from_pod(&original));
-        assert_eq!((&*stored.namespace, stored.name.as_str()), ("x", "a"));
+        assert_eq!((&*stored.namespace, &*stored.name), ("x", "a"));
     }
 
     #[test]

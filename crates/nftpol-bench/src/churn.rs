@@ -92,7 +92,7 @@ fn mutate(
 ) -> Option<PodChange> {
     let k = step / 3;
     let name = churn_name(k);
-    let position = snapshot.pods.iter().rposition(|pod| pod.name == name);
+    let position = snapshot.pods.iter().rposition(|pod| *pod.name == *name);
     match (step % 3, position) {
         (0, _) => {
             let app = rng.below(APPS);

@@ -25,8 +25,9 @@ pub struct ContainerPort {
 pub struct PodView {
     /// The pod's namespace, interned: a namespace holds many pods.
     pub namespace: ArcIntern<str>,
-    /// The pod's name.
-    pub name: String,
+    /// The pod's name (boxed, as `ips`: a view is kept per pod, and a
+    /// `String`'s or `Vec`'s capacity word is 8 bytes of each).
+    pub name: Box<str>,
     /// Labels, interned: the replicas of a workload carry equal label maps,
     /// and a small `BTreeMap` costs over half a kilobyte.
     pub labels: ArcIntern<BTreeMap<String, String>>,
@@ -37,7 +38,7 @@ pub struct PodView {
     /// Whether `status.phase` is Succeeded or Failed.
     pub terminal: bool,
     /// All parseable addresses of `status.podIPs` (or `status.podIP`), deduplicated.
-    pub ips: Vec<IpAddr>,
+    pub ips: Box<[IpAddr]>,
     /// Declared container ports with a valid number and protocol,
     /// interned: the replicas of a workload declare the same ones.
     pub ports: ArcIntern<Vec<ContainerPort>>,
@@ -87,7 +88,7 @@ impl PodView {
             .collect::<Vec<_>>();
         Self {
             namespace: ArcIntern::from(meta.namespace.as_deref().unwrap_or("default")),
-            name: meta.name.clone().unwrap_or_default(),
+            name: meta.name.as_deref().unwrap_or_default().into(),
             labels: ArcIntern::new(meta.labels.clone().unwrap_or_default()),
             node_name: spec
                 .and_then(|spec| spec.node_name.as_deref())
@@ -97,7 +98,7 @@ impl PodView {
                 status.and_then(|status| status.phase.as_deref()),
                 Some("Succeeded" | "Failed")
             ),
-            ips,
+            ips: ips.into(),
             ports: ArcIntern::from(ports),
         }
     }

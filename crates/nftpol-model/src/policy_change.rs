@@ -187,7 +187,7 @@ impl PolicyContext {
             .entry(pod.namespace.to_string())
             .or_default();
         let at = members.partition_point(|member| member.pod.name < pod.name);
-        members.insert(at, Member::new(Arc::clone(pod), pod.ips.clone()));
+        members.insert(at, Member::new(Arc::clone(pod), pod.ips.to_vec()));
         true
     }
 

@@ -519,7 +519,7 @@ pub(crate) struct Member {
 
 impl Member {
     pub(crate) fn new(pod: Arc<PodView>, owned: Vec<IpAddr>) -> Self {
-        let disputed = (owned != pod.ips).then(|| owned.into_boxed_slice());
+        let disputed = (*owned != *pod.ips).then(|| owned.into_boxed_slice());
         Self { pod, disputed }
     }
 

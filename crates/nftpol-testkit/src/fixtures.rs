@@ -378,7 +378,7 @@ mod tests {
         assert!(view.counts());
         assert_eq!(view.key(), "x/a");
         assert_eq!(view.node_name.as_deref(), Some("node-1"));
-        assert_eq!(view.ips, vec![plan::pod_v4(1, 2), plan::pod_v6(1, 2)]);
+        assert_eq!(*view.ips, [plan::pod_v4(1, 2), plan::pod_v6(1, 2)]);
         let status = built.status.expect("a status");
         assert_eq!(status.pod_ip.as_deref(), Some("10.244.1.2"));
         let ports = built.spec.expect("a spec").containers[0]

@@ -75,7 +75,7 @@ pub fn pod_address(cluster: &Cluster, text: &str, ipv4: Option<bool>) -> anyhow:
         .pods
         .iter()
         .map(PodView::from_pod)
-        .find(|pod| pod.namespace == namespace && pod.name == name)
+        .find(|pod| pod.namespace == namespace && &*pod.name == name)
         .with_context(|| format!("no pod {namespace}/{name} in the cluster read"))?;
     let family = match ipv4 {
         None => "IP",
