@@ -430,16 +430,28 @@ impl ApiServer {
         self.apply_file(&self.tools.crd())?;
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let established = self.kubectl_ok(
+            // The whole object, not a jsonpath filter: right after the
+            // create, `status.conditions` is still null, which kubectl's
+            // filter reports as an error rather than as no match.
+            let crd = self.kubectl_ok(
                 &[
                     "get",
                     "crd/clusternetworkpolicies.policy.networking.k8s.io",
                     "-o",
-                    "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+                    "json",
                 ],
                 None,
             )?;
-            if established.trim() == "True" {
+            let crd: serde_json::Value = serde_json::from_str(&crd)
+                .map_err(|error| failure("read the ClusterNetworkPolicy CRD", error.to_string()))?;
+            let established = crd["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|condition| {
+                    condition["type"] == "Established" && condition["status"] == "True"
+                });
+            if established {
                 return Ok(());
             }
             if Instant::now() > deadline {
