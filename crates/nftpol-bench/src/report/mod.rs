@@ -227,7 +227,7 @@ fn compile_section(md: &mut String, results: &Results) {
     let _ = writeln!(
         md,
         "## 1. Compile\n\nIn-process, one process per size (peak RSS includes the generated objects). \
-         `model` is `nftpol_model::resolve_snapshot` for the measured node on the snapshot the agent's stores give (pods already reduced to views as they arrived, as in the agent), `diff` is `diff(None, ir)` (a first sync) \
+         `model` is `nftpol_model::resolve_snapshot` for the measured node on the snapshot the agent's stores give (pods and NetworkPolicies already reduced to views as they arrived, as in the agent: a policy is parsed once, by its watch, not by each model), `diff` is `diff(None, ir)` (a first sync) \
          and `diff=` compares the ruleset with itself (what each partial sync pays). \
          `node pol.` is the number of policies selecting a pod on the measured node.\n"
     );
