@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use common::{fixture, many_v4, run, DISPATCH_V4, PEERS_V4};
+use common::{fixture, many_v4, run, set, DISPATCH_V4, PEERS_V4};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use nftpol_ir::diff::{diff, Change, Diff};
 use nftpol_ir::render::render;
@@ -127,15 +127,7 @@ fn rejected_batch_changes_nothing_and_names_the_element() {
             vec![Value::Ipv4(Ipv4Addr::new(10, 1, 0, 0))],
             vec![Value::Ipv4(Ipv4Addr::new(10, 1, 0, 255))],
         );
-        let new_set = Set {
-            name: "new-set".to_owned(),
-            key: vec![KeyType::Ipv4Addr],
-            interval: false,
-            is_verdict_map: false,
-            dynamic: None,
-            comment: None,
-            elements: std::collections::BTreeSet::default(),
-        };
+        let new_set = set("new-set", vec![KeyType::Ipv4Addr], false, None, []);
         let bad = Diff {
             changes: vec![
                 Change::AddSet(new_set),
@@ -192,15 +184,7 @@ fn a_rejected_element_in_a_later_message_of_a_long_change_is_named() {
         );
         let position = 201 * 20;
         elements.insert(position, overlapping.clone());
-        let wide = Set {
-            name: "wide-v4".to_owned(),
-            key: vec![KeyType::Ipv4Addr],
-            interval: true,
-            is_verdict_map: false,
-            dynamic: None,
-            comment: None,
-            elements: std::collections::BTreeSet::default(),
-        };
+        let wide = set("wide-v4", vec![KeyType::Ipv4Addr], true, None, []);
         let bad = Diff {
             changes: vec![
                 Change::AddSet(wide),
@@ -303,15 +287,13 @@ fn each_apply_is_exactly_one_generation() {
 fn hundred_thousand_elements_in_one_batch() {
     in_fresh_netns(|| {
         let mut ir = fixture();
-        let big = Set {
-            name: "big-v4".to_owned(),
-            key: vec![KeyType::Ipv4Addr],
-            interval: false,
-            is_verdict_map: false,
-            dynamic: None,
-            comment: Some("100k pod ips".to_owned()),
-            elements: many_v4(100_000),
-        };
+        let big = set(
+            "big-v4",
+            vec![KeyType::Ipv4Addr],
+            false,
+            Some("100k pod ips"),
+            many_v4(100_000),
+        );
         ir.sets.insert(big.name.clone(), big);
         let mut kernel = open();
         let applied = kernel.apply(&diff(None, &ir)).expect("apply");
@@ -394,15 +376,13 @@ fn a_read_during_commits_returns_a_whole_generation() {
     in_fresh_netns(|| {
         let base = fixture();
         let mut with_extra = base.clone();
-        let extra = Set {
-            name: "churned-v4".to_owned(),
-            key: vec![KeyType::Ipv4Addr],
-            interval: false,
-            is_verdict_map: false,
-            dynamic: None,
-            comment: None,
-            elements: many_v4(5_000),
-        };
+        let extra = set(
+            "churned-v4",
+            vec![KeyType::Ipv4Addr],
+            false,
+            None,
+            many_v4(5_000),
+        );
         with_extra.sets.insert(extra.name.clone(), extra);
         // None → base → with_extra → base → None, over and over.
         let cycle: [Option<&Ruleset>; 4] = [None, Some(&base), Some(&with_extra), Some(&base)];

@@ -55,12 +55,13 @@ fn v6(text: &str) -> Value {
     Value::Ipv6(text.parse::<Ipv6Addr>().expect("fixture ipv6"))
 }
 
-fn set(
+/// A set (not a map) named `name` holding `elements`.
+pub fn set(
     name: &str,
     key: Vec<KeyType>,
     interval: bool,
     comment: Option<&str>,
-    elements: Vec<Element>,
+    elements: impl IntoIterator<Item = Element>,
 ) -> Set {
     Set {
         name: name.to_owned(),
