@@ -43,6 +43,10 @@ pub struct DataplaneResult {
     /// The machine's load around the measurement.
     #[serde(default)]
     pub load: Load,
+    /// The CPU the measuring threads were pinned to (none: a run from
+    /// before they were pinned).
+    #[serde(default)]
+    pub cpu: Option<usize>,
 }
 
 impl DataplaneResult {
@@ -121,6 +125,7 @@ pub fn run(
     let start = load_average();
     let rt = lab::runtime()?;
     let lab = lab::build(&rt)?;
+    let cpu = lab.cpu;
     let mut notes = Vec::new();
     let mut trials = vec![
         Trial::new(Setup::NoTable, 0, Tables::None, (0, 0), true),
@@ -158,6 +163,7 @@ pub fn run(
             start,
             end: load_average(),
         },
+        cpu: Some(cpu),
     };
     let baseline = result.of(Setup::NoTable).next();
     if !baseline.is_some_and(|point| point.denied_port == "refused" && point.connections > 0) {

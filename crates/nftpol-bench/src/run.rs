@@ -861,6 +861,7 @@ mod tests {
             points: Vec::new(),
             notes: Vec::new(),
             load: crate::machine::Load::default(),
+            cpu: None,
         };
         let mut first = empty("first");
         first.dataplane = vec![point(1)];

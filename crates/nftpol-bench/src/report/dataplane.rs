@@ -24,9 +24,10 @@ const OVER_CONNTRACK: f64 = 1.05;
 /// baseline's throughput and connection rate.
 const FEATURE_COST: f64 = 0.03;
 
-/// A latency in ms as µs.
+/// A latency in ms as µs (a tenth: connects take 10–20 µs here, so a
+/// whole µs is 5–10 % of one).
 fn us(ms: f64) -> String {
-    format!("{:.0}", ms * 1000.0)
+    format!("{:.1}", ms * 1000.0)
 }
 
 /// Median and range, each formatted by `show`.
@@ -90,6 +91,43 @@ fn over_conntrack(d: &DataplaneResult) -> Option<(f64, f64, usize, usize)> {
         .map(|p| (ratio(p.p99_ms.median, conntrack.p99_ms.median), p.policies))
         .max_by(|a, b| a.0.total_cmp(&b.0))?;
     Some((p50.0, p99.0, p50.1, p99.1))
+}
+
+/// What stands between nftpol and conntrack-only at one pod count, p50 in
+/// ms: (what nftpol's fixed checks add with no policy, what the policies
+/// add on top at the worst policy count, that count).
+fn latency_parts(d: &DataplaneResult) -> Option<(f64, f64, usize)> {
+    let conntrack = d.conntrack_only()?.p50_ms.median;
+    let nftpol: Vec<&Point> = d.of(Setup::NFTPOL).collect();
+    let skeleton = nftpol.iter().find(|p| p.policies == 0)?.p50_ms.median;
+    let worst = nftpol
+        .iter()
+        .max_by(|a, b| a.p50_ms.median.total_cmp(&b.p50_ms.median))?;
+    Some((
+        skeleton - conntrack,
+        worst.p50_ms.median - skeleton,
+        worst.policies,
+    ))
+}
+
+/// One sentence per pod count on where nftpol's latency over
+/// conntrack-only goes, against what the 5 % target leaves.
+fn latency_bound(md: &mut String, d: &DataplaneResult) {
+    let (Some(conntrack), Some((skeleton, policies, at))) = (d.conntrack_only(), latency_parts(d))
+    else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "\nOver conntrack-only's p50 of {} µs, nftpol's fixed checks with no policy (the unknown-pod, self-pair and \
+         dispatch lookups of both base chains on both routers) add {} µs, and the policies {} µs more at their worst \
+         ({} policies); the 5 % target leaves {} µs for both.",
+        us(conntrack.p50_ms.median),
+        us(skeleton),
+        us(policies),
+        count(at),
+        us(conntrack.p50_ms.median * (OVER_CONNTRACK - 1.0))
+    );
 }
 
 /// A feature's throughput and connection-rate ratios to the baseline.
@@ -253,9 +291,13 @@ fn repeatability(md: &mut String, results: &[DataplaneResult], previous: &Previo
 }
 
 fn table(md: &mut String, d: &DataplaneResult) {
+    let pinned = d.cpu.map_or_else(
+        || "Measured before the measuring threads were pinned to one CPU.".to_owned(),
+        |cpu| format!("Every measuring thread pinned to CPU {cpu}."),
+    );
     let _ = writeln!(
         md,
-        "### {} pods\n\n{} rounds × {} connections per setup; throughput {} s per round. {}\n",
+        "### {} pods\n\n{} rounds × {} connections per setup; throughput {} s per round. {pinned} {}\n",
         count(d.pods),
         d.schedule.rounds,
         count(d.schedule.connections),
@@ -295,6 +337,7 @@ fn table(md: &mut String, d: &DataplaneResult) {
             p.denied_port
         );
     }
+    latency_bound(md, d);
     for note in &d.notes {
         let _ = writeln!(md, "\nNot measured: {note}.");
     }
@@ -714,6 +757,7 @@ mod tests {
             pods: 1000,
             schedule: SCHEDULE,
             load: Load::default(),
+            cpu: Some(1),
             points: vec![
                 point(Setup::NoTable, 0, 40.0, 80.0, 0.0, 0.0),
                 point(Setup::ConntrackOnly, 0, 50.0, 100.0, 0.0, 0.0),
@@ -727,6 +771,14 @@ mod tests {
         assert!((p50 - 1.2).abs() < 1e-9, "{p50}");
         assert!((p99 - 1.2).abs() < 1e-9, "{p99}");
         assert_eq!((at_p50, at_p99), (100, 0));
+        let (skeleton, policies, at) = latency_parts(&d).unwrap();
+        assert!((skeleton - 0.001).abs() < 1e-12, "{skeleton}");
+        assert!((policies - 0.009).abs() < 1e-12, "{policies}");
+        assert_eq!(at, 100);
+        let mut md = String::new();
+        latency_bound(&mut md, &d);
+        assert!(md.contains("p50 of 50.0 µs, nftpol's fixed checks"), "{md}");
+        assert!(md.contains("add 1.0 µs, and the policies 9.0 µs more at their worst (100 policies); the 5 % target leaves 2.5 µs"), "{md}");
     }
 
     #[test]
