@@ -10,8 +10,11 @@
 //! [`Ports`] cursor that runs over 64,512 ports for the whole lab, so no
 //! 4-tuple repeats inside a sample (a sample is refused if it needs more
 //! ports than the range) and a port comes back only after every other port
-//! was used. Every socket is closed with RST (`SO_LINGER 0`), so no
-//! TIME_WAIT piles up; every loop is bounded by a deadline.
+//! was used; a port still held when its turn comes (the bulk flow closes
+//! with FIN, so its port sits in TIME_WAIT for a minute, and a fast run
+//! wraps the range within one) is skipped. Every other socket is closed
+//! with RST (`SO_LINGER 0`), so no TIME_WAIT piles up; every loop is
+//! bounded by a deadline.
 //!
 //! Nothing accepts a sample's connections: each handshake completes in the
 //! kernel and waits in the listener's queue (one sample fits in it), so no
@@ -40,6 +43,8 @@ const DENIED_PORT: u16 = 9999;
 const FIRST_PORT: u16 = 1024;
 /// How many client source ports the cursor runs over.
 const PORT_RANGE: u16 = u16::MAX - FIRST_PORT + 1;
+/// Most ports skipped in a row because they are still held.
+const MOST_HELD_PORTS: usize = 64;
 /// Longest one connect may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A sample stops after this many failed connects (each waits out
@@ -82,16 +87,30 @@ struct Connect {
     cpu_us: f64,
 }
 
-/// Connects from `client:port` to `target`.
-fn connect_from(client: Ipv4Addr, port: u16, target: SocketAddr) -> Result<Connect> {
+/// A client socket (closed with RST when dropped) bound to `client` and
+/// the next port of `ports` that is free.
+fn bound_socket(client: Ipv4Addr, ports: &mut Ports) -> Result<Socket> {
     let socket =
         Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).context("a client socket")?;
     socket
         .set_linger(Some(Duration::ZERO))
         .context("SO_LINGER")?;
-    socket
-        .bind(&SockAddr::from(SocketAddr::from((client, port))))
-        .with_context(|| format!("binding client port {port}"))?;
+    for _ in 0..MOST_HELD_PORTS {
+        let port = ports.take();
+        match socket.bind(&SockAddr::from(SocketAddr::from((client, port)))) {
+            Ok(()) => return Ok(socket),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("binding client port {port}"));
+            }
+        }
+    }
+    bail!("{MOST_HELD_PORTS} client ports in a row are still in use")
+}
+
+/// Connects from `client` and the next free port of `ports` to `target`.
+fn connect_from(client: Ipv4Addr, ports: &mut Ports, target: SocketAddr) -> Result<Connect> {
+    let socket = bound_socket(client, ports)?;
     let cpu_before = thread_cpu_us()?;
     let (connected, latency_ms) =
         timed(|| socket.connect_timeout(&SockAddr::from(target), CONNECT_TIMEOUT));
@@ -175,8 +194,9 @@ fn with_server<T: Send>(
         let outcome = inside(&lab.client.0, || client(target, &mut *ports));
         stop.store(true, Ordering::SeqCst);
         // Wakes the accept loop; the server stops whether or not it connects.
-        let port = ports.take();
-        let woke = inside(&lab.client.0, || connect_from(lab.client.1, port, target));
+        let woke = inside(&lab.client.0, || {
+            connect_from(lab.client.1, &mut *ports, target)
+        });
         if !matches!(woke, Ok(Connect { socket: Ok(_), .. })) {
             // The accept loop would block forever: shut the listener down.
             nix::sys::socket::shutdown(
@@ -219,7 +239,7 @@ pub(crate) fn connections(
         let softirq_before = kernel_cpu()?.softirq_ms;
         let started = Instant::now();
         while latencies.len() < count && failures < MOST_FAILURES && started.elapsed() < deadline {
-            let connect = connect_from(client, ports.take(), target)?;
+            let connect = connect_from(client, ports, target)?;
             if connect.socket.is_ok() {
                 latencies.push(connect.latency_ms);
                 cpu.push(connect.cpu_us);
@@ -256,16 +276,9 @@ pub(crate) fn connections(
 /// filtering), `dropped` (enforced) or `connected`.
 pub(crate) fn denied_port(lab: &Lab, ports: &mut Ports) -> Result<String> {
     let denied = SocketAddr::new(lab.server.1.into(), DENIED_PORT);
-    let (client, port) = (lab.client.1, ports.take());
+    let client = lab.client.1;
     inside(&lab.client.0, || {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
-            .context("a client socket")?;
-        socket
-            .set_linger(Some(Duration::ZERO))
-            .context("SO_LINGER")?;
-        socket
-            .bind(&SockAddr::from(SocketAddr::from((client, port))))
-            .context("binding the probe's port")?;
+        let socket = bound_socket(client, ports)?;
         Ok(
             match socket.connect_timeout(&SockAddr::from(denied), Duration::from_millis(300)) {
                 Ok(()) => "connected",
@@ -281,7 +294,7 @@ pub(crate) fn denied_port(lab: &Lab, ports: &mut Ports) -> Result<String> {
 pub(crate) fn throughput(lab: &Lab, ports: &mut Ports, seconds: f64) -> Result<f64> {
     let client = lab.client.1;
     let (elapsed, bytes) = with_server(lab, ports, |target, ports| {
-        let socket = connect_from(client, ports.take(), target)?
+        let socket = connect_from(client, ports, target)?
             .socket
             .context("connecting for the bulk transfer")?;
         let mut stream = TcpStream::from(socket);
@@ -320,5 +333,19 @@ mod tests {
         assert_eq!(first.first(), Some(&FIRST_PORT));
         assert_eq!(first.last(), Some(&u16::MAX));
         assert_eq!(ports.take(), FIRST_PORT);
+    }
+
+    #[test]
+    fn a_port_still_held_is_skipped() {
+        let loopback = Ipv4Addr::LOCALHOST;
+        let held = TcpListener::bind((loopback, 0)).unwrap();
+        let held_port = held.local_addr().unwrap().port();
+        let mut ports = Ports {
+            next: held_port - FIRST_PORT,
+        };
+        let socket = bound_socket(loopback, &mut ports).unwrap();
+        let bound = socket.local_addr().unwrap().as_socket().unwrap().port();
+        assert!(bound > held_port, "bound {bound}, held {held_port}");
+        assert_eq!(ports.next, bound + 1 - FIRST_PORT);
     }
 }
