@@ -8,14 +8,19 @@
 //!
 //! Every setup is measured in each of several interleaved rounds
 //! ([`crate::rounds`]), each round a sample of sequential connects from
-//! source ports that do not repeat ([`crate::probe`]). The headline is
-//! connect latency p50 and p99 (median over rounds, with the range), next
-//! to conntrack-only; the rate is over the time spent connecting. Bulk
+//! source ports that do not repeat ([`crate::probe`]), taken in short
+//! blocks alternating with as many in a second lab that holds
+//! conntrack-only all along. The headline is each setup's connect latency
+//! p50 and p99 over that reference's of the same moments (median over
+//! rounds, with the range): the machine's speed changes from round to
+//! round by more than the costs measured, and the paired ratio does not
+//! move with it. Absolute latencies are reported too; the rate is over the
+//! time spent connecting. Bulk
 //! throughput is measured for (a), (b), and (c) and (d) at the largest
 //! policy count. A connect to a port no policy allows proves enforcement is
 //! on: it is refused without a table and dropped with one.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use nftpol_ir::Ruleset;
 use nftpol_ruleset::compile::CompileOptions;
 use serde::{Deserialize, Serialize};
@@ -23,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::lab::{self, Lab, Tables};
 use crate::linear::render_linear;
 use crate::machine::{load_average, Load};
-use crate::rounds::{self, Point, Schedule, Setup, Trial};
+use crate::rounds::{self, Labs, Point, Schedule, Setup, Trial};
 
 /// Most linear rules loaded with `nft -f` (larger texts take minutes and
 /// gigabytes in nft 1.0.6; the point is then reported as not measured).
@@ -125,6 +130,10 @@ pub fn run(
     let start = load_average();
     let rt = lab::runtime()?;
     let lab = lab::build(&rt)?;
+    let reference = lab::build(&rt)?;
+    Tables::ConntrackOnly
+        .load(&reference)
+        .context("loading conntrack-only into the reference lab")?;
     let cpu = lab.cpu;
     let mut notes = Vec::new();
     let mut trials = vec![
@@ -148,12 +157,18 @@ pub fn run(
             &mut notes,
         )?);
     }
-    let (points, round_notes) = rounds::run(&lab, &mut trials, &schedule);
+    let labs = Labs {
+        measured: &lab,
+        reference: Some(&reference),
+    };
+    let (points, round_notes) = rounds::run(labs, &mut trials, &schedule);
     notes.extend(round_notes);
     drop(trials);
-    lab.topology
-        .teardown()
-        .map_err(|e| anyhow!("removing the lab: {e}"))?;
+    for lab in [lab, reference] {
+        lab.topology
+            .teardown()
+            .map_err(|e| anyhow!("removing the lab: {e}"))?;
+    }
     let result = DataplaneResult {
         pods,
         schedule,

@@ -140,6 +140,10 @@ pub struct Sample {
     pub softirq_ms: f64,
     /// Wall time of the sample, ms.
     pub wall_ms: f64,
+    /// Connect latency in the reference lab, taken in blocks alternating
+    /// with this sample's ([`paired_connections`]), ms.
+    #[serde(default)]
+    pub reference: Option<Summary>,
 }
 
 /// Accepts until `stop`, reading every connection to its end; returns bytes read.
@@ -212,6 +216,102 @@ fn with_server<T: Send>(
     })
 }
 
+/// Connects per block of a paired sample ([`paired_connections`]): short
+/// enough that a slow spell of the machine (they last a round or more)
+/// covers both sides of most pairs of blocks alike.
+const PAIRED_BLOCK: usize = 50;
+
+/// What connects in one lab's client pod found so far.
+#[derive(Default)]
+struct Connects {
+    latencies: Vec<f64>,
+    cpu: Vec<f64>,
+    failures: usize,
+    softirq_ms: f64,
+}
+
+impl Connects {
+    fn done(&self, count: usize) -> bool {
+        self.latencies.len() >= count || self.failures >= MOST_FAILURES
+    }
+
+    /// Up to `block` more connects inside `lab`'s client pod, until `count`
+    /// or `until`.
+    fn block(
+        &mut self,
+        lab: &Lab,
+        ports: &mut Ports,
+        (count, block): (usize, usize),
+        until: Instant,
+    ) -> Result<()> {
+        let client = lab.client.1;
+        let target = SocketAddr::from((lab.server.1, HTTP_PORT));
+        let goal = count.min(self.latencies.len() + block);
+        inside(&lab.client.0, || {
+            let softirq_before = kernel_cpu()?.softirq_ms;
+            while self.latencies.len() < goal
+                && self.failures < MOST_FAILURES
+                && Instant::now() < until
+            {
+                let connect = connect_from(client, ports, target)?;
+                if connect.socket.is_ok() {
+                    self.latencies.push(connect.latency_ms);
+                    self.cpu.push(connect.cpu_us);
+                } else {
+                    self.failures += 1;
+                }
+            }
+            self.softirq_ms += kernel_cpu()?.softirq_ms - softirq_before;
+            Ok(())
+        })
+    }
+
+    fn sample(self, wall_ms: f64) -> Sample {
+        let connecting_s = self.latencies.iter().sum::<f64>() / 1000.0;
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "connection counts far below 2^52"
+        )]
+        let per_s = if connecting_s > 0.0 {
+            self.latencies.len() as f64 / connecting_s
+        } else {
+            0.0
+        };
+        Sample {
+            connect: Summary::of(&self.latencies),
+            connect_cpu_us: Summary::of(&self.cpu),
+            per_s,
+            failures: self.failures,
+            softirq_ms: self.softirq_ms,
+            wall_ms,
+            reference: None,
+        }
+    }
+}
+
+/// Refuses a sample of `count` connects in each of `labs` labs that would
+/// reuse a port or overflow an accept queue.
+fn check_count(count: usize, labs: usize) -> Result<()> {
+    if count * labs > usize::from(PORT_RANGE) {
+        bail!(
+            "{count} connections in each of {labs} labs need more source ports than the {PORT_RANGE} there are"
+        );
+    }
+    if count > QUEUED {
+        bail!("{count} connections would overflow the server's accept queue of {QUEUED}");
+    }
+    Ok(())
+}
+
+/// The listening socket in `lab`'s server pod. Nothing accepts: the
+/// handshakes complete in the kernel and wait in the queue (reset by the
+/// client already) until the listener closes, so no server thread wakes up
+/// and competes for the two CPUs mid-sample.
+fn silent_server(lab: &Lab) -> Result<TcpListener> {
+    let target = SocketAddr::from((lab.server.1, HTTP_PORT));
+    inside(&lab.server.0, || listen(target))
+}
+
 /// `count` sequential connects to the server (at most `seconds` of wall time).
 pub(crate) fn connections(
     lab: &Lab,
@@ -219,57 +319,44 @@ pub(crate) fn connections(
     count: usize,
     seconds: f64,
 ) -> Result<Sample> {
-    if count > usize::from(PORT_RANGE) {
-        bail!("{count} connections need more source ports than the {PORT_RANGE} there are");
-    }
-    if count > QUEUED {
-        bail!("{count} connections would overflow the server's accept queue of {QUEUED}");
-    }
-    let client = lab.client.1;
-    let target = SocketAddr::from((lab.server.1, HTTP_PORT));
-    // Nothing accepts: the handshakes complete in the kernel and wait in the
-    // queue (reset by the client already) until the listener closes, so no
-    // server thread wakes up and competes for the two CPUs mid-sample.
-    let listener = inside(&lab.server.0, || listen(target))?;
-    let sample = inside(&lab.client.0, || {
-        let deadline = Duration::from_secs_f64(seconds);
-        let mut latencies = Vec::with_capacity(count);
-        let mut cpu = Vec::with_capacity(count);
-        let mut failures = 0;
-        let softirq_before = kernel_cpu()?.softirq_ms;
-        let started = Instant::now();
-        while latencies.len() < count && failures < MOST_FAILURES && started.elapsed() < deadline {
-            let connect = connect_from(client, ports, target)?;
-            if connect.socket.is_ok() {
-                latencies.push(connect.latency_ms);
-                cpu.push(connect.cpu_us);
-            } else {
-                failures += 1;
-            }
-        }
-        let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let softirq_ms = kernel_cpu()?.softirq_ms - softirq_before;
-        let connecting_s = latencies.iter().sum::<f64>() / 1000.0;
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "connection counts far below 2^52"
-        )]
-        let per_s = if connecting_s > 0.0 {
-            latencies.len() as f64 / connecting_s
-        } else {
-            0.0
-        };
-        Ok(Sample {
-            connect: Summary::of(&latencies),
-            connect_cpu_us: Summary::of(&cpu),
-            per_s,
-            failures,
-            softirq_ms,
-            wall_ms,
-        })
-    });
+    check_count(count, 1)?;
+    let listener = silent_server(lab)?;
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(seconds);
+    let mut connects = Connects::default();
+    connects.block(lab, ports, (count, count), until)?;
     drop(listener);
-    sample
+    Ok(connects.sample(started.elapsed().as_secs_f64() * 1000.0))
+}
+
+/// [`connections`] in `lab`, in blocks of [`PAIRED_BLOCK`] alternating with
+/// as many in `reference` (a second lab holding the reference setup all
+/// along): the sample carries the reference's latencies of the same time.
+/// A setup's latency over the reference's from paired samples does not
+/// depend on how fast the machine ran in that round, which on this shared
+/// 2-vCPU machine changes by 1.5× from one round to the next.
+pub(crate) fn paired_connections(
+    lab: &Lab,
+    reference: &Lab,
+    ports: &mut Ports,
+    count: usize,
+    seconds: f64,
+) -> Result<Sample> {
+    check_count(count, 2)?;
+    let listeners = (silent_server(lab)?, silent_server(reference)?);
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(seconds);
+    let mut measured = Connects::default();
+    let mut referenced = Connects::default();
+    while !(measured.done(count) && referenced.done(count)) && Instant::now() < until {
+        measured.block(lab, ports, (count, PAIRED_BLOCK), until)?;
+        referenced.block(reference, ports, (count, PAIRED_BLOCK), until)?;
+    }
+    drop(listeners);
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut sample = measured.sample(wall_ms);
+    sample.reference = Some(Summary::of(&referenced.latencies));
+    Ok(sample)
 }
 
 /// What a connect to a port no policy allows does: `refused` (no

@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::lab::{Lab, Tables};
-use crate::measure::{round_order, Spread};
+use crate::measure::{round_order, Spread, Summary};
 use crate::probe::{self, Ports, Sample};
 
 /// Longest one sample of new connections may take, s (a bound, never hit
@@ -123,18 +123,23 @@ impl Trial {
 
     fn round(
         &mut self,
-        lab: &Lab,
+        labs: Labs<'_>,
         ports: &mut Ports,
         schedule: &Schedule,
         first: bool,
     ) -> anyhow::Result<()> {
+        let lab = labs.measured;
         self.loads.push(self.tables.load(lab)?);
-        self.samples.push(probe::connections(
-            lab,
-            ports,
-            schedule.connections,
-            SAMPLE_BOUND_S,
-        )?);
+        self.samples.push(match labs.reference {
+            Some(reference) => probe::paired_connections(
+                lab,
+                reference,
+                ports,
+                schedule.connections,
+                SAMPLE_BOUND_S,
+            )?,
+            None => probe::connections(lab, ports, schedule.connections, SAMPLE_BOUND_S)?,
+        });
         if self.throughput {
             self.gbit
                 .push(probe::throughput(lab, ports, schedule.seconds)?);
@@ -148,6 +153,17 @@ impl Trial {
     fn point(&self) -> Point {
         let spread = |figure: fn(&Sample) -> f64| {
             Spread::of(&self.samples.iter().map(figure).collect::<Vec<_>>())
+        };
+        let paired = |figure: fn(&Summary) -> f64| {
+            let ratios: Option<Vec<f64>> = self
+                .samples
+                .iter()
+                .map(|s| {
+                    let reference = figure(s.reference.as_ref()?);
+                    (reference > 0.0).then(|| figure(&s.connect) / reference)
+                })
+                .collect();
+            ratios.filter(|r| !r.is_empty()).map(|r| Spread::of(&r))
         };
         let connections: usize = self.samples.iter().map(|s| s.connect.n).sum();
         let softirq_ms: f64 = self.samples.iter().map(|s| s.softirq_ms).sum();
@@ -168,6 +184,8 @@ impl Trial {
             load_ms: Spread::of(&self.loads),
             p50_ms: spread(|s| s.connect.p50),
             p99_ms: spread(|s| s.connect.p99),
+            paired_p50: paired(|s| s.p50),
+            paired_p99: paired(|s| s.p99),
             per_s: spread(|s| s.per_s),
             cpu_us: spread(|s| s.connect_cpu_us.p50),
             connections,
@@ -208,6 +226,14 @@ pub struct Point {
     pub p50_ms: Spread,
     /// Connect latency p99 of each round, ms: median and range.
     pub p99_ms: Spread,
+    /// Each round's p50 over the reference lab's p50 taken alongside
+    /// ([`probe::paired_connections`]): median and range; none unless the
+    /// rounds ran with a reference lab.
+    #[serde(default)]
+    pub paired_p50: Option<Spread>,
+    /// The same for p99.
+    #[serde(default)]
+    pub paired_p99: Option<Spread>,
     /// Connections per second of time spent connecting, per round.
     pub per_s: Spread,
     /// The client thread's CPU time per `connect()`, median of each round, µs.
@@ -227,14 +253,25 @@ pub struct Point {
     pub samples: Vec<Sample>,
 }
 
+/// The lab the setups are loaded into, and the lab holding the reference
+/// setup all along, if the samples are paired with one.
+#[derive(Clone, Copy)]
+pub(crate) struct Labs<'a> {
+    /// Where each trial's tables are loaded.
+    pub(crate) measured: &'a Lab,
+    /// Where the reference setup stays loaded.
+    pub(crate) reference: Option<&'a Lab>,
+}
+
 /// Measures `trials` over `schedule.rounds` interleaved rounds. A setup
 /// that fails is reported in the notes and left out of later rounds and of
 /// the points.
 pub(crate) fn run(
-    lab: &Lab,
+    labs: Labs<'_>,
     trials: &mut [Trial],
     schedule: &Schedule,
 ) -> (Vec<Point>, Vec<String>) {
+    let lab = labs.measured;
     let mut ports = Ports::default();
     let mut notes = Vec::new();
     for round in 0..schedule.rounds {
@@ -249,7 +286,7 @@ pub(crate) fn run(
             if trial.failed {
                 continue;
             }
-            if let Err(error) = trial.round(lab, &mut ports, schedule, round == 0) {
+            if let Err(error) = trial.round(labs, &mut ports, schedule, round == 0) {
                 let what = format!(
                     "{} at {} policies, round {}: {error:#}",
                     trial.setup,
@@ -281,7 +318,11 @@ pub(crate) fn run_enforcing(
     mut trials: Vec<Trial>,
     schedule: &Schedule,
 ) -> Result<(Vec<Point>, Vec<String>)> {
-    let (points, notes) = run(&lab, &mut trials, schedule);
+    let labs = Labs {
+        measured: &lab,
+        reference: None,
+    };
+    let (points, notes) = run(labs, &mut trials, schedule);
     drop(trials);
     lab.topology
         .teardown()
@@ -294,4 +335,49 @@ pub(crate) fn run_enforcing(
         );
     }
     Ok((points, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(p50_ms: f64, reference_p50_ms: Option<f64>) -> Sample {
+        Sample {
+            connect: Summary::of(&[p50_ms]),
+            connect_cpu_us: Summary::default(),
+            per_s: 0.0,
+            failures: 0,
+            softirq_ms: 0.0,
+            wall_ms: 0.0,
+            reference: reference_p50_ms.map(|ms| Summary::of(&[ms])),
+        }
+    }
+
+    fn trial(samples: Vec<Sample>) -> Trial {
+        let mut trial = Trial::new(Setup::NFTPOL, 0, Tables::None, (0, 0), false);
+        trial.samples = samples;
+        trial
+    }
+
+    #[test]
+    fn a_point_takes_each_rounds_ratio_to_the_reference_taken_with_it() {
+        // A fast round and a slow one: the same 10 % over the reference.
+        let point = trial(vec![
+            sample(0.011, Some(0.010)),
+            sample(0.0165, Some(0.015)),
+            sample(0.0121, Some(0.011)),
+        ])
+        .point();
+        let paired = point.paired_p50.unwrap();
+        assert!((paired.median - 1.1).abs() < 1e-9, "{paired:?}");
+        assert!((paired.max - paired.min).abs() < 1e-9, "{paired:?}");
+        assert!((point.p50_ms.median - 0.0121).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rounds_without_a_reference_have_no_paired_ratio() {
+        let point = trial(vec![sample(0.011, Some(0.010)), sample(0.012, None)]).point();
+        assert_eq!(point.paired_p50, None);
+        assert_eq!(point.paired_p99, None);
+    }
 }

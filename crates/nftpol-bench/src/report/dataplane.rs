@@ -70,10 +70,12 @@ fn change(value: f64, base: f64) -> String {
     }
 }
 
-/// The worst nftpol/conntrack-only latency ratios at one pod count: (p50
-/// ratio, p99 ratio, policies of the worst p50, of the worst p99).
-fn over_conntrack(d: &DataplaneResult) -> Option<(f64, f64, usize, usize)> {
-    let conntrack = d.conntrack_only()?;
+/// A point's connect latency over conntrack-only's, (p50, p99): from the
+/// samples paired with the reference lab where both have them (each
+/// point's ratio to the reference taken at the same moments, then one over
+/// the other, which also cancels what differs between the two labs), else
+/// from the medians over rounds.
+fn versus_conntrack(point: &Point, conntrack: &Point) -> (f64, f64) {
     let ratio = |value: f64, base: f64| {
         if base > 0.0 {
             value / base
@@ -81,32 +83,57 @@ fn over_conntrack(d: &DataplaneResult) -> Option<(f64, f64, usize, usize)> {
             f64::INFINITY
         }
     };
-    let nftpol: Vec<&Point> = d.of(Setup::NFTPOL).collect();
-    let p50 = nftpol
+    match (
+        point.paired_p50,
+        point.paired_p99,
+        conntrack.paired_p50,
+        conntrack.paired_p99,
+    ) {
+        (Some(p50), Some(p99), Some(c50), Some(c99)) => {
+            (ratio(p50.median, c50.median), ratio(p99.median, c99.median))
+        }
+        _ => (
+            ratio(point.p50_ms.median, conntrack.p50_ms.median),
+            ratio(point.p99_ms.median, conntrack.p99_ms.median),
+        ),
+    }
+}
+
+/// The worst nftpol/conntrack-only latency ratios at one pod count: (p50
+/// ratio, p99 ratio, policies of the worst p50, of the worst p99).
+fn over_conntrack(d: &DataplaneResult) -> Option<(f64, f64, usize, usize)> {
+    let conntrack = d.conntrack_only()?;
+    let ratios: Vec<((f64, f64), usize)> = d
+        .of(Setup::NFTPOL)
+        .map(|p| (versus_conntrack(p, conntrack), p.policies))
+        .collect();
+    let p50 = ratios
         .iter()
-        .map(|p| (ratio(p.p50_ms.median, conntrack.p50_ms.median), p.policies))
+        .map(|&((p50, _), policies)| (p50, policies))
         .max_by(|a, b| a.0.total_cmp(&b.0))?;
-    let p99 = nftpol
+    let p99 = ratios
         .iter()
-        .map(|p| (ratio(p.p99_ms.median, conntrack.p99_ms.median), p.policies))
+        .map(|&((_, p99), policies)| (p99, policies))
         .max_by(|a, b| a.0.total_cmp(&b.0))?;
     Some((p50.0, p99.0, p50.1, p99.1))
 }
 
 /// What stands between nftpol and conntrack-only at one pod count, p50 in
-/// ms: (what nftpol's fixed checks add with no policy, what the policies
-/// add on top at the worst policy count, that count).
+/// ms of conntrack-only's: (what nftpol's fixed checks add with no policy,
+/// what the policies add on top at the worst policy count, that count).
 fn latency_parts(d: &DataplaneResult) -> Option<(f64, f64, usize)> {
-    let conntrack = d.conntrack_only()?.p50_ms.median;
-    let nftpol: Vec<&Point> = d.of(Setup::NFTPOL).collect();
-    let skeleton = nftpol.iter().find(|p| p.policies == 0)?.p50_ms.median;
-    let worst = nftpol
-        .iter()
-        .max_by(|a, b| a.p50_ms.median.total_cmp(&b.p50_ms.median))?;
+    let conntrack = d.conntrack_only()?;
+    let base = conntrack.p50_ms.median;
+    let over: Vec<(f64, usize)> = d
+        .of(Setup::NFTPOL)
+        .map(|p| (versus_conntrack(p, conntrack).0, p.policies))
+        .collect();
+    let skeleton = over.iter().find(|(_, policies)| *policies == 0)?.0;
+    let worst = over.iter().max_by(|a, b| a.0.total_cmp(&b.0))?;
     Some((
-        skeleton - conntrack,
-        worst.p50_ms.median - skeleton,
-        worst.policies,
+        (skeleton - 1.0) * base,
+        (worst.0 - skeleton) * base,
+        worst.1,
     ))
 }
 
@@ -151,12 +178,17 @@ pub(super) fn headline(md: &mut String, results: &Results) {
         };
         let _ = writeln!(
             md,
-            "| connect latency p50 and p99 ≤ conntrack-only + 5 % at {} pods | worst p50 {} at {} policies, worst p99 {} at {} policies (medians of {} rounds) | {} |",
+            "| connect latency p50 and p99 ≤ conntrack-only + 5 % at {} pods | worst p50 {} at {} policies, worst p99 {} at {} policies ({}medians of {} rounds) | {} |",
             count(d.pods),
             change(p50, 1.0),
             count(at_p50),
             change(p99, 1.0),
             count(at_p99),
+            if d.conntrack_only().is_some_and(|c| c.paired_p50.is_some()) {
+                "paired with the reference lab, "
+            } else {
+                ""
+            },
             d.schedule.rounds,
             met(p50 <= OVER_CONNTRACK && p99 <= OVER_CONNTRACK)
         );
@@ -219,7 +251,13 @@ pub(super) fn section(
          of its own** (one cursor over 64,512 ports for the whole run: no 4-tuple repeats inside a sample, and a port \
          returns only after all others were used), each closed with RST; the server pod's kernel completes each \
          handshake and nothing accepts, so no server thread competes for the CPUs mid-sample. Latency is `connect()` to the handshake's \
-         end; figures are the **median over rounds of each round's p50 and p99, with the range** in brackets. The \
+         end; figures are the **median over rounds of each round's p50 and p99, with the range** in brackets. \
+         Each sample is **paired**: its connects go in blocks of 50 alternating with as many in a second lab of the \
+         same shape that holds conntrack-only all along (the reference lab), and `p50 vs reference lab` is each \
+         round's p50 over the reference's of the same moments (median, then the range over rounds). This machine's \
+         speed changes by up to 1.5× from one round to the next, for every setup alike, which the paired ratio does \
+         not see. `vs conntrack only` divides a setup's paired ratio by the conntrack-only setup's (which cancels \
+         what differs between the two labs; the conntrack-only row's own paired range is the noise floor). The \
          rate is connections per second of time spent connecting (the sum of the latencies), not of wall time. \
          CPU is the client thread's CPU time inside `connect()` (`CLOCK_THREAD_CPUTIME_ID`, median of each round): \
          veth delivery runs both routers' forwarding and the server's SYN-ACK in softirq on the sending thread, \
@@ -304,26 +342,34 @@ fn table(md: &mut String, d: &DataplaneResult) {
         d.schedule.seconds,
         load(&d.load)
     );
-    let _ = writeln!(md, "| setup | policies | rules | load ms | connect p50 µs | p99 µs | p50 / p99 vs conntrack only | conn/s connecting | CPU µs/connect | softirq µs/conn | failures | denied |");
+    let _ = writeln!(md, "| setup | policies | rules | load ms | connect p50 µs | p99 µs | p50 vs reference lab, per round | p50 / p99 vs conntrack only | conn/s connecting | CPU µs/connect | softirq µs/conn | failures | denied |");
     let _ = writeln!(
         md,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let conntrack = d.conntrack_only();
     for p in &d.points {
         let versus = conntrack.map_or_else(
             || "–".to_owned(),
             |c| {
+                let (p50, p99) = versus_conntrack(p, c);
+                format!("{} / {}", change(p50, 1.0), change(p99, 1.0))
+            },
+        );
+        let paired = p.paired_p50.map_or_else(
+            || "–".to_owned(),
+            |r| {
                 format!(
-                    "{} / {}",
-                    change(p.p50_ms.median, c.p50_ms.median),
-                    change(p.p99_ms.median, c.p99_ms.median)
+                    "{} ({} to {})",
+                    change(r.median, 1.0),
+                    change(r.min, 1.0),
+                    change(r.max, 1.0)
                 )
             },
         );
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {versus} | {} | {} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {paired} | {versus} | {} | {} | {:.1} | {} | {} |",
             p.setup,
             count(p.policies),
             count(p.rules),
@@ -734,6 +780,8 @@ mod tests {
             load_ms: Spread::default(),
             p50_ms: one(p50_us / 1000.0),
             p99_ms: one(p99_us / 1000.0),
+            paired_p50: None,
+            paired_p99: None,
             per_s: one(per_s),
             cpu_us: one(p50_us / 2.0),
             connections: 1,
@@ -779,6 +827,40 @@ mod tests {
         latency_bound(&mut md, &d);
         assert!(md.contains("p50 of 50.0 µs, nftpol's fixed checks"), "{md}");
         assert!(md.contains("add 1.0 µs, and the policies 9.0 µs more at their worst (100 policies); the 5 % target leaves 2.5 µs"), "{md}");
+    }
+
+    #[test]
+    fn paired_samples_judge_against_conntrack_only_through_the_reference_lab() {
+        let paired = |mut point: Point, p50: f64, p99: f64| {
+            point.paired_p50 = Some(Spread::of(&[p50]));
+            point.paired_p99 = Some(Spread::of(&[p99]));
+            point
+        };
+        // The absolute medians say +100 % (a slow round); the ratios to the
+        // reference lab taken at the same moments say +10 % and +20 %, on a
+        // measured lab 2 % slower than the reference.
+        let d = DataplaneResult {
+            pods: 1000,
+            schedule: SCHEDULE,
+            load: Load::default(),
+            cpu: Some(1),
+            points: vec![
+                paired(
+                    point(Setup::ConntrackOnly, 0, 10.0, 20.0, 0.0, 0.0),
+                    1.02,
+                    1.02,
+                ),
+                paired(point(Setup::NFTPOL, 0, 20.0, 40.0, 0.0, 0.0), 1.122, 1.224),
+            ],
+            notes: Vec::new(),
+        };
+        let (p50, p99, _, _) = over_conntrack(&d).unwrap();
+        assert!((p50 - 1.1).abs() < 1e-9, "{p50}");
+        assert!((p99 - 1.2).abs() < 1e-9, "{p99}");
+        let (skeleton, policies, at) = latency_parts(&d).unwrap();
+        assert!((skeleton - 0.001).abs() < 1e-12, "{skeleton} ms");
+        assert!(policies.abs() < 1e-12, "{policies} ms");
+        assert_eq!(at, 0);
     }
 
     #[test]
