@@ -499,10 +499,17 @@ async fn first_reconcile_waits_for_every_initial_list() {
             local_pod_ips(state) == 3
         })
         .await;
-    assert!(state
-        .sets
-        .get(&SetName::PodCidrs(Family::V4).name())
-        .is_some_and(|set| !set.elements.is_empty()));
+    assert!(
+        state
+            .sets
+            .get(&SetName::LocalAddresses(Family::V4).name())
+            .is_some_and(|set| set.elements.len() == 1
+                && set
+                    .elements
+                    .iter()
+                    .all(|range| range.start() != range.end())),
+        "the node's pod CIDR, holding the three pods: one range"
+    );
     agent.stop().await.expect("clean stop");
 }
 

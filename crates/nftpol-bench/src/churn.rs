@@ -145,7 +145,7 @@ fn sibling_elements(
     for set in ruleset.sets.values() {
         let local = matches!(
             provenance.set_kind(&set.name),
-            Some(SetKind::SelfPairs | SetKind::LocalPodIps | SetKind::PodCidrs)
+            Some(SetKind::SelfPairs | SetKind::LocalPodIps | SetKind::LocalAddresses)
         );
         if set.is_verdict_map || local {
             continue;

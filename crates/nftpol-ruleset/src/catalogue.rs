@@ -22,7 +22,7 @@
 //! | [`ChainName::Stamp`] | `stamp-<direction>` | stamps an accepted flow with the current generation, accepts it |
 //! | [`SetName::SelfPairs`] | `self-pairs-v4` | each local pod address twice |
 //! | [`SetName::LocalPodIps`] | `local-pod-ips-v4` | addresses of the known pods on this node |
-//! | [`SetName::PodCidrs`] | `pod-cidrs-v4` | this node's pod CIDRs |
+//! | [`SetName::LocalAddresses`] | `local-addresses-v4` | this node's pod CIDRs and its known pods' addresses |
 //! | [`SetName::Dispatch`] | `<direction>-dispatch-v4` | isolated local pod → jump to its group chain |
 //! | [`SetName::Isolated`] | `<direction>-isolated-v4` | the keys of the dispatch map |
 //! | [`SetName::ClusterDispatch`] | `<direction>-<admin\|baseline>-dispatch-v4` | local pod → jump to its ClusterNetworkPolicy list chain |
@@ -196,8 +196,9 @@ pub enum SetName {
     SelfPairs(Family),
     /// Addresses of the known pods on this node.
     LocalPodIps(Family),
-    /// This node's pod CIDRs.
-    PodCidrs(Family),
+    /// This node's pod CIDRs and its known pods' addresses (a CNI may give
+    /// a pod an address outside them): an address outside is no local pod.
+    LocalAddresses(Family),
     /// Isolated local pod address → jump to its group chain.
     Dispatch {
         /// The direction the pods are isolated in.
@@ -285,7 +286,7 @@ impl SetName {
         match self {
             SetName::SelfPairs(family) => names::static_set("self-pairs", *family),
             SetName::LocalPodIps(family) => names::static_set("local-pod-ips", *family),
-            SetName::PodCidrs(family) => names::static_set("pod-cidrs", *family),
+            SetName::LocalAddresses(family) => names::static_set("local-addresses", *family),
             SetName::DnatOrigins(family) => names::static_set("dnat-origins", *family),
             SetName::Dispatch { direction, family } => {
                 names::static_set(&format!("{}-dispatch", direction.label()), *family)
@@ -346,7 +347,7 @@ impl SetName {
         match self {
             SetName::SelfPairs(_) => SetKind::SelfPairs,
             SetName::LocalPodIps(_) => SetKind::LocalPodIps,
-            SetName::PodCidrs(_) => SetKind::PodCidrs,
+            SetName::LocalAddresses(_) => SetKind::LocalAddresses,
             SetName::Dispatch { .. } => SetKind::Dispatch,
             SetName::Isolated { .. } => SetKind::Isolated,
             SetName::PodPeers { .. } => SetKind::PodPeers,
@@ -368,8 +369,8 @@ pub enum SetKind {
     SelfPairs,
     /// [`SetName::LocalPodIps`].
     LocalPodIps,
-    /// [`SetName::PodCidrs`].
-    PodCidrs,
+    /// [`SetName::LocalAddresses`].
+    LocalAddresses,
     /// [`SetName::Dispatch`].
     Dispatch,
     /// [`SetName::Isolated`].
@@ -402,7 +403,7 @@ impl SetKind {
         SetKind::IpBlocks,
         SetKind::Ports,
         SetKind::NamedPorts,
-        SetKind::PodCidrs,
+        SetKind::LocalAddresses,
         SetKind::SelfPairs,
         SetKind::ClusterDispatch,
         SetKind::ClusterSelected,
@@ -415,7 +416,7 @@ impl SetKind {
         match self {
             SetKind::SelfPairs => "self_pairs",
             SetKind::LocalPodIps => "local_pod_ips",
-            SetKind::PodCidrs => "pod_cidrs",
+            SetKind::LocalAddresses => "local_addresses",
             SetKind::Dispatch => "dispatch",
             SetKind::Isolated => "isolated",
             SetKind::PodPeers => "pod_peers",
@@ -461,6 +462,9 @@ pub enum RuleRole {
     NeighbourDiscovery,
     /// The node's own traffic (output chains).
     NodeTraffic,
+    /// An address that is no local pod (outside the node's pod CIDRs and no
+    /// known pod's): nothing below can match it, accepted at once.
+    NotLocal,
     /// A pod reaching itself.
     SelfTraffic,
     /// An address in this node's pod CIDRs that no known pod owns: dropped.

@@ -291,16 +291,16 @@ const EXPECTED_ONE_INGRESS_POLICY: &str = r#"
         type ipv6_addr
         comment "addresses of the known pods on this node"
     }
-    set pod-cidrs-v4 {
+    set local-addresses-v4 {
         type ipv4_addr
         flags interval
-        comment "this node's pod CIDRs"
+        comment "this node's pod CIDRs and its known pods' addresses"
         elements = { 10.244.1.0-10.244.1.255 }
     }
-    set pod-cidrs-v6 {
+    set local-addresses-v6 {
         type ipv6_addr
         flags interval
-        comment "this node's pod CIDRs"
+        comment "this node's pod CIDRs and its known pods' addresses"
     }
     set self-pairs-v4 {
         type ipv4_addr . ipv4_addr
@@ -317,10 +317,12 @@ const EXPECTED_ONE_INGRESS_POLICY: &str = r#"
         ct state established,related accept
         ct state invalid drop
         icmpv6 type 133-137 accept
+        ip saddr != @local-addresses-v4 accept
+        ip6 saddr != @local-addresses-v6 accept
         ip saddr . ip daddr @self-pairs-v4 accept
         ip6 saddr . ip6 daddr @self-pairs-v6 accept
-        ip saddr @pod-cidrs-v4 ip saddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
-        ip6 saddr @pod-cidrs-v6 ip6 saddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
+        ip saddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
+        ip6 saddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
         ip saddr vmap @egress-dispatch-v4
         ip6 saddr vmap @egress-dispatch-v6
         ip saddr @egress-isolated-v4 drop comment "isolated pod while the ruleset changes"
@@ -332,10 +334,12 @@ const EXPECTED_ONE_INGRESS_POLICY: &str = r#"
         ct state established,related accept
         ct state invalid drop
         icmpv6 type 133-137 accept
+        ip daddr != @local-addresses-v4 accept
+        ip6 daddr != @local-addresses-v6 accept
         ip saddr . ip daddr @self-pairs-v4 accept
         ip6 saddr . ip6 daddr @self-pairs-v6 accept
-        ip daddr @pod-cidrs-v4 ip daddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
-        ip6 daddr @pod-cidrs-v6 ip6 daddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
+        ip daddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
+        ip6 daddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
         ip daddr vmap @ingress-dispatch-v4
         ip6 daddr vmap @ingress-dispatch-v6
         ip daddr @ingress-isolated-v4 drop comment "isolated pod while the ruleset changes"
@@ -348,10 +352,12 @@ const EXPECTED_ONE_INGRESS_POLICY: &str = r#"
         ct state invalid drop
         icmpv6 type 133-137 accept
         fib saddr type local accept comment "traffic of the node itself"
+        ip saddr != @local-addresses-v4 accept
+        ip6 saddr != @local-addresses-v6 accept
         ip saddr . ip daddr @self-pairs-v4 accept
         ip6 saddr . ip6 daddr @self-pairs-v6 accept
-        ip saddr @pod-cidrs-v4 ip saddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
-        ip6 saddr @pod-cidrs-v6 ip6 saddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
+        ip saddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
+        ip6 saddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
         ip saddr vmap @egress-dispatch-v4
         ip6 saddr vmap @egress-dispatch-v6
         ip saddr @egress-isolated-v4 drop comment "isolated pod while the ruleset changes"
@@ -364,10 +370,12 @@ const EXPECTED_ONE_INGRESS_POLICY: &str = r#"
         ct state invalid drop
         icmpv6 type 133-137 accept
         fib saddr type local accept comment "traffic of the node itself"
+        ip daddr != @local-addresses-v4 accept
+        ip6 daddr != @local-addresses-v6 accept
         ip saddr . ip daddr @self-pairs-v4 accept
         ip6 saddr . ip6 daddr @self-pairs-v6 accept
-        ip daddr @pod-cidrs-v4 ip daddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
-        ip6 daddr @pod-cidrs-v6 ip6 daddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
+        ip daddr != @local-pod-ips-v4 counter drop comment "unknown pod on this node"
+        ip6 daddr != @local-pod-ips-v6 counter drop comment "unknown pod on this node"
         ip daddr vmap @ingress-dispatch-v4
         ip6 daddr vmap @ingress-dispatch-v6
         ip daddr @ingress-isolated-v4 drop comment "isolated pod while the ruleset changes"

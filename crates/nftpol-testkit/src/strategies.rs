@@ -263,12 +263,19 @@ fn policy(index: usize) -> impl Strategy<Value = NetworkPolicy> {
 }
 
 /// Addresses a pod may get, per node: small pools so reuse happens.
+/// A pod's addresses on node `node`: in the node's pod CIDRs, or (one pod
+/// in six) outside them, as IPAMs that ignore `podCIDR` (Calico's) hand out.
 fn pod_ips(node: usize) -> impl Strategy<Value = Vec<IpAddr>> {
-    (0u8..5, 0u8..3).prop_map(move |(host, families)| {
-        let v4: IpAddr = format!("10.244.{node}.{}", host + 1)
+    (0u8..6, 0u8..3).prop_map(move |(host, families)| {
+        let (v4_net, v6_net) = if host == 5 {
+            ("10.96", "fd00:96")
+        } else {
+            ("10.244", "fd00:10:244")
+        };
+        let v4: IpAddr = format!("{v4_net}.{node}.{}", host + 1)
             .parse()
             .expect("valid literal");
-        let v6: IpAddr = format!("fd00:10:244:{node}::{}", host + 1)
+        let v6: IpAddr = format!("{v6_net}:{node}::{}", host + 1)
             .parse()
             .expect("valid literal");
         match families {

@@ -8,8 +8,9 @@
 //!   ct state invalid drop
 //!   icmpv6 type 133-137 accept                   neighbour discovery is never dropped
 //!   fib saddr type local accept                  (output only) the node's own traffic
+//!   ip saddr != @local-addresses-v4 accept       no local pod: nothing below could match
 //!   ip saddr . ip daddr @self-pairs-v4 accept    a pod reaching itself
-//!   ip saddr @pod-cidrs-v4 ip saddr != @local-pod-ips-v4 drop   unknown local pod
+//!   ip saddr != @local-pod-ips-v4 drop           unknown local pod (in the pod CIDRs)
 //!   ip saddr vmap @egress-dispatch-v4            local pod → jump to its group chain
 //!   ip saddr @egress-isolated-v4 drop            reached only mid-commit (see add_base_chains)
 //! egress-group-HASH                               one per distinct set of isolating policies
@@ -44,7 +45,7 @@
 //!
 //! The rooms, one module per role:
 //! - [`base`]: the base chains and the static sets they test (self pairs,
-//!   known local pods, pod CIDRs);
+//!   known local pods, every local address);
 //! - [`dispatch`]: the dispatch maps and one group chain per distinct list of
 //!   isolating policies;
 //! - [`policy`]: each policy's chain of allow rules and its peer sets;
