@@ -335,6 +335,7 @@ pub fn run(
     let start = load_average();
     let rt = lab::runtime()?;
     let lab = lab::build(&rt)?;
+    let reference = lab::build_reference(&rt)?;
     let mut lab_cluster = lab::cluster(size.pods, size.policies, size.seed, &lab);
     let mut trials = Vec::new();
     for (setup, guards) in [(Setup::NFTPOL, 0), (Setup::NftpolAdminGuards, shape.guards)] {
@@ -353,7 +354,7 @@ pub fn run(
         ));
     }
     drop(lab_cluster);
-    let (points, notes) = rounds::run_enforcing(lab, trials, &schedule)?;
+    let (points, notes) = rounds::run_enforcing(lab, reference, trials, &schedule)?;
     Ok(ClusterPolicyResult {
         pods: size.pods,
         policies: size.policies,

@@ -20,7 +20,7 @@
 //! policy count. A connect to a port no policy allows proves enforcement is
 //! on: it is refused without a table and dropped with one.
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, bail, Result};
 use nftpol_ir::Ruleset;
 use nftpol_ruleset::compile::CompileOptions;
 use serde::{Deserialize, Serialize};
@@ -130,10 +130,7 @@ pub fn run(
     let start = load_average();
     let rt = lab::runtime()?;
     let lab = lab::build(&rt)?;
-    let reference = lab::build(&rt)?;
-    Tables::ConntrackOnly
-        .load(&reference)
-        .context("loading conntrack-only into the reference lab")?;
+    let reference = lab::build_reference(&rt)?;
     let cpu = lab.cpu;
     let mut notes = Vec::new();
     let mut trials = vec![

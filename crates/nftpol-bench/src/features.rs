@@ -58,6 +58,7 @@ pub fn run(pods: usize, policies: usize, schedule: Schedule, seed: u64) -> Resul
     let start = load_average();
     let rt = lab::runtime()?;
     let lab = lab::build(&rt)?;
+    let reference = lab::build_reference(&rt)?;
     eprintln!("nftpol-bench: compiling {pods} pods × {policies} policies four ways …");
     let cluster = lab::cluster(pods, policies, seed, &lab);
     let trials: Vec<Trial> = [(false, false), (true, false), (false, true), (true, true)]
@@ -81,7 +82,7 @@ pub fn run(pods: usize, policies: usize, schedule: Schedule, seed: u64) -> Resul
         })
         .collect();
     drop(cluster);
-    let (points, notes) = rounds::run_enforcing(lab, trials, &schedule)?;
+    let (points, notes) = rounds::run_enforcing(lab, reference, trials, &schedule)?;
     Ok(FeaturesResult {
         pods,
         policies,

@@ -148,6 +148,16 @@ pub(crate) fn build(rt: &tokio::runtime::Runtime) -> Result<Lab> {
     })
 }
 
+/// A second lab holding the conntrack-only setup all along: the reference
+/// the samples of [`crate::rounds`] are paired with.
+pub(crate) fn build_reference(rt: &tokio::runtime::Runtime) -> Result<Lab> {
+    let reference = build(rt)?;
+    Tables::ConntrackOnly
+        .load(&reference)
+        .context("loading conntrack-only into the reference lab")?;
+    Ok(reference)
+}
+
 /// A current-thread runtime for building the lab.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

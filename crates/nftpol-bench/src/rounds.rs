@@ -186,6 +186,9 @@ impl Trial {
             p99_ms: spread(|s| s.connect.p99),
             paired_p50: paired(|s| s.p50),
             paired_p99: paired(|s| s.p99),
+            // A rate is the inverse of the mean latency: the reference's
+            // mean over the sample's is the rate's ratio.
+            paired_rate: paired(|s| if s.mean > 0.0 { 1.0 / s.mean } else { 0.0 }),
             per_s: spread(|s| s.per_s),
             cpu_us: spread(|s| s.connect_cpu_us.p50),
             connections,
@@ -234,6 +237,10 @@ pub struct Point {
     /// The same for p99.
     #[serde(default)]
     pub paired_p99: Option<Spread>,
+    /// The same for the connection rate (connections per second spent
+    /// connecting).
+    #[serde(default)]
+    pub paired_rate: Option<Spread>,
     /// Connections per second of time spent connecting, per round.
     pub per_s: Spread,
     /// The client thread's CPU time per `connect()`, median of each round, µs.
@@ -310,23 +317,27 @@ pub(crate) fn run(
     (points, notes)
 }
 
-/// [`run`] over setups that each enforce nftpol's ruleset, then the lab
-/// removed: fails unless every measured setup dropped the port no policy
-/// allows (else it measured a ruleset that does not enforce).
+/// [`run`] over setups that each enforce nftpol's ruleset, paired with
+/// `reference` ([`crate::lab::build_reference`]), then both labs removed:
+/// fails unless every measured setup dropped the port no policy allows
+/// (else it measured a ruleset that does not enforce).
 pub(crate) fn run_enforcing(
     lab: Lab,
+    reference: Lab,
     mut trials: Vec<Trial>,
     schedule: &Schedule,
 ) -> Result<(Vec<Point>, Vec<String>)> {
     let labs = Labs {
         measured: &lab,
-        reference: None,
+        reference: Some(&reference),
     };
     let (points, notes) = run(labs, &mut trials, schedule);
     drop(trials);
-    lab.topology
-        .teardown()
-        .map_err(|e| anyhow!("removing the lab: {e}"))?;
+    for lab in [lab, reference] {
+        lab.topology
+            .teardown()
+            .map_err(|e| anyhow!("removing the lab: {e}"))?;
+    }
     if let Some(open) = points.iter().find(|point| point.denied_port != "dropped") {
         bail!(
             "{}: a port no policy allows was not dropped ({}), so the ruleset does not enforce",

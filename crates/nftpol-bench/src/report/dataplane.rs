@@ -157,17 +157,31 @@ fn latency_bound(md: &mut String, d: &DataplaneResult) {
     );
 }
 
-/// A feature's throughput and connection-rate ratios to the baseline.
+/// A feature's throughput, connection-rate and p50 ratios to the
+/// baseline; the rate and p50 from the samples paired with the reference
+/// lab where both have them (each one's ratio to the reference at the same
+/// moments, then one over the other).
 fn feature_cost(f: &FeaturesResult, setup: Setup) -> Option<(f64, f64, f64)> {
     let base = f.baseline()?;
     let point = f.points.iter().find(|p| p.setup == setup)?;
     let gbit = |p: &Point| p.gbit_per_s.map_or(0.0, |g| g.median);
     let ratio = |value: f64, base: f64| if base > 0.0 { value / base } else { 0.0 };
-    Some((
-        ratio(gbit(point), gbit(base)),
-        ratio(point.per_s.median, base.per_s.median),
-        ratio(point.p50_ms.median, base.p50_ms.median),
-    ))
+    let (rate, p50) = match (
+        point.paired_rate,
+        point.paired_p50,
+        base.paired_rate,
+        base.paired_p50,
+    ) {
+        (Some(rate), Some(p50), Some(base_rate), Some(base_p50)) => (
+            ratio(rate.median, base_rate.median),
+            ratio(p50.median, base_p50.median),
+        ),
+        _ => (
+            ratio(point.per_s.median, base.per_s.median),
+            ratio(point.p50_ms.median, base.p50_ms.median),
+        ),
+    };
+    Some((ratio(gbit(point), gbit(base)), rate, p50))
 }
 
 /// The target rows of #11 (per pod count), #13 and #14.
@@ -217,11 +231,16 @@ pub(super) fn headline(md: &mut String, results: &Results) {
         };
         let _ = writeln!(
             md,
-            "| {flag}: bulk throughput and new-connection rate within 3 % of off | throughput {}, connection rate {} ({} pods, {} policies, medians of {} rounds) | {} |",
+            "| {flag}: bulk throughput and new-connection rate within 3 % of off | throughput {}, connection rate {} ({} pods, {} policies, {}medians of {} rounds) | {} |",
             change(gbit, 1.0),
             change(rate, 1.0),
             count(f.pods),
             count(f.policies),
+            if f.baseline().is_some_and(|b| b.paired_rate.is_some()) {
+                "rate paired with the reference lab, "
+            } else {
+                ""
+            },
             f.schedule.rounds,
             met(gbit >= 1.0 - FEATURE_COST && rate >= 1.0 - FEATURE_COST)
         );
@@ -280,21 +299,25 @@ pub(super) fn section(
     }
 }
 
-/// Each setup's medians against the same setup's in the replaced run.
+/// Each setup's medians against the same setup's in the replaced run: the
+/// absolute p50 and p99, which move with the machine's speed, and the p50
+/// over conntrack-only, which the target judges.
 fn repeatability(md: &mut String, results: &[DataplaneResult], previous: &PreviousDataplane) {
     let _ = writeln!(
         md,
         "### Against the previous run\n\n\
          The same measurement as the run this one replaced (commit `{}`, {}): how well the medians repeat.\n\n\
-         | pods | setup | policies | p50 µs now / before | change | p99 µs now / before | change |\n\
-         |---:|---|---:|---:|---:|---:|---:|",
+         | pods | setup | policies | p50 µs now / before | change | p99 µs now / before | change | p50 vs conntrack only now / before |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|",
         previous.commit, previous.date
     );
-    let mut worst: f64 = 0.0;
+    let mut worst_absolute: f64 = 0.0;
+    let mut worst_versus: f64 = 0.0;
     for d in results {
         let Some(before) = previous.results.iter().find(|b| b.pods == d.pods) else {
             continue;
         };
+        let conntrack = (d.conntrack_only(), before.conntrack_only());
         for p in &d.points {
             let Some(b) = before
                 .points
@@ -304,11 +327,22 @@ fn repeatability(md: &mut String, results: &[DataplaneResult], previous: &Previo
                 continue;
             };
             if b.p50_ms.median > 0.0 {
-                worst = worst.max((p.p50_ms.median / b.p50_ms.median - 1.0).abs());
+                worst_absolute =
+                    worst_absolute.max((p.p50_ms.median / b.p50_ms.median - 1.0).abs());
             }
+            let versus = match conntrack {
+                (Some(now), Some(then)) => {
+                    let (now, then) = (versus_conntrack(p, now).0, versus_conntrack(b, then).0);
+                    if matches!(p.setup, Setup::Nftpol { .. }) {
+                        worst_versus = worst_versus.max((now - then).abs());
+                    }
+                    format!("{} / {}", change(now, 1.0), change(then, 1.0))
+                }
+                _ => "–".to_owned(),
+            };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} / {} | {} | {} / {} | {} |",
+                "| {} | {} | {} | {} / {} | {} | {} / {} | {} | {versus} |",
                 count(d.pods),
                 p.setup,
                 count(p.policies),
@@ -323,8 +357,10 @@ fn repeatability(md: &mut String, results: &[DataplaneResult], previous: &Previo
     }
     let _ = writeln!(
         md,
-        "\nLargest p50 change between the two runs: {:.1} %.\n",
-        worst * 100.0
+        "\nLargest change between the two runs: of a median p50, {:.1} %; of nftpol's p50 over conntrack-only, \
+         {:.1} percentage points.\n",
+        worst_absolute * 100.0,
+        worst_versus * 100.0
     );
 }
 
@@ -412,8 +448,13 @@ fn table(md: &mut String, d: &DataplaneResult) {
 /// higher is better.
 type Figure = (&'static str, fn(&Point) -> Spread, fn(f64) -> String, bool);
 
+/// A ratio to the reference lab, as a percentage over it.
+fn over_reference(ratio: f64) -> String {
+    change(ratio, 1.0)
+}
+
 /// The rows of section 7.
-const FIGURES: [Figure; 5] = [
+const FIGURES: [Figure; 7] = [
     (
         "bulk throughput, Gbit/s",
         |p| p.gbit_per_s.unwrap_or_default(),
@@ -424,6 +465,18 @@ const FIGURES: [Figure; 5] = [
     ("connect p50, µs", |p| p.p50_ms, us, false),
     ("connect p99, µs", |p| p.p99_ms, us, false),
     ("CPU per connect, µs", |p| p.cpu_us, one_decimal, false),
+    (
+        "new connections / s over the reference lab's (paired)",
+        |p| p.paired_rate.unwrap_or_default(),
+        over_reference,
+        true,
+    ),
+    (
+        "connect p50 over the reference lab's (paired)",
+        |p| p.paired_p50.unwrap_or_default(),
+        over_reference,
+        false,
+    ),
 ];
 
 /// Whether `value` is within [`FEATURE_COST`] of `reference`, in the
@@ -453,7 +506,9 @@ pub(super) fn features_section(md: &mut String, features: Option<&FeaturesResult
          The lab of section 4, nftpol's ruleset compiled four ways with the options `nftpol agent` derives from its \
          flags: both off (the baseline), `--rejudge-established` (default mark bits, first generation), \
          `--verdict-log=deny` (default NFLOG group), and both (the agent's defaults). Interleaved rounds as in \
-         section 4; each round takes a sample of new connections and a bulk TCP stream over one established flow. \
+         section 4, each sample paired with the conntrack-only reference lab as there; each round takes a sample of \
+         new connections and a bulk TCP stream over one established flow. The connection rate judged is the paired \
+         one (each setup's over the reference's at the same moments, over the baseline's). \
          Figures are medians over rounds with the range in brackets, then the change from the baseline's median; \
          **within 3 %** means throughput and rate at least 97 % of the baseline's, latency and CPU at most 103 %. A ratio inside the \
          baseline's own range between rounds is noise, not cost. Log rules sit on deny paths only, so no packet \
@@ -782,6 +837,7 @@ mod tests {
             p99_ms: one(p99_us / 1000.0),
             paired_p50: None,
             paired_p99: None,
+            paired_rate: None,
             per_s: one(per_s),
             cpu_us: one(p50_us / 2.0),
             connections: 1,
@@ -889,5 +945,18 @@ mod tests {
             verdict_log_deny: true,
         };
         assert_eq!(feature_cost(&f, both), None);
+
+        // Paired with the reference lab, the paired ratios decide: the
+        // feature's rate 2 % below the baseline's at the same moments,
+        // whatever the rounds' absolute rates said.
+        let mut paired = f.clone();
+        for (point, (rate, p50)) in paired.points.iter_mut().zip([(0.9, 1.1), (0.882, 1.122)]) {
+            point.paired_rate = Some(Spread::of(&[rate]));
+            point.paired_p50 = Some(Spread::of(&[p50]));
+        }
+        let (gbit, rate, p50) = feature_cost(&paired, rejudge).unwrap();
+        assert!((gbit - 0.99).abs() < 1e-9, "{gbit}");
+        assert!((rate - 0.98).abs() < 1e-9, "{rate}");
+        assert!((p50 - 1.02).abs() < 1e-9, "{p50}");
     }
 }
