@@ -63,13 +63,15 @@ pub(crate) struct Lab {
 }
 
 /// Pins the calling thread to the last CPU it may run on; threads it starts
-/// afterwards inherit the mask. Measured on this 2-vCPU machine (#11):
+/// afterwards inherit the mask. A veth transmit runs both routers'
+/// forwarding and the server's answer in softirq on the sending CPU, so one
+/// CPU carries the whole connection. Measured on this 2-vCPU machine (#11):
 /// unpinned, whole rounds of connects ran about 1.5× slower than the rest
 /// (10 vs 14 µs p50 without a table) as the thread moved between the two
-/// CPUs, which outweighed every per-packet cost measured; pinned, the rounds
-/// of a setup agree within a few percent. A veth transmit runs both
-/// routers' forwarding and the server's answer in softirq on the sending
-/// CPU, so one CPU carries the whole connection.
+/// CPUs; pinned, one run's rounds agreed within a few percent, but the next
+/// run's still flipped between 13 and 21 µs as the machine's own speed
+/// changed under them. Pinning removes one source of that; the samples
+/// paired with a reference lab ([`crate::rounds::Labs`]) cancel the rest.
 fn pin_to_one_cpu() -> Result<usize> {
     use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
     use nix::unistd::Pid;
