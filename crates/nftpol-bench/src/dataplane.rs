@@ -156,7 +156,7 @@ pub fn run(
     }
     let labs = Labs {
         measured: &lab,
-        reference: Some(&reference),
+        reference: &reference,
     };
     let (points, round_notes) = rounds::run(labs, &mut trials, &schedule);
     notes.extend(round_notes);

@@ -289,12 +289,12 @@ impl Connects {
     }
 }
 
-/// Refuses a sample of `count` connects in each of `labs` labs that would
+/// Refuses a sample of `count` connects in each of the two labs that would
 /// reuse a port or overflow an accept queue.
-fn check_count(count: usize, labs: usize) -> Result<()> {
-    if count * labs > usize::from(PORT_RANGE) {
+fn check_count(count: usize) -> Result<()> {
+    if count * 2 > usize::from(PORT_RANGE) {
         bail!(
-            "{count} connections in each of {labs} labs need more source ports than the {PORT_RANGE} there are"
+            "{count} connections in each of two labs need more source ports than the {PORT_RANGE} there are"
         );
     }
     if count > QUEUED {
@@ -312,26 +312,10 @@ fn silent_server(lab: &Lab) -> Result<TcpListener> {
     inside(&lab.server.0, || listen(target))
 }
 
-/// `count` sequential connects to the server (at most `seconds` of wall time).
-pub(crate) fn connections(
-    lab: &Lab,
-    ports: &mut Ports,
-    count: usize,
-    seconds: f64,
-) -> Result<Sample> {
-    check_count(count, 1)?;
-    let listener = silent_server(lab)?;
-    let started = Instant::now();
-    let until = started + Duration::from_secs_f64(seconds);
-    let mut connects = Connects::default();
-    connects.block(lab, ports, (count, count), until)?;
-    drop(listener);
-    Ok(connects.sample(started.elapsed().as_secs_f64() * 1000.0))
-}
-
-/// [`connections`] in `lab`, in blocks of [`PAIRED_BLOCK`] alternating with
-/// as many in `reference` (a second lab holding the reference setup all
-/// along): the sample carries the reference's latencies of the same time.
+/// `count` sequential connects to `lab`'s server (at most `seconds` of wall
+/// time), in blocks of [`PAIRED_BLOCK`] alternating with as many to
+/// `reference`'s (a second lab holding the reference setup all along): the
+/// sample carries the reference's latencies of the same time.
 /// A setup's latency over the reference's from paired samples does not
 /// depend on how fast the machine ran in that round, which on this shared
 /// 2-vCPU machine changes by 1.5× from one round to the next.
@@ -342,7 +326,7 @@ pub(crate) fn paired_connections(
     count: usize,
     seconds: f64,
 ) -> Result<Sample> {
-    check_count(count, 2)?;
+    check_count(count)?;
     let listeners = (silent_server(lab)?, silent_server(reference)?);
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(seconds);
