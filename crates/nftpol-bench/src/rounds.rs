@@ -230,8 +230,8 @@ pub struct Point {
     /// Connect latency p99 of each round, ms: median and range.
     pub p99_ms: Spread,
     /// Each round's p50 over the reference lab's p50 taken alongside
-    /// ([`probe::paired_connections`]): median and range; none unless the
-    /// rounds ran with a reference lab.
+    /// ([`probe::paired_connections`]): median and range; none in results
+    /// measured before the samples were paired.
     #[serde(default)]
     pub paired_p50: Option<Spread>,
     /// The same for p99.
