@@ -138,7 +138,7 @@ pub struct Sample {
     pub failures: usize,
     /// Softirq CPU of the whole machine during the sample, ms (`/proc/stat`).
     pub softirq_ms: f64,
-    /// Wall time of the sample, ms.
+    /// Wall time of the sample, ms (the reference lab's blocks included).
     pub wall_ms: f64,
     /// Connect latency in the reference lab, taken in blocks alternating
     /// with this sample's ([`paired_connections`]), ms.

@@ -22,6 +22,29 @@ fn open() -> KernelDataplane {
     KernelDataplane::open().expect("opening the netfilter socket")
 }
 
+/// `bad` is refused for its interval `overlapping` (EEXIST), and the error
+/// names that element of `set`.
+fn assert_overlap_rejected_and_named(
+    kernel: &mut KernelDataplane,
+    bad: &Diff,
+    set: &str,
+    overlapping: Element,
+) {
+    let error = kernel
+        .apply(bad)
+        .expect_err("an overlapping interval must be rejected");
+    assert!(error.is_exists(), "{error}");
+    assert_eq!(error.kind(), "exists");
+    assert_eq!(
+        error.object(),
+        Some(&Object::Element {
+            set: set.to_owned(),
+            element: Box::new(overlapping)
+        }),
+        "{error}"
+    );
+}
+
 /// `nft list` as sorted blocks with sorted elements (object and element order
 /// is the kernel's, not ours), and each chain's rule bytecode as nft prints it.
 fn nft_listing() -> (Vec<String>, BTreeMap<String, Vec<String>>) {
@@ -141,19 +164,7 @@ fn rejected_batch_changes_nothing_and_names_the_element() {
                 },
             ],
         };
-        let error = kernel
-            .apply(&bad)
-            .expect_err("an overlapping interval must be rejected");
-        assert!(error.is_exists(), "{error}");
-        assert_eq!(
-            error.object(),
-            Some(&Object::Element {
-                set: PEERS_V4.to_owned(),
-                element: Box::new(overlapping)
-            }),
-            "{error}"
-        );
-        assert_eq!(error.kind(), "exists");
+        assert_overlap_rejected_and_named(&mut kernel, &bad, PEERS_V4, overlapping);
         assert_eq!(kernel.read().expect("read").expect("table present"), ir);
     });
 }
@@ -201,18 +212,7 @@ fn a_rejected_element_in_a_later_message_of_a_long_change_is_named() {
             messages >= 4,
             "NEWSET and several element messages ({messages})"
         );
-        let error = kernel
-            .apply(&bad)
-            .expect_err("an overlapping interval must be rejected");
-        assert!(error.is_exists(), "{error}");
-        assert_eq!(
-            error.object(),
-            Some(&Object::Element {
-                set: "wide-v4".to_owned(),
-                element: Box::new(overlapping)
-            }),
-            "{error}"
-        );
+        assert_overlap_rejected_and_named(&mut kernel, &bad, "wide-v4", overlapping);
     });
 }
 
